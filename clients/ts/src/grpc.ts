@@ -1,0 +1,172 @@
+// The glue between grpc-js and protobuf-es v2: one ServiceDefinition built from
+// a generated GenService descriptor, used by the server to register handlers and
+// by clients (through makeGenericClientConstructor) to call them.
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+
+type Methods<S> = S extends GenService<infer M> ? M : never;
+type In<M extends GenServiceMethods[string]> = MessageShape<M["input"]>;
+type Out<M extends GenServiceMethods[string]> = MessageShape<M["output"]>;
+type OutInit<M extends GenServiceMethods[string]> = MessageInitShape<M["output"]>;
+
+/** A server-side handler per method, keyed by the method's localName. */
+export type ServiceHandlers<S extends GenService<GenServiceMethods>> = {
+  [K in keyof Methods<S>]: Methods<S>[K]["methodKind"] extends "unary"
+    ? (request: In<Methods<S>[K]>, call: grpc.ServerUnaryCall<In<Methods<S>[K]>, Out<Methods<S>[K]>>) => Promise<OutInit<Methods<S>[K]>>
+    : Methods<S>[K]["methodKind"] extends "server_streaming"
+      ? (request: In<Methods<S>[K]>, call: grpc.ServerWritableStream<In<Methods<S>[K]>, Out<Methods<S>[K]>>) => Promise<void>
+      : never;
+};
+
+/** A typed client method per RPC. Server streams are async iterables. */
+export type ServiceClient<S extends GenService<GenServiceMethods>> = {
+  [K in keyof Methods<S>]: Methods<S>[K]["methodKind"] extends "unary"
+    ? (request: MessageInitShape<Methods<S>[K]["input"]>, options?: CallOptions) => Promise<Out<Methods<S>[K]>>
+    : Methods<S>[K]["methodKind"] extends "server_streaming"
+      ? (request: MessageInitShape<Methods<S>[K]["input"]>, options?: CallOptions) => ServerStream<Out<Methods<S>[K]>>
+      : never;
+} & { readonly raw: grpc.Client };
+
+export interface CallOptions {
+  /** Absolute deadline of the call. */
+  deadline?: Date;
+  /** Extra metadata, for example an authorization header. */
+  metadata?: grpc.Metadata;
+  /** Cancels the call. */
+  signal?: AbortSignal;
+}
+
+/** A server stream: iterate it for messages; cancel() ends it from this side. */
+export interface ServerStream<T> extends AsyncIterable<T> {
+  cancel(): void;
+}
+
+/** A gRPC error raised by a handler: its code and message reach the caller as they are. */
+export class StatusError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+    this.name = "StatusError";
+  }
+}
+
+function serializer<D extends DescMessage>(schema: D) {
+  return {
+    serialize: (value: MessageShape<D>) => Buffer.from(toBinary(schema, value)),
+    deserialize: (bytes: Buffer) => fromBinary(schema, bytes),
+  };
+}
+
+/** Builds the grpc-js ServiceDefinition of a generated service, keyed by localName. */
+export function serviceDefinition(service: GenService<GenServiceMethods>): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) {
+    if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") {
+      throw new Error(`${service.typeName}.${method.name}: ${method.methodKind} methods are not supported`);
+    }
+    const request = serializer(method.input);
+    const response = serializer(method.output);
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      requestStream: false,
+      responseStream: method.methodKind === "server_streaming",
+      requestSerialize: request.serialize,
+      requestDeserialize: request.deserialize,
+      responseSerialize: response.serialize,
+      responseDeserialize: response.deserialize,
+      originalName: method.name,
+    } as grpc.MethodDefinition<unknown, unknown>;
+  }
+  return definition;
+}
+
+/**
+ * Turns typed async handlers into grpc-js handlers. A thrown StatusError keeps
+ * its code; anything else is logged through `onInternalError` and reaches the
+ * caller as INTERNAL with no detail, never as UNKNOWN.
+ */
+export function implementService<S extends GenService<GenServiceMethods>>(
+  service: S,
+  handlers: ServiceHandlers<S>,
+  onInternalError: (method: string, error: unknown) => void,
+): grpc.UntypedServiceImplementation {
+  const implementation: grpc.UntypedServiceImplementation = {};
+  const toStatus = (method: string, error: unknown): Partial<grpc.StatusObject> => {
+    if (error instanceof StatusError) return { code: error.code, details: error.message };
+    onInternalError(method, error);
+    return { code: grpc.status.INTERNAL, details: "internal error" };
+  };
+  for (const method of service.methods) {
+    const handler = (handlers as Record<string, (request: unknown, call: unknown) => Promise<unknown>>)[method.localName];
+    if (handler === undefined) throw new Error(`${service.typeName}.${method.name} has no handler`);
+    const name = `${service.typeName}/${method.name}`;
+    if (method.methodKind === "unary") {
+      implementation[method.localName] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        handler(call.request, call).then(
+          (init) => callback(null, create(method.output, init as MessageInitShape<DescMessage>)),
+          (error: unknown) => callback(toStatus(name, error)),
+        );
+      };
+    } else {
+      implementation[method.localName] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+        handler(call.request, call).then(
+          () => call.end(),
+          (error: unknown) => call.destroy(Object.assign(new Error(), toStatus(name, error))),
+        );
+      };
+    }
+  }
+  return implementation;
+}
+
+/** Creates a typed client of a generated service over one grpc-js channel. */
+export function createServiceClient<S extends GenService<GenServiceMethods>>(
+  service: S,
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  options: grpc.ClientOptions = {},
+): ServiceClient<S> {
+  const Constructor = grpc.makeGenericClientConstructor(serviceDefinition(service), service.typeName);
+  const raw = new Constructor(address, credentials, options);
+  const client: Record<string, unknown> = { raw };
+  for (const method of service.methods) {
+    const definition = Constructor.service[method.localName]!;
+    if (method.methodKind === "unary") {
+      client[method.localName] = (init: MessageInitShape<DescMessage>, opts: CallOptions = {}) =>
+        new Promise((resolve, reject) => {
+          const call = raw.makeUnaryRequest(
+            definition.path,
+            definition.requestSerialize,
+            definition.responseDeserialize,
+            create(method.input, init),
+            opts.metadata ?? new grpc.Metadata(),
+            { deadline: opts.deadline },
+            (error, value) => (error ? reject(error) : resolve(value)),
+          );
+          opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+        });
+    } else {
+      client[method.localName] = (init: MessageInitShape<DescMessage>, opts: CallOptions = {}) => {
+        const call = raw.makeServerStreamRequest(
+          definition.path,
+          definition.requestSerialize,
+          definition.responseDeserialize,
+          create(method.input, init),
+          opts.metadata ?? new grpc.Metadata(),
+          { deadline: opts.deadline },
+        );
+        opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+        const stream: ServerStream<unknown> = {
+          cancel: () => call.cancel(),
+          [Symbol.asyncIterator]: () => call[Symbol.asyncIterator](),
+        };
+        return stream;
+      };
+    }
+  }
+  return client as ServiceClient<S>;
+}

@@ -1,0 +1,470 @@
+// The coordinator: every decision about executions and attempts. It keeps the
+// schedule and history in the store, decides every retry, wakes long-polling
+// workers when work comes due, and pushes each change to the watchers.
+//
+// Every change runs inside store.write(), synchronously, so that a read and the
+// guarded update that follows it cannot interleave with another request. Replies
+// wait for store.committed(): nothing is acknowledged before it is durable.
+import { create, toBinary } from "@bufbuild/protobuf";
+import { status } from "@grpc/grpc-js";
+import { LeasedAttemptSchema, OutcomeReceiptSchema, RetryPolicySchema, StatusError } from "@reprise/client/wire";
+import type { Execution, LeasedAttempt, Outcome, OutcomeReceipt, RetryPolicy } from "@reprise/client/wire";
+import { systemClock } from "./clock.js";
+import type { Clock } from "./clock.js";
+import { decodeLeaseToken, encodeLeaseToken, newLeaseSecret, secretsEqual } from "./lease-token.js";
+import type { Logger } from "./log.js";
+import { silentLogger } from "./log.js";
+import { LongPolls } from "./long-polls.js";
+import type { LeaseRequest, Poller } from "./long-polls.js";
+import { resolvePolicy, retryDelayMs } from "./policy.js";
+import { Scheduler } from "./scheduler.js";
+import { decodePolicy, toExecution, toPayload } from "./snapshot.js";
+import { AttemptStateNumber as A, ExecutionStateNumber as E } from "./store.js";
+import type { AttemptRecord, ExecutionRecord, FailureRecord, PayloadRecord, Store } from "./store.js";
+import { durationToMs, msToTimestamp } from "./time.js";
+import { WatchHub } from "./watch-hub.js";
+
+export interface CoordinatorOptions {
+  store: Store;
+  clock?: Clock;
+  /** Uniform in [0, 1); drives the delays of unlimited retries. */
+  random?: () => number;
+  log?: Logger;
+}
+
+export interface SubmitParams {
+  task: string;
+  arguments: PayloadRecord;
+  /** The Submit's own policy, serialized; null when it carried none. */
+  retryPolicy: Uint8Array | null;
+  idempotencyKey: string | null;
+  delayMs: number;
+  labels: Record<string, string>;
+}
+
+export interface DeclaredTask {
+  name: string;
+  retryPolicy: Uint8Array | null;
+  timeoutMs: number | null;
+}
+
+const TERMINAL_FROM_ATTEMPT: Record<number, number> = {
+  [A.failed]: E.failed,
+  [A.abandoned]: E.abandoned,
+  [A.timedOut]: E.timedOut,
+};
+
+export const isTerminal = (state: number) => state !== E.pending && state !== E.running;
+
+// Expired attempts are handled in slices so one timer tick never holds the
+// event loop for long, even after a restart with many leases gone stale.
+const EXPIRY_SLICE = 500;
+
+function refused(reason: string): OutcomeReceipt {
+  return create(OutcomeReceiptSchema, { accepted: false, reason });
+}
+
+export class Coordinator {
+  private readonly store: Store;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly log: Logger;
+  private readonly scheduler: Scheduler;
+  private readonly watchers = new WatchHub();
+  private readonly polls = new LongPolls();
+  private offerScheduled = false;
+  private closed = false;
+
+  constructor(options: CoordinatorOptions) {
+    this.store = options.store;
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? Math.random;
+    this.log = options.log ?? silentLogger;
+    this.scheduler = new Scheduler(this.clock, () => this.onTimer());
+  }
+
+  /** Handles whatever fell due while the coordinator was down, then arms the timer. */
+  start(): void {
+    this.onTimer();
+  }
+
+  /** Long-polls return empty, watches end with UNAVAILABLE, and the timer stops. */
+  shutdown(): void {
+    this.closed = true;
+    this.scheduler.stop();
+    this.polls.releaseAll();
+    this.watchers.failAll(new StatusError(status.UNAVAILABLE, "the coordinator is shutting down; watch again"));
+  }
+
+  get stats() {
+    return { longPolls: this.polls.size, watches: this.watchers.size, nextWakeAt: this.scheduler.nextWakeAt };
+  }
+
+  // ---- executions -------------------------------------------------------
+
+  async submit(params: SubmitParams): Promise<{ execution: Execution; existing: boolean }> {
+    const { record, existing } = this.store.write(() => {
+      if (params.idempotencyKey !== null) {
+        const found = this.store.executionGetByIdempotencyKey(params.idempotencyKey);
+        if (found) return { record: found, existing: true };
+      }
+      const now = this.clock.now();
+      const record = this.store.executionInsert({
+        id: crypto.randomUUID(),
+        task: params.task,
+        state: E.pending,
+        arguments: params.arguments,
+        retryPolicy: params.retryPolicy,
+        nextAttemptAt: now + params.delayMs,
+        createdAt: now,
+        idempotencyKey: params.idempotencyKey,
+        labels: params.labels,
+      });
+      this.workDueAt(record.nextAttemptAt!, now);
+      return { record, existing: false };
+    });
+    await this.store.committed();
+    if (!existing) this.log.debug("execution submitted", { execution_id: record.id, task: record.task });
+    return { execution: this.snapshot(record), existing };
+  }
+
+  async get(id: string): Promise<Execution> {
+    const snapshot = this.snapshot(this.requireExecution(id));
+    await this.store.committed();
+    return snapshot;
+  }
+
+  async list(params: { task?: string; state?: number; beforeSeq?: number; limit: number }) {
+    const records = this.store.executionList({ ...params, limit: params.limit + 1 });
+    const page = records.slice(0, params.limit);
+    const executions = page.map((record) => this.snapshot(record));
+    await this.store.committed();
+    return { executions, nextBeforeSeq: records.length > params.limit ? page[page.length - 1]!.seq : null };
+  }
+
+  async cancel(id: string): Promise<Execution> {
+    const record = this.store.write(() => {
+      const record = this.requireExecution(id);
+      const now = this.clock.now();
+      if (record.state === E.running) {
+        const attempt = this.store.attemptGetRunning(record.seq);
+        if (attempt) {
+          this.store.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.cancelled, finishedAt: now, failure: null, retryPolicy: null });
+        }
+      }
+      if (!isTerminal(record.state)) {
+        this.store.executionFinish({ seq: record.seq, fromStates: [E.pending, E.running], state: E.cancelled, finishedAt: now });
+        this.changed(record.seq);
+        this.log.info("execution cancelled", { execution_id: id, task: record.task });
+      }
+      return this.store.executionGetBySeq(record.seq)!;
+    });
+    await this.store.committed();
+    return this.snapshot(record);
+  }
+
+  /**
+   * Sends the current state, then every change, and resolves after the terminal
+   * state has been sent. Rejects with UNAVAILABLE on shutdown; resolves early
+   * when `signal` aborts (the caller went away).
+   */
+  async watch(id: string, send: (snapshot: Execution) => void, signal: AbortSignal): Promise<void> {
+    await this.store.committed();
+    const record = this.requireExecution(id);
+    send(this.snapshot(record));
+    if (isTerminal(record.state)) return;
+    if (this.closed) throw new StatusError(status.UNAVAILABLE, "the coordinator is shutting down; watch again");
+    await new Promise<void>((resolve, reject) => {
+      const unsubscribe = this.watchers.add(record.seq, { lastVersion: record.version, send, finish: resolve, fail: reject });
+      signal.addEventListener("abort", () => { unsubscribe(); resolve(); }, { once: true });
+    });
+  }
+
+  // ---- workers ------------------------------------------------------------
+
+  async declare(workerId: string, tasks: DeclaredTask[]): Promise<void> {
+    this.store.write(() => {
+      const now = this.clock.now();
+      for (const task of tasks) this.store.taskUpsert({ ...task, workerId, declaredAt: now });
+    });
+    await this.store.committed();
+  }
+
+  /** Leases due attempts at once, or waits up to `waitMs` for some to come due. */
+  async lease(request: LeaseRequest & { waitMs: number }, signal: AbortSignal): Promise<LeasedAttempt[]> {
+    const leased = this.leaseDue(request);
+    if (leased.length > 0 || request.waitMs === 0 || this.closed) {
+      await this.store.committed();
+      return leased;
+    }
+    return new Promise((resolve, reject) => {
+      const poller: Poller = { ...request, deadline: this.clock.now() + request.waitMs, resolve, reject };
+      this.polls.add(poller);
+      this.scheduler.consider(poller.deadline);
+      signal.addEventListener("abort", () => this.polls.remove(poller) && resolve([]), { once: true });
+    });
+  }
+
+  async heartbeat(tokens: Uint8Array[]): Promise<{ cancelRequested: Uint8Array[]; lost: Uint8Array[] }> {
+    const cancelRequested: Uint8Array[] = [];
+    const lost: Uint8Array[] = [];
+    for (const token of tokens) {
+      const verdict = this.store.write(() => {
+        const found = this.findAttempt(token);
+        if (typeof found === "string") return "lost";
+        if (found.state === A.cancelled) return "cancel";
+        if (found.state !== A.running) return "lost";
+        const now = this.clock.now();
+        if (this.expireIfDue(found, now)) return "lost";
+        const extended = now + found.leaseMs;
+        const leaseExpiresAt = found.timeoutAt === null ? extended : Math.min(extended, found.timeoutAt);
+        this.store.attemptExtendLease({ id: found.id, leaseSecret: found.leaseSecret, leaseExpiresAt });
+        return "ok";
+      });
+      if (verdict === "cancel") cancelRequested.push(token);
+      else if (verdict === "lost") lost.push(token);
+    }
+    await this.store.committed();
+    return { cancelRequested, lost };
+  }
+
+  async report(outcomes: Outcome[]): Promise<OutcomeReceipt[]> {
+    const receipts = outcomes.map((outcome) => this.store.write(() => this.applyOutcome(outcome)));
+    await this.store.committed();
+    return receipts;
+  }
+
+  // ---- internals ----------------------------------------------------------
+
+  private requireExecution(id: string): ExecutionRecord {
+    const record = this.store.executionGet(id);
+    if (!record) throw new StatusError(status.NOT_FOUND, `execution_id: no execution ${JSON.stringify(id)}`);
+    return record;
+  }
+
+  private policyInEffect(record: ExecutionRecord): Uint8Array | null {
+    return record.retryPolicy ?? this.store.taskGet(record.task)?.retryPolicy ?? null;
+  }
+
+  private snapshot(record: ExecutionRecord): Execution {
+    return toExecution(record, this.store.attemptList(record.seq), this.policyInEffect(record));
+  }
+
+  /** Queues the new state of a changed execution for its watchers, delivered after commit. */
+  private changed(seq: number): void {
+    if (!this.watchers.watching(seq)) return;
+    const record = this.store.executionGetBySeq(seq)!;
+    const snapshot = this.snapshot(record);
+    this.store.afterCommit(() => this.watchers.publish(seq, record.version, snapshot, isTerminal(record.state)));
+  }
+
+  /** Wakes waiting workers now, or arms the timer for when the work comes due. */
+  private workDueAt(dueAt: number, now: number): void {
+    if (dueAt <= now) this.offerWorkSoon();
+    else this.scheduler.consider(dueAt);
+  }
+
+  private offerWorkSoon(): void {
+    if (this.offerScheduled || this.polls.size === 0) return;
+    this.offerScheduled = true;
+    // After the current batch: the flush was scheduled first, so it runs first.
+    setImmediate(() => {
+      this.offerScheduled = false;
+      this.offerWork();
+    });
+  }
+
+  /** Offers due work to waiting pollers, oldest first. */
+  private offerWork(): void {
+    for (const poller of this.polls.list()) {
+      const leased = this.leaseDue(poller);
+      if (leased.length === 0 || !this.polls.remove(poller)) continue;
+      this.store.committed().then(() => poller.resolve(leased), poller.reject);
+    }
+  }
+
+  private leaseDue(request: LeaseRequest): LeasedAttempt[] {
+    return this.store.write(() => {
+      const now = this.clock.now();
+      const due = this.store.executionListDue({ tasks: request.tasks, now, limit: request.maxAttempts });
+      const timeouts = new Map<string, number | null>();
+      const leased: LeasedAttempt[] = [];
+      for (const record of due) {
+        if (!timeouts.has(record.task)) timeouts.set(record.task, this.store.taskGet(record.task)?.timeoutMs ?? null);
+        const timeoutMs = timeouts.get(record.task)!;
+        const timeoutAt = timeoutMs === null ? null : now + timeoutMs;
+        const leaseExpiresAt = timeoutAt === null ? now + request.leaseMs : Math.min(now + request.leaseMs, timeoutAt);
+        const leaseSecret = newLeaseSecret();
+        const attempt = this.store.attemptStart({
+          executionSeq: record.seq,
+          number: record.attemptCount + 1,
+          workerId: request.workerId,
+          scheduledAt: record.nextAttemptAt!,
+          startedAt: now,
+          leaseSecret,
+          leaseMs: request.leaseMs,
+          leaseExpiresAt,
+          timeoutAt,
+        });
+        if (!attempt) continue;
+        this.changed(record.seq);
+        this.scheduler.consider(leaseExpiresAt);
+        leased.push(
+          create(LeasedAttemptSchema, {
+            executionId: record.id,
+            task: record.task,
+            attempt: attempt.number,
+            leaseToken: encodeLeaseToken(attempt.id, leaseSecret),
+            leaseExpiresAt: msToTimestamp(leaseExpiresAt),
+            arguments: toPayload(record.arguments),
+            timeoutAt: timeoutAt === null ? undefined : msToTimestamp(timeoutAt),
+            labels: record.labels,
+          }),
+        );
+        this.log.debug("attempt leased", { execution_id: record.id, task: record.task, attempt: attempt.number, worker_id: request.workerId });
+      }
+      return leased;
+    });
+  }
+
+  /** The attempt a token names, or why it names none. Constant-time on the secret. */
+  private findAttempt(token: Uint8Array): AttemptRecord | string {
+    const decoded = decodeLeaseToken(token);
+    if (!decoded) return "malformed lease token";
+    const attempt = this.store.attemptGet(decoded.attemptId);
+    if (!attempt || !secretsEqual(attempt.leaseSecret, decoded.secret)) return "unknown lease token";
+    return attempt;
+  }
+
+  private applyOutcome(outcome: Outcome): OutcomeReceipt {
+    if (outcome.outcome.case === undefined) return refused("the outcome has neither a result nor a failure");
+    const attempt = this.findAttempt(outcome.leaseToken);
+    if (typeof attempt === "string") return refused(attempt);
+    if (attempt.state === A.cancelled) return refused("the execution was cancelled");
+    if (attempt.state !== A.running) return refused(`attempt ${attempt.number} already ended; this lease is no longer current`);
+    const now = this.clock.now();
+    if (this.expireIfDue(attempt, now)) {
+      return refused(this.store.attemptGet(attempt.id)!.state === A.timedOut ? "the attempt timed out" : "the lease expired");
+    }
+    const execution = this.store.executionGetBySeq(attempt.executionSeq)!;
+    if (outcome.outcome.case === "result") {
+      const result = outcome.outcome.value;
+      this.store.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.succeeded, finishedAt: now, failure: null, retryPolicy: null });
+      this.store.executionFinish({
+        seq: execution.seq,
+        fromStates: [E.running],
+        state: E.succeeded,
+        finishedAt: now,
+        result: { data: result.data, contentType: result.contentType },
+      });
+      this.changed(execution.seq);
+      this.log.debug("attempt succeeded", { execution_id: execution.id, task: execution.task, attempt: attempt.number });
+      return create(OutcomeReceiptSchema, { accepted: true });
+    }
+    const failure = outcome.outcome.value;
+    const decision = this.endAttempt(attempt, execution, A.failed, now, {
+      type: failure.type,
+      message: failure.message,
+      stackTrace: failure.stackTrace,
+      nonRetryable: failure.nonRetryable,
+      retryAfterMs: failure.retryAfter ? durationToMs(failure.retryAfter) : 0,
+    });
+    return create(OutcomeReceiptSchema, {
+      accepted: true,
+      willRetry: decision !== null,
+      nextAttemptAt: decision === null ? undefined : msToTimestamp(decision),
+    });
+  }
+
+  /**
+   * Ends a RUNNING attempt as FAILED, ABANDONED or TIMED_OUT and decides what
+   * follows under the policy in effect now. Returns when the retry is due, or
+   * null when the execution ended.
+   */
+  private endAttempt(attempt: AttemptRecord, execution: ExecutionRecord, state: number, now: number, failure: FailureRecord): number | null {
+    const policyBytes = this.policyInEffect(execution);
+    const policy = resolvePolicy(decodePolicy(policyBytes));
+    const retryable = !(state === A.failed && failure.nonRetryable);
+    let delayMs = retryable && policy ? retryDelayMs(policy, attempt.number, this.random) : null;
+    if (delayMs !== null && failure.retryAfterMs > 0) delayMs = failure.retryAfterMs;
+    this.store.attemptFinish({
+      id: attempt.id,
+      leaseSecret: attempt.leaseSecret,
+      state,
+      finishedAt: now,
+      failure,
+      retryPolicy: policy ? policyBytes : null,
+    });
+    const fields = { execution_id: execution.id, task: execution.task, attempt: attempt.number, error_type: failure.type };
+    if (delayMs !== null) {
+      const nextAttemptAt = now + delayMs;
+      this.store.executionSetRetry({ seq: execution.seq, nextAttemptAt });
+      this.changed(execution.seq);
+      this.workDueAt(nextAttemptAt, now);
+      this.log.info("retry scheduled", { ...fields, attempt_state: state, delay_ms: delayMs });
+      return nextAttemptAt;
+    }
+    this.store.executionFinish({ seq: execution.seq, fromStates: [E.running], state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
+    this.changed(execution.seq);
+    this.log.info("execution ended", { ...fields, state: TERMINAL_FROM_ATTEMPT[state] });
+    return null;
+  }
+
+  /**
+   * Ends a RUNNING attempt whose lease or timeout has passed. When both have,
+   * whichever came first decides; heartbeats never extend a lease past the
+   * timeout, so a timeout at or before the lease expiry is a timeout.
+   */
+  private expireIfDue(attempt: AttemptRecord, now: number): boolean {
+    const timedOut = attempt.timeoutAt !== null && attempt.timeoutAt <= attempt.leaseExpiresAt;
+    const deadline = timedOut ? attempt.timeoutAt! : attempt.leaseExpiresAt;
+    if (deadline > now) return false;
+    const execution = this.store.executionGetBySeq(attempt.executionSeq)!;
+    const failure: FailureRecord = timedOut
+      ? {
+          type: "TimedOut",
+          message: `attempt ${attempt.number} ran past its timeout of ${attempt.timeoutAt! - attempt.startedAt} ms (at ${new Date(attempt.timeoutAt!).toISOString()})`,
+          stackTrace: "",
+          nonRetryable: false,
+          retryAfterMs: 0,
+        }
+      : {
+          type: "Abandoned",
+          message: `the lease of attempt ${attempt.number} expired at ${new Date(attempt.leaseExpiresAt).toISOString()} with no heartbeat or outcome from worker ${JSON.stringify(attempt.workerId)}`,
+          stackTrace: "",
+          nonRetryable: false,
+          retryAfterMs: 0,
+        };
+    this.endAttempt(attempt, execution, timedOut ? A.timedOut : A.abandoned, now, failure);
+    return true;
+  }
+
+  private onTimer(): void {
+    const now = this.clock.now();
+    for (;;) {
+      const expired = this.store.attemptListExpired({ now, limit: EXPIRY_SLICE });
+      let ended = 0;
+      for (const attempt of expired) {
+        try {
+          if (this.store.write(() => this.expireIfDue(attempt, now))) ended++;
+        } catch (error) {
+          this.log.error("expiring an attempt failed", { attempt_id: attempt.id, error: String(error) });
+        }
+      }
+      if (expired.length < EXPIRY_SLICE || ended === 0) break;
+    }
+    this.offerWork();
+    this.polls.expire(now);
+    if (!this.closed) this.rearm(now);
+  }
+
+  private rearm(now: number): void {
+    const deadlines = [this.store.nextDeadline(now), this.polls.earliestDeadline()].filter((t): t is number => t !== null);
+    this.scheduler.armAt(deadlines.length === 0 ? null : Math.min(...deadlines));
+  }
+}
+
+/** Serializes a validated policy for storage. */
+export function encodePolicy(policy: RetryPolicy | undefined): Uint8Array | null {
+  return policy === undefined ? null : toBinary(RetryPolicySchema, policy);
+}

@@ -1,0 +1,99 @@
+// ExecutionService: validates each request, naming the bad field, and hands it
+// to the coordinator.
+import { create } from "@bufbuild/protobuf";
+import { ExecutionState, WatchExecutionResponseSchema } from "@reprise/client/wire";
+import type { ExecutionService, ServiceHandlers } from "@reprise/client/wire";
+import type { ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
+import { encodePolicy } from "./coordinator.js";
+import type { Coordinator } from "./coordinator.js";
+import { limits } from "./limits.js";
+import {
+  checkDuration,
+  checkExecutionId,
+  checkLabels,
+  checkPayload,
+  checkRetryPolicy,
+  checkTaskName,
+  invalid,
+} from "./validate.js";
+
+/** Aborts when the client cancels the call or its connection drops. */
+export function callSignal(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>): AbortSignal {
+  const controller = new AbortController();
+  call.on("cancelled", () => controller.abort());
+  return controller.signal;
+}
+
+function encodePageToken(seq: number): string {
+  return Buffer.from(`s${seq}`).toString("base64url");
+}
+
+function decodePageToken(token: string): number | undefined {
+  if (token === "") return undefined;
+  const match = /^s(\d{1,16})$/.exec(Buffer.from(token, "base64url").toString());
+  if (!match) throw invalid("page_token", "is not a token returned by ListExecutions");
+  return Number(match[1]);
+}
+
+export function executionService(
+  coordinator: Coordinator,
+  options: { maxPayloadBytes: number },
+): ServiceHandlers<typeof ExecutionService> {
+  return {
+    async submit(request) {
+      checkTaskName(request.task, "task");
+      checkPayload(request.arguments, "arguments", options.maxPayloadBytes);
+      checkRetryPolicy(request.retryPolicy, "retry_policy");
+      if (Buffer.byteLength(request.idempotencyKey) > limits.idempotencyKeyBytes) {
+        throw invalid("idempotency_key", `must be at most ${limits.idempotencyKeyBytes} bytes`);
+      }
+      const delayMs = checkDuration(request.delay, "delay", limits.durationMs);
+      checkLabels(request.labels, "labels");
+      return coordinator.submit({
+        task: request.task,
+        arguments: { data: request.arguments?.data ?? new Uint8Array(), contentType: request.arguments?.contentType ?? "" },
+        retryPolicy: encodePolicy(request.retryPolicy),
+        idempotencyKey: request.idempotencyKey === "" ? null : request.idempotencyKey,
+        delayMs,
+        labels: request.labels,
+      });
+    },
+
+    async getExecution(request) {
+      checkExecutionId(request.executionId);
+      return { execution: await coordinator.get(request.executionId) };
+    },
+
+    async listExecutions(request) {
+      if (request.pageSize < 0 || request.pageSize > limits.maxPageSize) {
+        throw invalid("page_size", `must be between 0 and ${limits.maxPageSize}`);
+      }
+      if (!(request.state in ExecutionState)) throw invalid("state", `${request.state} is not an ExecutionState`);
+      if (request.task !== "") checkTaskName(request.task, "task");
+      const page = await coordinator.list({
+        task: request.task === "" ? undefined : request.task,
+        state: request.state === ExecutionState.UNSPECIFIED ? undefined : request.state,
+        beforeSeq: decodePageToken(request.pageToken),
+        limit: request.pageSize === 0 ? limits.defaultPageSize : request.pageSize,
+      });
+      return {
+        executions: page.executions,
+        nextPageToken: page.nextBeforeSeq === null ? "" : encodePageToken(page.nextBeforeSeq),
+      };
+    },
+
+    async watchExecution(request, call) {
+      checkExecutionId(request.executionId);
+      await coordinator.watch(
+        request.executionId,
+        (execution) => call.write(create(WatchExecutionResponseSchema, { execution })),
+        callSignal(call),
+      );
+    },
+
+    async cancelExecution(request) {
+      checkExecutionId(request.executionId);
+      return { execution: await coordinator.cancel(request.executionId) };
+    },
+  };
+}

@@ -1,0 +1,174 @@
+// Assembles the gRPC server: the two Reprise services, grpc.health.v1.Health
+// and server reflection, over one coordinator and one store.
+import * as grpc from "@grpc/grpc-js";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescFile } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import type { DescriptorProto, FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { ExecutionService, WorkerService, implementService, serviceDefinition } from "@reprise/client/wire";
+import type { Clock } from "./clock.js";
+import { Coordinator } from "./coordinator.js";
+import { executionService } from "./execution-service.js";
+import type { Logger } from "./log.js";
+import { silentLogger } from "./log.js";
+import { SqliteStore } from "./sqlite-store.js";
+import type { Durability } from "./sqlite-store.js";
+import { workerService } from "./worker-service.js";
+
+export interface ServerOptions {
+  /** host:port to listen on; port 0 picks a free one. */
+  listen: string;
+  /** The SQLite database file. */
+  db: string;
+  durability: Durability;
+  /** The largest arguments or result payload accepted, in bytes. */
+  maxPayloadBytes: number;
+  log?: Logger;
+  /** For tests: a fake clock and random source. */
+  clock?: Clock;
+  random?: () => number;
+}
+
+export interface RunningServer {
+  /** The port actually bound. */
+  readonly port: number;
+  readonly coordinator: Coordinator;
+  /**
+   * Stops new calls, answers long-polls empty, ends watches with UNAVAILABLE,
+   * lets open calls finish for up to `graceMs`, flushes every pending commit and
+   * closes the database.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+const SERVICE_NAMES = [ExecutionService.typeName, WorkerService.typeName];
+
+/** Every file a descriptor depends on, itself included, dependencies first. */
+function withDependencies(file: DescFile, seen = new Map<string, DescFile>()): Map<string, DescFile> {
+  if (seen.has(file.proto.name)) return seen;
+  for (const dependency of file.dependencies) withDependencies(dependency, seen);
+  seen.set(file.proto.name, file);
+  return seen;
+}
+
+/**
+ * The health service's descriptor as @grpc/proto-loader builds it names map
+ * entries after their field ("Statuses", not "StatusesEntry") and field types
+ * relative to their scope, both of which strict reflection clients such as
+ * buf curl reject. Mend both.
+ */
+function healthFileDescriptor(): FileDescriptorProto {
+  const loaded = loadSync(healthProtoPath) as Record<string, { fileDescriptorProtos?: Buffer[] }>;
+  const bytes = Object.values(loaded).find((entry) => entry.fileDescriptorProtos)!.fileDescriptorProtos![0]!;
+  const file = fromBinary(FileDescriptorProtoSchema, bytes);
+  const renameMapEntries = (messages: DescriptorProto[]) => {
+    for (const m of messages) {
+      for (const entry of m.nestedType.filter((n) => n.options?.mapEntry)) {
+        const field = m.field.find((f) => f.typeName === entry.name);
+        if (!field) continue;
+        entry.name = field.name.replace(/(?:^|_)(.)/g, (_, c: string) => c.toUpperCase()) + "Entry";
+        field.typeName = entry.name;
+      }
+      renameMapEntries(m.nestedType);
+    }
+  };
+  renameMapEntries(file.messageType);
+  const known = new Set<string>();
+  const collect = (scope: string, messages: DescriptorProto[], enums: { name: string }[]) => {
+    for (const e of enums) known.add(`${scope}.${e.name}`);
+    for (const m of messages) {
+      known.add(`${scope}.${m.name}`);
+      collect(`${scope}.${m.name}`, m.nestedType, m.enumType);
+    }
+  };
+  collect(`.${file.package}`, file.messageType, file.enumType);
+  const qualify = (scope: string, messages: DescriptorProto[]) => {
+    for (const m of messages) {
+      const inner = `${scope}.${m.name}`;
+      for (const field of m.field) {
+        if (field.typeName === "" || field.typeName.startsWith(".")) continue;
+        for (let s = inner; s !== ""; s = s.slice(0, s.lastIndexOf("."))) {
+          if (known.has(`${s}.${field.typeName}`)) {
+            field.typeName = `${s}.${field.typeName}`;
+            break;
+          }
+        }
+      }
+      qualify(inner, m.nestedType);
+    }
+  };
+  qualify(`.${file.package}`, file.messageType);
+  return file;
+}
+
+function reflectionService(): ReflectionService {
+  const files = new Map<string, DescFile>();
+  for (const service of [ExecutionService, WorkerService]) withDependencies(service.file, files);
+  const fileDescriptorProtos = [...[...files.values()].map((file) => file.proto), healthFileDescriptor()].map((proto) =>
+    Buffer.from(toBinary(FileDescriptorProtoSchema, proto)),
+  );
+  // ReflectionService reads only the fileDescriptorProtos of each entry.
+  return new ReflectionService({ "reprise.v1": { fileDescriptorProtos } } as never);
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const log = options.log ?? silentLogger;
+  const store = new SqliteStore({ path: options.db, durability: options.durability });
+  const coordinator = new Coordinator({ store, clock: options.clock, random: options.random, log });
+  const server = new grpc.Server({
+    // Room for a full batch of results at the payload maximum would be
+    // unbounded; one payload plus headroom lets the size check answer with
+    // RESOURCE_EXHAUSTED naming the field instead of a transport error.
+    "grpc.max_receive_message_length": options.maxPayloadBytes + 4 * 1024 * 1024,
+    "grpc.max_send_message_length": -1,
+  });
+  const onInternalError = (method: string, error: unknown) =>
+    log.error("request failed", { method, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  const limits = { maxPayloadBytes: options.maxPayloadBytes };
+  server.addService(
+    serviceDefinition(ExecutionService),
+    implementService(ExecutionService, executionService(coordinator, limits), onInternalError),
+  );
+  server.addService(serviceDefinition(WorkerService), implementService(WorkerService, workerService(coordinator, limits), onInternalError));
+  const health = new HealthImplementation({ "": "SERVING", ...Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING" as const])) });
+  health.addToServer(server);
+  reflectionService().addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
+  ).catch((error: unknown) => {
+    store.close();
+    throw error;
+  });
+  coordinator.start();
+  log.info("serving", { listen: options.listen, port, db: options.db, durability: options.durability });
+
+  let stopping: Promise<void> | null = null;
+  return {
+    port,
+    coordinator,
+    shutdown(graceMs = 3000) {
+      stopping ??= (async () => {
+        for (const name of ["", ...SERVICE_NAMES]) health.setStatus(name, "NOT_SERVING");
+        coordinator.shutdown();
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, graceMs);
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+        await store.committed().catch(() => undefined);
+        store.close();
+        log.info("stopped");
+      })();
+      return stopping;
+    },
+  };
+}

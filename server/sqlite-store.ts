@@ -1,0 +1,428 @@
+// The SQLite store: better-sqlite3 in WAL mode, append-only migrations, and
+// group commit (every write of one event-loop turn shares one transaction).
+import Database from "better-sqlite3";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { AttemptStateNumber, ExecutionStateNumber } from "./store.js";
+import type { AttemptRecord, ExecutionRecord, FailureRecord, Store, TaskRecord } from "./store.js";
+
+export type Durability = "normal" | "full";
+
+export interface SqliteStoreOptions {
+  /** The database file; ":memory:" for a throwaway one. */
+  path: string;
+  /** synchronous=NORMAL (default) survives a process crash; FULL also survives power loss. */
+  durability?: Durability;
+}
+
+const PENDING = ExecutionStateNumber.pending;
+const RUNNING = ExecutionStateNumber.running;
+const ATTEMPT_RUNNING = AttemptStateNumber.running;
+
+function migrationsDir(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // Next to this file in the source tree; two levels up from dist/server when built.
+  for (const candidate of [join(here, "migrations"), join(here, "../../server/migrations")]) {
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error(`migrations folder not found near ${here}`);
+}
+
+type Row = Record<string, unknown>;
+
+/** better-sqlite3 binds Buffers, not plain Uint8Arrays. */
+function blob(bytes: Uint8Array): Buffer;
+function blob(bytes: Uint8Array | null | undefined): Buffer | null;
+function blob(bytes: Uint8Array | null | undefined): Buffer | null {
+  if (bytes === null || bytes === undefined) return null;
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function failureFromRow(row: Row): FailureRecord | null {
+  if (row.failure_type === null) return null;
+  return {
+    type: row.failure_type as string,
+    message: row.failure_message as string,
+    stackTrace: row.failure_stack as string,
+    nonRetryable: row.failure_non_retryable === 1,
+    retryAfterMs: row.failure_retry_after_ms as number,
+  };
+}
+
+function failureParams(failure: FailureRecord | null | undefined) {
+  return {
+    failure_type: failure?.type ?? null,
+    failure_message: failure?.message ?? null,
+    failure_stack: failure?.stackTrace ?? null,
+    failure_non_retryable: failure ? (failure.nonRetryable ? 1 : 0) : null,
+    failure_retry_after_ms: failure?.retryAfterMs ?? null,
+  };
+}
+
+function executionFromRow(row: Row): ExecutionRecord {
+  return {
+    seq: row.seq as number,
+    id: row.id as string,
+    task: row.task as string,
+    state: row.state as number,
+    version: row.version as number,
+    arguments: { data: row.arguments as Buffer, contentType: row.arguments_type as string },
+    retryPolicy: (row.retry_policy as Buffer | null) ?? null,
+    result: row.result === null ? null : { data: row.result as Buffer, contentType: row.result_type as string },
+    failure: failureFromRow(row),
+    nextAttemptAt: row.next_attempt_at as number | null,
+    createdAt: row.created_at as number,
+    finishedAt: row.finished_at as number | null,
+    idempotencyKey: row.idempotency_key as string | null,
+    labels: JSON.parse(row.labels as string) as Record<string, string>,
+    attemptCount: row.attempt_count as number,
+  };
+}
+
+function attemptFromRow(row: Row): AttemptRecord {
+  return {
+    id: row.id as number,
+    executionSeq: row.execution_seq as number,
+    number: row.number as number,
+    state: row.state as number,
+    workerId: row.worker_id as string,
+    scheduledAt: row.scheduled_at as number,
+    startedAt: row.started_at as number,
+    finishedAt: row.finished_at as number | null,
+    leaseSecret: row.lease_secret as Buffer,
+    leaseMs: row.lease_ms as number,
+    leaseExpiresAt: row.lease_expires_at as number,
+    timeoutAt: row.timeout_at as number | null,
+    failure: failureFromRow(row),
+    retryPolicy: (row.retry_policy as Buffer | null) ?? null,
+  };
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly statements: ReturnType<SqliteStore["prepare"]>;
+  private flushScheduled = false;
+  private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private effects: (() => void)[] = [];
+
+  constructor(options: SqliteStoreOptions) {
+    this.db = new Database(options.path);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    this.migrate();
+    this.statements = this.prepare();
+  }
+
+  private migrate(): void {
+    this.db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
+    const applied = new Set(
+      (this.db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map((r) => r.version),
+    );
+    const dir = migrationsDir();
+    const files = readdirSync(dir).filter((f) => /^\d{4}_.*\.sql$/.test(f)).sort();
+    for (const file of files) {
+      const version = Number(file.slice(0, 4));
+      if (applied.has(version)) continue;
+      const sql = readFileSync(join(dir, file), "utf8");
+      this.db.transaction(() => {
+        this.db.exec(sql);
+        this.db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(version, file, Date.now());
+      })();
+    }
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      taskGet: db.prepare("SELECT * FROM tasks WHERE name = ?"),
+      taskUpsert: db.prepare(
+        `INSERT INTO tasks (name, retry_policy, timeout_ms, worker_id, declared_at)
+         VALUES (@name, @retry_policy, @timeout_ms, @worker_id, @declared_at)
+         ON CONFLICT (name) DO UPDATE SET retry_policy = excluded.retry_policy, timeout_ms = excluded.timeout_ms,
+           worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
+      ),
+      executionInsert: db.prepare(
+        `INSERT INTO executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
+           idempotency_key, labels)
+         VALUES (@id, @task, @state, @arguments, @arguments_type, @retry_policy, @next_attempt_at, @created_at,
+           @idempotency_key, @labels)
+         RETURNING *`,
+      ),
+      executionGet: db.prepare("SELECT * FROM executions WHERE id = ?"),
+      executionGetBySeq: db.prepare("SELECT * FROM executions WHERE seq = ?"),
+      executionGetByKey: db.prepare("SELECT * FROM executions WHERE idempotency_key = ?"),
+      executionList: db.prepare(
+        `SELECT * FROM executions
+         WHERE (@task IS NULL OR task = @task) AND (@state IS NULL OR state = @state) AND seq < @before
+         ORDER BY seq DESC LIMIT @limit`,
+      ),
+      executionListDueOne: db.prepare(
+        `SELECT * FROM executions WHERE state = ${PENDING} AND task = @task AND next_attempt_at <= @now
+         ORDER BY next_attempt_at, seq LIMIT @limit`,
+      ),
+      executionSetRetry: db.prepare(
+        `UPDATE executions SET state = ${PENDING}, next_attempt_at = @next_attempt_at, version = version + 1
+         WHERE seq = @seq AND state = ${RUNNING}`,
+      ),
+      executionFinish: db.prepare(
+        `UPDATE executions SET state = @state, finished_at = @finished_at, next_attempt_at = NULL,
+           result = @result, result_type = @result_type,
+           failure_type = @failure_type, failure_message = @failure_message, failure_stack = @failure_stack,
+           failure_non_retryable = @failure_non_retryable, failure_retry_after_ms = @failure_retry_after_ms,
+           version = version + 1
+         WHERE seq = @seq AND state IN (SELECT value FROM json_each(@from_states))`,
+      ),
+      executionStart: db.prepare(
+        `UPDATE executions SET state = ${RUNNING}, next_attempt_at = NULL, attempt_count = @number, version = version + 1
+         WHERE seq = @seq AND state = ${PENDING} AND attempt_count = @number - 1`,
+      ),
+      attemptInsert: db.prepare(
+        `INSERT INTO attempts (execution_seq, number, state, worker_id, scheduled_at, started_at, lease_secret, lease_ms,
+           lease_expires_at, timeout_at)
+         VALUES (@execution_seq, @number, ${ATTEMPT_RUNNING}, @worker_id, @scheduled_at, @started_at, @lease_secret,
+           @lease_ms, @lease_expires_at, @timeout_at)
+         RETURNING *`,
+      ),
+      attemptGet: db.prepare("SELECT * FROM attempts WHERE id = ?"),
+      attemptList: db.prepare("SELECT * FROM attempts WHERE execution_seq = ? ORDER BY number"),
+      attemptGetRunning: db.prepare(`SELECT * FROM attempts WHERE execution_seq = ? AND state = ${ATTEMPT_RUNNING}`),
+      attemptExtendLease: db.prepare(
+        `UPDATE attempts SET lease_expires_at = @lease_expires_at
+         WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret`,
+      ),
+      attemptFinish: db.prepare(
+        `UPDATE attempts SET state = @state, finished_at = @finished_at, retry_policy = @retry_policy,
+           failure_type = @failure_type, failure_message = @failure_message, failure_stack = @failure_stack,
+           failure_non_retryable = @failure_non_retryable, failure_retry_after_ms = @failure_retry_after_ms
+         WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret`,
+      ),
+      attemptListExpired: db.prepare(
+        `SELECT * FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND lease_expires_at <= @now
+         UNION
+         SELECT * FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL AND timeout_at <= @now
+         LIMIT @limit`,
+      ),
+      nextPendingAt: db
+        .prepare(`SELECT min(next_attempt_at) FROM executions WHERE state = ${PENDING} AND next_attempt_at > ?`)
+        .pluck(),
+      nextLeaseExpiry: db.prepare(`SELECT min(lease_expires_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING}`).pluck(),
+      nextTimeout: db
+        .prepare(`SELECT min(timeout_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL`)
+        .pluck(),
+    };
+  }
+
+  write<T>(change: () => T): T {
+    if (!this.db.inTransaction) {
+      this.db.exec("BEGIN IMMEDIATE");
+      this.scheduleFlush();
+    }
+    // Inside an open transaction better-sqlite3 uses a savepoint, so one failed
+    // change rolls back alone and the rest of the batch still commits.
+    return this.db.transaction(change)();
+  }
+
+  committed(): Promise<void> {
+    if (!this.db.inTransaction) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  afterCommit(effect: () => void): void {
+    if (!this.db.inTransaction) effect();
+    else this.effects.push(effect);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Commits the open batch, then settles its waiters and runs its effects. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (!this.db.inTransaction) return;
+    const waiters = this.waiters;
+    const effects = this.effects;
+    this.waiters = [];
+    this.effects = [];
+    try {
+      this.db.exec("COMMIT");
+    } catch (error) {
+      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      for (const waiter of waiters) waiter.reject(error);
+      return;
+    }
+    for (const effect of effects) effect();
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  close(): void {
+    this.flush();
+    this.db.close();
+  }
+
+  taskGet(name: string): TaskRecord | undefined {
+    const row = this.statements.taskGet.get(name) as Row | undefined;
+    if (!row) return undefined;
+    return {
+      name: row.name as string,
+      retryPolicy: (row.retry_policy as Buffer | null) ?? null,
+      timeoutMs: row.timeout_ms as number | null,
+      workerId: row.worker_id as string,
+      declaredAt: row.declared_at as number,
+    };
+  }
+
+  taskUpsert(task: TaskRecord): void {
+    this.statements.taskUpsert.run({
+      name: task.name,
+      retry_policy: blob(task.retryPolicy),
+      timeout_ms: task.timeoutMs,
+      worker_id: task.workerId,
+      declared_at: task.declaredAt,
+    });
+  }
+
+  executionInsert(params: Parameters<Store["executionInsert"]>[0]): ExecutionRecord {
+    const row = this.statements.executionInsert.get({
+      id: params.id,
+      task: params.task,
+      state: params.state,
+      arguments: blob(params.arguments.data),
+      arguments_type: params.arguments.contentType,
+      retry_policy: blob(params.retryPolicy),
+      next_attempt_at: params.nextAttemptAt,
+      created_at: params.createdAt,
+      idempotency_key: params.idempotencyKey,
+      labels: JSON.stringify(params.labels),
+    }) as Row;
+    return executionFromRow(row);
+  }
+
+  executionGet(id: string): ExecutionRecord | undefined {
+    const row = this.statements.executionGet.get(id) as Row | undefined;
+    return row && executionFromRow(row);
+  }
+
+  executionGetBySeq(seq: number): ExecutionRecord | undefined {
+    const row = this.statements.executionGetBySeq.get(seq) as Row | undefined;
+    return row && executionFromRow(row);
+  }
+
+  executionGetByIdempotencyKey(key: string): ExecutionRecord | undefined {
+    const row = this.statements.executionGetByKey.get(key) as Row | undefined;
+    return row && executionFromRow(row);
+  }
+
+  executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): ExecutionRecord[] {
+    const rows = this.statements.executionList.all({
+      task: params.task ?? null,
+      state: params.state ?? null,
+      before: params.beforeSeq ?? Number.MAX_SAFE_INTEGER,
+      limit: params.limit,
+    }) as Row[];
+    return rows.map(executionFromRow);
+  }
+
+  executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): ExecutionRecord[] {
+    // One indexed range scan per task, merged: cheaper than one query with
+    // IN (...) and ORDER BY, which cannot use the index for ordering.
+    const due: ExecutionRecord[] = [];
+    for (const task of new Set(params.tasks)) {
+      const rows = this.statements.executionListDueOne.all({ task, now: params.now, limit: params.limit }) as Row[];
+      for (const row of rows) due.push(executionFromRow(row));
+    }
+    if (due.length > params.limit) {
+      due.sort((a, b) => a.nextAttemptAt! - b.nextAttemptAt! || a.seq - b.seq);
+      due.length = params.limit;
+    }
+    return due;
+  }
+
+  executionSetRetry(params: { seq: number; nextAttemptAt: number }): boolean {
+    return this.statements.executionSetRetry.run({ seq: params.seq, next_attempt_at: params.nextAttemptAt }).changes === 1;
+  }
+
+  executionFinish(params: Parameters<Store["executionFinish"]>[0]): boolean {
+    const info = this.statements.executionFinish.run({
+      seq: params.seq,
+      from_states: JSON.stringify(params.fromStates),
+      state: params.state,
+      finished_at: params.finishedAt,
+      result: blob(params.result?.data),
+      result_type: params.result?.contentType ?? null,
+      ...failureParams(params.failure),
+    });
+    return info.changes === 1;
+  }
+
+  attemptStart(params: Parameters<Store["attemptStart"]>[0]): AttemptRecord | undefined {
+    const started = this.statements.executionStart.run({ seq: params.executionSeq, number: params.number });
+    if (started.changes !== 1) return undefined;
+    const row = this.statements.attemptInsert.get({
+      execution_seq: params.executionSeq,
+      number: params.number,
+      worker_id: params.workerId,
+      scheduled_at: params.scheduledAt,
+      started_at: params.startedAt,
+      lease_secret: blob(params.leaseSecret),
+      lease_ms: params.leaseMs,
+      lease_expires_at: params.leaseExpiresAt,
+      timeout_at: params.timeoutAt,
+    }) as Row;
+    return attemptFromRow(row);
+  }
+
+  attemptGet(id: number): AttemptRecord | undefined {
+    const row = this.statements.attemptGet.get(id) as Row | undefined;
+    return row && attemptFromRow(row);
+  }
+
+  attemptList(executionSeq: number): AttemptRecord[] {
+    return (this.statements.attemptList.all(executionSeq) as Row[]).map(attemptFromRow);
+  }
+
+  attemptGetRunning(executionSeq: number): AttemptRecord | undefined {
+    const row = this.statements.attemptGetRunning.get(executionSeq) as Row | undefined;
+    return row && attemptFromRow(row);
+  }
+
+  attemptExtendLease(params: { id: number; leaseSecret: Uint8Array; leaseExpiresAt: number }): boolean {
+    return (
+      this.statements.attemptExtendLease.run({
+        id: params.id,
+        lease_secret: blob(params.leaseSecret),
+        lease_expires_at: params.leaseExpiresAt,
+      }).changes === 1
+    );
+  }
+
+  attemptFinish(params: Parameters<Store["attemptFinish"]>[0]): boolean {
+    const info = this.statements.attemptFinish.run({
+      id: params.id,
+      lease_secret: blob(params.leaseSecret),
+      state: params.state,
+      finished_at: params.finishedAt,
+      retry_policy: blob(params.retryPolicy),
+      ...failureParams(params.failure),
+    });
+    return info.changes === 1;
+  }
+
+  attemptListExpired(params: { now: number; limit: number }): AttemptRecord[] {
+    return (this.statements.attemptListExpired.all(params) as Row[]).map(attemptFromRow);
+  }
+
+  nextDeadline(now: number): number | null {
+    const candidates = [
+      this.statements.nextPendingAt.get(now) as number | null,
+      this.statements.nextLeaseExpiry.get() as number | null,
+      this.statements.nextTimeout.get() as number | null,
+    ].filter((t): t is number => t !== null);
+    return candidates.length === 0 ? null : Math.min(...candidates);
+  }
+}

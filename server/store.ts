@@ -1,0 +1,151 @@
+// The storage interface. All SQL lives behind it (sqlite-store.ts), so that a
+// PostgreSQL store can follow. Methods are named noun-first and take a params
+// object; every state change is guarded on the current state (and, for
+// attempts, the lease secret) and reports whether it applied.
+
+/** Numbers of the proto enum reprise.v1.ExecutionState. */
+export const ExecutionStateNumber = {
+  pending: 1,
+  running: 2,
+  succeeded: 3,
+  failed: 4,
+  abandoned: 5,
+  timedOut: 6,
+  cancelled: 7,
+} as const;
+
+/** Numbers of the proto enum reprise.v1.AttemptState. */
+export const AttemptStateNumber = {
+  running: 1,
+  succeeded: 2,
+  failed: 3,
+  abandoned: 4,
+  timedOut: 5,
+  cancelled: 6,
+} as const;
+
+export interface FailureRecord {
+  type: string;
+  message: string;
+  stackTrace: string;
+  nonRetryable: boolean;
+  /** 0 when absent. */
+  retryAfterMs: number;
+}
+
+export interface PayloadRecord {
+  data: Uint8Array;
+  contentType: string;
+}
+
+export interface TaskRecord {
+  name: string;
+  /** A serialized reprise.v1.RetryPolicy, or null for none. */
+  retryPolicy: Uint8Array | null;
+  timeoutMs: number | null;
+  workerId: string;
+  declaredAt: number;
+}
+
+export interface ExecutionRecord {
+  /** Internal key; newer executions have larger ones. */
+  seq: number;
+  id: string;
+  task: string;
+  state: number;
+  /** Bumped by every change. */
+  version: number;
+  arguments: PayloadRecord;
+  /** The Submit's own serialized policy; null when the task's declaration applies. */
+  retryPolicy: Uint8Array | null;
+  result: PayloadRecord | null;
+  failure: FailureRecord | null;
+  nextAttemptAt: number | null;
+  createdAt: number;
+  finishedAt: number | null;
+  idempotencyKey: string | null;
+  labels: Record<string, string>;
+  attemptCount: number;
+}
+
+export interface AttemptRecord {
+  id: number;
+  executionSeq: number;
+  number: number;
+  state: number;
+  workerId: string;
+  scheduledAt: number;
+  startedAt: number;
+  finishedAt: number | null;
+  leaseSecret: Uint8Array;
+  leaseMs: number;
+  leaseExpiresAt: number;
+  timeoutAt: number | null;
+  failure: FailureRecord | null;
+  /** The serialized policy that decided what followed; null when none applied. */
+  retryPolicy: Uint8Array | null;
+}
+
+export interface Store {
+  /**
+   * Runs `change` atomically (all or nothing) inside the current group-commit
+   * batch. Every change made in one event-loop turn shares one transaction,
+   * committed on the next turn; it is durable only once `committed()` settles.
+   */
+  write<T>(change: () => T): T;
+  /** Resolves once every change made so far is committed; rejects if that commit failed. */
+  committed(): Promise<void>;
+  /** Runs `effect` after the current batch commits, and never if it rolls back. */
+  afterCommit(effect: () => void): void;
+  close(): void;
+
+  taskGet(name: string): TaskRecord | undefined;
+  taskUpsert(task: TaskRecord): void;
+
+  executionInsert(params: Omit<ExecutionRecord, "seq" | "version" | "result" | "failure" | "finishedAt" | "attemptCount">): ExecutionRecord;
+  executionGet(id: string): ExecutionRecord | undefined;
+  executionGetBySeq(seq: number): ExecutionRecord | undefined;
+  executionGetByIdempotencyKey(key: string): ExecutionRecord | undefined;
+  /** Newest first; `beforeSeq` pages. */
+  executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): ExecutionRecord[];
+  /** PENDING executions of `tasks` due at `now`, oldest due first. */
+  executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): ExecutionRecord[];
+  /** RUNNING -> PENDING, due again at `nextAttemptAt` (a retry). Guarded on RUNNING. */
+  executionSetRetry(params: { seq: number; nextAttemptAt: number }): boolean;
+  /** Guarded on `fromStates`. */
+  executionFinish(params: {
+    seq: number;
+    fromStates: readonly number[];
+    state: number;
+    finishedAt: number;
+    result?: PayloadRecord;
+    failure?: FailureRecord;
+  }): boolean;
+
+  /**
+   * PENDING -> RUNNING with a new attempt. Guarded on PENDING, so an
+   * execution never has two attempts RUNNING. Returns undefined when the
+   * execution was no longer PENDING.
+   */
+  attemptStart(params: Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy">): AttemptRecord | undefined;
+  attemptGet(id: number): AttemptRecord | undefined;
+  attemptList(executionSeq: number): AttemptRecord[];
+  /** The RUNNING attempt of an execution, if any. */
+  attemptGetRunning(executionSeq: number): AttemptRecord | undefined;
+  /** Guarded on RUNNING and the lease secret. */
+  attemptExtendLease(params: { id: number; leaseSecret: Uint8Array; leaseExpiresAt: number }): boolean;
+  /** RUNNING -> `state`. Guarded on RUNNING and the lease secret. */
+  attemptFinish(params: {
+    id: number;
+    leaseSecret: Uint8Array;
+    state: number;
+    finishedAt: number;
+    failure: FailureRecord | null;
+    retryPolicy: Uint8Array | null;
+  }): boolean;
+  /** RUNNING attempts whose lease or timeout has passed at `now`. */
+  attemptListExpired(params: { now: number; limit: number }): AttemptRecord[];
+
+  /** The earliest future moment something is due: a PENDING start, a lease expiry or a timeout. */
+  nextDeadline(now: number): number | null;
+}

@@ -1,0 +1,92 @@
+// Request validation. Every rejection is a StatusError whose message starts
+// with the field's path, because tools often show only the message.
+import { status } from "@grpc/grpc-js";
+import { StatusError } from "@reprise/client/wire";
+import type { Failure, Payload, RetryPolicy } from "@reprise/client/wire";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { limits } from "./limits.js";
+import { durationToMs } from "./time.js";
+
+export function invalid(field: string, problem: string): StatusError {
+  return new StatusError(status.INVALID_ARGUMENT, `${field}: ${problem}`);
+}
+
+function checkBytes(value: string, field: string, max: number): void {
+  const bytes = Buffer.byteLength(value, "utf8");
+  if (bytes > max) throw invalid(field, `is ${bytes} bytes; the maximum is ${max}`);
+}
+
+// Whitespace and control characters make names unreadable in logs and tables.
+const BAD_NAME_CHARACTER = /[\s\p{Cc}\p{Cf}]/u;
+
+export function checkTaskName(name: string, field: string): void {
+  if (name.length === 0) throw invalid(field, "must not be empty");
+  checkBytes(name, field, limits.taskNameBytes);
+  if (BAD_NAME_CHARACTER.test(name)) throw invalid(field, `${JSON.stringify(name)} contains whitespace or a control character`);
+}
+
+export function checkExecutionId(id: string, field = "execution_id"): void {
+  if (id.length === 0) throw invalid(field, "must not be empty");
+}
+
+export function checkWorkerId(id: string, field: string, required: boolean): void {
+  if (required && id.length === 0) throw invalid(field, "must not be empty");
+  checkBytes(id, field, limits.workerIdBytes);
+}
+
+/** Checks a duration's sign and maximum and returns it in whole milliseconds (0 when absent). */
+export function checkDuration(duration: Duration | undefined, field: string, maxMs: number): number {
+  if (duration === undefined) return 0;
+  if (duration.seconds < 0n || duration.nanos < 0) throw invalid(field, "must not be negative");
+  if (duration.nanos > 999_999_999) throw invalid(field, "nanos must be below 1e9");
+  if (duration.seconds > BigInt(Math.ceil(maxMs / 1000)) || durationToMs(duration) > maxMs) {
+    throw invalid(field, `must be at most ${maxMs} ms`);
+  }
+  return durationToMs(duration);
+}
+
+export function checkRetryPolicy(policy: RetryPolicy | undefined, field: string): void {
+  if (policy === undefined) return;
+  if (policy.unlimited && policy.limit > 0) {
+    throw invalid(`${field}.unlimited`, "must not be set together with a non-zero limit");
+  }
+  if (policy.limit > limits.retryLimit) throw invalid(`${field}.limit`, `must be at most ${limits.retryLimit}`);
+  const min = checkDuration(policy.backoffMin, `${field}.backoff_min`, limits.durationMs);
+  const max = checkDuration(policy.backoffMax, `${field}.backoff_max`, limits.durationMs);
+  if (policy.backoffMin && policy.backoffMax && min > max) {
+    throw invalid(`${field}.backoff_min`, `(${min} ms) must not be greater than backoff_max (${max} ms)`);
+  }
+}
+
+/** Payload sizes are RESOURCE_EXHAUSTED, not INVALID_ARGUMENT: the request was well formed. */
+export function checkPayload(payload: Payload | undefined, field: string, maxBytes: number): void {
+  if (payload === undefined) return;
+  if (payload.data.byteLength > maxBytes) {
+    throw new StatusError(
+      status.RESOURCE_EXHAUSTED,
+      `${field}.data: is ${payload.data.byteLength} bytes; the maximum payload size is ${maxBytes}`,
+    );
+  }
+  checkBytes(payload.contentType, `${field}.content_type`, limits.contentTypeBytes);
+}
+
+export function checkLabels(labels: Record<string, string>, field: string): void {
+  const keys = Object.keys(labels);
+  if (keys.length > limits.labels) throw invalid(field, `has ${keys.length} entries; the maximum is ${limits.labels}`);
+  for (const key of keys) {
+    if (key.length === 0) throw invalid(field, "keys must not be empty");
+    checkBytes(key, `${field}[${JSON.stringify(key)}] key`, limits.labelKeyBytes);
+    checkBytes(labels[key]!, `${field}[${JSON.stringify(key)}]`, limits.labelValueBytes);
+  }
+}
+
+export function checkFailure(failure: Failure, field: string): void {
+  checkBytes(failure.type, `${field}.type`, limits.failureTypeBytes);
+  checkBytes(failure.message, `${field}.message`, limits.failureMessageBytes);
+  checkBytes(failure.stackTrace, `${field}.stack_trace`, limits.failureStackBytes);
+  checkDuration(failure.retryAfter, `${field}.retry_after`, limits.durationMs);
+}
+
+export function checkCount(count: number, field: string, max: number): void {
+  if (count > max) throw invalid(field, `has ${count} entries; the maximum is ${max}`);
+}
