@@ -1,0 +1,132 @@
+// Test harness: a real coordinator over loopback gRPC with a fresh SQLite file
+// per test, an injectable fake clock, and leak checks that fail the test when a
+// coordinator or client was left open.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { ExecutionService, WorkerService, createServiceClient } from "@reprise/client/wire";
+import type { ServiceClient } from "@reprise/client/wire";
+import { afterEach } from "vitest";
+import type { Clock, TimerHandle } from "../server/clock.js";
+import { startServer } from "../server/server.js";
+import type { RunningServer, ServerOptions } from "../server/server.js";
+
+/** A clock that moves only when told to, firing due timers in order. */
+export class FakeClock implements Clock {
+  private timers: { at: number; seq: number; callback: () => void }[] = [];
+  private seq = 0;
+
+  constructor(private current = Date.UTC(2026, 0, 1)) {}
+
+  now(): number {
+    return this.current;
+  }
+
+  setTimeout(callback: () => void, delayMs: number): TimerHandle {
+    const timer = { at: this.current + delayMs, seq: this.seq++, callback };
+    this.timers.push(timer);
+    return { id: timer };
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    this.timers = this.timers.filter((t) => t !== handle.id);
+  }
+
+  /** The moment of the earliest pending timer. */
+  get nextTimerAt(): number | null {
+    return this.timers.length === 0 ? null : Math.min(...this.timers.map((t) => t.at));
+  }
+
+  /** Moves time to `at`, firing every timer due on the way, each at its own moment. */
+  advanceTo(at: number): void {
+    for (;;) {
+      const due = this.timers.filter((t) => t.at <= at).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((t) => t !== due);
+      this.current = Math.max(this.current, due.at);
+      due.callback();
+    }
+    this.current = Math.max(this.current, at);
+  }
+
+  advance(ms: number): void {
+    this.advanceTo(this.current + ms);
+  }
+}
+
+export interface TestCoordinator {
+  server: RunningServer;
+  address: string;
+  dbPath: string;
+  executions: ServiceClient<typeof ExecutionService>;
+  workers: ServiceClient<typeof WorkerService>;
+  /** Shuts the coordinator down and closes the clients. */
+  close(): Promise<void>;
+}
+
+const open = new Set<string>();
+const tempDirs: string[] = [];
+
+afterEach(() => {
+  const leaked = [...open];
+  open.clear();
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  if (leaked.length > 0) throw new Error(`test left open: ${leaked.join(", ")}`);
+});
+
+/** A fresh temporary directory, removed after the test. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "reprise-test-"));
+  tempDirs.push(dir);
+  return dir;
+}
+
+export async function startTestCoordinator(options: Partial<ServerOptions> = {}): Promise<TestCoordinator> {
+  const dbPath = options.db ?? join(tempDir(), "reprise.db");
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    db: dbPath,
+    durability: "normal",
+    maxPayloadBytes: 1024 * 1024,
+    ...options,
+  });
+  const address = `127.0.0.1:${server.port}`;
+  const executions = createServiceClient(ExecutionService, address);
+  const workers = createServiceClient(WorkerService, address);
+  const name = `coordinator ${address}`;
+  open.add(name);
+  return {
+    server,
+    address,
+    dbPath,
+    executions,
+    workers,
+    async close() {
+      executions.raw.close();
+      workers.raw.close();
+      await server.shutdown(1000);
+      open.delete(name);
+    },
+  };
+}
+
+export const seconds = (s: number): Duration => create(DurationSchema, { seconds: BigInt(Math.trunc(s)), nanos: Math.round((s % 1) * 1e9) });
+export const millis = (ms: number): Duration => create(DurationSchema, { seconds: BigInt(Math.trunc(ms / 1000)), nanos: (ms % 1000) * 1e6 });
+export const toMs = (t: Timestamp | undefined): number => {
+  if (!t) throw new Error("timestamp is absent");
+  return Number(t.seconds) * 1000 + Math.round(t.nanos / 1e6);
+};
+
+export const json = (value: unknown) => ({ data: new TextEncoder().encode(JSON.stringify(value)), contentType: "application/json" });
+
+/** Resolves when `predicate` holds, checking after each turn of the event loop; fails after `timeoutMs`. */
+export async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
