@@ -1,0 +1,39 @@
+"""Reconnect backoff: full jitter, doubling up to a cap, so a fleet of workers
+does not hammer a coordinator that is coming back up."""
+from __future__ import annotations
+
+import random
+
+import grpc
+
+# Codes after which the same request may simply be sent again. Resending is
+# safe for every worker RPC: leases are fenced, so a duplicate report or
+# heartbeat is refused per token rather than applied twice.
+TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+def is_transient(error: grpc.RpcError) -> bool:
+    return error.code() in TRANSIENT
+
+
+class Backoff:
+    def __init__(self, initial: float = 0.05, maximum: float = 5.0):
+        self._initial = initial
+        self._maximum = maximum
+        self._ceiling = initial
+
+    def next(self) -> float:
+        delay = random.uniform(self._ceiling / 2, self._ceiling)
+        self._ceiling = min(self._maximum, self._ceiling * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._ceiling = self._initial
