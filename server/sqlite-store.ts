@@ -105,6 +105,7 @@ export class SqliteStore implements Store {
   private flushScheduled = false;
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private effects: (() => void)[] = [];
+  private commitCount = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.db = new Database(options.path);
@@ -215,6 +216,11 @@ export class SqliteStore implements Store {
     };
   }
 
+  /** Transactions committed since the store was opened. */
+  get commits(): number {
+    return this.commitCount;
+  }
+
   write<T>(change: () => T): T {
     if (!this.db.inTransaction) {
       this.db.exec("BEGIN IMMEDIATE");
@@ -251,6 +257,7 @@ export class SqliteStore implements Store {
     this.effects = [];
     try {
       this.db.exec("COMMIT");
+      this.commitCount++;
     } catch (error) {
       if (this.db.inTransaction) this.db.exec("ROLLBACK");
       for (const waiter of waiters) waiter.reject(error);

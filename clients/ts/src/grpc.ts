@@ -115,7 +115,8 @@ export function implementService<S extends GenService<GenServiceMethods>>(
       implementation[method.localName] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
         handler(call.request, call).then(
           () => call.end(),
-          (error: unknown) => call.destroy(Object.assign(new Error(), toStatus(name, error))),
+          // grpc-js turns an 'error' event on a server stream into the call's status.
+          (error: unknown) => call.emit("error", toStatus(name, error)),
         );
       };
     }

@@ -1,0 +1,82 @@
+// The SQLite store's group commit and guards, below the services.
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { SqliteStore } from "../server/sqlite-store.js";
+import { ExecutionStateNumber } from "../server/store.js";
+import { tempDir } from "./helpers.js";
+
+const newExecution = (id: string) => ({
+  id,
+  task: "t",
+  state: ExecutionStateNumber.pending,
+  arguments: { data: new Uint8Array([1]), contentType: "" },
+  retryPolicy: null,
+  nextAttemptAt: 0,
+  createdAt: 0,
+  idempotencyKey: null,
+  labels: {},
+});
+
+describe("group commit", () => {
+  test("writes that arrive in one event-loop turn share one transaction", async () => {
+    const store = new SqliteStore({ path: join(tempDir(), "db") });
+    try {
+      for (let i = 0; i < 100; i++) store.write(() => store.executionInsert(newExecution(`e${i}`)));
+      expect(store.commits).toBe(0);
+      await store.committed();
+      expect(store.commits).toBe(1);
+      store.write(() => store.executionInsert(newExecution("next-turn")));
+      await store.committed();
+      expect(store.commits).toBe(2);
+    } finally {
+      store.close();
+    }
+  });
+
+  test("a change that throws rolls back alone; the rest of its batch commits", async () => {
+    const path = join(tempDir(), "db");
+    const store = new SqliteStore({ path });
+    try {
+      store.write(() => store.executionInsert(newExecution("a")));
+      expect(() =>
+        store.write(() => {
+          store.executionInsert(newExecution("b"));
+          throw new Error("boom");
+        }),
+      ).toThrow("boom");
+      store.write(() => store.executionInsert(newExecution("c")));
+      await store.committed();
+    } finally {
+      store.close();
+    }
+    const reopened = new SqliteStore({ path });
+    try {
+      expect(["a", "b", "c"].map((id) => reopened.executionGet(id)?.id)).toEqual(["a", undefined, "c"]);
+    } finally {
+      reopened.close();
+    }
+  });
+
+  test("effects registered with afterCommit run only after the commit", async () => {
+    const store = new SqliteStore({ path: join(tempDir(), "db") });
+    try {
+      const events: string[] = [];
+      store.write(() => {
+        store.executionInsert(newExecution("a"));
+        store.afterCommit(() => events.push(`effect after ${store.commits} commits`));
+      });
+      expect(events).toEqual([]);
+      await store.committed();
+      expect(events).toEqual(["effect after 1 commits"]);
+    } finally {
+      store.close();
+    }
+  });
+
+  test("migrations are applied once and recorded", () => {
+    const path = join(tempDir(), "db");
+    new SqliteStore({ path }).close();
+    const again = new SqliteStore({ path });
+    again.close();
+  });
+});

@@ -1,0 +1,157 @@
+// Submit, Get and List: idempotency keys, labels, paging, and clear errors for
+// bad input that change nothing.
+import { status } from "@grpc/grpc-js";
+import { ExecutionState } from "@reprise/client/wire";
+import { afterEach, describe, expect, test } from "vitest";
+import { json, millis, seconds, startTestCoordinator } from "./helpers.js";
+import type { TestCoordinator } from "./helpers.js";
+import { leaseNow, submit } from "./wire-helpers.js";
+
+let c: TestCoordinator;
+
+afterEach(async () => {
+  await c?.close();
+});
+
+const count = async () => (await c.executions.listExecutions({ pageSize: 1000 })).executions.length;
+
+describe("submit", () => {
+  test("a Submit that repeats an idempotency_key returns the existing execution unchanged and creates nothing", async () => {
+    c = await startTestCoordinator();
+    const first = await c.executions.submit({ task: "t", arguments: json(1), idempotencyKey: "n-1", labels: { a: "1" } });
+    expect(first.existing).toBe(false);
+    const again = await c.executions.submit({ task: "other", arguments: json(2), idempotencyKey: "n-1", retryPolicy: { limit: 9 } });
+    expect(again.existing).toBe(true);
+    expect(again.execution).toEqual(first.execution);
+    expect(await count()).toBe(1);
+    const [leased] = await leaseNow(c, ["t"]);
+    expect(leased!.executionId).toBe(first.execution!.id);
+    expect(leased!.labels).toEqual({ a: "1" });
+  });
+
+  test("concurrent Submits with one idempotency_key create one execution", async () => {
+    c = await startTestCoordinator();
+    const replies = await Promise.all(Array.from({ length: 20 }, () => c.executions.submit({ task: "t", idempotencyKey: "k" })));
+    expect(new Set(replies.map((r) => r.execution!.id)).size).toBe(1);
+    expect(replies.filter((r) => !r.existing)).toHaveLength(1);
+    expect(await count()).toBe(1);
+  });
+
+  test("an execution shows its arguments, labels, key and creation time", async () => {
+    c = await startTestCoordinator();
+    const execution = await submit(c, "t", { idempotencyKey: "key", labels: { team: "ops" } });
+    const got = (await c.executions.getExecution({ executionId: execution.id })).execution!;
+    expect(got).toEqual(execution);
+    expect(got).toMatchObject({ task: "t", state: ExecutionState.PENDING, idempotencyKey: "key", labels: { team: "ops" } });
+    expect(got.arguments?.contentType).toBe("application/json");
+  });
+
+  test("ListExecutions filters by task and state and pages newest first", async () => {
+    c = await startTestCoordinator();
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push((await submit(c, i % 2 === 0 ? "even" : "odd")).id);
+    const [leased] = await leaseNow(c, ["even"]);
+    const pages: string[][] = [];
+    let pageToken = "";
+    do {
+      const page = await c.executions.listExecutions({ task: "even", pageSize: 2, pageToken });
+      pages.push(page.executions.map((e) => e.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    expect(pages.flat()).toEqual([ids[6], ids[4], ids[2], ids[0]]);
+    expect(pages.every((p) => p.length <= 2)).toBe(true);
+    const running = await c.executions.listExecutions({ state: ExecutionState.RUNNING });
+    expect(running.executions.map((e) => e.id)).toEqual([leased!.executionId]);
+    expect((await c.executions.listExecutions({})).executions).toHaveLength(7);
+  });
+});
+
+describe("bad input gets a clear status naming the field, changes nothing, and the coordinator keeps serving", () => {
+  const cases: [string, () => Promise<unknown>, status, string][] = [
+    ["an empty task name", () => c.executions.submit({ task: "" }), status.INVALID_ARGUMENT, "task"],
+    ["an over-long task name", () => c.executions.submit({ task: "x".repeat(257) }), status.INVALID_ARGUMENT, "task"],
+    ["a task name with whitespace", () => c.executions.submit({ task: "send email" }), status.INVALID_ARGUMENT, "task"],
+    [
+      "backoff_min > backoff_max",
+      () => c.executions.submit({ task: "t", retryPolicy: { limit: 2, backoffMin: seconds(10), backoffMax: seconds(5) } }),
+      status.INVALID_ARGUMENT,
+      "retry_policy.backoff_min",
+    ],
+    [
+      "a negative backoff",
+      () => c.executions.submit({ task: "t", retryPolicy: { limit: 2, backoffMin: seconds(-1) } }),
+      status.INVALID_ARGUMENT,
+      "retry_policy.backoff_min",
+    ],
+    ["a negative delay", () => c.executions.submit({ task: "t", delay: millis(-5) }), status.INVALID_ARGUMENT, "delay"],
+    ["a delay over its maximum", () => c.executions.submit({ task: "t", delay: seconds(400 * 86400) }), status.INVALID_ARGUMENT, "delay"],
+    [
+      "unlimited together with a limit",
+      () => c.executions.submit({ task: "t", retryPolicy: { limit: 3, unlimited: true } }),
+      status.INVALID_ARGUMENT,
+      "retry_policy.unlimited",
+    ],
+    ["a retry limit over its maximum", () => c.executions.submit({ task: "t", retryPolicy: { limit: 10_001 } }), status.INVALID_ARGUMENT, "retry_policy.limit"],
+    ["too many labels", () => c.executions.submit({ task: "t", labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"])) }), status.INVALID_ARGUMENT, "labels"],
+    ["an over-long idempotency key", () => c.executions.submit({ task: "t", idempotencyKey: "k".repeat(257) }), status.INVALID_ARGUMENT, "idempotency_key"],
+    [
+      "arguments over the payload maximum",
+      () => c.executions.submit({ task: "t", arguments: { data: new Uint8Array(1024 * 1024 + 1) } }),
+      status.RESOURCE_EXHAUSTED,
+      "arguments.data",
+    ],
+    ["an unknown execution id", () => c.executions.getExecution({ executionId: "nope" }), status.NOT_FOUND, "execution_id"],
+    ["an empty execution id", () => c.executions.getExecution({ executionId: "" }), status.INVALID_ARGUMENT, "execution_id"],
+    ["a negative page size", () => c.executions.listExecutions({ pageSize: -1 }), status.INVALID_ARGUMENT, "page_size"],
+    ["an unknown state filter", () => c.executions.listExecutions({ state: 99 as ExecutionState }), status.INVALID_ARGUMENT, "state"],
+    ["a forged page token", () => c.executions.listExecutions({ pageToken: "garbage" }), status.INVALID_ARGUMENT, "page_token"],
+    ["LeaseAttempts with no tasks", () => c.workers.leaseAttempts({ workerId: "w" }), status.INVALID_ARGUMENT, "tasks"],
+    ["a wait over 60 s", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], wait: seconds(61) }), status.INVALID_ARGUMENT, "wait"],
+    ["a lease under 100 ms", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], leaseDuration: millis(50) }), status.INVALID_ARGUMENT, "lease_duration"],
+    ["a lease over 1 hour", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], leaseDuration: seconds(3601) }), status.INVALID_ARGUMENT, "lease_duration"],
+    ["max_attempts over 1000", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], maxAttempts: 1001 }), status.INVALID_ARGUMENT, "max_attempts"],
+    [
+      "a declared task with a bad policy",
+      () => c.workers.declareTasks({ workerId: "w", tasks: [{ name: "ok" }, { name: "t", retryPolicy: { unlimited: true, limit: 1 } }] }),
+      status.INVALID_ARGUMENT,
+      "tasks[1].retry_policy.unlimited",
+    ],
+    ["a negative timeout", () => c.workers.declareTasks({ workerId: "w", tasks: [{ name: "t", timeout: seconds(-3) }] }), status.INVALID_ARGUMENT, "tasks[0].timeout"],
+    [
+      "a negative retry_after",
+      () => c.workers.reportOutcomes({ outcomes: [{ leaseToken: new Uint8Array(24), outcome: { case: "failure", value: { retryAfter: seconds(-1) } } }] }),
+      status.INVALID_ARGUMENT,
+      "outcomes[0].failure.retry_after",
+    ],
+    [
+      "a result over the payload maximum",
+      () => c.workers.reportOutcomes({ outcomes: [{ leaseToken: new Uint8Array(24), outcome: { case: "result", value: { data: new Uint8Array(1024 * 1024 + 1) } } }] }),
+      status.RESOURCE_EXHAUSTED,
+      "outcomes[0].result.data",
+    ],
+  ];
+
+  test.each(cases)("%s", async (_, call, code, field) => {
+    c = await startTestCoordinator();
+    const before = await count();
+    const error = await call().then(
+      () => {
+        throw new Error("expected the call to fail");
+      },
+      (e: { code: number; details: string }) => e,
+    );
+    expect(error.code).toBe(code);
+    expect(error.details.startsWith(field)).toBe(true);
+    expect(await count()).toBe(before);
+    expect((await c.executions.submit({ task: "still_serving" })).execution?.state).toBe(ExecutionState.PENDING);
+  });
+
+  test("a rejected DeclareTasks declares none of its tasks", async () => {
+    c = await startTestCoordinator();
+    await expect(
+      c.workers.declareTasks({ workerId: "w", tasks: [{ name: "good", retryPolicy: { limit: 3 } }, { name: "" }] }),
+    ).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+    const execution = await submit(c, "good");
+    expect(execution.retryPolicy).toBeUndefined();
+  });
+});
