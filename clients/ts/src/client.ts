@@ -1,0 +1,75 @@
+// The caller's side: submit executions and get handles to wait on them.
+import { ExecutionService } from "./gen/reprise/v1/execution_service_pb.js";
+import { createServiceClient } from "./grpc.js";
+import type { ServiceClient } from "./grpc.js";
+import { Backoff } from "./backoff.js";
+import { channelOptions, isTransient } from "./connection.js";
+import { ExecutionHandle } from "./handle.js";
+import { resolveClientOptions } from "./options.js";
+import type { ClientOptions, ResolvedClientOptions } from "./options.js";
+import { retryPolicy } from "./retries.js";
+import type { RetriesOption } from "./retries.js";
+import { durationFromSeconds, sleep } from "./time.js";
+
+export interface SubmitOptions {
+  /** A repeat Submit with the same key returns the existing execution and creates nothing. */
+  idempotencyKey?: string;
+  /** Seconds from now before the first attempt may start. Default 0. */
+  delay?: number;
+  /** Free-form labels, passed to every attempt. */
+  labels?: Record<string, string>;
+  /**
+   * This execution's own retry policy, overriding the task's declared one
+   * (even `0` or `false`, which then mean no retries). Absent: the task's.
+   */
+  retries?: RetriesOption;
+}
+
+export class Client {
+  private readonly options: ResolvedClientOptions;
+  private readonly executions: ServiceClient<typeof ExecutionService>;
+
+  constructor(options: ClientOptions = {}) {
+    this.options = resolveClientOptions(options);
+    const { address, credentials, reconnect, grpcOptions } = this.options;
+    this.executions = createServiceClient(ExecutionService, address, credentials, channelOptions(reconnect, grpcOptions));
+  }
+
+  /**
+   * Submits an execution of `task` with `args` encoded by the codec. With an
+   * idempotency key, a Submit that hits a coordinator restart is tried again;
+   * without one it is not, since it might have been created already.
+   */
+  async submit<Result = unknown>(task: string, args?: unknown, options: SubmitOptions = {}): Promise<ExecutionHandle<Result>> {
+    const { codec } = this.options;
+    const explicitNoRetries = options.retries === 0 || options.retries === false;
+    const request = {
+      task,
+      arguments: { data: codec.encode(args), contentType: codec.contentType },
+      idempotencyKey: options.idempotencyKey ?? "",
+      delay: options.delay === undefined ? undefined : durationFromSeconds(options.delay, "delay"),
+      labels: options.labels ?? {},
+      retryPolicy: explicitNoRetries ? { limit: 0 } : retryPolicy(options.retries),
+    };
+    const backoff = new Backoff(this.options.reconnect);
+    for (let tries = 1; ; tries++) {
+      try {
+        const { execution } = await this.executions.submit(request);
+        return new ExecutionHandle<Result>(execution!.id, execution, this.executions, this.options);
+      } catch (error) {
+        if (!options.idempotencyKey || !isTransient(error) || tries >= 20) throw error;
+        await sleep(backoff.next());
+      }
+    }
+  }
+
+  /** A handle on an execution submitted earlier, by its id. */
+  execution<Result = unknown>(id: string): ExecutionHandle<Result> {
+    return new ExecutionHandle<Result>(id, undefined, this.executions, this.options);
+  }
+
+  /** Closes the channel; waits in progress end with an error. */
+  close(): void {
+    this.executions.raw.close();
+  }
+}

@@ -1,0 +1,166 @@
+// Micro-batched outcome reports: every outcome finished in one turn of the
+// event loop goes out in one ReportOutcomes call. Reports that cannot reach
+// the coordinator are kept and re-sent until it is back, since a finished
+// result is the one thing a worker must not lose; refused ones (a lease that
+// expired meanwhile, a cancelled execution) are logged and dropped.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceClient } from "./grpc.js";
+import type { OutcomeSchema } from "./gen/reprise/v1/types_pb.js";
+import type { WorkerService } from "./gen/reprise/v1/worker_service_pb.js";
+import { Backoff } from "./backoff.js";
+import type { ReconnectOptions } from "./backoff.js";
+import { describeError, isTransient } from "./connection.js";
+import type { Logger } from "./log.js";
+import { sleep } from "./time.js";
+
+const MAX_OUTCOMES_PER_REPORT = 1000;
+
+export interface PendingOutcome {
+  outcome: MessageInitShape<typeof OutcomeSchema> & { leaseToken: Uint8Array };
+  executionId: string;
+  attempt: number;
+  task: string;
+  /** Called once the outcome is accepted, refused or dropped. */
+  settled: () => void;
+  /** Set once a rejected result was replaced by a failure, so that is tried only once. */
+  replaced?: boolean;
+  /** Sent in a batch of its own, after its batch was rejected as a whole. */
+  alone?: boolean;
+}
+
+export class OutcomeReporter {
+  private queue: PendingOutcome[] = [];
+  private flushing: Promise<void> | null = null;
+  private scheduled = false;
+  private readonly closing = new AbortController();
+  private readonly backoff: Backoff;
+  private unreachable = false;
+
+  constructor(
+    private readonly workers: ServiceClient<typeof WorkerService>,
+    private readonly logger: Logger,
+    reconnect: Required<ReconnectOptions>,
+  ) {
+    this.backoff = new Backoff(reconnect);
+  }
+
+  /** Queues an outcome; resolves once it was accepted, refused or dropped. */
+  report(pending: Omit<PendingOutcome, "settled">): Promise<void> {
+    return new Promise((settled) => {
+      this.queue.push({ ...pending, settled });
+      this.schedule();
+    });
+  }
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.flushing) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flushing = this.flush().finally(() => {
+        this.flushing = null;
+        if (this.queue.length > 0 && !this.closing.signal.aborted) this.schedule();
+      });
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0 && !this.closing.signal.aborted) {
+      const batch = this.nextBatch();
+      try {
+        const { receipts } = await this.workers.reportOutcomes({ outcomes: batch.map((p) => p.outcome) });
+        this.backoff.reset();
+        if (this.unreachable) this.logger.info("coordinator reachable again; outcomes re-sent", { outcomes: batch.length });
+        this.unreachable = false;
+        batch.forEach((pending, i) => this.settle(pending, receipts[i]?.accepted ?? false, receipts[i]?.reason ?? "no receipt"));
+      } catch (error) {
+        if (isTransient(error)) {
+          if (!this.unreachable) this.logger.warn("cannot report outcomes; keeping them to re-send", { error: describeError(error), outcomes: batch.length });
+          this.unreachable = true;
+          this.queue.unshift(...batch);
+          await sleep(this.backoff.next(), this.closing.signal);
+        } else {
+          this.rejected(batch, error);
+        }
+      }
+    }
+  }
+
+  private settle(pending: PendingOutcome, accepted: boolean, reason: string): void {
+    if (!accepted) {
+      this.logger.warn("outcome refused by the coordinator; dropped", {
+        execution_id: pending.executionId,
+        task: pending.task,
+        attempt: pending.attempt,
+        outcome: String(pending.outcome.outcome?.case),
+        reason,
+      });
+    }
+    pending.settled();
+  }
+
+  /**
+   * The whole call failed for a reason that will not pass (a result over the
+   * payload limit, say). One bad outcome must not sink the others, so each is
+   * sent alone; a result that still fails is replaced by a failure saying why,
+   * so the execution is retried or ends instead of waiting for its lease.
+   */
+  private rejected(batch: PendingOutcome[], error: unknown): void {
+    if (batch.length > 1) {
+      this.queue.unshift(...batch.map((pending) => ({ ...pending, alone: true })));
+      return;
+    }
+    const [pending] = batch;
+    if (!pending) return;
+    if (pending.outcome.outcome?.case === "result" && !pending.replaced) {
+      this.queue.unshift({
+        ...pending,
+        alone: true,
+        replaced: true,
+        outcome: {
+          leaseToken: pending.outcome.leaseToken,
+          outcome: { case: "failure", value: { type: "ResultRejected", message: `the coordinator rejected the result: ${describeError(error)}` } },
+        },
+      });
+      return;
+    }
+    this.logger.error("outcome rejected by the coordinator; dropped", {
+      execution_id: pending.executionId,
+      task: pending.task,
+      attempt: pending.attempt,
+      error: describeError(error),
+    });
+    pending.settled();
+  }
+
+  /** The next batch: one outcome that must go alone, or up to the maximum of the others. */
+  private nextBatch(): PendingOutcome[] {
+    if (this.queue[0]?.alone) return this.queue.splice(0, 1);
+    const end = this.queue.findIndex((pending, i) => pending.alone || i >= MAX_OUTCOMES_PER_REPORT);
+    return this.queue.splice(0, end === -1 ? this.queue.length : end);
+  }
+
+  /** Resolves when nothing is queued or being sent. */
+  async drained(): Promise<void> {
+    while (this.queue.length > 0 || this.flushing || this.scheduled) {
+      await (this.flushing ?? new Promise((resolve) => setImmediate(resolve)));
+    }
+  }
+
+  /** Stops re-sending; whatever is still queued is logged and dropped. */
+  close(): void {
+    this.closing.abort();
+    for (const pending of this.queue.splice(0)) {
+      this.logger.error("worker stopped before the coordinator took this outcome; dropped", {
+        execution_id: pending.executionId,
+        task: pending.task,
+        attempt: pending.attempt,
+      });
+      pending.settled();
+    }
+  }
+}

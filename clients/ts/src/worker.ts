@@ -1,0 +1,284 @@
+// The worker: declares its tasks, long-polls for as many attempts as it has
+// free slots, runs each with its own AbortSignal, keeps their leases alive
+// with batched heartbeats, and reports outcomes in micro-batches. Connection
+// trouble is retried with backoff and never reaches user code.
+import type { LeasedAttempt } from "./gen/reprise/v1/types_pb.js";
+import { WorkerService } from "./gen/reprise/v1/worker_service_pb.js";
+import { createServiceClient } from "./grpc.js";
+import type { ServiceClient } from "./grpc.js";
+import { Backoff } from "./backoff.js";
+import { channelOptions, describeError, isTransient } from "./connection.js";
+import { AttemptAbortedError, NonRetryableError } from "./errors.js";
+import type { AbortCause } from "./errors.js";
+import { toFailure } from "./failure.js";
+import { Heartbeater } from "./heartbeater.js";
+import { resolveWorkerOptions } from "./options.js";
+import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
+import { OutcomeReporter } from "./reporter.js";
+import { retryPolicy } from "./retries.js";
+import type { RetriesOption, When } from "./retries.js";
+import type { TaskContext, TaskHandler, TaskOptions } from "./task.js";
+import { durationFromSeconds, sleep, timestampToMs } from "./time.js";
+
+interface RegisteredTask {
+  name: string;
+  retries: RetriesOption | undefined;
+  when: When | undefined;
+  timeout: number | undefined;
+  handler: TaskHandler<never, unknown>;
+}
+
+/** A leased attempt from lease to report: its slot is held until the handler settles. */
+interface LiveAttempt {
+  leased: LeasedAttempt;
+  controller: AbortController;
+  abortedBy: AbortCause | undefined;
+}
+
+type WorkerState = "new" | "starting" | "running" | "stopping" | "stopped";
+
+const tokenKey = (token: Uint8Array) => Buffer.from(token).toString("base64");
+
+export class Worker {
+  private readonly options: ResolvedWorkerOptions;
+  private readonly tasks = new Map<string, RegisteredTask>();
+  private readonly workers: ServiceClient<typeof WorkerService>;
+  private readonly reporter: OutcomeReporter;
+  private readonly heartbeater: Heartbeater;
+  /** Every lease held: running handlers and finished ones whose report is not yet taken. */
+  private readonly live = new Map<string, LiveAttempt>();
+  private readonly handlers = new Set<Promise<void>>();
+  /** Aborts the long-poll and the reconnect waits when stop() begins. */
+  private readonly stopping = new AbortController();
+  private state: WorkerState = "new";
+  private leaseLoop: Promise<void> | null = null;
+  private stopped: Promise<void> | null = null;
+  private wakeLeaseLoop: (() => void) | null = null;
+
+  constructor(options: WorkerOptions = {}) {
+    this.options = resolveWorkerOptions(options);
+    const { address, credentials, reconnect, grpcOptions, logger, workerId, heartbeatInterval } = this.options;
+    this.workers = createServiceClient(WorkerService, address, credentials, channelOptions(reconnect, grpcOptions));
+    this.reporter = new OutcomeReporter(this.workers, logger, reconnect);
+    this.heartbeater = new Heartbeater(
+      this.workers,
+      { workerId, intervalMs: heartbeatInterval * 1000, logger },
+      () => [...this.live.values()].map((a) => a.leased.leaseToken),
+      ({ cancelRequested, lost }) => {
+        for (const token of cancelRequested) this.abort(token, "cancelled", "the execution was cancelled");
+        for (const token of lost) this.abort(token, "lost", "the lease was lost: it expired, timed out or already has an outcome");
+      },
+    );
+  }
+
+  get workerId(): string {
+    return this.options.workerId;
+  }
+
+  /** How many attempts are running now. */
+  get running(): number {
+    return this.handlers.size;
+  }
+
+  /**
+   * Registers a task. `options.retries` takes Coflux's forms (see Retries);
+   * `options.timeout` is in seconds. Call before start().
+   */
+  task<Args = unknown, Result = unknown>(name: string, handler: TaskHandler<Args, Result>): this;
+  task<Args = unknown, Result = unknown>(name: string, options: TaskOptions, handler: TaskHandler<Args, Result>): this;
+  task<Args, Result>(name: string, optionsOrHandler: TaskOptions | TaskHandler<Args, Result>, maybeHandler?: TaskHandler<Args, Result>): this {
+    const [options, handler] = typeof optionsOrHandler === "function" ? [{}, optionsOrHandler] : [optionsOrHandler, maybeHandler];
+    if (typeof handler !== "function") throw new TypeError(`task ${JSON.stringify(name)}: the handler must be a function`);
+    if (this.state !== "new") throw new Error(`task ${JSON.stringify(name)}: register tasks before start()`);
+    if (this.tasks.has(name)) throw new Error(`task ${JSON.stringify(name)} is already registered`);
+    // Validate now, where the stack points at the user's line.
+    retryPolicy(options.retries, `task ${JSON.stringify(name)}: retries`);
+    if (options.timeout !== undefined) durationFromSeconds(options.timeout, `task ${JSON.stringify(name)}: timeout`);
+    const when = typeof options.retries === "object" ? options.retries.when : undefined;
+    this.tasks.set(name, { name, retries: options.retries, when, timeout: options.timeout, handler: handler as TaskHandler<never, unknown> });
+    return this;
+  }
+
+  /** Declares the tasks (retrying until the coordinator answers), then leases and runs attempts in the background. */
+  async start(): Promise<void> {
+    if (this.state !== "new") throw new Error("Worker.start: already started");
+    if (this.tasks.size === 0) throw new Error("Worker.start: register at least one task first");
+    this.state = "starting";
+    await this.declare();
+    if (this.state !== "starting") return;
+    this.state = "running";
+    this.heartbeater.start();
+    this.leaseLoop = this.leaseForever();
+  }
+
+  private async declare(): Promise<void> {
+    const tasks = [...this.tasks.values()].map((task) => ({
+      name: task.name,
+      retryPolicy: retryPolicy(task.retries),
+      timeout: task.timeout === undefined ? undefined : durationFromSeconds(task.timeout, "timeout"),
+    }));
+    const backoff = new Backoff(this.options.reconnect);
+    for (;;) {
+      try {
+        await this.workers.declareTasks({ workerId: this.options.workerId, tasks }, { signal: this.stopping.signal });
+        return;
+      } catch (error) {
+        if (this.stopping.signal.aborted) return;
+        if (!isTransient(error)) throw error;
+        this.options.logger.warn("cannot declare tasks yet; retrying", { error: describeError(error) });
+        await sleep(backoff.next(), this.stopping.signal);
+      }
+    }
+  }
+
+  private async leaseForever(): Promise<void> {
+    const { workerId, concurrency, pollWait, leaseDuration, logger } = this.options;
+    const backoff = new Backoff(this.options.reconnect);
+    const tasks = [...this.tasks.keys()];
+    let unreachable = false;
+    while (this.state === "running") {
+      const free = concurrency - this.handlers.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => (this.wakeLeaseLoop = resolve));
+        continue;
+      }
+      try {
+        const { attempts } = await this.workers.leaseAttempts(
+          { workerId, tasks, maxAttempts: free, wait: durationFromSeconds(pollWait, "pollWait"), leaseDuration: durationFromSeconds(leaseDuration, "leaseDuration") },
+          // The deadline only guards against a connection that died silently.
+          { signal: this.stopping.signal, deadline: new Date(Date.now() + (pollWait + 30) * 1000) },
+        );
+        if (unreachable) logger.info("coordinator reachable again; leasing", { worker_id: workerId });
+        unreachable = false;
+        backoff.reset();
+        // Even when stop() began meanwhile: these leases are committed, and
+        // dropping them would abandon at-most-once executions that never ran.
+        for (const leased of attempts) this.run(leased);
+      } catch (error) {
+        if (this.state !== "running") break;
+        if (!unreachable) logger.warn("cannot lease attempts; retrying", { error: describeError(error) });
+        unreachable = true;
+        await sleep(backoff.next(), this.stopping.signal);
+      }
+    }
+  }
+
+  private run(leased: LeasedAttempt): void {
+    const key = tokenKey(leased.leaseToken);
+    const live: LiveAttempt = { leased, controller: new AbortController(), abortedBy: undefined };
+    this.live.set(key, live);
+    const handling = this.handle(live);
+    const slot: Promise<void> = handling.then(() => {
+      this.handlers.delete(slot);
+      this.wakeLeaseLoop?.();
+      this.wakeLeaseLoop = null;
+    });
+    this.handlers.add(slot);
+    // The slot frees when the handler settles, but the lease stays live (and
+    // heartbeated) until the coordinator has taken the outcome.
+    void handling.then(async (report) => {
+      if (report !== null) await this.reporter.report(report);
+      this.live.delete(key);
+    });
+  }
+
+  /** Runs the handler; resolves with the report to send, or null when none is wanted. Never rejects. */
+  private async handle(live: LiveAttempt): Promise<OutcomeReport | null> {
+    const { leased, controller } = live;
+    const task = this.tasks.get(leased.task);
+    const timeoutAtMs = timestampToMs(leased.timeoutAt);
+    // The coordinator's heartbeat answer would say so too; a local timer fires
+    // the signal on time. setTimeout cannot wait more than ~24.8 days.
+    const untilTimeout = timeoutAtMs === undefined ? undefined : Math.max(0, timeoutAtMs - Date.now());
+    const timer =
+      untilTimeout === undefined || untilTimeout > 2 ** 31 - 1
+        ? undefined
+        : setTimeout(() => this.abortLive(live, "timedOut", "the attempt ran past its task's timeout"), untilTimeout);
+    let outcome: OutcomeReport["outcome"]["outcome"];
+    try {
+      if (!task) throw new NonRetryableError(`worker ${this.options.workerId} does not run task ${JSON.stringify(leased.task)}`);
+      let args: unknown;
+      try {
+        args = this.options.codec.decode(leased.arguments?.data ?? new Uint8Array(), leased.arguments?.contentType ?? "");
+      } catch (error) {
+        // The arguments are the same on every attempt, so a retry cannot help.
+        throw new NonRetryableError(`cannot decode the arguments: ${describeError(error)}`, { cause: error });
+      }
+      const ctx: TaskContext = {
+        executionId: leased.executionId,
+        attempt: leased.attempt,
+        task: leased.task,
+        workerId: this.options.workerId,
+        labels: leased.labels,
+        timeoutAt: timeoutAtMs === undefined ? undefined : new Date(timeoutAtMs),
+        signal: controller.signal,
+      };
+      const value = await task.handler(args as never, ctx);
+      outcome = { case: "result", value: { data: this.options.codec.encode(value), contentType: this.options.codec.contentType } };
+    } catch (error) {
+      outcome = { case: "failure", value: toFailure(error, task?.when) };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (live.abortedBy === "cancelled" || live.abortedBy === "lost") {
+      // The coordinator would refuse it: the execution was cancelled or the lease is gone.
+      this.options.logger.debug("attempt stopped; not reported", { execution_id: leased.executionId, attempt: leased.attempt, why: live.abortedBy });
+      return null;
+    }
+    return { outcome: { leaseToken: leased.leaseToken, outcome }, executionId: leased.executionId, attempt: leased.attempt, task: leased.task };
+  }
+
+  private abort(token: Uint8Array, cause: AbortCause, message: string): void {
+    const live = this.live.get(tokenKey(token));
+    if (live) this.abortLive(live, cause, message);
+  }
+
+  private abortLive(live: LiveAttempt, cause: AbortCause, message: string): void {
+    if (live.abortedBy !== undefined) return;
+    live.abortedBy = cause;
+    live.controller.abort(new AttemptAbortedError(cause, message));
+  }
+
+  /**
+   * Stops leasing, lets in-flight attempts finish for up to `grace` seconds
+   * (default `stopGrace`), then aborts the signals of those still running and
+   * waits `abortGrace` more. Outcomes are reported before it resolves, unless
+   * the coordinator stays unreachable past `abortGrace`. Safe to call twice.
+   */
+  stop(options: { grace?: number } = {}): Promise<void> {
+    this.stopped ??= this.shutdown(options.grace ?? this.options.stopGrace);
+    return this.stopped;
+  }
+
+  private async shutdown(graceSeconds: number): Promise<void> {
+    const { abortGrace, logger } = this.options;
+    this.state = "stopping";
+    this.stopping.abort();
+    this.wakeLeaseLoop?.();
+    await this.leaseLoop;
+    if (!(await settledWithin([...this.handlers], graceSeconds * 1000))) {
+      logger.warn("stop grace ran out; aborting running attempts", { running: this.handlers.size });
+      for (const live of this.live.values()) this.abortLive(live, "stopping", "the worker is stopping and its grace period ran out");
+      await settledWithin([...this.handlers], abortGrace * 1000);
+    }
+    await settledWithin([this.reporter.drained()], abortGrace * 1000);
+    this.reporter.close();
+    await this.heartbeater.stop();
+    this.workers.raw.close();
+    this.state = "stopped";
+  }
+}
+
+type OutcomeReport = Parameters<OutcomeReporter["report"]>[0];
+
+/** True when every promise settled within `ms`; the timer never outlives the wait. */
+async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<boolean> {
+  if (promises.length === 0) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([Promise.allSettled(promises).then(() => true as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
