@@ -1,5 +1,6 @@
 // The SQLite store's group commit and guards, below the services.
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { describe, expect, test } from "vitest";
 import { SqliteStore } from "../server/sqlite-store.js";
 import { ExecutionStateNumber } from "../server/store.js";
@@ -73,10 +74,19 @@ describe("group commit", () => {
     }
   });
 
-  test("migrations are applied once and recorded", () => {
+  test("migrations are applied once and recorded, so reopening a database keeps its data", async () => {
     const path = join(tempDir(), "db");
-    new SqliteStore({ path }).close();
+    const store = new SqliteStore({ path });
+    store.write(() => store.executionInsert(newExecution("kept")));
+    store.close();
     const again = new SqliteStore({ path });
     again.close();
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.prepare("SELECT version, name FROM schema_migrations").all()).toEqual([{ version: 1, name: "0001_init.sql" }]);
+      expect(db.prepare("SELECT id FROM executions").all()).toEqual([{ id: "kept" }]);
+    } finally {
+      db.close();
+    }
   });
 });
