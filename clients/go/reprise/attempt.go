@@ -1,0 +1,177 @@
+package reprise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
+)
+
+// running is one leased attempt, from its lease until the coordinator has
+// answered its report (it is heartbeated all that time).
+type running struct {
+	leased *reprisev1.LeasedAttempt
+	task   *task
+	cancel context.CancelCauseFunc
+
+	mu sync.Mutex
+	// settled is the coordinator's word that the attempt is over (cancelled
+	// or lost): stop heartbeating it and report nothing.
+	settled error
+}
+
+// settle records that the coordinator has ended the attempt and cancels the
+// handler's context with cause.
+func (a *running) settle(cause error) {
+	a.mu.Lock()
+	if a.settled == nil {
+		a.settled = cause
+	}
+	a.mu.Unlock()
+	a.cancel(cause)
+}
+
+func (a *running) settledBy() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.settled
+}
+
+// inflightSet indexes running attempts by lease token.
+type inflightSet struct {
+	mu      sync.Mutex
+	byToken map[string]*running
+}
+
+func (s *inflightSet) add(a *running) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byToken[string(a.leased.GetLeaseToken())] = a
+}
+
+func (s *inflightSet) remove(token []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byToken, string(token))
+}
+
+func (s *inflightSet) get(token []byte) *running {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byToken[string(token)]
+}
+
+func (s *inflightSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byToken)
+}
+
+// live returns the tokens that still need heartbeats.
+func (s *inflightSet) live() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tokens := make([][]byte, 0, len(s.byToken))
+	for _, a := range s.byToken {
+		if a.settledBy() == nil {
+			tokens = append(tokens, a.leased.GetLeaseToken())
+		}
+	}
+	return tokens
+}
+
+// start runs a leased attempt on its own goroutine; it holds one slot.
+func (r *runner) start(leased *reprisev1.LeasedAttempt) {
+	t := r.tasks[leased.GetTask()]
+	if t == nil {
+		// Only names this worker declared are leased, so this is a
+		// coordinator bug; the lease will expire and the attempt be retried.
+		r.log.Error("reprise: leased an attempt of an unknown task", "task", leased.GetTask())
+		r.slots <- struct{}{}
+		return
+	}
+	ctx, cancel := context.WithCancelCause(r.handlerBase)
+	ctx = context.WithValue(ctx, attemptKey{}, Attempt{
+		ExecutionID: leased.GetExecutionId(),
+		Task:        leased.GetTask(),
+		Number:      int(leased.GetAttempt()),
+		Labels:      leased.GetLabels(),
+		ContentType: leased.GetArguments().GetContentType(),
+	})
+	if timeoutAt := leased.GetTimeoutAt(); timeoutAt != nil {
+		// Measured against the coordinator's clock: at the lease, its "now"
+		// was lease_expires_at - LeaseDuration. This keeps clock skew out.
+		leasedAt := leased.GetLeaseExpiresAt().AsTime().Add(-r.opts.LeaseDuration)
+		var stopTimer context.CancelFunc
+		ctx, stopTimer = context.WithTimeoutCause(ctx, timeoutAt.AsTime().Sub(leasedAt), ErrTimeout)
+		cancel = chainCancel(cancel, stopTimer)
+	}
+	a := &running{leased: leased, task: t, cancel: cancel}
+	r.inflight.add(a)
+	r.handlers.Add(1)
+	go func() {
+		defer r.handlers.Done()
+		defer func() { r.slots <- struct{}{} }()
+		r.finish(a, ctx)
+	}()
+}
+
+func chainCancel(cancel context.CancelCauseFunc, stop context.CancelFunc) context.CancelCauseFunc {
+	return func(cause error) { cancel(cause); stop() }
+}
+
+// finish runs the handler and queues its outcome, unless the coordinator has
+// already settled the attempt.
+func (r *runner) finish(a *running, ctx context.Context) {
+	result, err := invoke(ctx, a.task.handler, a.leased.GetArguments().GetData())
+	cause := context.Cause(ctx)
+	a.cancel(nil)
+	if settled := a.settledBy(); settled != nil {
+		r.log.Debug("reprise: attempt settled by the coordinator; not reporting it", "execution_id", a.leased.GetExecutionId(), "cause", settled)
+		r.inflight.remove(a.leased.GetLeaseToken())
+		return
+	}
+	outcome := &reprisev1.Outcome{LeaseToken: a.leased.GetLeaseToken()}
+	switch {
+	case err == nil:
+		payload, encodeErr := encodePayload(result)
+		if encodeErr != nil {
+			outcome.Outcome = &reprisev1.Outcome_Failure{Failure: failureOf(Permanent(encodeErr), nil)}
+		} else {
+			outcome.Outcome = &reprisev1.Outcome_Result{Result: payload}
+		}
+	case errors.Is(cause, ErrTimeout):
+		// The coordinator times the attempt out by itself (TIMED_OUT,
+		// retryable); a failure report racing it would record FAILED instead.
+		r.inflight.remove(a.leased.GetLeaseToken())
+		return
+	case errors.Is(cause, ErrShutdown):
+		// Like an abandonment, an interrupted attempt is always retryable and
+		// When does not apply; reporting it now saves waiting for the lease.
+		outcome.Outcome = &reprisev1.Outcome_Failure{Failure: &reprisev1.Failure{
+			Type:    "WorkerShutdown",
+			Message: fmt.Sprintf("the worker shut down before the attempt finished: %v", err),
+		}}
+	default:
+		outcome.Outcome = &reprisev1.Outcome_Failure{Failure: failureOf(err, a.task.config.retries.When)}
+	}
+	select {
+	case r.reports <- queuedOutcome{outcome: outcome, attempt: a}:
+	case <-r.reporterDone:
+		// Run has given up on this handler (it ignored cancellation); its
+		// lease will expire.
+	}
+}
+
+// invoke calls the handler, turning a panic into a *PanicError.
+func invoke(ctx context.Context, h Handler, args []byte) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			result, err = nil, &PanicError{Value: p, Stack: string(debug.Stack())}
+		}
+	}()
+	return h(ctx, args)
+}

@@ -1,0 +1,24 @@
+// Package reprise is the Go client of the Reprise retry coordinator.
+//
+// A Worker declares tasks, each with a retry policy, then leases attempts,
+// runs them and reports outcomes; the coordinator decides every retry. A
+// Client submits executions and waits for their results through every retry.
+//
+// Retry semantics follow Coflux's "Automatic retries" (see the repository's
+// DESIGN.md, section 1):
+//
+//	reprise.Retries{}                 at most once (the default)
+//	reprise.Immediate(n)              n retries, each right after the failure
+//	reprise.Retries{Limit: n}         the same: a zero Backoff is no delay
+//	reprise.Retries{Limit: n, Backoff: [2]time.Duration{min, max}}
+//	                                  n retries, delays interpolated min..max
+//	reprise.Retries{Limit: n, Backoff: reprise.DefaultBackoff}
+//	                                  Coflux's Retries(limit=n): 1 s .. 60 s
+//	reprise.Unlimited()               retries=True: random 1 s .. 60 s
+//	reprise.Retries{Unlimited: true, Backoff: [2]time.Duration{min, max}}
+//	                                  unlimited, random in [min, max]
+//
+// Errors steer outcomes. A handler's error is retried while retries remain,
+// unless the task's When condition rejects it or it wraps Permanent(err);
+// RetryAfter(d, err) asks for a specific delay before the next retry.
+package reprise

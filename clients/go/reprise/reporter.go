@@ -1,0 +1,112 @@
+package reprise
+
+import (
+	"context"
+
+	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// maxReportBatch is the coordinator's limit of outcomes per ReportOutcomes.
+const maxReportBatch = 10000
+
+type queuedOutcome struct {
+	outcome *reprisev1.Outcome
+	attempt *running
+}
+
+// reportLoop sends outcomes in batches: whatever queued up while the previous
+// call was in flight goes in the next one. It exits when ctx ends, or once
+// noMoreReports is closed and the queue is empty.
+func (r *runner) reportLoop(ctx context.Context) {
+	defer close(r.reporterDone)
+	for {
+		var first queuedOutcome
+		select {
+		case first = <-r.reports:
+		case <-r.noMoreReports:
+			select {
+			case first = <-r.reports:
+			default:
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+		batch := []queuedOutcome{first}
+		for more := true; more && len(batch) < maxReportBatch; {
+			select {
+			case q := <-r.reports:
+				batch = append(batch, q)
+			default:
+				more = false
+			}
+		}
+		r.report(ctx, batch)
+	}
+}
+
+// report sends one batch, retrying while the coordinator is unavailable. A
+// repeated outcome is harmless: the coordinator refuses the second copy.
+func (r *runner) report(ctx context.Context, batch []queuedOutcome) {
+	outcomes := make([]*reprisev1.Outcome, len(batch))
+	for i, q := range batch {
+		outcomes[i] = q.outcome
+	}
+	for failures := 0; ; failures++ {
+		resp, err := r.client.ReportOutcomes(ctx, &reprisev1.ReportOutcomesRequest{Outcomes: outcomes})
+		if err == nil {
+			r.receive(batch, resp.GetReceipts())
+			return
+		}
+		if !isTransient(err) || ctx.Err() != nil {
+			r.refusedBatch(ctx, batch, err)
+			return
+		}
+		r.log.Warn("reprise: reporting outcomes failed; retrying", "error", err, "outcomes", len(batch))
+		if !sleepCtx(ctx, retryBackoff(failures)) {
+			return
+		}
+	}
+}
+
+// refusedBatch handles a batch the coordinator rejected whole, which one bad
+// outcome (such as a result over the payload limit) can cause: each outcome
+// is sent alone so the others still land, and a result too large to store
+// becomes a permanent failure rather than a lease left to expire.
+func (r *runner) refusedBatch(ctx context.Context, batch []queuedOutcome, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	if len(batch) > 1 {
+		for _, q := range batch {
+			r.report(ctx, []queuedOutcome{q})
+		}
+		return
+	}
+	q := batch[0]
+	if status.Code(err) == codes.ResourceExhausted && q.outcome.GetResult() != nil {
+		q.outcome = &reprisev1.Outcome{LeaseToken: q.outcome.GetLeaseToken(), Outcome: &reprisev1.Outcome_Failure{Failure: &reprisev1.Failure{
+			Type:         "ResultTooLarge",
+			Message:      status.Convert(err).Message(),
+			NonRetryable: true,
+		}}}
+		r.report(ctx, []queuedOutcome{q})
+		return
+	}
+	r.log.Error("reprise: the coordinator refused an outcome; its lease will expire", "execution_id", q.attempt.leased.GetExecutionId(), "error", err)
+	r.inflight.remove(q.attempt.leased.GetLeaseToken())
+}
+
+func (r *runner) receive(batch []queuedOutcome, receipts []*reprisev1.OutcomeReceipt) {
+	for i, q := range batch {
+		r.inflight.remove(q.attempt.leased.GetLeaseToken())
+		if i >= len(receipts) {
+			continue
+		}
+		if receipt := receipts[i]; !receipt.GetAccepted() {
+			r.log.Info("reprise: outcome refused", "execution_id", q.attempt.leased.GetExecutionId(), "attempt", q.attempt.leased.GetAttempt(), "reason", receipt.GetReason())
+		}
+	}
+}
