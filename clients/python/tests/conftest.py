@@ -18,23 +18,11 @@ import pytest
 from reprise import Client, Worker
 from reprise.v1 import execution_service_pb2, execution_service_pb2_grpc
 
+from _support import wait_for
+
 REPO = Path(__file__).resolve().parents[3]
 CLI = REPO / "dist" / "server" / "cli.js"
 START_TIMEOUT = 20.0
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, message: str = "condition") -> object:
-    """Polls `condition` until it is truthy; fails the test naming what never happened."""
-    deadline = time.monotonic() + timeout
-    interval = 0.005
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
-        interval = min(interval * 2, 0.05)
 
 
 class Coordinator:
