@@ -103,29 +103,39 @@ export class Coordinator {
   // ---- executions -------------------------------------------------------
 
   async submit(params: SubmitParams): Promise<{ execution: Execution; existing: boolean }> {
-    const { record, existing } = this.store.write(() => {
-      if (params.idempotencyKey !== null) {
-        const found = this.store.executionGetByIdempotencyKey(params.idempotencyKey);
-        if (found) return { record: found, existing: true };
-      }
-      const now = this.clock.now();
-      const record = this.store.executionInsert({
-        id: crypto.randomUUID(),
-        task: params.task,
-        state: E.pending,
-        arguments: params.arguments,
-        retryPolicy: params.retryPolicy,
-        nextAttemptAt: now + params.delayMs,
-        createdAt: now,
-        idempotencyKey: params.idempotencyKey,
-        labels: params.labels,
-      });
-      this.workDueAt(record.nextAttemptAt!, now);
-      return { record, existing: false };
-    });
+    const [result] = await this.submitMany([params]);
+    return result!;
+  }
+
+  /** Submits every execution or none (one savepoint), answering in order. */
+  async submitMany(batch: SubmitParams[]): Promise<{ execution: Execution; existing: boolean }[]> {
+    const results = this.store.write(() => batch.map((params) => this.insertExecution(params)));
     await this.store.committed();
-    if (!existing) this.log.debug("execution submitted", { execution_id: record.id, task: record.task });
-    return { execution: this.snapshot(record), existing };
+    return results.map(({ record, existing }) => {
+      if (!existing) this.log.debug("execution submitted", { execution_id: record.id, task: record.task });
+      return { execution: this.snapshot(record), existing };
+    });
+  }
+
+  private insertExecution(params: SubmitParams): { record: ExecutionRecord; existing: boolean } {
+    if (params.idempotencyKey !== null) {
+      const found = this.store.executionGetByIdempotencyKey(params.idempotencyKey);
+      if (found) return { record: found, existing: true };
+    }
+    const now = this.clock.now();
+    const record = this.store.executionInsert({
+      id: crypto.randomUUID(),
+      task: params.task,
+      state: E.pending,
+      arguments: params.arguments,
+      retryPolicy: params.retryPolicy,
+      nextAttemptAt: now + params.delayMs,
+      createdAt: now,
+      idempotencyKey: params.idempotencyKey,
+      labels: params.labels,
+    });
+    this.workDueAt(record.nextAttemptAt!, now);
+    return { record, existing: false };
   }
 
   async get(id: string): Promise<Execution> {

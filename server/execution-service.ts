@@ -2,12 +2,13 @@
 // to the coordinator.
 import { create } from "@bufbuild/protobuf";
 import { ExecutionState, WatchExecutionResponseSchema } from "@reprise/client/wire";
-import type { ExecutionService, ServiceHandlers } from "@reprise/client/wire";
+import type { ExecutionService, ServiceHandlers, SubmitRequest } from "@reprise/client/wire";
 import type { ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
 import { encodePolicy } from "./coordinator.js";
-import type { Coordinator } from "./coordinator.js";
+import type { Coordinator, SubmitParams } from "./coordinator.js";
 import { limits } from "./limits.js";
 import {
+  checkCount,
   checkDuration,
   checkExecutionId,
   checkLabels,
@@ -35,28 +36,40 @@ function decodePageToken(token: string): number | undefined {
   return Number(match[1]);
 }
 
+/** Validates one Submit; `prefix` places its fields inside a batch. */
+function submission(request: SubmitRequest, prefix: string, maxPayloadBytes: number): SubmitParams {
+  checkTaskName(request.task, `${prefix}task`);
+  checkPayload(request.arguments, `${prefix}arguments`, maxPayloadBytes);
+  checkRetryPolicy(request.retryPolicy, `${prefix}retry_policy`);
+  if (Buffer.byteLength(request.idempotencyKey) > limits.idempotencyKeyBytes) {
+    throw invalid(`${prefix}idempotency_key`, `must be at most ${limits.idempotencyKeyBytes} bytes`);
+  }
+  const delayMs = checkDuration(request.delay, `${prefix}delay`, limits.durationMs);
+  checkLabels(request.labels, `${prefix}labels`);
+  return {
+    task: request.task,
+    arguments: { data: request.arguments?.data ?? new Uint8Array(), contentType: request.arguments?.contentType ?? "" },
+    retryPolicy: encodePolicy(request.retryPolicy),
+    idempotencyKey: request.idempotencyKey === "" ? null : request.idempotencyKey,
+    delayMs,
+    labels: request.labels,
+  };
+}
+
 export function executionService(
   coordinator: Coordinator,
   options: { maxPayloadBytes: number },
 ): ServiceHandlers<typeof ExecutionService> {
   return {
     async submit(request) {
-      checkTaskName(request.task, "task");
-      checkPayload(request.arguments, "arguments", options.maxPayloadBytes);
-      checkRetryPolicy(request.retryPolicy, "retry_policy");
-      if (Buffer.byteLength(request.idempotencyKey) > limits.idempotencyKeyBytes) {
-        throw invalid("idempotency_key", `must be at most ${limits.idempotencyKeyBytes} bytes`);
-      }
-      const delayMs = checkDuration(request.delay, "delay", limits.durationMs);
-      checkLabels(request.labels, "labels");
-      return coordinator.submit({
-        task: request.task,
-        arguments: { data: request.arguments?.data ?? new Uint8Array(), contentType: request.arguments?.contentType ?? "" },
-        retryPolicy: encodePolicy(request.retryPolicy),
-        idempotencyKey: request.idempotencyKey === "" ? null : request.idempotencyKey,
-        delayMs,
-        labels: request.labels,
-      });
+      const [result] = await coordinator.submitMany([submission(request, "", options.maxPayloadBytes)]);
+      return result!;
+    },
+
+    async submitBatch(request) {
+      checkCount(request.submissions.length, "submissions", limits.submissionsPerBatch);
+      const batch = request.submissions.map((s, i) => submission(s, `submissions[${i}].`, options.maxPayloadBytes));
+      return { results: await coordinator.submitMany(batch) };
     },
 
     async getExecution(request) {

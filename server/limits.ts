@@ -27,6 +27,7 @@ export const limits = {
   tasksPerRequest: 1000,
   tokensPerHeartbeat: 10_000,
   outcomesPerReport: 10_000,
+  submissionsPerBatch: 1000,
   defaultPageSize: 100,
   maxPageSize: 1000,
 } as const;

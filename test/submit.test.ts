@@ -46,6 +46,35 @@ describe("submit", () => {
     expect(got.arguments?.contentType).toBe("application/json");
   });
 
+  test("SubmitBatch submits every execution in order, deduplicating idempotency keys as Submit does", async () => {
+    c = await startTestCoordinator();
+    const existing = await submit(c, "t", { idempotencyKey: "old" });
+    const { results } = await c.executions.submitBatch({
+      submissions: [{ task: "a" }, { task: "b", idempotencyKey: "old" }, { task: "c", idempotencyKey: "new" }, { task: "d", idempotencyKey: "new" }],
+    });
+    expect(results.map((r) => [r.execution!.task, r.existing])).toEqual([
+      ["a", false],
+      ["t", true],
+      ["c", false],
+      ["c", true],
+    ]);
+    expect(results[1]!.execution).toEqual(existing);
+    expect(await count()).toBe(3);
+  });
+
+  test("SubmitBatch is all or nothing: one invalid submission fails the call, naming it, and creates nothing", async () => {
+    c = await startTestCoordinator();
+    await expect(c.executions.submitBatch({ submissions: [{ task: "ok" }, { task: "ok" }, { task: "bad name" }] })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^submissions\[2\]\.task: /),
+    });
+    await expect(c.executions.submitBatch({ submissions: Array.from({ length: 1001 }, () => ({ task: "t" })) })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^submissions: /),
+    });
+    expect(await count()).toBe(0);
+  });
+
   test("ListExecutions filters by task and state and pages newest first", async () => {
     c = await startTestCoordinator();
     const ids: string[] = [];

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file reprise/v1/execution_service.proto.
  */
 export const file_reprise_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJyZXByaXNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpyZXByaXNlLnYxIp0CCg1TdWJtaXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSJgoJYXJndW1lbnRzGAIgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgDIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKBmxhYmVscxgGIAMoCzIlLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDlN1Ym1pdFJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uEhAKCGV4aXN0aW5nGAIgASgIIisKE0dldEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkAKFEdldEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIncKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIMCgR0YXNrGAEgASgJEikKBXN0YXRlGAIgASgOMhoucmVwcmlzZS52MS5FeGVjdXRpb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJcChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEikKCmV4ZWN1dGlvbnMYASADKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJCChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi4KFkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkMKF0NhbmNlbEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uMrYDChBFeGVjdXRpb25TZXJ2aWNlEj8KBlN1Ym1pdBIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdBoaLnJlcHJpc2UudjEuU3VibWl0UmVzcG9uc2USUQoMR2V0RXhlY3V0aW9uEh8ucmVwcmlzZS52MS5HZXRFeGVjdXRpb25SZXF1ZXN0GiAucmVwcmlzZS52MS5HZXRFeGVjdXRpb25SZXNwb25zZRJXCg5MaXN0RXhlY3V0aW9ucxIhLnJlcHJpc2UudjEuTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0GiIucmVwcmlzZS52MS5MaXN0RXhlY3V0aW9uc1Jlc3BvbnNlElkKDldhdGNoRXhlY3V0aW9uEiEucmVwcmlzZS52MS5XYXRjaEV4ZWN1dGlvblJlcXVlc3QaIi5yZXByaXNlLnYxLldhdGNoRXhlY3V0aW9uUmVzcG9uc2UwARJaCg9DYW5jZWxFeGVjdXRpb24SIi5yZXByaXNlLnYxLkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QaIy5yZXByaXNlLnYxLkNhbmNlbEV4ZWN1dGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_reprise_v1_types]);
+  fileDesc("CiJyZXByaXNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpyZXByaXNlLnYxIp0CCg1TdWJtaXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSJgoJYXJndW1lbnRzGAIgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgDIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKBmxhYmVscxgGIAMoCzIlLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDlN1Ym1pdFJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uEhAKCGV4aXN0aW5nGAIgASgIIkQKElN1Ym1pdEJhdGNoUmVxdWVzdBIuCgtzdWJtaXNzaW9ucxgBIAMoCzIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdCJCChNTdWJtaXRCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlIisKE0dldEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkAKFEdldEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIncKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIMCgR0YXNrGAEgASgJEikKBXN0YXRlGAIgASgOMhoucmVwcmlzZS52MS5FeGVjdXRpb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJcChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEikKCmV4ZWN1dGlvbnMYASADKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJCChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi4KFkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkMKF0NhbmNlbEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uMoYEChBFeGVjdXRpb25TZXJ2aWNlEj8KBlN1Ym1pdBIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdBoaLnJlcHJpc2UudjEuU3VibWl0UmVzcG9uc2USTgoLU3VibWl0QmF0Y2gSHi5yZXByaXNlLnYxLlN1Ym1pdEJhdGNoUmVxdWVzdBofLnJlcHJpc2UudjEuU3VibWl0QmF0Y2hSZXNwb25zZRJRCgxHZXRFeGVjdXRpb24SHy5yZXByaXNlLnYxLkdldEV4ZWN1dGlvblJlcXVlc3QaIC5yZXByaXNlLnYxLkdldEV4ZWN1dGlvblJlc3BvbnNlElcKDkxpc3RFeGVjdXRpb25zEiEucmVwcmlzZS52MS5MaXN0RXhlY3V0aW9uc1JlcXVlc3QaIi5yZXByaXNlLnYxLkxpc3RFeGVjdXRpb25zUmVzcG9uc2USWQoOV2F0Y2hFeGVjdXRpb24SIS5yZXByaXNlLnYxLldhdGNoRXhlY3V0aW9uUmVxdWVzdBoiLnJlcHJpc2UudjEuV2F0Y2hFeGVjdXRpb25SZXNwb25zZTABEloKD0NhbmNlbEV4ZWN1dGlvbhIiLnJlcHJpc2UudjEuQ2FuY2VsRXhlY3V0aW9uUmVxdWVzdBojLnJlcHJpc2UudjEuQ2FuY2VsRXhlY3V0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_reprise_v1_types]);
 
 /**
  * The request of ExecutionService.Submit.
@@ -115,6 +115,48 @@ export const SubmitResponseSchema: GenMessage<SubmitResponse> = /*@__PURE__*/
   messageDesc(file_reprise_v1_execution_service, 1);
 
 /**
+ * The request of ExecutionService.SubmitBatch.
+ *
+ * @generated from message reprise.v1.SubmitBatchRequest
+ */
+export type SubmitBatchRequest = Message<"reprise.v1.SubmitBatchRequest"> & {
+  /**
+   * The executions to submit, each as it would be sent to Submit. At most 1000.
+   *
+   * @generated from field: repeated reprise.v1.SubmitRequest submissions = 1;
+   */
+  submissions: SubmitRequest[];
+};
+
+/**
+ * Describes the message reprise.v1.SubmitBatchRequest.
+ * Use `create(SubmitBatchRequestSchema)` to create a new message.
+ */
+export const SubmitBatchRequestSchema: GenMessage<SubmitBatchRequest> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_execution_service, 2);
+
+/**
+ * The response of ExecutionService.SubmitBatch.
+ *
+ * @generated from message reprise.v1.SubmitBatchResponse
+ */
+export type SubmitBatchResponse = Message<"reprise.v1.SubmitBatchResponse"> & {
+  /**
+   * One result per submission, in the same order.
+   *
+   * @generated from field: repeated reprise.v1.SubmitResponse results = 1;
+   */
+  results: SubmitResponse[];
+};
+
+/**
+ * Describes the message reprise.v1.SubmitBatchResponse.
+ * Use `create(SubmitBatchResponseSchema)` to create a new message.
+ */
+export const SubmitBatchResponseSchema: GenMessage<SubmitBatchResponse> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_execution_service, 3);
+
+/**
  * The request of ExecutionService.GetExecution.
  *
  * @generated from message reprise.v1.GetExecutionRequest
@@ -133,7 +175,7 @@ export type GetExecutionRequest = Message<"reprise.v1.GetExecutionRequest"> & {
  * Use `create(GetExecutionRequestSchema)` to create a new message.
  */
 export const GetExecutionRequestSchema: GenMessage<GetExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 2);
+  messageDesc(file_reprise_v1_execution_service, 4);
 
 /**
  * The response of ExecutionService.GetExecution.
@@ -154,7 +196,7 @@ export type GetExecutionResponse = Message<"reprise.v1.GetExecutionResponse"> & 
  * Use `create(GetExecutionResponseSchema)` to create a new message.
  */
 export const GetExecutionResponseSchema: GenMessage<GetExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 3);
+  messageDesc(file_reprise_v1_execution_service, 5);
 
 /**
  * The request of ExecutionService.ListExecutions.
@@ -196,7 +238,7 @@ export type ListExecutionsRequest = Message<"reprise.v1.ListExecutionsRequest"> 
  * Use `create(ListExecutionsRequestSchema)` to create a new message.
  */
 export const ListExecutionsRequestSchema: GenMessage<ListExecutionsRequest> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 4);
+  messageDesc(file_reprise_v1_execution_service, 6);
 
 /**
  * The response of ExecutionService.ListExecutions.
@@ -224,7 +266,7 @@ export type ListExecutionsResponse = Message<"reprise.v1.ListExecutionsResponse"
  * Use `create(ListExecutionsResponseSchema)` to create a new message.
  */
 export const ListExecutionsResponseSchema: GenMessage<ListExecutionsResponse> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 5);
+  messageDesc(file_reprise_v1_execution_service, 7);
 
 /**
  * The request of ExecutionService.WatchExecution.
@@ -245,7 +287,7 @@ export type WatchExecutionRequest = Message<"reprise.v1.WatchExecutionRequest"> 
  * Use `create(WatchExecutionRequestSchema)` to create a new message.
  */
 export const WatchExecutionRequestSchema: GenMessage<WatchExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 6);
+  messageDesc(file_reprise_v1_execution_service, 8);
 
 /**
  * One message of ExecutionService.WatchExecution.
@@ -266,7 +308,7 @@ export type WatchExecutionResponse = Message<"reprise.v1.WatchExecutionResponse"
  * Use `create(WatchExecutionResponseSchema)` to create a new message.
  */
 export const WatchExecutionResponseSchema: GenMessage<WatchExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 7);
+  messageDesc(file_reprise_v1_execution_service, 9);
 
 /**
  * The request of ExecutionService.CancelExecution.
@@ -287,7 +329,7 @@ export type CancelExecutionRequest = Message<"reprise.v1.CancelExecutionRequest"
  * Use `create(CancelExecutionRequestSchema)` to create a new message.
  */
 export const CancelExecutionRequestSchema: GenMessage<CancelExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 8);
+  messageDesc(file_reprise_v1_execution_service, 10);
 
 /**
  * The response of ExecutionService.CancelExecution.
@@ -308,7 +350,7 @@ export type CancelExecutionResponse = Message<"reprise.v1.CancelExecutionRespons
  * Use `create(CancelExecutionResponseSchema)` to create a new message.
  */
 export const CancelExecutionResponseSchema: GenMessage<CancelExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 9);
+  messageDesc(file_reprise_v1_execution_service, 11);
 
 /**
  * ExecutionService is called by callers and operators. Every RPC fails with
@@ -337,6 +379,24 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof SubmitRequestSchema;
     output: typeof SubmitResponseSchema;
+  },
+  /**
+   * SubmitBatch submits many executions in one call, with the semantics of
+   * Submit for each, and answers in the same order. It is all or nothing: when
+   * any submission is invalid the call fails, naming it (for example
+   * `submissions[3].task`), and creates nothing. Clients use it to micro-batch
+   * submits.
+   *
+   * Fails with INVALID_ARGUMENT for more than 1000 submissions or any invalid
+   * one, and with RESOURCE_EXHAUSTED when any arguments payload is larger than
+   * the configured maximum payload size.
+   *
+   * @generated from rpc reprise.v1.ExecutionService.SubmitBatch
+   */
+  submitBatch: {
+    methodKind: "unary";
+    input: typeof SubmitBatchRequestSchema;
+    output: typeof SubmitBatchResponseSchema;
   },
   /**
    * GetExecution returns an execution with all of its attempts.

@@ -54,7 +54,8 @@ export type RetryPolicy = Message<"reprise.v1.RetryPolicy"> & {
   /**
    * The delay before the first retry (limited), or the lower bound of the
    * random delay (unlimited). Whole milliseconds, rounded; at most 365 days.
-   * Absent: 0 with `limit`, 1 s with `unlimited`.
+   * Absent: 0, except with `unlimited` when both backoffs are absent, which
+   * means 1 s to 60 s (Coflux's retries=True).
    *
    * @generated from field: google.protobuf.Duration backoff_min = 3;
    */
@@ -65,8 +66,8 @@ export type RetryPolicy = Message<"reprise.v1.RetryPolicy"> & {
    * backoff_min + (backoff_max - backoff_min) * (k - 1) / (N - 1), and when
    * N = 1 it waits backoff_min), or the upper bound of the random delay
    * (unlimited). Whole milliseconds, rounded; at most 365 days.
-   * Absent: equal to `backoff_min` with `limit`; 60 s with `unlimited` when
-   * `backoff_min` is absent too, and otherwise equal to `backoff_min`.
+   * Absent: equal to `backoff_min`, except with `unlimited` when both backoffs
+   * are absent (60 s).
    *
    * @generated from field: google.protobuf.Duration backoff_max = 4;
    */
