@@ -1,0 +1,256 @@
+// The worker's runtime rules: the AbortSignal of each attempt, stop() draining,
+// the concurrency limit with leasing for free slots, batched heartbeats and
+// micro-batched reports, against a real coordinator.
+import * as grpc from "@grpc/grpc-js";
+import { describe, expect, test } from "vitest";
+import { AttemptAbortedError, ExecutionCancelledError, ExecutionState, ExecutionTimedOutError, Retries } from "@reprise/client";
+import type { HeartbeatRequest, LeaseAttemptsRequest, ReportOutcomesRequest, TaskContext } from "@reprise/client";
+import { CallRecorder, Gate, MemoryLogger, clientEnv } from "./client-helpers.js";
+import { until } from "./helpers.js";
+
+/** Resolves with the signal's reason when it aborts. */
+const aborted = (ctx: TaskContext) =>
+  new Promise<unknown>((resolve) => ctx.signal.addEventListener("abort", () => resolve(ctx.signal.reason), { once: true }));
+
+describe("the attempt's AbortSignal", () => {
+  test("cancelling a running execution aborts the handler's signal and result() rejects with ExecutionCancelledError", async () => {
+    const env = await clientEnv();
+    try {
+      const recorder = new CallRecorder();
+      let reason: unknown;
+      let started = false;
+      const worker = env.worker({ leaseDuration: 0.3, grpcOptions: { interceptors: [recorder.interceptor] } }).task("long", async (_args, ctx) => {
+        started = true;
+        reason = await aborted(ctx);
+        return "finished anyway";
+      });
+      await worker.start();
+      const handle = await env.client().submit("long", {});
+      await until(() => started, 5000, "the handler to start");
+      await handle.cancel();
+      const error = await handle.result().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ExecutionCancelledError);
+      await until(() => reason !== undefined, 5000, "the signal to fire");
+      expect(reason).toBeInstanceOf(AttemptAbortedError);
+      expect((reason as AttemptAbortedError).reason).toBe("cancelled");
+      await until(() => worker.running === 0, 5000, "the handler to return");
+      // A cancelled attempt's report would be refused, so none is sent.
+      expect(recorder.requests<ReportOutcomesRequest>("ReportOutcomes")).toHaveLength(0);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("a task timeout aborts the handler's signal and, with no retries left, result() rejects with ExecutionTimedOutError", async () => {
+    const env = await clientEnv();
+    try {
+      let reason: unknown;
+      const worker = env.worker().task("slow", { timeout: 0.2 }, async (_args, ctx) => {
+        reason = await aborted(ctx);
+        throw ctx.signal.reason;
+      });
+      await worker.start();
+      const handle = await env.client().submit("slow", {});
+      const error = await handle.result().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ExecutionTimedOutError);
+      expect((error as ExecutionTimedOutError).failureType).toBe("TimedOut");
+      expect(reason).toBeInstanceOf(AttemptAbortedError);
+      expect(["timedOut", "lost"]).toContain((reason as AttemptAbortedError).reason);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("a lost lease aborts the handler's signal and the abandoned attempt is retried", async () => {
+    const env = await clientEnv();
+    try {
+      // Fault injection: while `blocked`, a heartbeat's request is never sent,
+      // so the call runs into its deadline and the lease is not extended.
+      let blocked = true;
+      const dropHeartbeats: grpc.Interceptor = (options, nextCall) =>
+        blocked && options.method_definition.path.endsWith("/Heartbeat")
+          ? new grpc.InterceptingCall(nextCall(options), { sendMessage() {}, halfClose() {} })
+          : new grpc.InterceptingCall(nextCall(options));
+      const reasons: unknown[] = [];
+      const worker = env.worker({ leaseDuration: 0.3, grpcOptions: { interceptors: [dropHeartbeats] } });
+      worker.task("fragile", { retries: new Retries({ limit: 1, backoff: [0, 0] }) }, async (_args, ctx) => {
+        if (ctx.attempt > 1) return `attempt ${ctx.attempt}`;
+        reasons.push(await aborted(ctx));
+        return "too late";
+      });
+      await worker.start();
+      const handle = await env.client().submit("fragile", {});
+      await until(async () => (await handle.get()).attempts[0]?.state === 4 /* ABANDONED */, 5000, "the lease to expire");
+      blocked = false;
+      await expect(handle.result()).resolves.toBe("attempt 2");
+      await until(() => reasons.length === 1, 5000, "the signal to fire");
+      expect((reasons[0] as AttemptAbortedError).reason).toBe("lost");
+    } finally {
+      await env.close();
+    }
+  });
+});
+
+describe("stop()", () => {
+  test("stop() stops leasing, lets in-flight attempts finish and reports their results", async () => {
+    const env = await clientEnv();
+    try {
+      const gate = new Gate();
+      let started = 0;
+      const worker = env.worker().task("drain", async () => {
+        started++;
+        await gate.opened;
+        return "drained";
+      });
+      await worker.start();
+      const client = env.client();
+      const first = await client.submit("drain", {});
+      await until(() => started === 1, 5000, "the attempt to start");
+      const stopping = worker.stop();
+      const second = await client.submit("drain", {});
+      gate.open();
+      await stopping;
+      expect(await first.result()).toBe("drained");
+      // Submitted after stop() began: never leased by the stopped worker.
+      expect((await second.get()).state).toBe(ExecutionState.PENDING);
+      expect(started).toBe(1);
+      await second.cancel();
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("stop() past its grace aborts the signals of attempts still running and reports their failure", async () => {
+    const env = await clientEnv();
+    try {
+      let started = false;
+      let reason: unknown;
+      const worker = env.worker().task("stubborn", { retries: 1 }, async (_args, ctx) => {
+        started = true;
+        reason = await aborted(ctx);
+        throw ctx.signal.reason;
+      });
+      await worker.start();
+      const handle = await env.client().submit("stubborn", {});
+      await until(() => started, 5000, "the attempt to start");
+      await worker.stop({ grace: 0.05 });
+      expect((reason as AttemptAbortedError).reason).toBe("stopping");
+      // The failure was reported before stop() resolved, so the retry is already pending.
+      const execution = await handle.get();
+      expect(execution.state).toBe(ExecutionState.PENDING);
+      expect(execution.attempts[0]!.failure?.type).toBe("AttemptAbortedError");
+      await handle.cancel();
+    } finally {
+      await env.close();
+    }
+  });
+});
+
+describe("concurrency and batching", () => {
+  test("a worker never runs more than concurrency attempts and leases only as many as it has free slots", async () => {
+    const env = await clientEnv();
+    try {
+      const recorder = new CallRecorder();
+      const releases: (() => void)[] = [];
+      let active = 0;
+      let maxActive = 0;
+      let finished = 0;
+      const worker = env.worker({ concurrency: 3, grpcOptions: { interceptors: [recorder.interceptor] } }).task("busy", async (args: number) => {
+        active++;
+        maxActive = Math.max(maxActive, active);
+        await new Promise<void>((resolve) => releases.push(resolve));
+        active--;
+        finished++;
+        return args * 2;
+      });
+      const client = env.client();
+      const handles = await Promise.all(Array.from({ length: 7 }, (_, i) => client.submit<number>("busy", i)));
+      await worker.start();
+      await until(() => active === 3, 5000, "three attempts to run");
+      const running = await env.coordinator.executions.listExecutions({ task: "busy", state: ExecutionState.RUNNING });
+      expect(running.executions).toHaveLength(3);
+      expect(recorder.requests<LeaseAttemptsRequest>("LeaseAttempts")[0]!.maxAttempts).toBe(3);
+      releases.shift()!();
+      await until(() => active === 3 && releases.length === 3, 5000, "a freed slot to be filled");
+      while (finished < 7) {
+        await until(() => releases.length > 0 || finished === 7, 5000, "the next attempt");
+        releases.shift()?.();
+      }
+      expect(await Promise.all(handles.map((h) => h.result()))).toEqual([0, 2, 4, 6, 8, 10, 12]);
+      expect(maxActive).toBe(3);
+      const asked = recorder.requests<LeaseAttemptsRequest>("LeaseAttempts").map((r) => r.maxAttempts);
+      expect(Math.max(...asked)).toBe(3);
+      expect(asked).toContain(1);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("heartbeats keep attempts alive past their lease, as one batched RPC for all in-flight attempts", async () => {
+    const env = await clientEnv();
+    try {
+      const recorder = new CallRecorder();
+      const heartbeats = () => recorder.requests<HeartbeatRequest>("Heartbeat");
+      let running = 0;
+      const worker = env.worker({ leaseDuration: 0.3, grpcOptions: { interceptors: [recorder.interceptor] } }).task("long", async () => {
+        running++;
+        // Outlive the 300 ms lease several times over.
+        await until(() => heartbeats().filter((h) => h.leaseTokens.length === 3).length >= 5, 10_000, "heartbeats");
+        return "alive";
+      });
+      const client = env.client();
+      const handles = await Promise.all([1, 2, 3].map(() => client.submit("long", {})));
+      await worker.start();
+      expect(await Promise.all(handles.map((h) => h.result()))).toEqual(["alive", "alive", "alive"]);
+      for (const h of handles) expect((await h.get()).attempts).toHaveLength(1);
+      // Never one RPC per attempt: once all three ran, each heartbeat carried all three.
+      const firstFull = heartbeats().findIndex((h) => h.leaseTokens.length === 3);
+      expect(firstFull).toBeGreaterThanOrEqual(0);
+      expect(heartbeats().slice(firstFull, firstFull + 5).every((h) => h.leaseTokens.length === 3)).toBe(true);
+      expect(running).toBe(3);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("outcomes finished in the same turn are reported in one ReportOutcomes call", async () => {
+    const env = await clientEnv();
+    try {
+      const recorder = new CallRecorder();
+      const gate = new Gate();
+      let started = 0;
+      const worker = env.worker({ concurrency: 5, grpcOptions: { interceptors: [recorder.interceptor] } }).task("batch", async (n: number) => {
+        started++;
+        await gate.opened;
+        return n;
+      });
+      const client = env.client();
+      const handles = await Promise.all([0, 1, 2, 3, 4].map((n) => client.submit<number>("batch", n)));
+      await worker.start();
+      await until(() => started === 5, 5000, "five attempts to run");
+      gate.open();
+      expect(await Promise.all(handles.map((h) => h.result()))).toEqual([0, 1, 2, 3, 4]);
+      const reports = recorder.requests<ReportOutcomesRequest>("ReportOutcomes");
+      expect(reports).toHaveLength(1);
+      expect(reports[0]!.outcomes).toHaveLength(5);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("a handler for an unknown task or undecodable arguments fails without retries", async () => {
+    const env = await clientEnv();
+    try {
+      const logger = new MemoryLogger();
+      const worker = env.worker({ logger }).task("strict", { retries: 3 }, (args: unknown) => args);
+      await worker.start();
+      const done = await env.coordinator.executions.submit({ task: "strict", arguments: { data: new TextEncoder().encode("{not json"), contentType: "application/json" } });
+      const handle = env.client().execution(done.execution!.id);
+      const error = await handle.result().catch((e: unknown) => e);
+      expect(String(error)).toContain("cannot decode the arguments");
+      expect((await handle.get()).attempts).toHaveLength(1);
+    } finally {
+      await env.close();
+    }
+  });
+});
