@@ -1,0 +1,118 @@
+"""The caller's side: payloads, watching through retries, idempotency, and a coordinator restart."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from reprise import Client, ExecutionState, Retries, WaitTimeout
+
+from _support import wait_for
+
+State = ExecutionState
+
+
+def test_json_arguments_and_results_round_trip_unchanged(client, make_worker):
+    worker = make_worker()
+
+    @worker.task
+    def echo(args):
+        return {"got": args}
+
+    worker.start()
+    args = {"name": "Zoë ☃", "numbers": [1, 2.5, -3, None, True], "nested": {"empty": [], "obj": {}}}
+    handle = client.submit("echo", args)
+    assert handle.execution.arguments.content_type == "application/json"
+    assert handle.result(timeout=10) == {"got": args}
+    assert handle.execution.result.content_type == "application/json"
+
+
+def test_a_handler_without_parameters_is_called_without_arguments(client, make_worker):
+    worker = make_worker()
+
+    @worker.task(name="no-args")
+    def constant():
+        return 42
+
+    worker.start()
+    assert client.submit("no-args").result(timeout=10) == 42
+
+
+def test_watch_streams_every_state_through_retries_and_ends_after_the_terminal_one(client, make_worker):
+    worker = make_worker()
+
+    @worker.task(retries=Retries(limit=1, backoff=(0.2, 0.2)))
+    def flaky(args, ctx):
+        if ctx.attempt == 1:
+            raise ConnectionError("once")
+        return "ok"
+
+    handle = client.submit("flaky")
+    watch = handle.watch(timeout=10)
+    snapshots = [next(watch)]  # attached before any worker runs it
+    worker.start()
+    snapshots.extend(watch)
+    states = [s.state for s in snapshots]
+    assert states[0] == State.EXECUTION_STATE_PENDING and states[-1] == State.EXECUTION_STATE_SUCCEEDED
+    # A PENDING snapshot after the failed first attempt shows the retry waiting.
+    assert any(s.state == State.EXECUTION_STATE_PENDING and len(s.attempts) == 1 and s.HasField("next_attempt_at") for s in snapshots)
+    assert states.count(State.EXECUTION_STATE_RUNNING) == 2
+
+
+def test_result_with_a_timeout_raises_wait_timeout_and_the_execution_goes_on(client):
+    handle = client.submit("nobody_serves_this")
+    with pytest.raises(WaitTimeout):
+        handle.result(timeout=0.3)
+    assert handle.get().state == State.EXECUTION_STATE_PENDING
+
+
+def test_a_repeated_idempotency_key_returns_the_existing_execution(client):
+    first = client.submit("t", {"a": 1}, idempotency_key="order-17", labels={"team": "ops"})
+    again = client.submit("t", {"a": 2}, idempotency_key="order-17")
+    assert again.id == first.id
+    assert client.execution(first.id).execution.labels == {"team": "ops"}
+
+
+def test_delay_and_labels_reach_the_worker(client, make_worker):
+    worker = make_worker()
+    seen = {}
+
+    @worker.task
+    def labelled(args, ctx):
+        seen.update(ctx.labels)
+        return ctx.execution_id
+
+    worker.start()
+    handle = client.submit("labelled", delay=0.2, labels={"tenant": "acme"})
+    assert handle.result(timeout=10) == handle.id
+    assert seen == {"tenant": "acme"}
+    execution = handle.execution
+    assert execution.attempts[0].scheduled_at.ToMilliseconds() - execution.created_at.ToMilliseconds() == 200
+
+
+def test_a_coordinator_restart_loses_no_result_and_leaves_no_waiter_hanging(coordinator, make_worker):
+    worker = make_worker(lease_duration=5)
+    release = threading.Event()
+    started = threading.Event()
+
+    @worker.task
+    def survives(args):
+        started.set()
+        release.wait(20)
+        return "after restart"
+
+    worker.start()
+    with Client(coordinator.address) as client:
+        handle = client.submit("survives")
+        wait_for(started.is_set, message="the attempt to start")
+        outcome = {}
+        waiter = threading.Thread(target=lambda: outcome.update(value=handle.result(timeout=30)))
+        waiter.start()
+        wait_for(lambda: handle.execution.state == State.EXECUTION_STATE_RUNNING, message="the waiter to attach")
+
+        coordinator.restart()
+        release.set()
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert outcome == {"value": "after restart"}
+        assert len(handle.get().attempts) == 1
