@@ -71,12 +71,16 @@ export interface ClientEnv {
   /** A worker with FAST timings (overridable); registered for cleanup, not started. */
   worker(options?: WorkerOptions): Worker;
   client(options?: ClientOptions): Client;
+  /** Shuts the coordinator down (as on SIGTERM); `start()` brings it back on the same port and database. */
+  stopCoordinator(): Promise<void>;
+  startCoordinator(): Promise<void>;
   /** Stops every worker, closes every client, then the coordinator. */
   close(): Promise<void>;
 }
 
 export async function clientEnv(options: Partial<ServerOptions> = {}): Promise<ClientEnv> {
   const coordinator = await startTestCoordinator(options);
+  const dbPath = coordinator.dbPath;
   const workers: { worker: Worker; name: string }[] = [];
   const clients: { client: Client; name: string }[] = [];
   const env: ClientEnv = {
@@ -96,6 +100,12 @@ export async function clientEnv(options: Partial<ServerOptions> = {}): Promise<C
       open.add(name);
       return client;
     },
+    async stopCoordinator() {
+      await env.coordinator.close();
+    },
+    async startCoordinator() {
+      env.coordinator = await startTestCoordinator({ ...options, db: dbPath, listen: env.address });
+    },
     async close() {
       await Promise.all(workers.map(async ({ worker, name }) => {
         await worker.stop({ grace: 0 });
@@ -105,6 +115,7 @@ export async function clientEnv(options: Partial<ServerOptions> = {}): Promise<C
         client.close();
         open.delete(name);
       }
+      // Closing twice is harmless: shutdown() is idempotent.
       await env.coordinator.close();
     },
   };
