@@ -1,0 +1,155 @@
+package reprise
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+func policy(limit uint32, unlimited bool, lo, hi time.Duration) *reprisev1.RetryPolicy {
+	return &reprisev1.RetryPolicy{Limit: limit, Unlimited: unlimited, BackoffMin: durationpb.New(lo), BackoffMax: durationpb.New(hi)}
+}
+
+func TestRetryPolicyFormsMapToTheWireWithExplicitBackoffs(t *testing.T) {
+	cases := []struct {
+		name string
+		form Retries
+		want *reprisev1.RetryPolicy
+	}{
+		{"zero value is at most once", Retries{}, policy(0, false, 0, 0)},
+		{"NoRetries is at most once", NoRetries(), policy(0, false, 0, 0)},
+		{"Immediate(n) is n retries with no delay", Immediate(2), policy(2, false, 0, 0)},
+		{"Limit without Backoff is immediate, like retries=N", Retries{Limit: 3}, policy(3, false, 0, 0)},
+		{"Limit with Backoff interpolates", Retries{Limit: 5, Backoff: [2]time.Duration{300 * time.Second, 600 * time.Second}}, policy(5, false, 300*time.Second, 600*time.Second)},
+		{"Limit with DefaultBackoff is Coflux's Retries(limit=N)", Retries{Limit: 4, Backoff: DefaultBackoff}, policy(4, false, time.Second, time.Minute)},
+		{"Unlimited() is retries=True, 1 s to 60 s", Unlimited(), policy(0, true, time.Second, time.Minute)},
+		{"Unlimited without Backoff sends 1 s to 60 s explicitly", Retries{Unlimited: true}, policy(0, true, time.Second, time.Minute)},
+		{"Unlimited with Backoff is random in that range", Retries{Unlimited: true, Backoff: [2]time.Duration{10 * time.Second, 300 * time.Second}}, policy(0, true, 10*time.Second, 300*time.Second)},
+		{"sub-second backoffs keep their milliseconds", Retries{Limit: 1, Backoff: [2]time.Duration{1500 * time.Millisecond, 2500 * time.Millisecond}}, policy(1, false, 1500*time.Millisecond, 2500*time.Millisecond)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := c.form.wire()
+			if !proto.Equal(got, c.want) {
+				t.Fatalf("wire() = %v, want %v", got, c.want)
+			}
+			if got.GetBackoffMin() == nil || got.GetBackoffMax() == nil {
+				t.Fatalf("backoffs must be sent explicitly, got %v", got)
+			}
+		})
+	}
+}
+
+func TestInvalidRetryPolicyIsRejectedNamingTheField(t *testing.T) {
+	cases := []struct {
+		form Retries
+		want string
+	}{
+		{Retries{Limit: -1}, "Limit: must not be negative"},
+		{Retries{Limit: 10001}, "Limit: must be at most 10000"},
+		{Retries{Limit: 2, Unlimited: true}, "Unlimited must not be set together with Limit"},
+		{Retries{Limit: 1, Backoff: [2]time.Duration{2 * time.Second, time.Second}}, "Backoff: min 2s is greater than max 1s"},
+		{Retries{Limit: 1, Backoff: [2]time.Duration{-time.Second, time.Second}}, "Backoff: must not be negative"},
+	}
+	for _, c := range cases {
+		err := c.form.validate("Retries")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("validate(%+v) = %v, want it to mention %q", c.form, err, c.want)
+		}
+	}
+}
+
+var errConn = errors.New("connection refused")
+
+type httpError struct{ status int }
+
+func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d", e.status) }
+
+func TestWhenIsRetriesOnlyMatchingErrorsThroughWrapping(t *testing.T) {
+	when := WhenIs(errConn, errTimeoutSentinel)
+	if !when(fmt.Errorf("calling api: %w", errConn)) {
+		t.Error("a wrapped errConn must be retried")
+	}
+	if when(errors.New("bad request")) {
+		t.Error("an unrelated error must not be retried")
+	}
+}
+
+var errTimeoutSentinel = errors.New("timeout")
+
+func TestWhenAsRetriesOnlyTypedErrorsThatMatch(t *testing.T) {
+	when := WhenAs(func(e *httpError) bool { return e.status >= 500 })
+	if !when(fmt.Errorf("upstream: %w", &httpError{503})) {
+		t.Error("a wrapped 503 must be retried")
+	}
+	if when(&httpError{404}) {
+		t.Error("a 404 must not be retried")
+	}
+	if when(errConn) {
+		t.Error("an error that is not an *httpError must not be retried")
+	}
+	if !WhenAs[*httpError](nil)(&httpError{404}) {
+		t.Error("WhenAs with a nil match retries every error of the type")
+	}
+}
+
+func TestFailureOfWhenRejectingIsNonRetryable(t *testing.T) {
+	f := failureOf(errors.New("bad request"), WhenIs(errConn))
+	if !f.GetNonRetryable() {
+		t.Fatalf("failure = %v, want non_retryable", f)
+	}
+	if f := failureOf(errConn, WhenIs(errConn)); f.GetNonRetryable() {
+		t.Fatalf("failure = %v, want retryable", f)
+	}
+}
+
+func TestFailureOfPanickingWhenIsNonRetryableWithBothMessages(t *testing.T) {
+	f := failureOf(errors.New("upstream said no"), func(error) bool { panic("predicate bug") })
+	if !f.GetNonRetryable() || !strings.Contains(f.GetMessage(), "predicate bug") || !strings.Contains(f.GetMessage(), "upstream said no") {
+		t.Fatalf("failure = %v, want non_retryable with both messages", f)
+	}
+}
+
+func TestFailureOfPermanentSkipsWhen(t *testing.T) {
+	f := failureOf(fmt.Errorf("x: %w", Permanent(errConn)), WhenIs(errConn))
+	if !f.GetNonRetryable() {
+		t.Fatalf("failure = %v, want non_retryable", f)
+	}
+}
+
+func TestFailureOfRetryAfterSetsRetryAfter(t *testing.T) {
+	f := failureOf(fmt.Errorf("rate limited: %w", RetryAfter(1500*time.Millisecond, errConn)), nil)
+	if got := f.GetRetryAfter().AsDuration(); got != 1500*time.Millisecond {
+		t.Fatalf("retry_after = %v, want 1.5s", got)
+	}
+	if f.GetNonRetryable() {
+		t.Fatal("RetryAfter must stay retryable")
+	}
+}
+
+type typedFailure struct{}
+
+func (typedFailure) Error() string       { return "typed" }
+func (typedFailure) FailureType() string { return "QuotaExceeded" }
+
+func TestFailureTypeIsTheInnermostErrorOrItsOwnName(t *testing.T) {
+	if got := failureOf(fmt.Errorf("ctx: %w", &httpError{500}), nil).GetType(); got != "reprise.httpError" {
+		t.Errorf("type = %q, want reprise.httpError", got)
+	}
+	if got := failureOf(fmt.Errorf("ctx: %w", typedFailure{}), nil).GetType(); got != "QuotaExceeded" {
+		t.Errorf("type = %q, want QuotaExceeded", got)
+	}
+}
+
+func TestLongFailureTextsAreCutToTheCoordinatorLimits(t *testing.T) {
+	f := failureOf(errors.New(strings.Repeat("é", maxFailureMessageBytes)), nil)
+	if len(f.GetMessage()) > maxFailureMessageBytes || !strings.HasPrefix(f.GetMessage(), "éé") {
+		t.Fatalf("message of %d bytes, want at most %d", len(f.GetMessage()), maxFailureMessageBytes)
+	}
+}
