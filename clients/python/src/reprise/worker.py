@@ -104,7 +104,12 @@ class Worker:
         self._channel = grpc.insecure_channel(self.options.address)
         stub = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
         self._stub = stub
-        declared = self._declare_once(timeout=min(DECLARE_TIMEOUT, 2.0))
+        try:
+            declared = self._declare_once(timeout=min(DECLARE_TIMEOUT, 2.0))
+        except RuntimeError:
+            self._channel.close()
+            self._stopped = True
+            raise
         self._reporter = OutcomeReporter(stub.ReportOutcomes, self._inflight.settle)
         self._heartbeater = Heartbeater(stub.Heartbeat, self._inflight, self.worker_id, self.options.lease_duration / 3)
         self._lease_thread = threading.Thread(target=self._lease_loop, args=(declared,), name="reprise-lease", daemon=True)
