@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
 )
@@ -102,11 +103,8 @@ func (r *runner) start(leased *reprisev1.LeasedAttempt) {
 		ContentType: leased.GetArguments().GetContentType(),
 	})
 	if timeoutAt := leased.GetTimeoutAt(); timeoutAt != nil {
-		// Measured against the coordinator's clock: at the lease, its "now"
-		// was lease_expires_at - LeaseDuration. This keeps clock skew out.
-		leasedAt := leased.GetLeaseExpiresAt().AsTime().Add(-r.opts.LeaseDuration)
 		var stopTimer context.CancelFunc
-		ctx, stopTimer = context.WithTimeoutCause(ctx, timeoutAt.AsTime().Sub(leasedAt), ErrTimeout)
+		ctx, stopTimer = context.WithTimeoutCause(ctx, r.timeLeft(leased), ErrTimeout)
 		cancel = chainCancel(cancel, stopTimer)
 	}
 	a := &running{leased: leased, task: t, cancel: cancel}
@@ -117,6 +115,19 @@ func (r *runner) start(leased *reprisev1.LeasedAttempt) {
 		defer func() { r.slots <- struct{}{} }()
 		r.finish(a, ctx)
 	}()
+}
+
+// timeLeft is how long the attempt may run before its timeout, measured on
+// the coordinator's clock where possible to keep clock skew out: at the
+// lease, the coordinator's "now" was lease_expires_at - LeaseDuration, unless
+// the coordinator capped the lease at the timeout. Then only the local clock
+// is left, and the lease duration bounds the answer.
+func (r *runner) timeLeft(leased *reprisev1.LeasedAttempt) time.Duration {
+	timeoutAt, leaseExpiresAt := leased.GetTimeoutAt().AsTime(), leased.GetLeaseExpiresAt().AsTime()
+	if leaseExpiresAt.Before(timeoutAt) {
+		return timeoutAt.Sub(leaseExpiresAt.Add(-r.opts.LeaseDuration))
+	}
+	return min(time.Until(timeoutAt), r.opts.LeaseDuration)
 }
 
 func chainCancel(cancel context.CancelCauseFunc, stop context.CancelFunc) context.CancelCauseFunc {
