@@ -44,6 +44,11 @@ class ExecutionServiceStub:
                 request_serializer=reprise_dot_v1_dot_execution__service__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=reprise_dot_v1_dot_execution__service__pb2.SubmitResponse.FromString,
                 _registered_method=True)
+        self.SubmitBatch = channel.unary_unary(
+                '/reprise.v1.ExecutionService/SubmitBatch',
+                request_serializer=reprise_dot_v1_dot_execution__service__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=reprise_dot_v1_dot_execution__service__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
         self.GetExecution = channel.unary_unary(
                 '/reprise.v1.ExecutionService/GetExecution',
                 request_serializer=reprise_dot_v1_dot_execution__service__pb2.GetExecutionRequest.SerializeToString,
@@ -84,6 +89,21 @@ class ExecutionServiceServicer:
         Fails with INVALID_ARGUMENT for a bad task name, retry policy, delay or
         label, and with RESOURCE_EXHAUSTED when `arguments.data` is larger than the
         configured maximum payload size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitBatch(self, request, context):
+        """SubmitBatch submits many executions in one call, with the semantics of
+        Submit for each, and answers in the same order. It is all or nothing: when
+        any submission is invalid the call fails, naming it (for example
+        `submissions[3].task`), and creates nothing. Clients use it to micro-batch
+        submits.
+
+        Fails with INVALID_ARGUMENT for more than 1000 submissions or any invalid
+        one, and with RESOURCE_EXHAUSTED when any arguments payload is larger than
+        the configured maximum payload size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +170,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     request_deserializer=reprise_dot_v1_dot_execution__service__pb2.SubmitRequest.FromString,
                     response_serializer=reprise_dot_v1_dot_execution__service__pb2.SubmitResponse.SerializeToString,
             ),
+            'SubmitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=reprise_dot_v1_dot_execution__service__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=reprise_dot_v1_dot_execution__service__pb2.SubmitBatchResponse.SerializeToString,
+            ),
             'GetExecution': grpc.unary_unary_rpc_method_handler(
                     servicer.GetExecution,
                     request_deserializer=reprise_dot_v1_dot_execution__service__pb2.GetExecutionRequest.FromString,
@@ -203,6 +228,33 @@ class ExecutionService:
             '/reprise.v1.ExecutionService/Submit',
             reprise_dot_v1_dot_execution__service__pb2.SubmitRequest.SerializeToString,
             reprise_dot_v1_dot_execution__service__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reprise.v1.ExecutionService/SubmitBatch',
+            reprise_dot_v1_dot_execution__service__pb2.SubmitBatchRequest.SerializeToString,
+            reprise_dot_v1_dot_execution__service__pb2.SubmitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
