@@ -1,6 +1,7 @@
 """The caller's side: payloads, watching through retries, idempotency, and a coordinator restart."""
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -110,9 +111,24 @@ def test_a_coordinator_restart_loses_no_result_and_leaves_no_waiter_hanging(coor
         waiter.start()
         wait_for(lambda: handle.execution.state == State.EXECUTION_STATE_RUNNING, message="the waiter to attach")
 
-        coordinator.restart()
+        # The result is finished while the coordinator is down: it must be resent, not lost.
+        coordinator.stop()
         release.set()
+        wait_for(lambda: worker.running == 0, message="the handler to finish")
+        coordinator.start()
         waiter.join(30)
         assert not waiter.is_alive()
         assert outcome == {"value": "after restart"}
         assert len(handle.get().attempts) == 1
+
+
+def test_an_async_handler_runs_on_its_own_event_loop(client, make_worker):
+    worker = make_worker()
+
+    @worker.task
+    async def doubled(args):
+        await asyncio.sleep(0)
+        return args * 2
+
+    worker.start()
+    assert client.submit("doubled", 21).result(timeout=10) == 42
