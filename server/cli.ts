@@ -1,17 +1,61 @@
 #!/usr/bin/env node
 // The `reprise` command. Environment variables are read here and nowhere else.
 import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
+import { AuthFileError, Authorizer } from "./auth.js";
+import { backupDatabase } from "./backup.js";
 import { ConfigError, SERVE_OPTIONS, loadServeConfig, serveHelp } from "./config.js";
+import type { ServeConfig } from "./config.js";
 import { jsonLogger } from "./log.js";
+import type { Logger } from "./log.js";
 import { startServer } from "./server.js";
+import type { ServerOptions } from "./server.js";
 
 const USAGE = `Usage: reprise <command> [options]
 
 Commands:
   serve     start the coordinator (reprise serve --help for its options)
+  backup    copy a database online while the coordinator serves it:
+            reprise backup --db ./reprise.db OUT
 
 Run 'reprise <command> --help' for a command's options.
 `;
+
+function readPem(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`${flag}: cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
+  return {
+    listen: config.listen,
+    db: config.db,
+    durability: config.durability,
+    limits: {
+      maxPayloadBytes: config.maxPayloadBytes,
+      maxBatchSize: config.maxBatchSize,
+      maxTaskNameBytes: config.maxTaskNameBytes,
+      taskNamePattern: config.taskNamePattern,
+      minLeaseMs: config.minLeaseMs,
+      maxLeaseMs: config.maxLeaseMs,
+      maxLongPollsPerConnection: config.maxLongPollsPerConnection,
+      maxWatchesPerConnection: config.maxWatchesPerConnection,
+    },
+    tls:
+      config.tlsCert && config.tlsKey
+        ? {
+            cert: readPem(config.tlsCert, "--tls-cert"),
+            key: readPem(config.tlsKey, "--tls-key"),
+            clientCa: config.tlsClientCa ? readPem(config.tlsClientCa, "--tls-client-ca") : undefined,
+          }
+        : undefined,
+    authorizer: config.authTokens ? Authorizer.fromFile(config.authTokens) : undefined,
+    log,
+  };
+}
 
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -28,7 +72,7 @@ async function serve(args: string[]): Promise<number> {
   }
   const config = loadServeConfig(values as Record<string, string | undefined>, process.env);
   const log = jsonLogger(config.logLevel);
-  const server = await startServer({ ...config, log });
+  const server = await startServer(serverOptions(config, log));
   process.stderr.write(`reprise: serving on ${config.listen.replace(/:\d+$/, `:${server.port}`)} with ${config.db}\n`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -41,11 +85,27 @@ async function serve(args: string[]): Promise<number> {
   return 0;
 }
 
+async function backup(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { db: { type: "string" }, help: { type: "boolean" } }, allowPositionals: true });
+  if (values.help) {
+    process.stdout.write("Usage: reprise backup [--db ./reprise.db] OUT\n\nWrites a consistent copy of the database to OUT (a new file) while the coordinator keeps serving.\nRestore by stopping the coordinator and starting it with --db OUT.\n");
+    return 0;
+  }
+  if (positionals.length !== 1) throw new ConfigError("backup: give exactly one output file, for example: reprise backup --db ./reprise.db ./reprise-backup.db");
+  const source = values.db ?? process.env.REPRISE_DB ?? "./reprise.db";
+  process.stderr.write(`reprise: backing up ${source} to ${positionals[0]}\n`);
+  const result = await backupDatabase(source, positionals[0]!);
+  process.stderr.write(`reprise: copied ${result.pages} pages (${(result.bytes / 1048576).toFixed(1)} MiB) in ${result.ms} ms; integrity check ok\n`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "serve":
       return serve(rest);
+    case "backup":
+      return backup(rest);
     case undefined:
     case "help":
     case "--help":
@@ -61,7 +121,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
+    if (error instanceof ConfigError || error instanceof AuthFileError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
       process.stderr.write(`reprise: ${error.message}\n`);
       process.exit(2);
     }

@@ -2,6 +2,7 @@
 // its environment variable and its validation, in one place. Flags win over
 // environment variables, which win over defaults.
 import type { LogLevel } from "./log.js";
+import { DEFAULT_LIMITS } from "./limits.js";
 import type { Durability } from "./sqlite-store.js";
 
 export interface ServeConfig {
@@ -9,6 +10,17 @@ export interface ServeConfig {
   db: string;
   durability: Durability;
   maxPayloadBytes: number;
+  maxBatchSize: number;
+  maxTaskNameBytes: number;
+  taskNamePattern: RegExp;
+  minLeaseMs: number;
+  maxLeaseMs: number;
+  maxLongPollsPerConnection: number;
+  maxWatchesPerConnection: number;
+  tlsCert: string | null;
+  tlsKey: string | null;
+  tlsClientCa: string | null;
+  authTokens: string | null;
   logLevel: LogLevel;
 }
 
@@ -49,6 +61,25 @@ const nonEmpty = (raw: string, name: string): string => {
   return raw;
 };
 
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "250ms", "30s", "5m", "1h", or a bare number of milliseconds. */
+function duration(raw: string, name: string): number {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(raw);
+  if (!match) throw new ConfigError(`${name}: must be a duration such as 250ms, 30s, 5m or 1h; got ${JSON.stringify(raw)}`);
+  return Number(match[1]) * UNIT_MS[match[2] ?? "ms"]!;
+}
+
+function pattern(raw: string, name: string): RegExp {
+  try {
+    return new RegExp(raw, "u");
+  } catch (error) {
+    throw new ConfigError(`${name}: not a valid regular expression: ${(error as Error).message}`);
+  }
+}
+
+const path = (raw: string, name: string): string | null => nonEmpty(raw, name);
+
 export const SERVE_OPTIONS = [
   { key: "listen", flag: "listen", env: "REPRISE_LISTEN", default: "127.0.0.1:50051", help: "host:port to serve gRPC on (port 0 picks a free one)", parse: listenAddress },
   { key: "db", flag: "db", env: "REPRISE_DB", default: "./reprise.db", help: "SQLite database file; created if missing", parse: nonEmpty },
@@ -64,9 +95,48 @@ export const SERVE_OPTIONS = [
     key: "maxPayloadBytes",
     flag: "max-payload-bytes",
     env: "REPRISE_MAX_PAYLOAD_BYTES",
-    default: 1024 * 1024,
+    default: DEFAULT_LIMITS.maxPayloadBytes,
     help: "largest arguments or result payload accepted; larger is RESOURCE_EXHAUSTED",
     parse: positiveInteger(64 * 1024 * 1024),
+  },
+  {
+    key: "maxBatchSize",
+    flag: "max-batch-size",
+    env: "REPRISE_MAX_BATCH_SIZE",
+    default: DEFAULT_LIMITS.maxBatchSize,
+    help: "most entries in one batch (submissions, outcomes, heartbeat tokens, attempts per lease, tasks per call)",
+    parse: positiveInteger(100_000),
+  },
+  { key: "maxTaskNameBytes", flag: "max-task-name-bytes", env: "REPRISE_MAX_TASK_NAME_BYTES", default: DEFAULT_LIMITS.maxTaskNameBytes, help: "longest task name, in UTF-8 bytes", parse: positiveInteger(4096) },
+  { key: "taskNamePattern", flag: "task-name-pattern", env: "REPRISE_TASK_NAME_PATTERN", default: DEFAULT_LIMITS.taskNamePattern, help: "regular expression every task name must match", parse: pattern },
+  { key: "minLeaseMs", flag: "min-lease-duration", env: "REPRISE_MIN_LEASE_DURATION", default: DEFAULT_LIMITS.minLeaseMs, help: "shortest lease_duration a worker may ask for (250ms, 30s, 5m, 1h)", parse: duration },
+  { key: "maxLeaseMs", flag: "max-lease-duration", env: "REPRISE_MAX_LEASE_DURATION", default: DEFAULT_LIMITS.maxLeaseMs, help: "longest lease_duration a worker may ask for", parse: duration },
+  {
+    key: "maxLongPollsPerConnection",
+    flag: "max-long-polls-per-connection",
+    env: "REPRISE_MAX_LONG_POLLS_PER_CONNECTION",
+    default: DEFAULT_LIMITS.maxLongPollsPerConnection,
+    help: "LeaseAttempts calls one connection may have waiting at once; more is RESOURCE_EXHAUSTED",
+    parse: positiveInteger(100_000),
+  },
+  {
+    key: "maxWatchesPerConnection",
+    flag: "max-watches-per-connection",
+    env: "REPRISE_MAX_WATCHES_PER_CONNECTION",
+    default: DEFAULT_LIMITS.maxWatchesPerConnection,
+    help: "WatchExecution streams one connection may have open at once; more is RESOURCE_EXHAUSTED",
+    parse: positiveInteger(100_000),
+  },
+  { key: "tlsCert", flag: "tls-cert", env: "REPRISE_TLS_CERT", default: null, help: "PEM certificate chain file; serve TLS (needs --tls-key)", parse: path },
+  { key: "tlsKey", flag: "tls-key", env: "REPRISE_TLS_KEY", default: null, help: "PEM private key file for --tls-cert", parse: path },
+  { key: "tlsClientCa", flag: "tls-client-ca", env: "REPRISE_TLS_CLIENT_CA", default: null, help: "PEM CA file; require client certificates it signed (mutual TLS)", parse: path },
+  {
+    key: "authTokens",
+    flag: "auth-tokens",
+    env: "REPRISE_AUTH_TOKENS",
+    default: null,
+    help: "file of `ROLE TOKEN` lines (roles: worker, caller, admin); require bearer tokens",
+    parse: path,
   },
   { key: "logLevel", flag: "log-level", env: "REPRISE_LOG_LEVEL", default: "warn", help: "debug, info, warn, error or silent", parse: oneOf(["debug", "info", "warn", "error", "silent"] as const) },
 ] as const satisfies readonly OptionSpec<keyof ServeConfig>[];
@@ -81,10 +151,15 @@ export function loadServeConfig(flags: Record<string, string | undefined>, env: 
     else if (envValue !== undefined) config[option.key] = option.parse(envValue, option.env);
     else config[option.key] = option.default;
   }
-  return config as unknown as ServeConfig;
+  const result = config as unknown as ServeConfig;
+  if ((result.tlsCert === null) !== (result.tlsKey === null)) throw new ConfigError("--tls-cert and --tls-key: give both or neither");
+  if (result.tlsClientCa !== null && result.tlsCert === null) throw new ConfigError("--tls-client-ca: needs --tls-cert and --tls-key");
+  if (result.minLeaseMs > result.maxLeaseMs) throw new ConfigError("--min-lease-duration: must not be greater than --max-lease-duration");
+  return result;
 }
 
 export function serveHelp(): string {
-  const lines = SERVE_OPTIONS.map((o) => `  --${o.flag.padEnd(20)} ${o.help}\n  ${"".padEnd(22)} default: ${o.default}; env: ${o.env}`);
-  return `Usage: reprise serve [options]\n\nStarts the Reprise coordinator.\n\nOptions:\n${lines.join("\n")}\n  --help                 show this help\n`;
+  const shown = (value: unknown) => (value === null ? "none" : value instanceof RegExp ? value.source : String(value));
+  const lines = SERVE_OPTIONS.map((o) => `  --${o.flag.padEnd(30)} ${o.help}\n  ${"".padEnd(32)} default: ${shown(o.default)}; env: ${o.env}`);
+  return `Usage: reprise serve [options]\n\nStarts the Reprise coordinator.\n\nOptions:\n${lines.join("\n")}\n  --help                           show this help\n`;
 }

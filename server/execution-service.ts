@@ -6,7 +6,9 @@ import type { ExecutionService, ServiceHandlers, SubmitRequest } from "@reprise/
 import type { ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
 import { encodePolicy } from "./coordinator.js";
 import type { Coordinator, SubmitParams } from "./coordinator.js";
-import { limits } from "./limits.js";
+import { fixedLimits } from "./limits.js";
+import type { Limits } from "./limits.js";
+import type { ConnectionQuota } from "./quota.js";
 import {
   checkCount,
   checkDuration,
@@ -37,14 +39,14 @@ function decodePageToken(token: string): number | undefined {
 }
 
 /** Validates one Submit; `prefix` places its fields inside a batch. */
-function submission(request: SubmitRequest, prefix: string, maxPayloadBytes: number): SubmitParams {
-  checkTaskName(request.task, `${prefix}task`);
-  checkPayload(request.arguments, `${prefix}arguments`, maxPayloadBytes);
+function submission(request: SubmitRequest, prefix: string, limits: Limits): SubmitParams {
+  checkTaskName(request.task, `${prefix}task`, limits);
+  checkPayload(request.arguments, `${prefix}arguments`, limits.maxPayloadBytes);
   checkRetryPolicy(request.retryPolicy, `${prefix}retry_policy`);
-  if (Buffer.byteLength(request.idempotencyKey) > limits.idempotencyKeyBytes) {
-    throw invalid(`${prefix}idempotency_key`, `must be at most ${limits.idempotencyKeyBytes} bytes`);
+  if (Buffer.byteLength(request.idempotencyKey) > fixedLimits.idempotencyKeyBytes) {
+    throw invalid(`${prefix}idempotency_key`, `must be at most ${fixedLimits.idempotencyKeyBytes} bytes`);
   }
-  const delayMs = checkDuration(request.delay, `${prefix}delay`, limits.durationMs);
+  const delayMs = checkDuration(request.delay, `${prefix}delay`, fixedLimits.durationMs);
   checkLabels(request.labels, `${prefix}labels`);
   return {
     task: request.task,
@@ -58,17 +60,18 @@ function submission(request: SubmitRequest, prefix: string, maxPayloadBytes: num
 
 export function executionService(
   coordinator: Coordinator,
-  options: { maxPayloadBytes: number },
+  limits: Limits,
+  watches: ConnectionQuota,
 ): ServiceHandlers<typeof ExecutionService> {
   return {
     async submit(request) {
-      const [result] = await coordinator.submitMany([submission(request, "", options.maxPayloadBytes)]);
+      const [result] = await coordinator.submitMany([submission(request, "", limits)]);
       return result!;
     },
 
     async submitBatch(request) {
-      checkCount(request.submissions.length, "submissions", limits.submissionsPerBatch);
-      const batch = request.submissions.map((s, i) => submission(s, `submissions[${i}].`, options.maxPayloadBytes));
+      checkCount(request.submissions.length, "submissions", limits.maxBatchSize);
+      const batch = request.submissions.map((s, i) => submission(s, `submissions[${i}].`, limits));
       return { results: await coordinator.submitMany(batch) };
     },
 
@@ -78,16 +81,16 @@ export function executionService(
     },
 
     async listExecutions(request) {
-      if (request.pageSize < 0 || request.pageSize > limits.maxPageSize) {
-        throw invalid("page_size", `must be between 0 and ${limits.maxPageSize}`);
+      if (request.pageSize < 0 || request.pageSize > fixedLimits.maxPageSize) {
+        throw invalid("page_size", `must be between 0 and ${fixedLimits.maxPageSize}`);
       }
       if (!(request.state in ExecutionState)) throw invalid("state", `${request.state} is not an ExecutionState`);
-      if (request.task !== "") checkTaskName(request.task, "task");
+      if (request.task !== "") checkTaskName(request.task, "task", limits);
       const page = await coordinator.list({
         task: request.task === "" ? undefined : request.task,
         state: request.state === ExecutionState.UNSPECIFIED ? undefined : request.state,
         beforeSeq: decodePageToken(request.pageToken),
-        limit: request.pageSize === 0 ? limits.defaultPageSize : request.pageSize,
+        limit: request.pageSize === 0 ? fixedLimits.defaultPageSize : request.pageSize,
       });
       return {
         executions: page.executions,
@@ -97,11 +100,16 @@ export function executionService(
 
     async watchExecution(request, call) {
       checkExecutionId(request.executionId);
-      await coordinator.watch(
-        request.executionId,
-        (execution) => call.write(create(WatchExecutionResponseSchema, { execution })),
-        callSignal(call),
-      );
+      const release = watches.acquire(call.getPeer());
+      try {
+        await coordinator.watch(
+          request.executionId,
+          (execution) => call.write(create(WatchExecutionResponseSchema, { execution })),
+          callSignal(call),
+        );
+      } finally {
+        release();
+      }
     },
 
     async cancelExecution(request) {

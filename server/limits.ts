@@ -1,12 +1,41 @@
 // The documented maxima of every count and duration a client can send. Values
-// beyond them are INVALID_ARGUMENT (RESOURCE_EXHAUSTED for payload bytes).
-// docs/limits.md lists them; keep the two in step.
+// beyond them are INVALID_ARGUMENT (RESOURCE_EXHAUSTED for payload bytes and
+// per-connection quotas). docs/limits.md lists them; keep the two in step.
+// `Limits` are the ones an operator can change with `reprise serve` flags; the
+// rest are fixed.
 
 const SECOND = 1000;
 const DAY = 86_400 * SECOND;
 
-export const limits = {
-  taskNameBytes: 256,
+export interface Limits {
+  /** The largest arguments or result payload, in bytes. */
+  maxPayloadBytes: number;
+  /** The most entries in one batch: submissions, outcomes, heartbeat tokens, attempts per lease, tasks per call. */
+  maxBatchSize: number;
+  maxTaskNameBytes: number;
+  /** What a task name may contain. */
+  taskNamePattern: RegExp;
+  minLeaseMs: number;
+  maxLeaseMs: number;
+  /** LeaseAttempts calls waiting at once on one connection. */
+  maxLongPollsPerConnection: number;
+  /** WatchExecution streams open at once on one connection. */
+  maxWatchesPerConnection: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxPayloadBytes: 1024 * 1024,
+  maxBatchSize: 1000,
+  maxTaskNameBytes: 256,
+  // No whitespace, control or format characters: names must read plainly in logs and tables.
+  taskNamePattern: /^[^\s\p{Cc}\p{Cf}]+$/u,
+  minLeaseMs: 100,
+  maxLeaseMs: 3600 * SECOND,
+  maxLongPollsPerConnection: 64,
+  maxWatchesPerConnection: 1000,
+};
+
+export const fixedLimits = {
   workerIdBytes: 256,
   idempotencyKeyBytes: 256,
   contentTypeBytes: 256,
@@ -20,14 +49,7 @@ export const limits = {
   /** backoff_min, backoff_max, retry_after, delay and timeout. */
   durationMs: 365 * DAY,
   waitMs: 60 * SECOND,
-  leaseMinMs: 100,
-  leaseMaxMs: 3600 * SECOND,
   defaultLeaseMs: 30 * SECOND,
-  maxAttemptsPerLease: 1000,
-  tasksPerRequest: 1000,
-  tokensPerHeartbeat: 10_000,
-  outcomesPerReport: 10_000,
-  submissionsPerBatch: 1000,
   defaultPageSize: 100,
   maxPageSize: 1000,
 } as const;

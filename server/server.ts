@@ -9,9 +9,14 @@ import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import { ExecutionService, WorkerService, implementService, serviceDefinition } from "@reprise/client/wire";
+import type { ImplementOptions } from "@reprise/client/wire";
+import type { Authorizer } from "./auth.js";
 import type { Clock } from "./clock.js";
 import { Coordinator } from "./coordinator.js";
 import { executionService } from "./execution-service.js";
+import { DEFAULT_LIMITS } from "./limits.js";
+import type { Limits } from "./limits.js";
+import { ConnectionQuota } from "./quota.js";
 import type { Logger } from "./log.js";
 import { silentLogger } from "./log.js";
 import { SqliteStore } from "./sqlite-store.js";
@@ -24,8 +29,12 @@ export interface ServerOptions {
   /** The SQLite database file. */
   db: string;
   durability: Durability;
-  /** The largest arguments or result payload accepted, in bytes. */
-  maxPayloadBytes: number;
+  /** Limits an operator may change; the rest of DEFAULT_LIMITS applies. */
+  limits?: Partial<Limits>;
+  /** Serve TLS with this key and certificate (PEM); with `clientCa`, require client certificates signed by it (mutual TLS). */
+  tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer };
+  /** Require bearer tokens with roles; absent means no auth. */
+  authorizer?: Authorizer;
   log?: Logger;
   /** For tests: a fake clock and random source. */
   clock?: Clock;
@@ -114,37 +123,50 @@ function reflectionService(): ReflectionService {
   return new ReflectionService({ "reprise.v1": { fileDescriptorProtos } } as never);
 }
 
+function serverCredentials(tls: ServerOptions["tls"]): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined);
+}
+
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.log ?? silentLogger;
   const store = new SqliteStore({ path: options.db, durability: options.durability });
   const coordinator = new Coordinator({ store, clock: options.clock, random: options.random, log });
+  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const server = new grpc.Server({
-    // Room for a full batch of results at the payload maximum would be
-    // unbounded; one payload plus headroom lets the size check answer with
-    // RESOURCE_EXHAUSTED naming the field instead of a transport error.
-    "grpc.max_receive_message_length": options.maxPayloadBytes + 4 * 1024 * 1024,
+    // One payload plus headroom: a larger message is refused by the transport,
+    // and one just over the payload maximum reaches the size check, which names
+    // the field. A whole batch of maximal payloads does not fit, by design.
+    "grpc.max_receive_message_length": limits.maxPayloadBytes + 4 * 1024 * 1024,
     "grpc.max_send_message_length": -1,
+    // Bounds the calls one connection can hold open; the per-connection
+    // quotas below bound long-polls and watches more tightly.
+    "grpc.max_concurrent_streams": limits.maxWatchesPerConnection + limits.maxLongPollsPerConnection + 100,
   });
-  const onInternalError = (method: string, error: unknown) =>
-    log.error("request failed", { method, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-  const limits = { maxPayloadBytes: options.maxPayloadBytes };
+  const implementOptions: ImplementOptions = {
+    onInternalError: (method, error) =>
+      log.error("request failed", { method, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+    authorize: options.authorizer && ((service, method, metadata) => options.authorizer!.check(service, method, metadata)),
+  };
+  const watches = new ConnectionQuota("watches", limits.maxWatchesPerConnection, "--max-watches-per-connection");
+  const longPolls = new ConnectionQuota("long-polls", limits.maxLongPollsPerConnection, "--max-long-polls-per-connection");
   server.addService(
     serviceDefinition(ExecutionService),
-    implementService(ExecutionService, executionService(coordinator, limits), onInternalError),
+    implementService(ExecutionService, executionService(coordinator, limits, watches), implementOptions),
   );
-  server.addService(serviceDefinition(WorkerService), implementService(WorkerService, workerService(coordinator, limits), onInternalError));
+  server.addService(serviceDefinition(WorkerService), implementService(WorkerService, workerService(coordinator, limits, longPolls), implementOptions));
   const health = new HealthImplementation({ "": "SERVING", ...Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING" as const])) });
   health.addToServer(server);
   reflectionService().addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
+    server.bindAsync(options.listen, serverCredentials(options.tls), (error, port) => (error ? reject(error) : resolve(port))),
   ).catch((error: unknown) => {
     store.close();
     throw error;
   });
   coordinator.start();
-  log.info("serving", { listen: options.listen, port, db: options.db, durability: options.durability });
+  log.info("serving", { listen: options.listen, port, db: options.db, durability: options.durability, tls: !!options.tls, auth: !!options.authorizer });
 
   let stopping: Promise<void> | null = null;
   return {

@@ -4,7 +4,8 @@ import { status } from "@grpc/grpc-js";
 import { StatusError } from "@reprise/client/wire";
 import type { Failure, Payload, RetryPolicy } from "@reprise/client/wire";
 import type { Duration } from "@bufbuild/protobuf/wkt";
-import { limits } from "./limits.js";
+import { fixedLimits as limits } from "./limits.js";
+import type { Limits } from "./limits.js";
 import { durationToMs } from "./time.js";
 
 export function invalid(field: string, problem: string): StatusError {
@@ -16,13 +17,12 @@ function checkBytes(value: string, field: string, max: number): void {
   if (bytes > max) throw invalid(field, `is ${bytes} bytes; the maximum is ${max}`);
 }
 
-// Whitespace and control characters make names unreadable in logs and tables.
-const BAD_NAME_CHARACTER = /[\s\p{Cc}\p{Cf}]/u;
-
-export function checkTaskName(name: string, field: string): void {
+export function checkTaskName(name: string, field: string, configured: Limits): void {
   if (name.length === 0) throw invalid(field, "must not be empty");
-  checkBytes(name, field, limits.taskNameBytes);
-  if (BAD_NAME_CHARACTER.test(name)) throw invalid(field, `${JSON.stringify(name)} contains whitespace or a control character`);
+  checkBytes(name, field, configured.maxTaskNameBytes);
+  if (!configured.taskNamePattern.test(name)) {
+    throw invalid(field, `${JSON.stringify(name)} does not match ${configured.taskNamePattern} (no whitespace or control characters)`);
+  }
 }
 
 export function checkExecutionId(id: string, field = "execution_id"): void {

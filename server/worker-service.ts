@@ -4,7 +4,9 @@ import type { ServiceHandlers, WorkerService } from "@reprise/client/wire";
 import { encodePolicy } from "./coordinator.js";
 import type { Coordinator } from "./coordinator.js";
 import { callSignal } from "./execution-service.js";
-import { limits } from "./limits.js";
+import { fixedLimits } from "./limits.js";
+import type { Limits } from "./limits.js";
+import type { ConnectionQuota } from "./quota.js";
 import {
   checkCount,
   checkDuration,
@@ -16,15 +18,15 @@ import {
   invalid,
 } from "./validate.js";
 
-export function workerService(coordinator: Coordinator, options: { maxPayloadBytes: number }): ServiceHandlers<typeof WorkerService> {
+export function workerService(coordinator: Coordinator, limits: Limits, longPolls: ConnectionQuota): ServiceHandlers<typeof WorkerService> {
   return {
     async declareTasks(request) {
       checkWorkerId(request.workerId, "worker_id", false);
-      checkCount(request.tasks.length, "tasks", limits.tasksPerRequest);
+      checkCount(request.tasks.length, "tasks", limits.maxBatchSize);
       const tasks = request.tasks.map((task, i) => {
-        checkTaskName(task.name, `tasks[${i}].name`);
+        checkTaskName(task.name, `tasks[${i}].name`, limits);
         checkRetryPolicy(task.retryPolicy, `tasks[${i}].retry_policy`);
-        const timeoutMs = checkDuration(task.timeout, `tasks[${i}].timeout`, limits.durationMs);
+        const timeoutMs = checkDuration(task.timeout, `tasks[${i}].timeout`, fixedLimits.durationMs);
         return { name: task.name, retryPolicy: encodePolicy(task.retryPolicy), timeoutMs: timeoutMs === 0 ? null : timeoutMs };
       });
       await coordinator.declare(request.workerId, tasks);
@@ -34,37 +36,34 @@ export function workerService(coordinator: Coordinator, options: { maxPayloadByt
     async leaseAttempts(request, call) {
       checkWorkerId(request.workerId, "worker_id", false);
       if (request.tasks.length === 0) throw invalid("tasks", "must name at least one task");
-      checkCount(request.tasks.length, "tasks", limits.tasksPerRequest);
-      request.tasks.forEach((task, i) => checkTaskName(task, `tasks[${i}]`));
-      if (request.maxAttempts > limits.maxAttemptsPerLease) {
-        throw invalid("max_attempts", `must be at most ${limits.maxAttemptsPerLease}`);
+      checkCount(request.tasks.length, "tasks", limits.maxBatchSize);
+      request.tasks.forEach((task, i) => checkTaskName(task, `tasks[${i}]`, limits));
+      if (request.maxAttempts > limits.maxBatchSize) throw invalid("max_attempts", `must be at most ${limits.maxBatchSize}`);
+      const waitMs = checkDuration(request.wait, "wait", fixedLimits.waitMs);
+      const leaseMs = checkDuration(request.leaseDuration, "lease_duration", limits.maxLeaseMs) || fixedLimits.defaultLeaseMs;
+      if (leaseMs < limits.minLeaseMs) throw invalid("lease_duration", `must be at least ${limits.minLeaseMs} ms`);
+      const release = waitMs > 0 ? longPolls.acquire(call.getPeer()) : () => {};
+      try {
+        const attempts = await coordinator.lease(
+          { workerId: request.workerId, tasks: request.tasks, maxAttempts: request.maxAttempts || 1, leaseMs, waitMs },
+          callSignal(call),
+        );
+        return { attempts };
+      } finally {
+        release();
       }
-      const waitMs = checkDuration(request.wait, "wait", limits.waitMs);
-      const leaseMs = checkDuration(request.leaseDuration, "lease_duration", limits.leaseMaxMs) || limits.defaultLeaseMs;
-      if (leaseMs < limits.leaseMinMs) throw invalid("lease_duration", `must be at least ${limits.leaseMinMs} ms`);
-      const attempts = await coordinator.lease(
-        {
-          workerId: request.workerId,
-          tasks: request.tasks,
-          maxAttempts: request.maxAttempts || 1,
-          leaseMs,
-          waitMs,
-        },
-        callSignal(call),
-      );
-      return { attempts };
     },
 
     async heartbeat(request) {
-      checkCount(request.leaseTokens.length, "lease_tokens", limits.tokensPerHeartbeat);
+      checkCount(request.leaseTokens.length, "lease_tokens", limits.maxBatchSize);
       checkWorkerId(request.workerId, "worker_id", false);
       return coordinator.heartbeat(request.leaseTokens);
     },
 
     async reportOutcomes(request) {
-      checkCount(request.outcomes.length, "outcomes", limits.outcomesPerReport);
+      checkCount(request.outcomes.length, "outcomes", limits.maxBatchSize);
       request.outcomes.forEach((outcome, i) => {
-        if (outcome.outcome.case === "result") checkPayload(outcome.outcome.value, `outcomes[${i}].result`, options.maxPayloadBytes);
+        if (outcome.outcome.case === "result") checkPayload(outcome.outcome.value, `outcomes[${i}].result`, limits.maxPayloadBytes);
         if (outcome.outcome.case === "failure") checkFailure(outcome.outcome.value, `outcomes[${i}].failure`);
       });
       return { receipts: await coordinator.report(request.outcomes) };

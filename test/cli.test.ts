@@ -1,6 +1,8 @@
 // The `reprise` command: help, option validation, and the README quickstart
 // through buf curl with server reflection.
 import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { Metadata, status } from "@grpc/grpc-js";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -36,6 +38,23 @@ describe("reprise serve", () => {
     expect(unknown.stderr).toContain("--bogus");
     const durability = await reprise("serve", "--durability", "sometimes");
     expect(durability.stderr).toContain("--durability");
+  });
+
+  test("--auth-tokens makes the served coordinator require a bearer token", async () => {
+    const file = join(tempDir(), "tokens");
+    writeFileSync(file, "caller caller-token-0123456789\n");
+    const c = await spawnCoordinator(join(tempDir(), "reprise.db"), undefined, ["--auth-tokens", file]);
+    try {
+      await expect(c.executions.submit({ task: "t" })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+      const metadata = new Metadata();
+      metadata.set("authorization", "Bearer caller-token-0123456789");
+      expect((await c.executions.submit({ task: "t" }, { metadata })).execution?.task).toBe("t");
+      expect(c.stderr()).not.toContain("caller-token-0123456789");
+    } finally {
+      c.closeClients();
+      c.child.kill("SIGTERM");
+      await c.exited;
+    }
   });
 
   test("an unknown command prints the usage and exits 2", async () => {

@@ -95,7 +95,6 @@ export async function startTestCoordinator(options: Partial<ServerOptions> = {})
     listen: "127.0.0.1:0",
     db: dbPath,
     durability: "normal",
-    maxPayloadBytes: 1024 * 1024,
     ...options,
   });
   const address = `127.0.0.1:${server.port}`;

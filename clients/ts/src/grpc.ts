@@ -84,21 +84,36 @@ export function serviceDefinition(service: GenService<GenServiceMethods>): grpc.
   return definition;
 }
 
+export interface ImplementOptions {
+  /** Receives every error that was not a StatusError; the caller sees only INTERNAL. */
+  onInternalError(method: string, error: unknown): void;
+  /** Runs before each handler; throws a StatusError (for example UNAUTHENTICATED) to refuse the call. */
+  authorize?(service: string, method: string, metadata: grpc.Metadata): void;
+}
+
 /**
  * Turns typed async handlers into grpc-js handlers. A thrown StatusError keeps
- * its code; anything else is logged through `onInternalError` and reaches the
+ * its code; anything else is reported through `onInternalError` and reaches the
  * caller as INTERNAL with no detail, never as UNKNOWN.
  */
 export function implementService<S extends GenService<GenServiceMethods>>(
   service: S,
   handlers: ServiceHandlers<S>,
-  onInternalError: (method: string, error: unknown) => void,
+  options: ImplementOptions,
 ): grpc.UntypedServiceImplementation {
   const implementation: grpc.UntypedServiceImplementation = {};
   const toStatus = (method: string, error: unknown): Partial<grpc.StatusObject> => {
     if (error instanceof StatusError) return { code: error.code, details: error.message };
-    onInternalError(method, error);
+    options.onInternalError(method, error);
     return { code: grpc.status.INTERNAL, details: "internal error" };
+  };
+  const run = (methodName: string, handler: (request: unknown, call: unknown) => Promise<unknown>, call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => {
+    try {
+      options.authorize?.(service.typeName, methodName, call.metadata);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return handler(call.request, call);
   };
   for (const method of service.methods) {
     const handler = (handlers as Record<string, (request: unknown, call: unknown) => Promise<unknown>>)[method.localName];
@@ -106,14 +121,14 @@ export function implementService<S extends GenService<GenServiceMethods>>(
     const name = `${service.typeName}/${method.name}`;
     if (method.methodKind === "unary") {
       implementation[method.localName] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        handler(call.request, call).then(
+        run(method.name, handler, call).then(
           (init) => callback(null, create(method.output, init as MessageInitShape<DescMessage>)),
           (error: unknown) => callback(toStatus(name, error)),
         );
       };
     } else {
       implementation[method.localName] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        handler(call.request, call).then(
+        run(method.name, handler, call).then(
           () => call.end(),
           // grpc-js turns an 'error' event on a server stream into the call's status.
           (error: unknown) => call.emit("error", toStatus(name, error)),

@@ -121,7 +121,8 @@ export const SubmitResponseSchema: GenMessage<SubmitResponse> = /*@__PURE__*/
  */
 export type SubmitBatchRequest = Message<"reprise.v1.SubmitBatchRequest"> & {
   /**
-   * The executions to submit, each as it would be sent to Submit. At most 1000.
+   * The executions to submit, each as it would be sent to Submit. At most the
+   * batch limit (1000 by default; reprise serve --max-batch-size).
    *
    * @generated from field: repeated reprise.v1.SubmitRequest submissions = 1;
    */
@@ -387,8 +388,8 @@ export const ExecutionService: GenService<{
    * `submissions[3].task`), and creates nothing. Clients use it to micro-batch
    * submits.
    *
-   * Fails with INVALID_ARGUMENT for more than 1000 submissions or any invalid
-   * one, and with RESOURCE_EXHAUSTED when any arguments payload is larger than
+   * Fails with INVALID_ARGUMENT for more submissions than the batch limit
+   * (1000 by default; reprise serve --max-batch-size) or any invalid one, and with RESOURCE_EXHAUSTED when any arguments payload is larger than
    * the configured maximum payload size.
    *
    * @generated from rpc reprise.v1.ExecutionService.SubmitBatch
@@ -433,9 +434,11 @@ export const ExecutionService: GenService<{
    * has already ended gets its final state at once and ends. Any number of
    * watches may follow one execution.
    *
-   * Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
-   * when no execution has that id. Ends with UNAVAILABLE when the coordinator
-   * shuts down; clients should then watch again.
+   * Fails with INVALID_ARGUMENT when `execution_id` is empty, NOT_FOUND when
+   * no execution has that id, and RESOURCE_EXHAUSTED when the connection
+   * already has its limit of open watches (1000 by default). Ends with
+   * UNAVAILABLE when the coordinator shuts down; clients should then watch
+   * again.
    *
    * @generated from rpc reprise.v1.ExecutionService.WatchExecution
    */

@@ -33,7 +33,7 @@ export type DeclareTasksRequest = Message<"reprise.v1.DeclareTasksRequest"> & {
   workerId: string;
 
   /**
-   * The tasks this worker runs. At most 1000.
+   * The tasks this worker runs. At most the batch limit (1000 by default).
    *
    * @generated from field: repeated reprise.v1.TaskDefinition tasks = 2;
    */
@@ -76,14 +76,16 @@ export type LeaseAttemptsRequest = Message<"reprise.v1.LeaseAttemptsRequest"> & 
   workerId: string;
 
   /**
-   * The task names to lease. Required: at least 1, at most 1000.
+   * The task names to lease. Required: at least 1, at most the batch limit
+   * (1000 by default).
    *
    * @generated from field: repeated string tasks = 2;
    */
   tasks: string[];
 
   /**
-   * The most attempts to return. 0 means 1; at most 1000.
+   * The most attempts to return. 0 means 1; at most the batch limit (1000 by
+   * default).
    *
    * @generated from field: uint32 max_attempts = 3;
    */
@@ -99,7 +101,8 @@ export type LeaseAttemptsRequest = Message<"reprise.v1.LeaseAttemptsRequest"> & 
 
   /**
    * How long each lease lasts without a heartbeat, and how far each heartbeat
-   * extends it. Absent or 0 means 30 s. From 100 ms to 1 hour.
+   * extends it. Absent or 0 means 30 s. From 100 ms to 1 hour by default
+   * (reprise serve --min-lease-duration, --max-lease-duration).
    *
    * @generated from field: google.protobuf.Duration lease_duration = 5;
    */
@@ -141,7 +144,8 @@ export const LeaseAttemptsResponseSchema: GenMessage<LeaseAttemptsResponse> = /*
  */
 export type HeartbeatRequest = Message<"reprise.v1.HeartbeatRequest"> & {
   /**
-   * The lease tokens of every attempt the worker is running. At most 10000.
+   * The lease tokens of every attempt the worker is running. At most the batch
+   * limit (1000 by default).
    *
    * @generated from field: repeated bytes lease_tokens = 1;
    */
@@ -200,7 +204,8 @@ export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE_
  */
 export type ReportOutcomesRequest = Message<"reprise.v1.ReportOutcomesRequest"> & {
   /**
-   * One outcome per finished attempt. At most 10000.
+   * One outcome per finished attempt. At most the batch limit (1000 by
+   * default).
    *
    * @generated from field: repeated reprise.v1.Outcome outcomes = 1;
    */
@@ -258,7 +263,8 @@ export const WorkerService: GenService<{
    * Workers call it at start, before leasing.
    *
    * Fails with INVALID_ARGUMENT for an empty or bad name, a bad retry policy or
-   * timeout, or more than 1000 tasks.
+   * timeout, or more tasks than the batch limit (1000 by default; reprise
+   * serve --max-batch-size).
    *
    * @generated from rpc reprise.v1.WorkerService.DeclareTasks
    */
@@ -275,8 +281,9 @@ export const WorkerService: GenService<{
    * due, an abandonment with retries left).
    *
    * Fails with INVALID_ARGUMENT when `tasks` is empty, or `max_attempts`,
-   * `wait` or `lease_duration` is out of range. Returns empty at once when the
-   * coordinator shuts down.
+   * `wait` or `lease_duration` is out of range, and with RESOURCE_EXHAUSTED
+   * when the connection already has its limit of waiting long-polls (64 by
+   * default). Returns empty at once when the coordinator shuts down.
    *
    * @generated from rpc reprise.v1.WorkerService.LeaseAttempts
    */
@@ -291,7 +298,8 @@ export const WorkerService: GenService<{
    * It answers, per token, which attempts must stop. Tokens in neither list
    * were extended.
    *
-   * Fails with INVALID_ARGUMENT for more than 10000 tokens.
+   * Fails with INVALID_ARGUMENT for more tokens than the batch limit (1000 by
+   * default; reprise serve --max-batch-size).
    *
    * @generated from rpc reprise.v1.WorkerService.Heartbeat
    */
@@ -308,7 +316,8 @@ export const WorkerService: GenService<{
    * ends FAILED. A refused outcome changes nothing and does not fail the RPC
    * or the rest of the batch.
    *
-   * Fails with INVALID_ARGUMENT for more than 10000 outcomes or a bad field
+   * Fails with INVALID_ARGUMENT for more outcomes than the batch limit (1000 by
+   * default; reprise serve --max-batch-size) or a bad field
    * (for example a negative `retry_after`), and with RESOURCE_EXHAUSTED when a
    * result is larger than the configured maximum payload size.
    *

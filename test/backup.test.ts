@@ -1,0 +1,62 @@
+// `reprise backup`: an online, consistent copy while the coordinator serves.
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { ExecutionState } from "@reprise/client/wire";
+import { describe, expect, test } from "vitest";
+import { tempDir, until } from "./helpers.js";
+import { CLI, spawnCoordinator } from "./process-helpers.js";
+
+const run = promisify(execFile);
+
+describe("backup", () => {
+  test("reprise backup copies the database while the coordinator serves, and a coordinator started on the copy carries on", async () => {
+    const dir = tempDir();
+    const db = join(dir, "reprise.db");
+    const copy = join(dir, "copy.db");
+    const c = await spawnCoordinator(db);
+    let before: string[] = [];
+    try {
+      for (let i = 0; i < 200; i++) await c.executions.submit({ task: "t", idempotencyKey: `k${i}` });
+      before = (await c.executions.listExecutions({ pageSize: 1000 })).executions.map((e) => e.id);
+      let stop = false;
+      const busy = (async () => {
+        for (let i = 0; i < 5000 && !stop; i++) await c.executions.submit({ task: "during_backup" });
+      })();
+      const { stderr } = await run(process.execPath, [CLI, "backup", "--db", db, copy]);
+      stop = true;
+      await busy;
+      expect(stderr).toMatch(/copied \d+ pages .* integrity check ok/);
+    } finally {
+      c.closeClients();
+      c.child.kill("SIGTERM");
+      await c.exited;
+    }
+    const restored = await spawnCoordinator(copy);
+    try {
+      for (const id of before) expect((await restored.executions.getExecution({ executionId: id })).execution?.id).toBe(id);
+      const { attempts } = await restored.workers.leaseAttempts({ workerId: "w", tasks: ["t"], maxAttempts: 1000 });
+      expect(attempts).toHaveLength(200);
+      const { receipts } = await restored.workers.reportOutcomes({
+        outcomes: attempts.map((a) => ({ leaseToken: a.leaseToken, outcome: { case: "result" as const, value: {} } })),
+      });
+      expect(receipts.every((r) => r.accepted)).toBe(true);
+      await until(async () => (await restored.executions.getExecution({ executionId: before[0]! })).execution!.state === ExecutionState.SUCCEEDED);
+    } finally {
+      restored.closeClients();
+      restored.child.kill("SIGTERM");
+      await restored.exited;
+    }
+  });
+
+  test("reprise backup refuses to overwrite an existing file", async () => {
+    const dir = tempDir();
+    const c = await spawnCoordinator(join(dir, "reprise.db"));
+    c.closeClients();
+    c.child.kill("SIGTERM");
+    await c.exited;
+    const error = await run(process.execPath, [CLI, "backup", "--db", join(dir, "reprise.db"), join(dir, "reprise.db")]).catch((e: { code: number; stderr: string }) => e);
+    expect(error).toMatchObject({ code: 1 });
+    expect((error as { stderr: string }).stderr).toContain("already exists");
+  });
+});

@@ -1,0 +1,199 @@
+// TLS, mutual TLS, bearer tokens with roles, and per-connection quotas.
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { ExecutionService, WorkerService, createServiceClient } from "@reprise/client/wire";
+import { describe, expect, test } from "vitest";
+import { Authorizer } from "../server/auth.js";
+import { startServer } from "../server/server.js";
+import type { RunningServer, ServerOptions } from "../server/server.js";
+import { seconds, startTestCoordinator, tempDir, until } from "./helpers.js";
+
+/** A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, made with openssl. */
+function makeCertificates() {
+  const dir = tempDir();
+  const file = (name: string) => join(dir, name);
+  const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
+  openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", file("ca.key"), "-out", file("ca.pem"), "-days", "2", "-subj", "/CN=reprise-test-ca");
+  writeFileSync(file("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  for (const name of ["server", "client"]) {
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", file(`${name}.key`), "-out", file(`${name}.csr`), "-subj", `/CN=${name}`);
+    openssl("x509", "-req", "-in", file(`${name}.csr`), "-CA", file("ca.pem"), "-CAkey", file("ca.key"), "-CAcreateserial", "-out", file(`${name}.pem`), "-days", "2", ...(name === "server" ? ["-extfile", file("server.ext")] : []));
+  }
+  const read = (name: string) => readFileSync(file(name));
+  return { ca: read("ca.pem"), serverCert: read("server.pem"), serverKey: read("server.key"), clientCert: read("client.pem"), clientKey: read("client.key") };
+}
+
+async function serve(options: Partial<ServerOptions>): Promise<RunningServer> {
+  return startServer({ listen: "127.0.0.1:0", db: join(tempDir(), "r.db"), durability: "normal", ...options });
+}
+
+const codeOf = (promise: Promise<unknown>) => promise.then(() => grpc.status.OK, (error: { code: number }) => error.code);
+
+describe("TLS", () => {
+  test("with --tls-cert and --tls-key the coordinator serves TLS, and plaintext clients cannot talk to it", async () => {
+    const certs = makeCertificates();
+    const server = await serve({ tls: { cert: certs.serverCert, key: certs.serverKey } });
+    const address = `127.0.0.1:${server.port}`;
+    const secure = createServiceClient(ExecutionService, address, grpc.credentials.createSsl(certs.ca));
+    const plain = createServiceClient(ExecutionService, address);
+    try {
+      expect((await secure.submit({ task: "t" })).execution?.task).toBe("t");
+      expect(await codeOf(plain.submit({ task: "t" }, { deadline: new Date(Date.now() + 2000) }))).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      secure.raw.close();
+      plain.raw.close();
+      await server.shutdown(500);
+    }
+  });
+
+  test("with --tls-client-ca only clients with a certificate it signed get in (mutual TLS)", async () => {
+    const certs = makeCertificates();
+    const server = await serve({ tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca } });
+    const address = `127.0.0.1:${server.port}`;
+    const withCert = createServiceClient(ExecutionService, address, grpc.credentials.createSsl(certs.ca, certs.clientKey, certs.clientCert));
+    const withoutCert = createServiceClient(ExecutionService, address, grpc.credentials.createSsl(certs.ca));
+    try {
+      expect(await codeOf(withCert.submit({ task: "t" }))).toBe(grpc.status.OK);
+      expect(await codeOf(withoutCert.submit({ task: "t" }, { deadline: new Date(Date.now() + 2000) }))).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      withCert.raw.close();
+      withoutCert.raw.close();
+      await server.shutdown(500);
+    }
+  });
+});
+
+describe("bearer tokens with roles", () => {
+  const TOKENS = { worker: "worker-token-0123456789", caller: "caller-token-0123456789", admin: "admin-token-01234567890" };
+
+  async function withAuth(run: (call: (token: string | null) => { executions: ReturnType<typeof createServiceClient<typeof ExecutionService>>; workers: ReturnType<typeof createServiceClient<typeof WorkerService>>; metadata: grpc.Metadata }, address: string) => Promise<void>) {
+    const file = join(tempDir(), "tokens");
+    writeFileSync(file, `# role token\nworker ${TOKENS.worker}\ncaller ${TOKENS.caller}\n\nadmin ${TOKENS.admin}\n`);
+    const server = await serve({ authorizer: Authorizer.fromFile(file) });
+    const address = `127.0.0.1:${server.port}`;
+    const executions = createServiceClient(ExecutionService, address);
+    const workers = createServiceClient(WorkerService, address);
+    try {
+      await run((token) => {
+        const metadata = new grpc.Metadata();
+        if (token !== null) metadata.set("authorization", `Bearer ${token}`);
+        return { executions, workers, metadata };
+      }, address);
+    } finally {
+      executions.raw.close();
+      workers.raw.close();
+      await server.shutdown(500);
+    }
+  }
+
+  const rpcs = {
+    submit: (c: { executions: ReturnType<typeof createServiceClient<typeof ExecutionService>>; metadata: grpc.Metadata }) => c.executions.submit({ task: "t" }, { metadata: c.metadata }),
+    cancel: (c: { executions: ReturnType<typeof createServiceClient<typeof ExecutionService>>; metadata: grpc.Metadata }) => c.executions.cancelExecution({ executionId: "x" }, { metadata: c.metadata }),
+    list: (c: { executions: ReturnType<typeof createServiceClient<typeof ExecutionService>>; metadata: grpc.Metadata }) => c.executions.listExecutions({}, { metadata: c.metadata }),
+    lease: (c: { workers: ReturnType<typeof createServiceClient<typeof WorkerService>>; metadata: grpc.Metadata }) => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"] }, { metadata: c.metadata }),
+    heartbeat: (c: { workers: ReturnType<typeof createServiceClient<typeof WorkerService>>; metadata: grpc.Metadata }) => c.workers.heartbeat({}, { metadata: c.metadata }),
+  };
+  // What each token may do: OK, or the code it gets. `cancel` of an unknown id is NOT_FOUND once allowed.
+  const expected: [string, keyof typeof rpcs, grpc.status][] = [
+    ["no token", "submit", grpc.status.UNAUTHENTICATED],
+    ["no token", "lease", grpc.status.UNAUTHENTICATED],
+    ["an unknown token", "submit", grpc.status.UNAUTHENTICATED],
+    ["an unknown token", "heartbeat", grpc.status.UNAUTHENTICATED],
+    ["the worker token", "lease", grpc.status.OK],
+    ["the worker token", "heartbeat", grpc.status.OK],
+    ["the worker token", "submit", grpc.status.PERMISSION_DENIED],
+    ["the worker token", "cancel", grpc.status.PERMISSION_DENIED],
+    ["the worker token", "list", grpc.status.PERMISSION_DENIED],
+    ["the caller token", "submit", grpc.status.OK],
+    ["the caller token", "list", grpc.status.OK],
+    ["the caller token", "cancel", grpc.status.NOT_FOUND],
+    ["the caller token", "lease", grpc.status.PERMISSION_DENIED],
+    ["the caller token", "heartbeat", grpc.status.PERMISSION_DENIED],
+    ["the admin token", "submit", grpc.status.OK],
+    ["the admin token", "cancel", grpc.status.NOT_FOUND],
+    ["the admin token", "lease", grpc.status.OK],
+    ["the admin token", "heartbeat", grpc.status.OK],
+  ];
+  const tokenFor: Record<string, string | null> = {
+    "no token": null,
+    "an unknown token": "not-a-known-token-at-all",
+    "the worker token": TOKENS.worker,
+    "the caller token": TOKENS.caller,
+    "the admin token": TOKENS.admin,
+  };
+
+  test("every role against every service: a missing or unknown token is UNAUTHENTICATED and a wrong role is PERMISSION_DENIED", async () => {
+    await withAuth(async (as) => {
+      const got: [string, string, grpc.status][] = [];
+      for (const [who, rpc] of expected) got.push([who, rpc, await codeOf(rpcs[rpc](as(tokenFor[who]!) as never))]);
+      expect(got).toEqual(expected);
+    });
+  });
+
+  test("a refused call changes nothing", async () => {
+    await withAuth(async (as) => {
+      await codeOf(rpcs.submit(as(TOKENS.worker) as never));
+      const { executions } = await as(TOKENS.admin).executions.listExecutions({}, { metadata: as(TOKENS.admin).metadata });
+      expect(executions).toEqual([]);
+    });
+  });
+
+  test("the health service stays open without a token", async () => {
+    await withAuth(async (_, address) => {
+      const client = new grpc.Client(address, grpc.credentials.createInsecure());
+      try {
+        const reply = await new Promise<Buffer>((resolve, reject) =>
+          client.makeUnaryRequest("/grpc.health.v1.Health/Check", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (error, value) => (error ? reject(error) : resolve(value!))),
+        );
+        expect([...reply]).toEqual([0x08, 0x01]); // status: SERVING
+      } finally {
+        client.close();
+      }
+    });
+  });
+
+  test("a token file with a bad line is refused at start, naming the line", () => {
+    const file = join(tempDir(), "tokens");
+    writeFileSync(file, "worker short\n");
+    expect(() => Authorizer.fromFile(file)).toThrow(/line 1/);
+    writeFileSync(file, "superuser aaaaaaaaaaaaaaaaaaaa\n");
+    expect(() => Authorizer.fromFile(file)).toThrow(/line 1: expected "ROLE TOKEN"/);
+  });
+});
+
+describe("per-connection quotas", () => {
+  test("long-polls beyond the per-connection limit are RESOURCE_EXHAUSTED and do not pile up", async () => {
+    const c = await startTestCoordinator({ limits: { maxLongPollsPerConnection: 2 } });
+    try {
+      const polls = [1, 2].map(() => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], wait: seconds(60) }));
+      await until(() => c.server.coordinator.stats.longPolls === 2);
+      await expect(c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], wait: seconds(60) })).rejects.toMatchObject({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: expect.stringContaining("long-polls"),
+      });
+      expect((await c.workers.leaseAttempts({ workerId: "w", tasks: ["t"] })).attempts).toEqual([]);
+      await c.executions.submit({ task: "t" });
+      await Promise.race(polls);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("watches beyond the per-connection limit are RESOURCE_EXHAUSTED", async () => {
+    const c = await startTestCoordinator({ limits: { maxWatchesPerConnection: 3 } });
+    try {
+      const { execution } = await c.executions.submit({ task: "t" });
+      const streams = [1, 2, 3].map(() => c.executions.watchExecution({ executionId: execution!.id }));
+      const firsts = streams.map((s) => s[Symbol.asyncIterator]().next());
+      await Promise.all(firsts);
+      const extra = c.executions.watchExecution({ executionId: execution!.id })[Symbol.asyncIterator]().next();
+      await expect(extra).rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+      for (const s of streams) s.cancel();
+      await until(() => c.server.coordinator.stats.watches === 0);
+    } finally {
+      await c.close();
+    }
+  });
+});
