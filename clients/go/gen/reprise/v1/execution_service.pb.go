@@ -182,6 +182,99 @@ func (x *SubmitResponse) GetExisting() bool {
 	return false
 }
 
+// The request of ExecutionService.SubmitBatch.
+type SubmitBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The executions to submit, each as it would be sent to Submit. At most the
+	// batch limit (1000 by default; reprise serve --max-batch-size).
+	Submissions   []*SubmitRequest `protobuf:"bytes,1,rep,name=submissions,proto3" json:"submissions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitBatchRequest) Reset() {
+	*x = SubmitBatchRequest{}
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitBatchRequest) ProtoMessage() {}
+
+func (x *SubmitBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitBatchRequest.ProtoReflect.Descriptor instead.
+func (*SubmitBatchRequest) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SubmitBatchRequest) GetSubmissions() []*SubmitRequest {
+	if x != nil {
+		return x.Submissions
+	}
+	return nil
+}
+
+// The response of ExecutionService.SubmitBatch.
+type SubmitBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per submission, in the same order.
+	Results       []*SubmitResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitBatchResponse) Reset() {
+	*x = SubmitBatchResponse{}
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitBatchResponse) ProtoMessage() {}
+
+func (x *SubmitBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitBatchResponse.ProtoReflect.Descriptor instead.
+func (*SubmitBatchResponse) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SubmitBatchResponse) GetResults() []*SubmitResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // The request of ExecutionService.GetExecution.
 type GetExecutionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -193,7 +286,7 @@ type GetExecutionRequest struct {
 
 func (x *GetExecutionRequest) Reset() {
 	*x = GetExecutionRequest{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[2]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -205,7 +298,7 @@ func (x *GetExecutionRequest) String() string {
 func (*GetExecutionRequest) ProtoMessage() {}
 
 func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[2]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -218,7 +311,7 @@ func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionRequest.ProtoReflect.Descriptor instead.
 func (*GetExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{2}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetExecutionRequest) GetExecutionId() string {
@@ -239,7 +332,7 @@ type GetExecutionResponse struct {
 
 func (x *GetExecutionResponse) Reset() {
 	*x = GetExecutionResponse{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[3]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -251,7 +344,7 @@ func (x *GetExecutionResponse) String() string {
 func (*GetExecutionResponse) ProtoMessage() {}
 
 func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[3]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -264,7 +357,7 @@ func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionResponse.ProtoReflect.Descriptor instead.
 func (*GetExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{3}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetExecutionResponse) GetExecution() *Execution {
@@ -291,7 +384,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[4]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +396,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[4]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +409,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{4}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListExecutionsRequest) GetTask() string {
@@ -360,7 +453,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[5]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +465,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[5]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +478,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{5}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListExecutionsResponse) GetExecutions() []*Execution {
@@ -413,7 +506,7 @@ type WatchExecutionRequest struct {
 
 func (x *WatchExecutionRequest) Reset() {
 	*x = WatchExecutionRequest{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[6]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +518,7 @@ func (x *WatchExecutionRequest) String() string {
 func (*WatchExecutionRequest) ProtoMessage() {}
 
 func (x *WatchExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[6]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +531,7 @@ func (x *WatchExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExecutionRequest.ProtoReflect.Descriptor instead.
 func (*WatchExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{6}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchExecutionRequest) GetExecutionId() string {
@@ -459,7 +552,7 @@ type WatchExecutionResponse struct {
 
 func (x *WatchExecutionResponse) Reset() {
 	*x = WatchExecutionResponse{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[7]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +564,7 @@ func (x *WatchExecutionResponse) String() string {
 func (*WatchExecutionResponse) ProtoMessage() {}
 
 func (x *WatchExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[7]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +577,7 @@ func (x *WatchExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExecutionResponse.ProtoReflect.Descriptor instead.
 func (*WatchExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{7}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchExecutionResponse) GetExecution() *Execution {
@@ -505,7 +598,7 @@ type CancelExecutionRequest struct {
 
 func (x *CancelExecutionRequest) Reset() {
 	*x = CancelExecutionRequest{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[8]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +610,7 @@ func (x *CancelExecutionRequest) String() string {
 func (*CancelExecutionRequest) ProtoMessage() {}
 
 func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[8]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +623,7 @@ func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionRequest.ProtoReflect.Descriptor instead.
 func (*CancelExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{8}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelExecutionRequest) GetExecutionId() string {
@@ -551,7 +644,7 @@ type CancelExecutionResponse struct {
 
 func (x *CancelExecutionResponse) Reset() {
 	*x = CancelExecutionResponse{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[9]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +656,7 @@ func (x *CancelExecutionResponse) String() string {
 func (*CancelExecutionResponse) ProtoMessage() {}
 
 func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[9]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +669,7 @@ func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionResponse.ProtoReflect.Descriptor instead.
 func (*CancelExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{9}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelExecutionResponse) GetExecution() *Execution {
@@ -604,7 +697,11 @@ const file_reprise_v1_execution_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
 	"\x0eSubmitResponse\x123\n" +
 	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution\x12\x1a\n" +
-	"\bexisting\x18\x02 \x01(\bR\bexisting\"8\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"Q\n" +
+	"\x12SubmitBatchRequest\x12;\n" +
+	"\vsubmissions\x18\x01 \x03(\v2\x19.reprise.v1.SubmitRequestR\vsubmissions\"K\n" +
+	"\x13SubmitBatchResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.reprise.v1.SubmitResponseR\aresults\"8\n" +
 	"\x13GetExecutionRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"K\n" +
 	"\x14GetExecutionResponse\x123\n" +
@@ -627,9 +724,10 @@ const file_reprise_v1_execution_service_proto_rawDesc = "" +
 	"\x16CancelExecutionRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"N\n" +
 	"\x17CancelExecutionResponse\x123\n" +
-	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution2\xb6\x03\n" +
+	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution2\x86\x04\n" +
 	"\x10ExecutionService\x12?\n" +
-	"\x06Submit\x12\x19.reprise.v1.SubmitRequest\x1a\x1a.reprise.v1.SubmitResponse\x12Q\n" +
+	"\x06Submit\x12\x19.reprise.v1.SubmitRequest\x1a\x1a.reprise.v1.SubmitResponse\x12N\n" +
+	"\vSubmitBatch\x12\x1e.reprise.v1.SubmitBatchRequest\x1a\x1f.reprise.v1.SubmitBatchResponse\x12Q\n" +
 	"\fGetExecution\x12\x1f.reprise.v1.GetExecutionRequest\x1a .reprise.v1.GetExecutionResponse\x12W\n" +
 	"\x0eListExecutions\x12!.reprise.v1.ListExecutionsRequest\x1a\".reprise.v1.ListExecutionsResponse\x12Y\n" +
 	"\x0eWatchExecution\x12!.reprise.v1.WatchExecutionRequest\x1a\".reprise.v1.WatchExecutionResponse0\x01\x12Z\n" +
@@ -650,51 +748,57 @@ func file_reprise_v1_execution_service_proto_rawDescGZIP() []byte {
 	return file_reprise_v1_execution_service_proto_rawDescData
 }
 
-var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*SubmitRequest)(nil),           // 0: reprise.v1.SubmitRequest
 	(*SubmitResponse)(nil),          // 1: reprise.v1.SubmitResponse
-	(*GetExecutionRequest)(nil),     // 2: reprise.v1.GetExecutionRequest
-	(*GetExecutionResponse)(nil),    // 3: reprise.v1.GetExecutionResponse
-	(*ListExecutionsRequest)(nil),   // 4: reprise.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil),  // 5: reprise.v1.ListExecutionsResponse
-	(*WatchExecutionRequest)(nil),   // 6: reprise.v1.WatchExecutionRequest
-	(*WatchExecutionResponse)(nil),  // 7: reprise.v1.WatchExecutionResponse
-	(*CancelExecutionRequest)(nil),  // 8: reprise.v1.CancelExecutionRequest
-	(*CancelExecutionResponse)(nil), // 9: reprise.v1.CancelExecutionResponse
-	nil,                             // 10: reprise.v1.SubmitRequest.LabelsEntry
-	(*Payload)(nil),                 // 11: reprise.v1.Payload
-	(*RetryPolicy)(nil),             // 12: reprise.v1.RetryPolicy
-	(*durationpb.Duration)(nil),     // 13: google.protobuf.Duration
-	(*Execution)(nil),               // 14: reprise.v1.Execution
-	(ExecutionState)(0),             // 15: reprise.v1.ExecutionState
+	(*SubmitBatchRequest)(nil),      // 2: reprise.v1.SubmitBatchRequest
+	(*SubmitBatchResponse)(nil),     // 3: reprise.v1.SubmitBatchResponse
+	(*GetExecutionRequest)(nil),     // 4: reprise.v1.GetExecutionRequest
+	(*GetExecutionResponse)(nil),    // 5: reprise.v1.GetExecutionResponse
+	(*ListExecutionsRequest)(nil),   // 6: reprise.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),  // 7: reprise.v1.ListExecutionsResponse
+	(*WatchExecutionRequest)(nil),   // 8: reprise.v1.WatchExecutionRequest
+	(*WatchExecutionResponse)(nil),  // 9: reprise.v1.WatchExecutionResponse
+	(*CancelExecutionRequest)(nil),  // 10: reprise.v1.CancelExecutionRequest
+	(*CancelExecutionResponse)(nil), // 11: reprise.v1.CancelExecutionResponse
+	nil,                             // 12: reprise.v1.SubmitRequest.LabelsEntry
+	(*Payload)(nil),                 // 13: reprise.v1.Payload
+	(*RetryPolicy)(nil),             // 14: reprise.v1.RetryPolicy
+	(*durationpb.Duration)(nil),     // 15: google.protobuf.Duration
+	(*Execution)(nil),               // 16: reprise.v1.Execution
+	(ExecutionState)(0),             // 17: reprise.v1.ExecutionState
 }
 var file_reprise_v1_execution_service_proto_depIdxs = []int32{
-	11, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
-	12, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
-	13, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
-	10, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
-	14, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
-	14, // 5: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
-	15, // 6: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
-	14, // 7: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
-	14, // 8: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
-	14, // 9: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
-	0,  // 10: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
-	2,  // 11: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
-	4,  // 12: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
-	6,  // 13: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
-	8,  // 14: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
-	1,  // 15: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
-	3,  // 16: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
-	5,  // 17: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
-	7,  // 18: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
-	9,  // 19: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	13, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
+	14, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
+	15, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
+	12, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
+	16, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
+	0,  // 5: reprise.v1.SubmitBatchRequest.submissions:type_name -> reprise.v1.SubmitRequest
+	1,  // 6: reprise.v1.SubmitBatchResponse.results:type_name -> reprise.v1.SubmitResponse
+	16, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
+	17, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
+	16, // 9: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
+	16, // 10: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
+	16, // 11: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
+	0,  // 12: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
+	2,  // 13: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
+	4,  // 14: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
+	6,  // 15: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
+	8,  // 16: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
+	10, // 17: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
+	1,  // 18: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
+	3,  // 19: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
+	5,  // 20: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
+	7,  // 21: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
+	9,  // 22: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
+	11, // 23: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_execution_service_proto_init() }
@@ -709,7 +813,7 @@ func file_reprise_v1_execution_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_execution_service_proto_rawDesc), len(file_reprise_v1_execution_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	ExecutionService_Submit_FullMethodName          = "/reprise.v1.ExecutionService/Submit"
+	ExecutionService_SubmitBatch_FullMethodName     = "/reprise.v1.ExecutionService/SubmitBatch"
 	ExecutionService_GetExecution_FullMethodName    = "/reprise.v1.ExecutionService/GetExecution"
 	ExecutionService_ListExecutions_FullMethodName  = "/reprise.v1.ExecutionService/ListExecutions"
 	ExecutionService_WatchExecution_FullMethodName  = "/reprise.v1.ExecutionService/WatchExecution"
@@ -49,6 +50,16 @@ type ExecutionServiceClient interface {
 	// label, and with RESOURCE_EXHAUSTED when `arguments.data` is larger than the
 	// configured maximum payload size.
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
+	// SubmitBatch submits many executions in one call, with the semantics of
+	// Submit for each, and answers in the same order. It is all or nothing: when
+	// any submission is invalid the call fails, naming it (for example
+	// `submissions[3].task`), and creates nothing. Clients use it to micro-batch
+	// submits.
+	//
+	// Fails with INVALID_ARGUMENT for more submissions than the batch limit
+	// (1000 by default; reprise serve --max-batch-size) or any invalid one, and with RESOURCE_EXHAUSTED when any arguments payload is larger than
+	// the configured maximum payload size.
+	SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error)
 	// GetExecution returns an execution with all of its attempts.
 	//
 	// Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
@@ -67,9 +78,11 @@ type ExecutionServiceClient interface {
 	// has already ended gets its final state at once and ends. Any number of
 	// watches may follow one execution.
 	//
-	// Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
-	// when no execution has that id. Ends with UNAVAILABLE when the coordinator
-	// shuts down; clients should then watch again.
+	// Fails with INVALID_ARGUMENT when `execution_id` is empty, NOT_FOUND when
+	// no execution has that id, and RESOURCE_EXHAUSTED when the connection
+	// already has its limit of open watches (1000 by default). Ends with
+	// UNAVAILABLE when the coordinator shuts down; clients should then watch
+	// again.
 	WatchExecution(ctx context.Context, in *WatchExecutionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExecutionResponse], error)
 	// CancelExecution ends an execution CANCELLED at once and returns it.
 	//   - PENDING, including waiting for a retry: it never runs again.
@@ -97,6 +110,16 @@ func (c *executionServiceClient) Submit(ctx context.Context, in *SubmitRequest, 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SubmitResponse)
 	err := c.cc.Invoke(ctx, ExecutionService_Submit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *executionServiceClient) SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitBatchResponse)
+	err := c.cc.Invoke(ctx, ExecutionService_SubmitBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +195,16 @@ type ExecutionServiceServer interface {
 	// label, and with RESOURCE_EXHAUSTED when `arguments.data` is larger than the
 	// configured maximum payload size.
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
+	// SubmitBatch submits many executions in one call, with the semantics of
+	// Submit for each, and answers in the same order. It is all or nothing: when
+	// any submission is invalid the call fails, naming it (for example
+	// `submissions[3].task`), and creates nothing. Clients use it to micro-batch
+	// submits.
+	//
+	// Fails with INVALID_ARGUMENT for more submissions than the batch limit
+	// (1000 by default; reprise serve --max-batch-size) or any invalid one, and with RESOURCE_EXHAUSTED when any arguments payload is larger than
+	// the configured maximum payload size.
+	SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error)
 	// GetExecution returns an execution with all of its attempts.
 	//
 	// Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
@@ -190,9 +223,11 @@ type ExecutionServiceServer interface {
 	// has already ended gets its final state at once and ends. Any number of
 	// watches may follow one execution.
 	//
-	// Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
-	// when no execution has that id. Ends with UNAVAILABLE when the coordinator
-	// shuts down; clients should then watch again.
+	// Fails with INVALID_ARGUMENT when `execution_id` is empty, NOT_FOUND when
+	// no execution has that id, and RESOURCE_EXHAUSTED when the connection
+	// already has its limit of open watches (1000 by default). Ends with
+	// UNAVAILABLE when the coordinator shuts down; clients should then watch
+	// again.
 	WatchExecution(*WatchExecutionRequest, grpc.ServerStreamingServer[WatchExecutionResponse]) error
 	// CancelExecution ends an execution CANCELLED at once and returns it.
 	//   - PENDING, including waiting for a retry: it never runs again.
@@ -218,6 +253,9 @@ type UnimplementedExecutionServiceServer struct{}
 
 func (UnimplementedExecutionServiceServer) Submit(context.Context, *SubmitRequest) (*SubmitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Submit not implemented")
+}
+func (UnimplementedExecutionServiceServer) SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitBatch not implemented")
 }
 func (UnimplementedExecutionServiceServer) GetExecution(context.Context, *GetExecutionRequest) (*GetExecutionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetExecution not implemented")
@@ -266,6 +304,24 @@ func _ExecutionService_Submit_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ExecutionServiceServer).Submit(ctx, req.(*SubmitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExecutionService_SubmitBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).SubmitBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutionService_SubmitBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).SubmitBatch(ctx, req.(*SubmitBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -345,6 +401,10 @@ var ExecutionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Submit",
 			Handler:    _ExecutionService_Submit_Handler,
+		},
+		{
+			MethodName: "SubmitBatch",
+			Handler:    _ExecutionService_SubmitBatch_Handler,
 		},
 		{
 			MethodName: "GetExecution",

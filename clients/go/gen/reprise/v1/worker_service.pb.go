@@ -30,7 +30,7 @@ type DeclareTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifies the worker, for operators. 1 to 256 bytes.
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	// The tasks this worker runs. At most 1000.
+	// The tasks this worker runs. At most the batch limit (1000 by default).
 	Tasks         []*TaskDefinition `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -122,15 +122,18 @@ type LeaseAttemptsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifies the worker; recorded on each attempt. 1 to 256 bytes.
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	// The task names to lease. Required: at least 1, at most 1000.
+	// The task names to lease. Required: at least 1, at most the batch limit
+	// (1000 by default).
 	Tasks []string `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	// The most attempts to return. 0 means 1; at most 1000.
+	// The most attempts to return. 0 means 1; at most the batch limit (1000 by
+	// default).
 	MaxAttempts uint32 `protobuf:"varint,3,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	// How long to wait for work when none is due (long-poll). Absent or 0 means
 	// do not wait. At most 60 s.
 	Wait *durationpb.Duration `protobuf:"bytes,4,opt,name=wait,proto3" json:"wait,omitempty"`
 	// How long each lease lasts without a heartbeat, and how far each heartbeat
-	// extends it. Absent or 0 means 30 s. From 100 ms to 1 hour.
+	// extends it. Absent or 0 means 30 s. From 100 ms to 1 hour by default
+	// (reprise serve --min-lease-duration, --max-lease-duration).
 	LeaseDuration *durationpb.Duration `protobuf:"bytes,5,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -250,7 +253,8 @@ func (x *LeaseAttemptsResponse) GetAttempts() []*LeasedAttempt {
 // The request of WorkerService.Heartbeat.
 type HeartbeatRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The lease tokens of every attempt the worker is running. At most 10000.
+	// The lease tokens of every attempt the worker is running. At most the batch
+	// limit (1000 by default).
 	LeaseTokens [][]byte `protobuf:"bytes,1,rep,name=lease_tokens,json=leaseTokens,proto3" json:"lease_tokens,omitempty"`
 	// Identifies the worker, for operators. Optional.
 	WorkerId      string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -363,7 +367,8 @@ func (x *HeartbeatResponse) GetLost() [][]byte {
 // The request of WorkerService.ReportOutcomes.
 type ReportOutcomesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One outcome per finished attempt. At most 10000.
+	// One outcome per finished attempt. At most the batch limit (1000 by
+	// default).
 	Outcomes      []*Outcome `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -50,7 +50,8 @@ type WorkerServiceClient interface {
 	// Workers call it at start, before leasing.
 	//
 	// Fails with INVALID_ARGUMENT for an empty or bad name, a bad retry policy or
-	// timeout, or more than 1000 tasks.
+	// timeout, or more tasks than the batch limit (1000 by default; reprise
+	// serve --max-batch-size).
 	DeclareTasks(ctx context.Context, in *DeclareTasksRequest, opts ...grpc.CallOption) (*DeclareTasksResponse, error)
 	// LeaseAttempts leases up to `max_attempts` due attempts of the given tasks,
 	// oldest due first. Each lease is committed to the database before it is
@@ -59,15 +60,17 @@ type WorkerServiceClient interface {
 	// due, an abandonment with retries left).
 	//
 	// Fails with INVALID_ARGUMENT when `tasks` is empty, or `max_attempts`,
-	// `wait` or `lease_duration` is out of range. Returns empty at once when the
-	// coordinator shuts down.
+	// `wait` or `lease_duration` is out of range, and with RESOURCE_EXHAUSTED
+	// when the connection already has its limit of waiting long-polls (64 by
+	// default). Returns empty at once when the coordinator shuts down.
 	LeaseAttempts(ctx context.Context, in *LeaseAttemptsRequest, opts ...grpc.CallOption) (*LeaseAttemptsResponse, error)
 	// Heartbeat extends the lease of each running attempt to now + the
 	// `lease_duration` granted at lease time, never past the attempt's timeout.
 	// It answers, per token, which attempts must stop. Tokens in neither list
 	// were extended.
 	//
-	// Fails with INVALID_ARGUMENT for more than 10000 tokens.
+	// Fails with INVALID_ARGUMENT for more tokens than the batch limit (1000 by
+	// default; reprise serve --max-batch-size).
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	// ReportOutcomes records the result or failure of each attempt and returns
 	// one receipt per outcome, in the same order. A failure is retried when it is
@@ -76,7 +79,8 @@ type WorkerServiceClient interface {
 	// ends FAILED. A refused outcome changes nothing and does not fail the RPC
 	// or the rest of the batch.
 	//
-	// Fails with INVALID_ARGUMENT for more than 10000 outcomes or a bad field
+	// Fails with INVALID_ARGUMENT for more outcomes than the batch limit (1000 by
+	// default; reprise serve --max-batch-size) or a bad field
 	// (for example a negative `retry_after`), and with RESOURCE_EXHAUSTED when a
 	// result is larger than the configured maximum payload size.
 	ReportOutcomes(ctx context.Context, in *ReportOutcomesRequest, opts ...grpc.CallOption) (*ReportOutcomesResponse, error)
@@ -152,7 +156,8 @@ type WorkerServiceServer interface {
 	// Workers call it at start, before leasing.
 	//
 	// Fails with INVALID_ARGUMENT for an empty or bad name, a bad retry policy or
-	// timeout, or more than 1000 tasks.
+	// timeout, or more tasks than the batch limit (1000 by default; reprise
+	// serve --max-batch-size).
 	DeclareTasks(context.Context, *DeclareTasksRequest) (*DeclareTasksResponse, error)
 	// LeaseAttempts leases up to `max_attempts` due attempts of the given tasks,
 	// oldest due first. Each lease is committed to the database before it is
@@ -161,15 +166,17 @@ type WorkerServiceServer interface {
 	// due, an abandonment with retries left).
 	//
 	// Fails with INVALID_ARGUMENT when `tasks` is empty, or `max_attempts`,
-	// `wait` or `lease_duration` is out of range. Returns empty at once when the
-	// coordinator shuts down.
+	// `wait` or `lease_duration` is out of range, and with RESOURCE_EXHAUSTED
+	// when the connection already has its limit of waiting long-polls (64 by
+	// default). Returns empty at once when the coordinator shuts down.
 	LeaseAttempts(context.Context, *LeaseAttemptsRequest) (*LeaseAttemptsResponse, error)
 	// Heartbeat extends the lease of each running attempt to now + the
 	// `lease_duration` granted at lease time, never past the attempt's timeout.
 	// It answers, per token, which attempts must stop. Tokens in neither list
 	// were extended.
 	//
-	// Fails with INVALID_ARGUMENT for more than 10000 tokens.
+	// Fails with INVALID_ARGUMENT for more tokens than the batch limit (1000 by
+	// default; reprise serve --max-batch-size).
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	// ReportOutcomes records the result or failure of each attempt and returns
 	// one receipt per outcome, in the same order. A failure is retried when it is
@@ -178,7 +185,8 @@ type WorkerServiceServer interface {
 	// ends FAILED. A refused outcome changes nothing and does not fail the RPC
 	// or the rest of the batch.
 	//
-	// Fails with INVALID_ARGUMENT for more than 10000 outcomes or a bad field
+	// Fails with INVALID_ARGUMENT for more outcomes than the batch limit (1000 by
+	// default; reprise serve --max-batch-size) or a bad field
 	// (for example a negative `retry_after`), and with RESOURCE_EXHAUSTED when a
 	// result is larger than the configured maximum payload size.
 	ReportOutcomes(context.Context, *ReportOutcomesRequest) (*ReportOutcomesResponse, error)
