@@ -1,0 +1,226 @@
+// The benchmark harness of issue 5. bench/run.sh starts PostgreSQL and Redis
+// (unless --smoke) and then runs this; it starts every Reprise coordinator and
+// every worker process itself and stops them by PID.
+//
+//   node bench/src/main.mjs [--smoke] [--reps N] [--systems reprise,graphile,bullmq]
+//                           [--workloads W1,W2,W3,W4,W5,W6] [--pending N] [--no-profile]
+//                           [--results FILE]
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { killChildren, median, now, progress } from "./common.mjs";
+import { profileW1 } from "./profile.mjs";
+import { writeResults } from "./report.mjs";
+import { buildPendingRetries } from "./seed.mjs";
+import { RepriseSystem } from "./systems/reprise.mjs";
+import { describe, dispatchLatency, retryTimer, throughput } from "./workloads.mjs";
+
+const benchDir = fileURLToPath(new URL("../", import.meta.url));
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: "boolean", default: false },
+    reps: { type: "string" },
+    systems: { type: "string" },
+    workloads: { type: "string" },
+    pending: { type: "string" },
+    "no-profile": { type: "boolean", default: false },
+    results: { type: "string" },
+  },
+  strict: true,
+});
+
+const smoke = flags.smoke;
+const sizes = smoke
+  ? { W1: 2_000, W2: 1_000, W3: 30, W4: 20, W5: Number(flags.pending ?? 5_000), W6: 2_000 }
+  : { W1: 20_000, W2: 20_000, W3: 300, W4: 200, W5: Number(flags.pending ?? 1_000_000), W6: 20_000 };
+const reps = Number(flags.reps ?? (smoke ? 1 : 3));
+const systemNames = (flags.systems ?? (smoke ? "reprise" : "reprise,graphile,bullmq")).split(",");
+const workloads = (flags.workloads ?? "W1,W2,W3,W4,W5,W6").split(",");
+const workDir = process.env.BENCH_WORKDIR ?? join(benchDir, ".tmp", `run-${process.pid}`);
+const timeoutMs = smoke ? 30_000 : 300_000;
+
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => {
+    progress(`${signal}: stopping every process this harness started`);
+    killChildren("SIGKILL");
+    process.exit(130);
+  });
+}
+process.once("exit", () => killChildren("SIGKILL"));
+
+async function makeSystems() {
+  const systems = [];
+  for (const name of systemNames) {
+    if (name === "reprise") systems.push(new RepriseSystem({ workDir }));
+    else if (name === "bullmq") systems.push(new (await import("./systems/bullmq.mjs")).BullmqSystem({ redisPort: Number(process.env.BENCH_REDIS_PORT) }));
+    else if (name === "graphile") systems.push(new (await import("./systems/graphile.mjs")).GraphileSystem({ pgUrl: process.env.BENCH_PG_URL }));
+    else throw new Error(`unknown system ${name}`);
+  }
+  return systems;
+}
+
+/** results[workload][system] = one result per repetition; failures[] = what did not complete. */
+const results = {};
+const extras = {};
+const failures = [];
+
+function record(workload, system, result) {
+  ((results[workload] ??= {})[system] ??= []).push(result);
+}
+
+async function attempt(workload, system, rep, run) {
+  const label = `${workload} ${system} rep ${rep}/${reps}`;
+  progress(`${label} ...`);
+  try {
+    const result = await run();
+    record(workload, system, result);
+    progress(`${label}: ${describe(workload, system, result)}`);
+    return result;
+  } catch (error) {
+    failures.push({ workload, system, rep, error: error?.message ?? String(error) });
+    progress(`${label} FAILED: ${error?.stack ?? error}`);
+    return undefined;
+  }
+}
+
+async function main() {
+  const began = now();
+  mkdirSync(workDir, { recursive: true });
+  const systems = await makeSystems();
+  const has = (w) => workloads.includes(w);
+  const reprise = systemNames.includes("reprise");
+  progress(`bench: ${smoke ? "smoke" : "full"} run, ${reps} repetition(s), systems ${systemNames.join(", ")}, workloads ${workloads.join(", ")}`);
+
+  let seed;
+  if (has("W5") && reprise) {
+    progress(`W5: building ${sizes.W5.toLocaleString("en")} executions that wait for a retry ...`);
+    try {
+      seed = await buildPendingRetries(workDir, sizes.W5);
+      extras.seedSeconds = seed.seconds;
+      progress(`W5: seeded in ${seed.seconds.toFixed(1)} s`);
+    } catch (error) {
+      failures.push({ workload: "W5", system: "reprise", rep: 0, error: error?.message ?? String(error) });
+      progress(`W5 seed FAILED: ${error?.stack ?? error}`);
+    }
+  }
+
+  for (let rep = 1; rep <= reps; rep++) {
+    for (const system of systems) {
+      if (has("W1")) await attempt("W1", system.name, rep, () => throughput(system, "W1", { count: sizes.W1, timeoutMs }));
+    }
+    for (const system of systems) {
+      if (has("W2")) await attempt("W2", system.name, rep, () => throughput(system, "W2", { count: sizes.W2, mode: "failonce", timeoutMs }));
+    }
+    for (const system of systems) {
+      if (has("W3")) await attempt("W3", system.name, rep, () => dispatchLatency(system, { count: sizes.W3, timeoutMs }));
+    }
+    for (const system of systems) {
+      if (has("W4")) await attempt("W4", system.name, rep, () => retryTimer(system, { count: sizes.W4, timeoutMs }));
+    }
+    if (has("W5") && seed) {
+      const scaled = new RepriseSystem({ workDir, seedDb: seed.db });
+      await attempt("W5", "reprise", rep, async () => {
+        let idle;
+        const result = await throughput(scaled, "W5", {
+          count: sizes.W1,
+          timeoutMs,
+          onStarted: async () => {
+            idle = scaled.coordinator.memory();
+          },
+        });
+        return { ...result, startToServingMs: scaledStart(scaled), idleRssMiB: idle.rssMiB, peakRssMiB: scaled.lastPeak };
+      });
+      for (const suffix of ["", "-wal", "-shm"]) rmSync(scaled.db + suffix, { force: true });
+    }
+    if (has("W6") && reprise) {
+      const full = new RepriseSystem({ workDir, durability: "full" });
+      await attempt("W6", "reprise", rep, () => throughput(full, "W6", { count: sizes.W6, timeoutMs }));
+    }
+  }
+
+  let profile;
+  if (reprise && !flags["no-profile"] && !smoke) {
+    progress("profile: one more Reprise W1 with --cpu-prof on the coordinator and the worker ...");
+    try {
+      profile = await profileW1({ workDir, count: sizes.W1, timeoutMs });
+      progress(`profile: ${profile.perSecond.toFixed(0)}/s under the profiler; summary in RESULTS.md`);
+    } catch (error) {
+      failures.push({ workload: "profile", system: "reprise", rep: 0, error: error?.message ?? String(error) });
+      progress(`profile FAILED: ${error?.stack ?? error}`);
+    }
+  }
+
+  const table = printTable();
+  if (!smoke || flags.results) {
+    const file = flags.results ?? join(benchDir, "RESULTS.md");
+    await writeResults(file, { smoke, reps, sizes, systemNames, workloads, results, extras, failures, profile, table, seconds: (now() - began) / 1000 });
+    progress(`wrote ${file}`);
+  }
+  if (failures.length > 0) {
+    progress(`${failures.length} workload run(s) failed:`);
+    for (const f of failures) progress(`  ${f.workload} ${f.system} rep ${f.rep}: ${f.error}`);
+    return 1;
+  }
+  return 0;
+}
+
+function scaledStart(system) {
+  return system.lastStartToServingMs;
+}
+
+/** The medians table, printed and returned as markdown rows. */
+function printTable() {
+  const med = (w, s, key) => median((results[w]?.[s] ?? []).map((r) => r[key]));
+  const others = systemNames.filter((s) => s !== "reprise");
+  const label = { reprise: "Reprise", graphile: "graphile-worker", bullmq: "BullMQ" };
+  const fmt = (v, digits = 0) => (Number.isFinite(v) ? v.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–");
+  const rows = [];
+  const header = ["workload", "metric", ...systemNames.map((s) => label[s]), ...others.map((o) => `Reprise / ${label[o]}`)];
+  const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : "–");
+  for (const [w, metric] of [
+    ["W1", "executions/s"],
+    ["W2", "executions/s"],
+  ]) {
+    const values = systemNames.map((s) => med(w, s, "perSecond"));
+    rows.push([w, metric, ...values.map((v) => fmt(v)), ...others.map((o) => ratio(med(w, "reprise", "perSecond"), med(w, o, "perSecond")))]);
+  }
+  for (const [w, keys] of [
+    ["W3", ["p50", "p95", "p99", "max"]],
+    ["W4", ["p50", "p99", "max"]],
+  ]) {
+    for (const key of keys) {
+      const values = systemNames.map((s) => med(w, s, key));
+      // For latencies the ratio is the other system's over Reprise's: above 1 means Reprise is faster.
+      rows.push([w, `${key} ms`, ...values.map((v) => fmt(v, 2)), ...others.map((o) => ratio(med(w, o, key), med(w, "reprise", key)))]);
+    }
+  }
+  const blank = (v) => [v, ...Array(others.length * 2).fill("")];
+  if (results.W5) {
+    rows.push(["W5", "W1 with pending, executions/s", ...blank(fmt(med("W5", "reprise", "perSecond")))]);
+    rows.push(["W5", "W1 with pending / W1 empty", ...blank(ratio(med("W5", "reprise", "perSecond"), med("W1", "reprise", "perSecond")))]);
+    rows.push(["W5", "start to SERVING, ms", ...blank(fmt(med("W5", "reprise", "startToServingMs")))]);
+    rows.push(["W5", "RSS after start, MiB", ...blank(fmt(med("W5", "reprise", "idleRssMiB")))]);
+    rows.push(["W5", "peak RSS during W1, MiB", ...blank(fmt(med("W5", "reprise", "peakRssMiB")))]);
+  }
+  if (results.W6) {
+    rows.push(["W6", "durability full, executions/s", ...blank(fmt(med("W6", "reprise", "perSecond")))]);
+    rows.push(["W6", "full / normal", ...blank(ratio(med("W6", "reprise", "perSecond"), med("W1", "reprise", "perSecond")))]);
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i] ?? "").length)));
+  const line = (cells) => cells.map((c, i) => String(c ?? "").padEnd(widths[i])).join("  ");
+  process.stderr.write(`\nMedians of ${reps} repetition(s):\n${line(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n${rows.map(line).join("\n")}\n\n`);
+  return { header, rows, med };
+}
+
+main().then(
+  (code) => {
+    killChildren("SIGKILL");
+    process.exit(code);
+  },
+  (error) => {
+    progress(`bench failed: ${error?.stack ?? error}`);
+    killChildren("SIGKILL");
+    process.exit(1);
+  },
+);

@@ -1,0 +1,144 @@
+// bench/RESULTS.md: the machine, every version, the command, the medians with
+// ratios, the goals of issue 5 checked against them, and the profile. The
+// hand-written analysis in bench/ANALYSIS.md is appended as it is.
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const benchDir = fileURLToPath(new URL("../", import.meta.url));
+const root = join(benchDir, "..");
+
+function versionOf(dir, name) {
+  try {
+    return JSON.parse(readFileSync(join(dir, "node_modules", name, "package.json"), "utf8")).version;
+  } catch {
+    return "not installed";
+  }
+}
+
+function git(...args) {
+  try {
+    return execFileSync("git", ["-C", root, ...args], { encoding: "utf8" }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+export function goals(med, systemNames) {
+  const has = (s) => systemNames.includes(s);
+  const list = [];
+  const add = (goal, value, ok, shown) => list.push({ goal, shown: Number.isFinite(value) ? shown : "not measured", ok: Number.isFinite(value) ? ok : null });
+  const w1 = med("W1", "reprise", "perSecond");
+  add("W1 ≥ 10,000 executions/s", w1, w1 >= 10_000, `${w1.toFixed(0)}/s`);
+  for (const other of ["graphile", "bullmq"].filter(has)) {
+    const r = w1 / med("W1", other, "perSecond");
+    add(`W1 ≥ 2× ${other === "bullmq" ? "BullMQ" : "graphile-worker"}`, r, r >= 2, `${r.toFixed(2)}×`);
+  }
+  if (has("bullmq")) {
+    const r = med("W2", "reprise", "perSecond") / med("W2", "bullmq", "perSecond");
+    add("W2 ≥ 2× BullMQ", r, r >= 2, `${r.toFixed(2)}×`);
+  }
+  const p99 = med("W3", "reprise", "p99");
+  add("W3 p99 ≤ 5 ms", p99, p99 <= 5, `${p99.toFixed(2)} ms`);
+  const late = med("W4", "reprise", "p99");
+  add("W4 p99 lateness ≤ 10 ms", late, late <= 10, `${late.toFixed(2)} ms`);
+  const rss = med("W5", "reprise", "peakRssMiB");
+  add("W5 RSS ≤ 200 MB (peak during W1 with the pending executions)", rss, rss * 1.048576 <= 200, `${rss.toFixed(0)} MiB`);
+  const start = med("W5", "reprise", "startToServingMs");
+  add("W5 start to SERVING ≤ 2 s", start, start <= 2000, `${(start / 1000).toFixed(2)} s`);
+  const scaled = med("W5", "reprise", "perSecond") / w1;
+  add("W5 W1 with the pending executions within 20 % of W1 empty", scaled, scaled >= 0.8, `${(scaled * 100).toFixed(0)} %`);
+  const w6 = med("W6", "reprise", "perSecond");
+  add("W6 ≥ 3,000 executions/s", w6, w6 >= 3000, `${w6.toFixed(0)}/s`);
+  return list;
+}
+
+const md = (rows) => rows.map((r) => `| ${r.join(" | ")} |`).join("\n");
+
+function profileSection(profile) {
+  if (!profile) return "No profile was taken in this run.\n";
+  let out = `One extra Reprise W1 run (${profile.perSecond.toFixed(0)}/s under the profiler, ${profile.seconds.toFixed(2)} s) with \`node --cpu-prof --cpu-prof-interval 250\` on the coordinator and on the worker process. Self time, excluding idle; native frames are charged to their JS caller (native calls from the store module count as SQLite).\n\n`;
+  for (const role of ["coordinator", "worker"]) {
+    const p = profile[role];
+    out += `### ${role === "coordinator" ? "Coordinator (`reprise serve`)" : "Worker process (`@reprise/client` Worker, concurrency 64)"}: ${p.busyMs.toFixed(0)} ms busy, ${p.idleMs.toFixed(0)} ms idle\n\n`;
+    out += `| category | self ms | share |\n|---|---:|---:|\n`;
+    out += md(p.categories.map((c) => [c.name, c.ms.toFixed(0), `${(c.share * 100).toFixed(1)} %`])) + "\n\n";
+    out += `<details><summary>top 25 functions by self time</summary>\n\n| function | where | category | self ms | share |\n|---|---|---|---:|---:|\n`;
+    out += md(p.top.map((f) => [`\`${f.name}\``, `\`${f.where}\``, f.category, f.ms.toFixed(0), `${(f.share * 100).toFixed(1)} %`])) + "\n\n</details>\n\n";
+  }
+  return out;
+}
+
+export async function writeResults(file, run) {
+  const { table, results, sizes, reps, systemNames, failures, profile, extras } = run;
+  const load = process.env.BENCH_LOAD_BEFORE ?? loadavg().map((l) => l.toFixed(2)).join(", ");
+  const versions = [
+    ["Node.js", process.version],
+    ["Reprise", `${git("rev-parse", "--short", "HEAD")}${git("status", "--porcelain", "--", "server", "clients/ts", "proto") ? " (with uncommitted changes)" : ""}`],
+    ["@grpc/grpc-js", versionOf(root, "@grpc/grpc-js")],
+    ["@bufbuild/protobuf", versionOf(root, "@bufbuild/protobuf")],
+    ["better-sqlite3", versionOf(root, "better-sqlite3")],
+    ["bullmq", versionOf(benchDir, "bullmq")],
+    ["ioredis", versionOf(benchDir, "ioredis")],
+    ["graphile-worker", versionOf(benchDir, "graphile-worker")],
+    ["pg", versionOf(benchDir, "pg")],
+    ["PostgreSQL server", process.env.BENCH_PG_VERSION ?? "not used"],
+    ["Redis server", process.env.BENCH_REDIS_VERSION ?? "not used"],
+  ];
+  const perRep = [];
+  for (const [w, bySystem] of Object.entries(results)) {
+    for (const [s, list] of Object.entries(bySystem)) {
+      perRep.push([w, s, list.map((r) => ("perSecond" in r ? r.perSecond.toFixed(0) : `p50 ${r.p50.toFixed(2)} / p99 ${r.p99.toFixed(2)} / max ${r.max.toFixed(2)}`)).join("; ")]);
+    }
+  }
+  const goalRows = goals(table.med, systemNames).map((g) => [g.goal, g.shown, g.ok === null ? "–" : g.ok ? "**met**" : "**missed**"]);
+  const analysisFile = join(benchDir, "ANALYSIS.md");
+  const analysis = existsSync(analysisFile) ? readFileSync(analysisFile, "utf8") : "";
+  const text = `# Reprise benchmark results
+
+Generated by \`bench/run.sh\` (issue 5). Re-run with \`${process.env.BENCH_COMMAND ?? "npm run bench"}\`.
+
+- **Date:** ${new Date().toISOString()}
+- **Machine:** ${cpus().length} cores (${cpus()[0]?.model ?? "unknown CPU"}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB memory
+- **Load average** (1, 5, 15 min) before the run: ${load}; after: ${loadavg().map((l) => l.toFixed(2)).join(", ")}. The machine is shared with other builds and tests, so every figure is noisy.
+- **Command:** \`${process.env.BENCH_COMMAND ?? `node bench/src/main.mjs ${process.argv.slice(2).join(" ")}`}\`
+- **Repetitions:** ${reps}; every figure is the median. Run time ${(run.seconds / 60).toFixed(1)} min.
+- **Sizes:** W1 ${sizes.W1.toLocaleString("en")}, W2 ${sizes.W2.toLocaleString("en")}, W3 ${sizes.W3} (20 ms apart), W4 ${sizes.W4} (submitted 5 ms apart), W5 ${sizes.W5.toLocaleString("en")} pending retries${extras.seedSeconds ? ` (built through the API in ${extras.seedSeconds.toFixed(0)} s)` : ""}, W6 ${sizes.W6.toLocaleString("en")}.
+
+## Versions
+
+| component | version |
+|---|---|
+${md(versions)}
+
+## Medians
+
+Throughput ratios are Reprise over the other system; latency ratios are the other system over Reprise. Above 1× means Reprise is better either way.
+
+${md([table.header, table.header.map(() => "---"), ...table.rows])}
+
+## Goals of issue 5
+
+| goal | measured | |
+|---|---|---|
+${md(goalRows)}
+
+## Every repetition
+
+| workload | system | per repetition |
+|---|---|---|
+${md(perRep)}
+${failures.length ? `\n## Failures\n\n${failures.map((f) => `- ${f.workload} ${f.system} rep ${f.rep}: ${f.error}`).join("\n")}\n` : ""}
+## How each system is run
+
+${readFileSync(join(benchDir, "METHOD.md"), "utf8").trim()}
+
+## Where Reprise's time goes (profile)
+
+${profileSection(profile)}
+${analysis.trim()}
+`;
+  writeFileSync(file, text);
+}
