@@ -28,7 +28,8 @@ START_TIMEOUT = 20.0
 class Coordinator:
     """One `reprise serve` process. restart() keeps the port and the database."""
 
-    def __init__(self, db: Path, log: Path):
+    def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = ()):
+        self.extra_args = extra_args
         self.db = db
         self.log_path = log
         self.port = 0
@@ -42,7 +43,7 @@ class Coordinator:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            ["node", str(CLI), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db)],
+            ["node", str(CLI), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db), *self.extra_args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -97,8 +98,9 @@ def coordinator_cli() -> Path:
 
 
 @pytest.fixture
-def coordinator(coordinator_cli: Path, tmp_path: Path) -> Iterator[Coordinator]:
-    server = Coordinator(tmp_path / "reprise.db", tmp_path / "coordinator.log")
+def coordinator(coordinator_cli: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Coordinator]:
+    marker = request.node.get_closest_marker("coordinator_args")
+    server = Coordinator(tmp_path / "reprise.db", tmp_path / "coordinator.log", marker.args if marker else ())
     server.start()
     yield server
     server.stop()

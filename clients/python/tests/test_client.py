@@ -132,3 +132,27 @@ def test_an_async_handler_runs_on_its_own_event_loop(client, make_worker):
 
     worker.start()
     assert client.submit("doubled", 21).result(timeout=10) == 42
+
+
+@pytest.mark.coordinator_args("--max-watches-per-connection", "1")
+def test_a_wait_over_the_watch_quota_backs_off_until_a_watch_slot_frees(client, make_worker):
+    blocker = client.submit("nobody_serves_this")
+    first_watch = blocker.watch()
+    next(first_watch)  # holds the connection's only watch slot
+    worker = make_worker()
+
+    @worker.task
+    def quick():
+        return "served"
+
+    worker.start()
+    handle = client.submit("quick")
+    outcome = {}
+    waiter = threading.Thread(target=lambda: outcome.update(value=handle.result(timeout=20)))
+    waiter.start()
+    probe = client.execution(handle.id)  # a separate handle, so the waiter's snapshot is its own
+    wait_for(lambda: probe.get().state == State.EXECUTION_STATE_SUCCEEDED, message="the execution to succeed")
+    assert waiter.is_alive(), "result() must wait for a watch slot, not fail"
+    first_watch.close()  # frees the slot
+    waiter.join(20)
+    assert outcome == {"value": "served"}

@@ -24,6 +24,12 @@ def is_transient(error: grpc.RpcError) -> bool:
     return error.code() in TRANSIENT
 
 
+def is_over_quota(error: grpc.RpcError) -> bool:
+    """The coordinator's per-connection quota of waiting long-polls or open
+    watches is full: worth waiting for, unlike an oversized payload."""
+    return error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Backoff:
     def __init__(self, initial: float = 0.05, maximum: float = 5.0):
         self._initial = initial

@@ -16,7 +16,8 @@ from ._inflight import Inflight
 
 log = logging.getLogger("reprise.worker")
 
-MAX_TOKENS = 10_000
+# The coordinator's default --max-batch-size; more tokens go in further RPCs.
+MAX_TOKENS = 1000
 
 
 class Heartbeater:

@@ -14,7 +14,8 @@ from ._backoff import Backoff, is_transient
 
 log = logging.getLogger("reprise.worker")
 
-MAX_BATCH = 10_000
+# The coordinator's default --max-batch-size; larger batches are INVALID_ARGUMENT.
+MAX_BATCH = 1000
 RPC_TIMEOUT = 10.0
 
 

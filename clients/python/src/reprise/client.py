@@ -9,7 +9,7 @@ import grpc
 from reprise.v1 import execution_service_pb2 as service
 from reprise.v1 import execution_service_pb2_grpc, types_pb2
 
-from ._backoff import Backoff, is_transient
+from ._backoff import Backoff, is_over_quota, is_transient
 from ._durations import Seconds, as_seconds, to_duration
 from .codec import Codec, JsonCodec
 from .errors import ExecutionAbandoned, ExecutionCancelled, ExecutionError, ExecutionFailed, ExecutionTimedOut, WaitTimeout
@@ -167,7 +167,8 @@ class ExecutionHandle:
             except grpc.RpcError as error:
                 if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeout(f"execution {self.id} had not ended after {timeout} s") from None
-                if not is_transient(error):
+                # Over the per-connection watch quota: wait for a slot like for a restart.
+                if not (is_transient(error) or is_over_quota(error)):
                     raise
             finally:
                 stream.cancel()

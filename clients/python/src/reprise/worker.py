@@ -15,7 +15,7 @@ import grpc
 from reprise.v1 import types_pb2, worker_service_pb2, worker_service_pb2_grpc
 
 from . import context as ctx
-from ._backoff import Backoff, is_transient
+from ._backoff import Backoff, is_over_quota, is_transient
 from ._durations import Seconds, from_timestamp, to_duration
 from ._failures import failure_from_exception
 from ._heartbeats import Heartbeater
@@ -33,6 +33,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 DECLARE_TIMEOUT = 10.0
 # The long-poll's own deadline allows for the coordinator answering late.
 POLL_SLACK = 10.0
+# The coordinator's default --max-batch-size caps attempts per lease.
+MAX_LEASE_BATCH = 1000
 
 
 class Worker:
@@ -202,7 +204,7 @@ class Worker:
             except grpc.RpcError as error:
                 if self._stopping.is_set() and error.code() == grpc.StatusCode.CANCELLED:
                     return
-                if is_transient(error):
+                if is_transient(error) or is_over_quota(error):
                     log.warning("reprise: LeaseAttempts failed (%s); retrying", error.code().name)
                     self._stopping.wait(backoff.next())
                     continue
@@ -220,7 +222,7 @@ class Worker:
         request = worker_service_pb2.LeaseAttemptsRequest(
             worker_id=self.worker_id,
             tasks=list(self._tasks),
-            max_attempts=free,
+            max_attempts=min(free, MAX_LEASE_BATCH),
             wait=to_duration(self.options.poll_wait),
             lease_duration=to_duration(self.options.lease_duration),
         )
