@@ -9,6 +9,8 @@ import (
 
 	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -166,7 +168,10 @@ func (c *Client) Wait(ctx context.Context, id string) (*reprisev1.Execution, err
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !isTransient(err) && !errors.Is(err, errStreamEndedEarly) {
+		// RESOURCE_EXHAUSTED on a watch is the per-connection quota of open
+		// watches: wait for others to end, like an unavailable coordinator.
+		retryable := isTransient(err) || errors.Is(err, errStreamEndedEarly) || status.Code(err) == codes.ResourceExhausted
+		if !retryable {
 			return nil, err
 		}
 		if !sleepCtx(ctx, retryBackoff(failures)) {

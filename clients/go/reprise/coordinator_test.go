@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -200,6 +201,7 @@ func runWorker(t *testing.T, w *reprise.Worker) (stop func()) {
 				if err != nil {
 					t.Errorf("Worker.Run: %v", err)
 				}
+				checkNoRunnerGoroutines(t)
 			case <-time.After(20 * time.Second):
 				t.Errorf("Worker.Run did not return within 20 s of cancellation")
 			}
@@ -207,6 +209,26 @@ func runWorker(t *testing.T, w *reprise.Worker) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// checkNoRunnerGoroutines fails the test if any of the worker's goroutines
+// (lease, heartbeat, report or handler) outlives Run.
+func checkNoRunnerGoroutines(t *testing.T) {
+	t.Helper()
+	var stacks []byte
+	leaked := func() bool {
+		stacks = make([]byte, 1<<20)
+		stacks = stacks[:runtime.Stack(stacks, true)]
+		return bytes.Contains(stacks, []byte("reprise.(*runner)"))
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for leaked() {
+		if time.Now().After(deadline) {
+			t.Errorf("worker goroutines outlived Run:\n%s", stacks)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // workerOptions are fast settings for tests: short leases and polls.

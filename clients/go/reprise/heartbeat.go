@@ -22,22 +22,27 @@ func (r *runner) heartbeatLoop(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
+		// Attempts awaiting their report's receipt are still heartbeated, so
+		// there can be more tokens than Concurrency.
 		tokens := r.inflight.live()
-		if len(tokens) == 0 {
-			continue
+		for start := 0; start < len(tokens); start += maxBatch {
+			r.heartbeat(ctx, tokens[start:min(start+maxBatch, len(tokens))], interval)
 		}
-		callCtx, cancel := context.WithTimeout(ctx, interval)
-		resp, err := r.client.Heartbeat(callCtx, &reprisev1.HeartbeatRequest{LeaseTokens: tokens, WorkerId: r.opts.WorkerID})
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				r.log.Warn("reprise: heartbeat failed; leases may expire", "error", err, "attempts", len(tokens))
-			}
-			continue
-		}
-		r.settleAll(resp.GetCancelRequested(), ErrCancelled)
-		r.settleAll(resp.GetLost(), ErrLeaseLost)
 	}
+}
+
+func (r *runner) heartbeat(ctx context.Context, tokens [][]byte, timeout time.Duration) {
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := r.client.Heartbeat(callCtx, &reprisev1.HeartbeatRequest{LeaseTokens: tokens, WorkerId: r.opts.WorkerID})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("reprise: heartbeat failed; leases may expire", "error", err, "attempts", len(tokens))
+		}
+		return
+	}
+	r.settleAll(resp.GetCancelRequested(), ErrCancelled)
+	r.settleAll(resp.GetLost(), ErrLeaseLost)
 }
 
 func (r *runner) settleAll(tokens [][]byte, cause error) {

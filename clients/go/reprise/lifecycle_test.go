@@ -245,3 +245,42 @@ func TestWorkerAndResultSurviveACoordinatorRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestOneHeartbeatCarriesEveryInFlightAttempt(t *testing.T) {
+	c := startCoordinator(t)
+	var widest atomic.Int32
+	countTokens := grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if hb, ok := req.(*reprisev1.HeartbeatRequest); ok {
+			for n := int32(len(hb.GetLeaseTokens())); n > widest.Load(); {
+				widest.CompareAndSwap(widest.Load(), n)
+			}
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+	opts := workerOptions(t, c)
+	opts.Conn = c.dial(countTokens)
+	opts.LeaseDuration = 300 * time.Millisecond
+	task := newBlockingTask()
+	w := reprise.NewWorker(opts)
+	w.Task("blocks", task.handle)
+	runWorker(t, w)
+	client := newClient(t, c)
+
+	var handles []*reprise.Handle
+	for range 3 {
+		h, _ := client.Submit(context.Background(), "blocks", nil)
+		handles = append(handles, h)
+	}
+	for range handles {
+		task.waitStarted(t)
+	}
+	eventually(t, 5*time.Second, func() bool { return widest.Load() == 3 }, func() string {
+		return "no heartbeat carried all three in-flight attempts"
+	})
+	close(task.release)
+	for _, h := range handles {
+		if err := resultWithin(t, h, nil); err != nil {
+			t.Fatalf("Result = %v; the leases must have been kept alive", err)
+		}
+	}
+}

@@ -8,8 +8,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// maxReportBatch is the coordinator's limit of outcomes per ReportOutcomes.
-const maxReportBatch = 10000
+// maxBatch is the coordinator's default limit of outcomes per ReportOutcomes
+// and of tokens per Heartbeat (its --max-batch-size). An operator may lower
+// it; a batch refused as too large is then sent one outcome at a time.
+const maxBatch = 1000
 
 type queuedOutcome struct {
 	outcome *reprisev1.Outcome
@@ -35,7 +37,7 @@ func (r *runner) reportLoop(ctx context.Context) {
 			return
 		}
 		batch := []queuedOutcome{first}
-		for more := true; more && len(batch) < maxReportBatch; {
+		for more := true; more && len(batch) < maxBatch; {
 			select {
 			case q := <-r.reports:
 				batch = append(batch, q)
