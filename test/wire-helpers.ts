@@ -4,8 +4,11 @@ import type { ExecutionState, LeasedAttempt, OutcomeReceipt, RetryPolicy } from 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RetryPolicySchema, SubmitRequestSchema } from "@reprise/client/wire";
 import { expect } from "vitest";
-import type { TestCoordinator } from "./helpers.js";
+import type { TestCoordinator as FullTestCoordinator } from "./helpers.js";
 import { json, seconds } from "./helpers.js";
+
+/** Anything with the two service clients: an in-process test coordinator or a child process. */
+type TestCoordinator = Pick<FullTestCoordinator, "executions" | "workers">;
 
 export type PolicyInit = MessageInitShape<typeof RetryPolicySchema> | RetryPolicy;
 

@@ -54,10 +54,30 @@ export class StatusError extends Error {
   }
 }
 
+/**
+ * What the server's deserializer returns for bytes that are not a valid
+ * message. grpc-js would answer a throwing deserializer with INTERNAL; the
+ * handler wrapper answers this with INVALID_ARGUMENT instead, since the fault
+ * is the caller's.
+ */
+class UndecodableRequest {
+  constructor(
+    readonly typeName: string,
+    readonly reason: string,
+  ) {}
+}
+
 function serializer<D extends DescMessage>(schema: D) {
   return {
     serialize: (value: MessageShape<D>) => Buffer.from(toBinary(schema, value)),
     deserialize: (bytes: Buffer) => fromBinary(schema, bytes),
+    deserializeRequest: (bytes: Buffer): MessageShape<D> | UndecodableRequest => {
+      try {
+        return fromBinary(schema, bytes);
+      } catch (error) {
+        return new UndecodableRequest(schema.typeName, error instanceof Error ? error.message : String(error));
+      }
+    },
   };
 }
 
@@ -75,7 +95,7 @@ export function serviceDefinition(service: GenService<GenServiceMethods>): grpc.
       requestStream: false,
       responseStream: method.methodKind === "server_streaming",
       requestSerialize: request.serialize,
-      requestDeserialize: request.deserialize,
+      requestDeserialize: request.deserializeRequest,
       responseSerialize: response.serialize,
       responseDeserialize: response.deserialize,
       originalName: method.name,
@@ -110,6 +130,9 @@ export function implementService<S extends GenService<GenServiceMethods>>(
   const run = (methodName: string, handler: (request: unknown, call: unknown) => Promise<unknown>, call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => {
     try {
       options.authorize?.(service.typeName, methodName, call.metadata);
+      if (call.request instanceof UndecodableRequest) {
+        throw new StatusError(grpc.status.INVALID_ARGUMENT, `request: not a valid ${call.request.typeName}: ${call.request.reason}`);
+      }
     } catch (error) {
       return Promise.reject(error);
     }
