@@ -1,10 +1,22 @@
 """Helpers the tests share: wait on conditions, never on fixed sleeps."""
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
 import time
+from pathlib import Path
 from typing import Callable
 
+import grpc
 import pytest
+
+from reprise.v1 import execution_service_pb2, execution_service_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[3]
+CLI = REPO / "dist" / "server" / "cli.js"
+START_TIMEOUT = 20.0
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, message: str = "condition") -> object:
@@ -24,3 +36,68 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, message: st
 def seconds_between(earlier, later) -> float:
     """Seconds from one protobuf Timestamp to another, to the millisecond."""
     return round((later.ToMilliseconds() - earlier.ToMilliseconds()) / 1000, 3)
+
+
+class Coordinator:
+    """One `reprise serve` process. restart() keeps the port and the database."""
+
+    def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = ()):
+        self.extra_args = extra_args
+        self.db = db
+        self.log_path = log
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            ["node", str(CLI), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db), *self.extra_args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        # The CLI prints the bound port (we ask for port 0 the first time, so no free-port race).
+        match = wait_for(lambda: self._serving_line(offset), START_TIMEOUT, f"the coordinator to start (log: {self.log_path})")
+        self.port = int(match.group(1))
+        self._wait_ready()
+
+    def _serving_line(self, offset: int):
+        if self.process is not None and self.process.poll() is not None:
+            pytest.fail(f"the coordinator exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            return re.search(rb"serving on 127\.0\.0\.1:(\d+)", log.read())
+
+    def _wait_ready(self) -> None:
+        """Retries a GetExecution until the answer is anything but UNAVAILABLE."""
+        with grpc.insecure_channel(self.address) as channel:
+            stub = execution_service_pb2_grpc.ExecutionServiceStub(channel)
+
+            def answers() -> bool:
+                try:
+                    stub.GetExecution(execution_service_pb2.GetExecutionRequest(execution_id="probe"), timeout=1)
+                except grpc.RpcError as error:
+                    return error.code() != grpc.StatusCode.UNAVAILABLE
+                return True
+
+            wait_for(answers, START_TIMEOUT, f"the coordinator at {self.address} to answer")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

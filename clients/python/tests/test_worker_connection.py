@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import threading
 
+import grpc
+
 import pytest
 
-from reprise import Retries, Worker
+from reprise import Client, Retries, Worker
 from reprise._tasks import TaskSpec
 from reprise.v1.types_pb2 import RetryPolicy, TaskDefinition
 
-from _support import wait_for
+from _support import Coordinator, wait_for
 
 
 def test_one_heartbeat_rpc_carries_every_in_flight_attempt(client, make_worker):
@@ -71,3 +73,32 @@ def test_start_raises_when_the_coordinator_refuses_the_declarations(coordinator,
     with pytest.raises(RuntimeError, match=r"DeclareTasks refused \(INVALID_ARGUMENT\)"):
         worker.start()
     worker.stop()  # a no-op: nothing was left running
+
+
+@pytest.fixture
+def auth_tokens(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("worker worker-secret-0123456789\ncaller caller-secret-0123456789\n")
+    return path
+
+
+def test_bearer_tokens_authorize_the_worker_and_the_caller(auth_tokens, coordinator_cli, tmp_path):
+    server = Coordinator(tmp_path / "auth.db", tmp_path / "auth.log", ("--auth-tokens", str(auth_tokens)))
+    server.start()
+    worker = Worker(server.address, token="worker-secret-0123456789", lease_duration=1.5, poll_wait=5)
+    try:
+
+        @worker.task
+        def secured(args):
+            return args
+
+        worker.start()
+        with Client(server.address, token="caller-secret-0123456789") as client:
+            assert client.submit("secured", "ok").result(timeout=10) == "ok"
+        with Client(server.address) as anonymous:
+            with pytest.raises(grpc.RpcError) as refused:
+                anonymous.submit("secured", "no")
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        worker.stop(grace=2)
+        server.stop()

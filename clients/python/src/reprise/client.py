@@ -9,6 +9,7 @@ import grpc
 from reprise.v1 import execution_service_pb2 as service
 from reprise.v1 import execution_service_pb2_grpc, types_pb2
 
+from ._channel import open_channel
 from ._backoff import Backoff, is_over_quota, is_transient
 from ._durations import Seconds, as_seconds, to_duration
 from .codec import Codec, JsonCodec
@@ -45,10 +46,12 @@ def is_terminal(execution: types_pb2.Execution) -> bool:
 class Client:
     """Submits executions and reads them. Use as a context manager, or close() it."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, *, codec: Codec | None = None):
+    def __init__(self, address: str = DEFAULT_ADDRESS, *, codec: Codec | None = None, token: str | None = None, tls: bool | bytes = False):
+        """`token`: a bearer token (`caller` or `admin`) for a coordinator run with --auth-tokens.
+        `tls`: False (plaintext), True (TLS, system roots) or PEM root certificates as bytes."""
         self.address = address
         self.codec: Codec = codec or JsonCodec()
-        self._channel = grpc.insecure_channel(address)
+        self._channel = open_channel(address, token, tls)
         self._stub = execution_service_pb2_grpc.ExecutionServiceStub(self._channel)
 
     def close(self) -> None:

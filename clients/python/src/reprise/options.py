@@ -23,6 +23,8 @@ class WorkerOptions:
       retried after at most this long.
     - poll_wait: seconds one LeaseAttempts long-poll waits for work (0.05 .. 60).
     - codec: how arguments and results are encoded; JSON by default.
+    - token: a bearer token (a `worker` or `admin` one) when the coordinator runs with --auth-tokens.
+    - tls: False (plaintext), True (TLS, system roots) or PEM root certificates as bytes.
     """
 
     address: str = DEFAULT_ADDRESS
@@ -31,6 +33,8 @@ class WorkerOptions:
     lease_duration: float = 30.0
     poll_wait: float = 30.0
     codec: Codec = field(default_factory=JsonCodec)
+    token: str | None = field(default=None, repr=False)
+    tls: bool | bytes = False
 
     def validated(self) -> "WorkerOptions":
         if not isinstance(self.address, str) or ":" not in self.address:
@@ -46,4 +50,4 @@ class WorkerOptions:
         wait = as_seconds(self.poll_wait, "poll_wait")
         if not 0.05 <= wait <= 60:
             raise ValueError(f"poll_wait: must be from 0.05 to 60 seconds; got {self.poll_wait!r}")
-        return WorkerOptions(self.address, self.concurrency, worker_id, lease, wait, self.codec)
+        return WorkerOptions(self.address, self.concurrency, worker_id, lease, wait, self.codec, self.token, self.tls)

@@ -15,6 +15,7 @@ import grpc
 from reprise.v1 import types_pb2, worker_service_pb2, worker_service_pb2_grpc
 
 from . import context as ctx
+from ._channel import open_channel
 from ._backoff import Backoff, is_over_quota, is_transient
 from ._durations import Seconds, from_timestamp, to_duration
 from ._failures import failure_from_exception
@@ -49,8 +50,12 @@ class Worker:
         lease_duration: float = 30.0,
         poll_wait: float = 30.0,
         codec: Codec | None = None,
+        token: str | None = None,
+        tls: bool | bytes = False,
     ):
-        options = WorkerOptions(address=address, concurrency=concurrency, worker_id=worker_id, lease_duration=lease_duration, poll_wait=poll_wait)
+        options = WorkerOptions(
+            address=address, concurrency=concurrency, worker_id=worker_id, lease_duration=lease_duration, poll_wait=poll_wait, token=token, tls=tls
+        )
         if codec is not None:
             options = dataclasses.replace(options, codec=codec)
         self.options = options.validated()
@@ -103,7 +108,7 @@ class Worker:
         if not self._tasks:
             raise RuntimeError("start: no tasks registered; use @worker.task first")
         self._started = True
-        self._channel = grpc.insecure_channel(self.options.address)
+        self._channel = open_channel(self.options.address, self.options.token, self.options.tls)
         stub = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
         self._stub = stub
         try:
