@@ -8,6 +8,8 @@ import (
 	"time"
 
 	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -131,7 +133,9 @@ func (r *runner) leaseLoop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !isTransient(err) {
+		// RESOURCE_EXHAUSTED here is the per-connection quota of waiting
+		// long-polls, as when many workers share one Conn: wait for a turn.
+		if !isTransient(err) && status.Code(err) != codes.ResourceExhausted {
 			return fmt.Errorf("reprise: the coordinator refused the worker: %w", err)
 		}
 		r.log.Warn("reprise: coordinator unavailable; retrying", "error", err, "failures", failures+1)
