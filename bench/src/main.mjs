@@ -151,6 +151,7 @@ async function main() {
     }
   }
 
+  for (const system of systems) await system.close?.();
   const table = printTable();
   if (!smoke || flags.results) {
     const file = flags.results ?? join(benchDir, "RESULTS.md");

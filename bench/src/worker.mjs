@@ -100,6 +100,8 @@ async function startGraphile() {
   const runner = await run({
     connectionString: config.pgUrl,
     concurrency,
+    // Its docs (and a warning at start) ask for at least one connection per concurrent job.
+    maxPoolSize: concurrency,
     noHandleSignals: true,
     pollInterval: config.pollInterval,
     logger,

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The benchmark of issue 5, one command: `npm run bench` (or `bash bench/run.sh`).
+#
+#   bash bench/run.sh            full run: Reprise, graphile-worker and BullMQ, 3 repetitions
+#   bash bench/run.sh --smoke    tiny Reprise-only run for CI (no PostgreSQL or Redis)
+#
+# Other flags go to bench/src/main.mjs: --reps N, --systems reprise,graphile,bullmq,
+# --workloads W1,...,W6, --pending N, --no-profile, --results FILE.
+#
+# It installs PostgreSQL and Redis from Debian packages when they are missing,
+# starts a private PostgreSQL cluster and a private redis-server on free ports
+# of 127.0.0.1 under a temporary directory, runs the harness (which starts and
+# stops every `reprise serve` and worker process itself), and stops what it
+# started by PID, also on failure or Ctrl-C.
+set -euo pipefail
+
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$bench_dir")
+cd "$root"
+
+smoke=0
+systems="reprise,graphile,bullmq"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --smoke) smoke=1; [[ $systems == "reprise,graphile,bullmq" ]] && systems=reprise ;;
+    --systems) systems="${args[$((i + 1))]:-}" ;;
+    --systems=*) systems="${args[$i]#--systems=}" ;;
+  esac
+done
+if ((smoke)) && [[ " ${args[*]} " != *" --systems"* ]]; then systems=reprise; fi
+want() { [[ ",$systems," == *",$1,"* ]]; }
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# The coordinator and the client are this repository's own build.
+if [[ ! -f dist/server/cli.js || ! -f clients/ts/dist/index.js ]]; then
+  log "building Reprise (npm run build)"
+  npm run build --silent
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/reprise-bench.XXXXXX")
+pg_data="" redis_pid="" main_pid=""
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ -n $main_pid ]] && kill -0 "$main_pid" 2>/dev/null; then kill -TERM "$main_pid" 2>/dev/null || true; wait "$main_pid" 2>/dev/null || true; fi
+  if [[ -n $redis_pid ]] && kill -0 "$redis_pid" 2>/dev/null; then
+    log "stopping redis-server (pid $redis_pid)"
+    kill -TERM "$redis_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$redis_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$redis_pid" 2>/dev/null || true
+  fi
+  if [[ -n $pg_data && -f $pg_data/postmaster.pid ]]; then
+    local pg_pid
+    pg_pid=$(head -1 "$pg_data/postmaster.pid")
+    log "stopping PostgreSQL (pid $pg_pid)"
+    kill -INT "$pg_pid" 2>/dev/null || true # fast shutdown
+    for _ in $(seq 100); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pg_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+apt_updated=0
+apt_install() {
+  if ((apt_updated == 0)); then
+    log "apt-get update"
+    apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install -y $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if want graphile || want bullmq; then
+  # Only the competitors need the bench's own npm project.
+  lock_hash=$(sha256sum bench/package-lock.json | cut -d' ' -f1)
+  if [[ ! -f bench/node_modules/.lock-hash || $(cat bench/node_modules/.lock-hash) != "$lock_hash" ]]; then
+    log "npm ci --prefix bench"
+    npm ci --prefix bench --no-audit --no-fund --loglevel=error
+    echo "$lock_hash" >bench/node_modules/.lock-hash
+  fi
+fi
+
+if want graphile; then
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+  if [[ -z $pg_bin || ! -x $pg_bin/initdb ]]; then
+    apt_install postgresql
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  fi
+  pg_port=$(free_port)
+  pg_data="$work/pg"
+  as_pg=()
+  if [[ $(id -u) == 0 ]]; then
+    as_pg=(runuser -u postgres --)
+    chmod 755 "$work"
+    mkdir -p "$pg_data" && chown postgres "$pg_data"
+  fi
+  log "starting PostgreSQL ($("$pg_bin/postgres" --version)) on 127.0.0.1:$pg_port"
+  "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_data" -U bench --auth=trust -E UTF8 --no-sync >"$work/initdb.log" 2>&1 ||
+    { cat "$work/initdb.log" >&2; exit 1; }
+  # synchronous_commit=off: a commit returns before its WAL is flushed, which is
+  # what Reprise's default (WAL with synchronous=NORMAL) gives up too. See METHOD.md.
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -c unix_socket_directories=$pg_data -c synchronous_commit=off -c max_connections=200 -c shared_buffers=256MB" >/dev/null
+  export BENCH_PG_URL="postgres://bench@127.0.0.1:$pg_port/postgres"
+  BENCH_PG_VERSION=$("$pg_bin/postgres" --version | sed 's/^postgres (PostgreSQL) //')
+  export BENCH_PG_VERSION
+fi
+
+if want bullmq; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  redis_port=$(free_port)
+  mkdir -p "$work/redis"
+  log "starting $(redis-server --version | cut -d' ' -f1-3) on 127.0.0.1:$redis_port"
+  # appendonly with fsync every second: acknowledged writes survive a crash of
+  # the process, like Reprise's default. See METHOD.md.
+  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis" --save '' \
+    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --daemonize no \
+    >"$work/redis/server.log" 2>&1 &
+  redis_pid=$!
+  for _ in $(seq 100); do
+    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -p "$redis_port" ping >/dev/null
+  export BENCH_REDIS_PORT=$redis_port
+  BENCH_REDIS_VERSION=$(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/')
+  export BENCH_REDIS_VERSION
+fi
+
+export BENCH_WORKDIR="$work/harness"
+export BENCH_COMMAND="npm run bench${*:+ -- $*}"
+BENCH_LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg | sed 's/ /, /g')
+export BENCH_LOAD_BEFORE
+log "load average before the run: $BENCH_LOAD_BEFORE"
+node bench/src/main.mjs --systems "$systems" "$@" &
+main_pid=$!
+wait "$main_pid"
