@@ -101,8 +101,8 @@ class ExecutionServiceServicer:
         `submissions[3].task`), and creates nothing. Clients use it to micro-batch
         submits.
 
-        Fails with INVALID_ARGUMENT for more than 1000 submissions or any invalid
-        one, and with RESOURCE_EXHAUSTED when any arguments payload is larger than
+        Fails with INVALID_ARGUMENT for more submissions than the batch limit
+        (1000 by default; reprise serve --max-batch-size) or any invalid one, and with RESOURCE_EXHAUSTED when any arguments payload is larger than
         the configured maximum payload size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -138,9 +138,11 @@ class ExecutionServiceServicer:
         has already ended gets its final state at once and ends. Any number of
         watches may follow one execution.
 
-        Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
-        when no execution has that id. Ends with UNAVAILABLE when the coordinator
-        shuts down; clients should then watch again.
+        Fails with INVALID_ARGUMENT when `execution_id` is empty, NOT_FOUND when
+        no execution has that id, and RESOURCE_EXHAUSTED when the connection
+        already has its limit of open watches (1000 by default). Ends with
+        UNAVAILABLE when the coordinator shuts down; clients should then watch
+        again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

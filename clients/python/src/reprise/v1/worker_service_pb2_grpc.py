@@ -88,7 +88,8 @@ class WorkerServiceServicer:
         Workers call it at start, before leasing.
 
         Fails with INVALID_ARGUMENT for an empty or bad name, a bad retry policy or
-        timeout, or more than 1000 tasks.
+        timeout, or more tasks than the batch limit (1000 by default; reprise
+        serve --max-batch-size).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,8 +103,9 @@ class WorkerServiceServicer:
         due, an abandonment with retries left).
 
         Fails with INVALID_ARGUMENT when `tasks` is empty, or `max_attempts`,
-        `wait` or `lease_duration` is out of range. Returns empty at once when the
-        coordinator shuts down.
+        `wait` or `lease_duration` is out of range, and with RESOURCE_EXHAUSTED
+        when the connection already has its limit of waiting long-polls (64 by
+        default). Returns empty at once when the coordinator shuts down.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,7 +117,8 @@ class WorkerServiceServicer:
         It answers, per token, which attempts must stop. Tokens in neither list
         were extended.
 
-        Fails with INVALID_ARGUMENT for more than 10000 tokens.
+        Fails with INVALID_ARGUMENT for more tokens than the batch limit (1000 by
+        default; reprise serve --max-batch-size).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,7 +132,8 @@ class WorkerServiceServicer:
         ends FAILED. A refused outcome changes nothing and does not fail the RPC
         or the rest of the batch.
 
-        Fails with INVALID_ARGUMENT for more than 10000 outcomes or a bad field
+        Fails with INVALID_ARGUMENT for more outcomes than the batch limit (1000 by
+        default; reprise serve --max-batch-size) or a bad field
         (for example a negative `retry_after`), and with RESOURCE_EXHAUSTED when a
         result is larger than the configured maximum payload size.
         """
