@@ -53,6 +53,7 @@ function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
           }
         : undefined,
     authorizer: config.authTokens ? Authorizer.fromFile(config.authTokens) : undefined,
+    metricsListen: config.metricsListen ?? undefined,
     log,
   };
 }
@@ -73,11 +74,15 @@ async function serve(args: string[]): Promise<number> {
   const config = loadServeConfig(values as Record<string, string | undefined>, process.env);
   const log = jsonLogger(config.logLevel);
   const server = await startServer(serverOptions(config, log));
-  process.stderr.write(`reprise: serving on ${config.listen.replace(/:\d+$/, `:${server.port}`)} with ${config.db}\n`);
+  const metricsNote = server.metricsPort === null ? "" : `; metrics on http://${config.metricsListen!.replace(/:\d+$/, `:${server.metricsPort}`)}/metrics`;
+  process.stderr.write(`reprise: serving on ${config.listen.replace(/:\d+$/, `:${server.port}`)} with ${config.db}${metricsNote}\n`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.stderr.write(`reprise: ${signal}; shutting down\n`);
-      server.shutdown(3000).then(resolve, resolve);
+      server.shutdown(3000).finally(() => {
+        log.flush();
+        resolve();
+      });
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

@@ -21,6 +21,7 @@ export interface ServeConfig {
   tlsKey: string | null;
   tlsClientCa: string | null;
   authTokens: string | null;
+  metricsListen: string | null;
   logLevel: LogLevel;
 }
 
@@ -137,6 +138,14 @@ export const SERVE_OPTIONS = [
     default: null,
     help: "file of `ROLE TOKEN` lines (roles: worker, caller, admin); require bearer tokens",
     parse: path,
+  },
+  {
+    key: "metricsListen",
+    flag: "metrics-listen",
+    env: "REPRISE_METRICS_LISTEN",
+    default: null,
+    help: "host:port to serve Prometheus metrics at /metrics, for example 127.0.0.1:9464; off when unset",
+    parse: listenAddress,
   },
   { key: "logLevel", flag: "log-level", env: "REPRISE_LOG_LEVEL", default: "warn", help: "debug, info, warn, error or silent", parse: oneOf(["debug", "info", "warn", "error", "silent"] as const) },
 ] as const satisfies readonly OptionSpec<keyof ServeConfig>[];

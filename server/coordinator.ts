@@ -16,6 +16,8 @@ import type { Logger } from "./log.js";
 import { silentLogger } from "./log.js";
 import { LongPolls } from "./long-polls.js";
 import type { LeaseRequest, Poller } from "./long-polls.js";
+import { noMetrics } from "./metrics.js";
+import type { CoordinatorMetrics } from "./metrics.js";
 import { resolvePolicy, retryDelayMs } from "./policy.js";
 import { Scheduler } from "./scheduler.js";
 import { decodePolicy, toExecution, toPayload } from "./snapshot.js";
@@ -26,6 +28,7 @@ import { WatchHub } from "./watch-hub.js";
 
 export interface CoordinatorOptions {
   store: Store;
+  metrics?: CoordinatorMetrics;
   clock?: Clock;
   /** Uniform in [0, 1); drives the delays of unlimited retries. */
   random?: () => number;
@@ -60,15 +63,20 @@ export const isTerminal = (state: number) => state !== E.pending && state !== E.
 // event loop for long, even after a restart with many leases gone stale.
 const EXPIRY_SLICE = 500;
 
-function refused(reason: string): OutcomeReceipt {
-  return create(OutcomeReceiptSchema, { accepted: false, reason });
-}
+const OUTCOME_OF_STATE: Record<number, Parameters<CoordinatorMetrics["attemptFinished"]>[1]> = {
+  [A.succeeded]: "succeeded",
+  [A.failed]: "failed",
+  [A.abandoned]: "abandoned",
+  [A.timedOut]: "timed_out",
+  [A.cancelled]: "cancelled",
+};
 
 export class Coordinator {
   private readonly store: Store;
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly log: Logger;
+  private readonly metrics: CoordinatorMetrics;
   private readonly scheduler: Scheduler;
   private readonly watchers = new WatchHub();
   private readonly polls = new LongPolls();
@@ -80,6 +88,7 @@ export class Coordinator {
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.log = options.log ?? silentLogger;
+    this.metrics = options.metrics ?? noMetrics;
     this.scheduler = new Scheduler(this.clock, () => this.onTimer());
   }
 
@@ -160,6 +169,7 @@ export class Coordinator {
         const attempt = this.store.attemptGetRunning(record.seq);
         if (attempt) {
           this.store.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.cancelled, finishedAt: now, failure: null, retryPolicy: null });
+          this.store.afterCommit(() => this.metrics.attemptFinished(record.task, "cancelled"));
         }
       }
       if (!isTerminal(record.state)) {
@@ -318,6 +328,8 @@ export class Coordinator {
         });
         if (!attempt) continue;
         this.changed(record.seq);
+        const dueToStartMs = now - record.nextAttemptAt!;
+        this.store.afterCommit(() => this.metrics.attemptStarted(record.task, dueToStartMs, attempt.number > 1));
         this.scheduler.consider(leaseExpiresAt);
         leased.push(
           create(LeasedAttemptSchema, {
@@ -346,15 +358,22 @@ export class Coordinator {
     return attempt;
   }
 
+  private refused(kind: string, reason: string): OutcomeReceipt {
+    this.store.afterCommit(() => this.metrics.reportRefused(kind));
+    return create(OutcomeReceiptSchema, { accepted: false, reason });
+  }
+
   private applyOutcome(outcome: Outcome): OutcomeReceipt {
-    if (outcome.outcome.case === undefined) return refused("the outcome has neither a result nor a failure");
+    if (outcome.outcome.case === undefined) return this.refused("empty", "the outcome has neither a result nor a failure");
     const attempt = this.findAttempt(outcome.leaseToken);
-    if (typeof attempt === "string") return refused(attempt);
-    if (attempt.state === A.cancelled) return refused("the execution was cancelled");
-    if (attempt.state !== A.running) return refused(`attempt ${attempt.number} already ended; this lease is no longer current`);
+    if (typeof attempt === "string") return this.refused(attempt.startsWith("malformed") ? "malformed" : "unknown", attempt);
+    if (attempt.state === A.cancelled) return this.refused("cancelled", "the execution was cancelled");
+    if (attempt.state !== A.running) return this.refused("ended", `attempt ${attempt.number} already ended; this lease is no longer current`);
     const now = this.clock.now();
     if (this.expireIfDue(attempt, now)) {
-      return refused(this.store.attemptGet(attempt.id)!.state === A.timedOut ? "the attempt timed out" : "the lease expired");
+      return this.store.attemptGet(attempt.id)!.state === A.timedOut
+        ? this.refused("timed_out", "the attempt timed out")
+        : this.refused("expired", "the lease expired");
     }
     const execution = this.store.executionGetBySeq(attempt.executionSeq)!;
     if (outcome.outcome.case === "result") {
@@ -368,6 +387,7 @@ export class Coordinator {
         result: { data: result.data, contentType: result.contentType },
       });
       this.changed(execution.seq);
+      this.store.afterCommit(() => this.metrics.attemptFinished(execution.task, "succeeded"));
       this.log.debug("attempt succeeded", { execution_id: execution.id, task: execution.task, attempt: attempt.number });
       return create(OutcomeReceiptSchema, { accepted: true });
     }
@@ -406,6 +426,11 @@ export class Coordinator {
       retryPolicy: policy ? policyBytes : null,
     });
     const fields = { execution_id: execution.id, task: execution.task, attempt: attempt.number, error_type: failure.type };
+    this.store.afterCommit(() => {
+      this.metrics.attemptFinished(execution.task, OUTCOME_OF_STATE[state]!);
+      if (delayMs !== null) this.metrics.retryScheduled(execution.task);
+    });
+    if (state !== A.failed) this.log.info(state === A.timedOut ? "attempt timed out" : "attempt abandoned", { ...fields, message: failure.message });
     if (delayMs !== null) {
       const nextAttemptAt = now + delayMs;
       this.store.executionSetRetry({ seq: execution.seq, nextAttemptAt });

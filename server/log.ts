@@ -1,4 +1,9 @@
-// Structured logs as JSON lines on stderr. Quiet by default: `warn` and above.
+// Structured logs: JSON lines on stderr through pino. Quiet by default (`warn`):
+// a healthy coordinator logs nothing. Lifecycle events carry execution_id, task
+// and attempt; `info` shows retries, abandonments, timeouts and ends, `debug`
+// every submit, lease and success.
+import pino from "pino";
+
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
@@ -7,17 +12,24 @@ export interface Logger {
   info(message: string, fields?: LogFields): void;
   warn(message: string, fields?: LogFields): void;
   error(message: string, fields?: LogFields): void;
+  /** Writes out anything buffered; call before exit. */
+  flush(): void;
 }
 
-const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
-
-export function jsonLogger(level: LogLevel, write: (line: string) => void = (line) => process.stderr.write(line)): Logger {
-  const at = (name: Exclude<LogLevel, "silent">) =>
-    RANK[name] < RANK[level]
-      ? () => {}
-      : (message: string, fields: LogFields = {}) =>
-          write(JSON.stringify({ time: new Date().toISOString(), level: name, msg: message, ...fields }) + "\n");
-  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+/** A pino logger writing to `destination` (a file descriptor; stderr by default). */
+export function jsonLogger(level: LogLevel, destination: number | NodeJS.WritableStream = 2): Logger {
+  const logger = pino(
+    { level, base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+    typeof destination === "number" ? pino.destination({ dest: destination, sync: false }) : destination,
+  );
+  return {
+    debug: (message, fields) => logger.debug(fields ?? {}, message),
+    info: (message, fields) => logger.info(fields ?? {}, message),
+    warn: (message, fields) => logger.warn(fields ?? {}, message),
+    error: (message, fields) => logger.error(fields ?? {}, message),
+    flush: () => logger.flush(),
+  };
 }
 
-export const silentLogger: Logger = jsonLogger("silent");
+const nothing = () => {};
+export const silentLogger: Logger = { debug: nothing, info: nothing, warn: nothing, error: nothing, flush: nothing };

@@ -8,10 +8,12 @@ import type { DescriptorProto, FileDescriptorProto } from "@bufbuild/protobuf/wk
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
-import { ExecutionService, WorkerService, implementService, serviceDefinition } from "@reprise/client/wire";
+import { ExecutionService, ExecutionState, WorkerService, implementService, serviceDefinition } from "@reprise/client/wire";
 import type { ImplementOptions } from "@reprise/client/wire";
 import type { Authorizer } from "./auth.js";
+import { systemClock } from "./clock.js";
 import type { Clock } from "./clock.js";
+import { PrometheusMetrics, serveMetrics } from "./metrics.js";
 import { Coordinator } from "./coordinator.js";
 import { executionService } from "./execution-service.js";
 import { DEFAULT_LIMITS } from "./limits.js";
@@ -35,6 +37,8 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer };
   /** Require bearer tokens with roles; absent means no auth. */
   authorizer?: Authorizer;
+  /** host:port for Prometheus metrics at /metrics; absent means off. */
+  metricsListen?: string;
   log?: Logger;
   /** For tests: a fake clock and random source. */
   clock?: Clock;
@@ -44,6 +48,8 @@ export interface ServerOptions {
 export interface RunningServer {
   /** The port actually bound. */
   readonly port: number;
+  /** The metrics port actually bound, when metrics are on. */
+  readonly metricsPort: number | null;
   readonly coordinator: Coordinator;
   /**
    * Stops new calls, answers long-polls empty, ends watches with UNAVAILABLE,
@@ -130,8 +136,21 @@ function serverCredentials(tls: ServerOptions["tls"]): grpc.ServerCredentials {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.log ?? silentLogger;
-  const store = new SqliteStore({ path: options.db, durability: options.durability });
-  const coordinator = new Coordinator({ store, clock: options.clock, random: options.random, log });
+  const clock = options.clock ?? systemClock;
+  let store: SqliteStore | undefined;
+  let coordinator: Coordinator | undefined;
+  const metrics = options.metricsListen
+    ? new PrometheusMetrics({
+        executionCounts: () =>
+          store!.executionCountByTaskAndState().map(({ task, state, count }) => ({ task, state: ExecutionState[state]!.toLowerCase(), count })),
+        pendingCounts: (now) => store!.executionCountPending(now),
+        longPolls: () => coordinator!.stats.longPolls,
+        watches: () => coordinator!.stats.watches,
+        now: () => clock.now(),
+      })
+    : undefined;
+  store = new SqliteStore({ path: options.db, durability: options.durability, onCommit: metrics && ((changes, ms) => metrics.commit(changes, ms)) });
+  coordinator = new Coordinator({ store, clock, random: options.random, log, metrics });
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const server = new grpc.Server({
     // One payload plus headroom: a larger message is refused by the transport,
@@ -165,12 +184,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     store.close();
     throw error;
   });
+  const metricsServer = metrics && options.metricsListen ? await serveMetrics(metrics, options.metricsListen) : null;
   coordinator.start();
   log.info("serving", { listen: options.listen, port, db: options.db, durability: options.durability, tls: !!options.tls, auth: !!options.authorizer });
 
   let stopping: Promise<void> | null = null;
   return {
     port,
+    metricsPort: metricsServer?.port ?? null,
     coordinator,
     shutdown(graceMs = 3000) {
       stopping ??= (async () => {
@@ -188,6 +209,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         });
         await store.committed().catch(() => undefined);
         store.close();
+        if (metricsServer) await new Promise((resolve) => metricsServer.server.close(resolve));
         log.info("stopped");
       })();
       return stopping;

@@ -14,6 +14,8 @@ export interface SqliteStoreOptions {
   path: string;
   /** synchronous=NORMAL (default) survives a process crash; FULL also survives power loss. */
   durability?: Durability;
+  /** Called after each commit with the number of changes it carried and how long COMMIT took. */
+  onCommit?: (changes: number, ms: number) => void;
 }
 
 const PENDING = ExecutionStateNumber.pending;
@@ -106,8 +108,11 @@ export class SqliteStore implements Store {
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private effects: (() => void)[] = [];
   private commitCount = 0;
+  private changesInBatch = 0;
+  private readonly onCommit: (changes: number, ms: number) => void;
 
   constructor(options: SqliteStoreOptions) {
+    this.onCommit = options.onCommit ?? (() => {});
     this.db = new Database(options.path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
@@ -210,6 +215,11 @@ export class SqliteStore implements Store {
         .prepare(`SELECT min(next_attempt_at) FROM executions WHERE state = ${PENDING} AND next_attempt_at > ?`)
         .pluck(),
       nextLeaseExpiry: db.prepare(`SELECT min(lease_expires_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING}`).pluck(),
+      countByTaskAndState: db.prepare("SELECT task, state, count(*) AS count FROM executions GROUP BY task, state"),
+      countPending: db.prepare(
+        `SELECT count(*) FILTER (WHERE next_attempt_at <= @now) AS due, count(*) FILTER (WHERE next_attempt_at > @now) AS delayed
+         FROM executions WHERE state = ${PENDING}`,
+      ),
       nextTimeout: db
         .prepare(`SELECT min(timeout_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL`)
         .pluck(),
@@ -226,6 +236,7 @@ export class SqliteStore implements Store {
       this.db.exec("BEGIN IMMEDIATE");
       this.scheduleFlush();
     }
+    this.changesInBatch++;
     // Inside an open transaction better-sqlite3 uses a savepoint, so one failed
     // change rolls back alone and the rest of the batch still commits.
     return this.db.transaction(change)();
@@ -253,11 +264,15 @@ export class SqliteStore implements Store {
     if (!this.db.inTransaction) return;
     const waiters = this.waiters;
     const effects = this.effects;
+    const changes = this.changesInBatch;
     this.waiters = [];
     this.effects = [];
+    this.changesInBatch = 0;
+    const started = performance.now();
     try {
       this.db.exec("COMMIT");
       this.commitCount++;
+      this.onCommit(changes, performance.now() - started);
     } catch (error) {
       if (this.db.inTransaction) this.db.exec("ROLLBACK");
       for (const waiter of waiters) waiter.reject(error);
@@ -431,5 +446,13 @@ export class SqliteStore implements Store {
       this.statements.nextTimeout.get() as number | null,
     ].filter((t): t is number => t !== null);
     return candidates.length === 0 ? null : Math.min(...candidates);
+  }
+
+  executionCountByTaskAndState(): { task: string; state: number; count: number }[] {
+    return this.statements.countByTaskAndState.all() as { task: string; state: number; count: number }[];
+  }
+
+  executionCountPending(now: number): { due: number; delayed: number } {
+    return this.statements.countPending.get({ now }) as { due: number; delayed: number };
   }
 }

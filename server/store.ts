@@ -148,4 +148,9 @@ export interface Store {
 
   /** The earliest future moment something is due: a PENDING start, a lease expiry or a timeout. */
   nextDeadline(now: number): number | null;
+
+  /** Execution counts by task and state number, for metrics. */
+  executionCountByTaskAndState(): { task: string; state: number; count: number }[];
+  /** PENDING executions due at `now` and due later. */
+  executionCountPending(now: number): { due: number; delayed: number };
 }

@@ -1,0 +1,139 @@
+// Prometheus metrics, served on `reprise serve --metrics-listen` (off by
+// default) in the standard text format. Counters are bumped after the commit
+// that made them true; gauges that describe the database are read at scrape
+// time, so they cost nothing between scrapes.
+import { createServer } from "node:http";
+import type { Server } from "node:http";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** What the coordinator reports. The no-op version is used when metrics are off. */
+export interface CoordinatorMetrics {
+  attemptStarted(task: string, dueToStartMs: number, isRetry: boolean): void;
+  attemptFinished(task: string, outcome: "succeeded" | "failed" | "abandoned" | "timed_out" | "cancelled"): void;
+  retryScheduled(task: string): void;
+  reportRefused(reason: string): void;
+  commit(changes: number, ms: number): void;
+}
+
+export const noMetrics: CoordinatorMetrics = {
+  attemptStarted: () => {},
+  attemptFinished: () => {},
+  retryScheduled: () => {},
+  reportRefused: () => {},
+  commit: () => {},
+};
+
+/** Read at scrape time. */
+export interface MetricsSources {
+  executionCounts(): { task: string; state: string; count: number }[];
+  pendingCounts(now: number): { due: number; delayed: number };
+  longPolls(): number;
+  watches(): number;
+  now(): number;
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class PrometheusMetrics implements CoordinatorMetrics {
+  readonly registry = new Registry();
+  private readonly started: Counter<"task">;
+  private readonly finished: Counter<"task" | "outcome">;
+  private readonly retries: Counter<"task">;
+  private readonly abandonments: Counter<"task">;
+  private readonly timeouts: Counter<"task">;
+  private readonly refused: Counter<"reason">;
+  private readonly dispatchLatency: Histogram;
+  private readonly retryLateness: Histogram;
+  private readonly commitSize: Histogram;
+  private readonly commitLatency: Histogram;
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "reprise_process_" });
+    new Gauge({
+      name: "reprise_executions",
+      help: "Executions in the database, by task and state.",
+      labelNames: ["task", "state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const { task, state, count } of sources.executionCounts()) this.set({ task, state }, count);
+      },
+    });
+    new Gauge({
+      name: "reprise_pending_executions",
+      help: "PENDING executions: due now (waiting for a worker) or delayed (a future start or retry).",
+      labelNames: ["when"],
+      registers,
+      collect() {
+        const { due, delayed } = sources.pendingCounts(sources.now());
+        this.set({ when: "due" }, due);
+        this.set({ when: "delayed" }, delayed);
+      },
+    });
+    new Gauge({ name: "reprise_long_polls_waiting", help: "LeaseAttempts calls waiting for work.", registers, collect() { this.set(sources.longPolls()); } });
+    new Gauge({ name: "reprise_watches_open", help: "Open WatchExecution streams.", registers, collect() { this.set(sources.watches()); } });
+    this.started = new Counter({ name: "reprise_attempts_started_total", help: "Attempts leased to workers.", labelNames: ["task"], registers });
+    this.finished = new Counter({
+      name: "reprise_attempts_finished_total",
+      help: "Attempts ended, by outcome: succeeded, failed, abandoned, timed_out or cancelled.",
+      labelNames: ["task", "outcome"],
+      registers,
+    });
+    this.retries = new Counter({ name: "reprise_retries_scheduled_total", help: "Retries scheduled after a failure, abandonment or timeout.", labelNames: ["task"], registers });
+    this.abandonments = new Counter({ name: "reprise_abandonments_total", help: "Attempts whose lease expired without a heartbeat.", labelNames: ["task"], registers });
+    this.timeouts = new Counter({ name: "reprise_timeouts_total", help: "Attempts that ran past their task's timeout.", labelNames: ["task"], registers });
+    this.refused = new Counter({ name: "reprise_fenced_reports_total", help: "Outcomes refused (stale, unknown or malformed lease, or already ended).", labelNames: ["reason"], registers });
+    this.dispatchLatency = new Histogram({ name: "reprise_dispatch_latency_seconds", help: "From when an attempt was due to when a worker leased it.", buckets: LATENCY_BUCKETS, registers });
+    this.retryLateness = new Histogram({ name: "reprise_retry_lateness_seconds", help: "From when a retry was due to when a worker leased it.", buckets: LATENCY_BUCKETS, registers });
+    this.commitSize = new Histogram({ name: "reprise_commit_batch_size", help: "Changes committed together in one transaction (group commit).", buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000], registers });
+    this.commitLatency = new Histogram({ name: "reprise_commit_duration_seconds", help: "Time to commit one transaction.", buckets: LATENCY_BUCKETS, registers });
+  }
+
+  attemptStarted(task: string, dueToStartMs: number, isRetry: boolean): void {
+    this.started.inc({ task });
+    this.dispatchLatency.observe(Math.max(0, dueToStartMs) / 1000);
+    if (isRetry) this.retryLateness.observe(Math.max(0, dueToStartMs) / 1000);
+  }
+
+  attemptFinished(task: string, outcome: Parameters<CoordinatorMetrics["attemptFinished"]>[1]): void {
+    this.finished.inc({ task, outcome });
+    if (outcome === "abandoned") this.abandonments.inc({ task });
+    if (outcome === "timed_out") this.timeouts.inc({ task });
+  }
+
+  retryScheduled(task: string): void {
+    this.retries.inc({ task });
+  }
+
+  reportRefused(reason: string): void {
+    this.refused.inc({ reason });
+  }
+
+  commit(changes: number, ms: number): void {
+    this.commitSize.observe(changes);
+    this.commitLatency.observe(ms / 1000);
+  }
+}
+
+/** Serves GET /metrics on host:port. Resolves with the bound port. */
+export async function serveMetrics(metrics: PrometheusMetrics, listen: string): Promise<{ port: number; server: Server }> {
+  const match = /^(.+):(\d+)$/.exec(listen)!;
+  const server = createServer((request, response) => {
+    if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
+      response.writeHead(404, { "content-type": "text/plain" }).end("not found; try /metrics\n");
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+      (error: unknown) => response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(Number(match[2]), match[1]!.replace(/^\[|\]$/g, ""), () => {
+      const address = server.address();
+      resolve({ port: typeof address === "object" && address ? address.port : 0, server });
+    });
+  });
+}
