@@ -118,14 +118,15 @@ export class Worker {
       timeout: task.timeout === undefined ? undefined : durationFromSeconds(task.timeout, "timeout"),
     }));
     const backoff = new Backoff(this.options.reconnect);
-    for (;;) {
+    for (let failures = 0; ; failures++) {
       try {
         await this.workers.declareTasks({ workerId: this.options.workerId, tasks }, { signal: this.stopping.signal });
         return;
       } catch (error) {
         if (this.stopping.signal.aborted) return;
         if (!isTransient(error)) throw error;
-        this.options.logger.warn("cannot declare tasks yet; retrying", { error: describeError(error) });
+        const log = failures === 0 ? this.options.logger.warn : this.options.logger.debug;
+        log.call(this.options.logger, "cannot declare tasks yet; retrying", { error: describeError(error) });
         await sleep(backoff.next(), this.stopping.signal);
       }
     }
@@ -156,7 +157,10 @@ export class Worker {
         for (const leased of attempts) this.run(leased);
       } catch (error) {
         if (this.state !== "running") break;
-        if (!unreachable) logger.warn("cannot lease attempts; retrying", { error: describeError(error) });
+        // A transient error is logged once per outage; anything else (a bad
+        // request) every time, since it will not pass by itself.
+        if (!isTransient(error)) logger.error("LeaseAttempts failed; retrying", { error: describeError(error) });
+        else if (!unreachable) logger.warn("cannot lease attempts; retrying", { error: describeError(error) });
         unreachable = true;
         await sleep(backoff.next(), this.stopping.signal);
       }
