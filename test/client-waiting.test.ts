@@ -95,6 +95,20 @@ describe("waiting on an execution", () => {
   });
 });
 
+test("closing the client ends its waits with an error instead of retrying forever", async () => {
+  const env = await clientEnv();
+  try {
+    const client = env.client();
+    const handle = await client.submit("nobody_runs_this", null);
+    const waiting = handle.result().catch((e: unknown) => e);
+    client.close();
+    expect(String(await waiting)).toContain("the Client was closed");
+    await env.coordinator.executions.cancelExecution({ executionId: handle.id });
+  } finally {
+    await env.close();
+  }
+});
+
 describe("typed errors of result()", () => {
   test("an abandoned at-most-once execution rejects result() with ExecutionAbandonedError", async () => {
     const env = await clientEnv();

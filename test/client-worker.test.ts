@@ -169,7 +169,10 @@ describe("concurrency and batching", () => {
       await until(() => active === 3, 5000, "three attempts to run");
       const running = await env.coordinator.executions.listExecutions({ task: "busy", state: ExecutionState.RUNNING });
       expect(running.executions).toHaveLength(3);
-      expect(recorder.requests<LeaseAttemptsRequest>("LeaseAttempts")[0]!.maxAttempts).toBe(3);
+      const firstLease = recorder.requests<LeaseAttemptsRequest>("LeaseAttempts")[0]!;
+      expect(firstLease.maxAttempts).toBe(3);
+      // A long-poll: it waits pollWait (2 s in these tests) for work.
+      expect(Number(firstLease.wait?.seconds)).toBe(2);
       releases.shift()!();
       await until(() => active === 3 && releases.length === 3, 5000, "a freed slot to be filled");
       while (finished < 7) {

@@ -28,6 +28,7 @@ export interface SubmitOptions {
 export class Client {
   private readonly options: ResolvedClientOptions;
   private readonly executions: ServiceClient<typeof ExecutionService>;
+  private readonly closed = new AbortController();
 
   constructor(options: ClientOptions = {}) {
     this.options = resolveClientOptions(options);
@@ -55,21 +56,22 @@ export class Client {
     for (let tries = 1; ; tries++) {
       try {
         const { execution } = await this.executions.submit(request);
-        return new ExecutionHandle<Result>(execution!.id, execution, this.executions, this.options);
+        return new ExecutionHandle<Result>(execution!.id, execution, this.executions, this.options, this.closed.signal);
       } catch (error) {
-        if (!options.idempotencyKey || !isTransient(error) || tries >= 20) throw error;
-        await sleep(backoff.next());
+        if (!options.idempotencyKey || !isTransient(error) || tries >= 20 || this.closed.signal.aborted) throw error;
+        await sleep(backoff.next(), this.closed.signal);
       }
     }
   }
 
   /** A handle on an execution submitted earlier, by its id. */
   execution<Result = unknown>(id: string): ExecutionHandle<Result> {
-    return new ExecutionHandle<Result>(id, undefined, this.executions, this.options);
+    return new ExecutionHandle<Result>(id, undefined, this.executions, this.options, this.closed.signal);
   }
 
-  /** Closes the channel; waits in progress end with an error. */
+  /** Closes the channel; waits in progress reject with an error saying the client was closed. */
   close(): void {
+    this.closed.abort(new Error("the Client was closed"));
     this.executions.raw.close();
   }
 }

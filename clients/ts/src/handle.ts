@@ -25,6 +25,8 @@ export class ExecutionHandle<Result = unknown> {
     readonly submitted: Execution | undefined,
     private readonly executions: ServiceClient<typeof ExecutionService>,
     private readonly options: ResolvedClientOptions,
+    /** Aborts when the Client is closed, so that no wait retries against a closed channel. */
+    private readonly clientClosed: AbortSignal,
   ) {}
 
   /**
@@ -37,6 +39,7 @@ export class ExecutionHandle<Result = unknown> {
     let last: Execution | undefined;
     for await (const snapshot of this.watch(options)) last = snapshot;
     options.signal?.throwIfAborted();
+    this.clientClosed.throwIfAborted();
     if (!last || !isTerminal(last.state)) throw new Error(`execution ${this.id}: the watch ended before the execution did`);
     const error = executionError(last);
     if (error) throw error;
@@ -51,7 +54,7 @@ export class ExecutionHandle<Result = unknown> {
    * skips a snapshot it has already yielded.
    */
   async *watch(options: WaitOptions = {}): AsyncGenerator<Execution, void, undefined> {
-    const { signal } = options;
+    const signal = options.signal ? AbortSignal.any([options.signal, this.clientClosed]) : this.clientClosed;
     const backoff = new Backoff(this.options.reconnect);
     let last: Execution | undefined;
     let unreachable = false;
@@ -105,8 +108,8 @@ export class ExecutionHandle<Result = unknown> {
       try {
         return await call();
       } catch (error) {
-        if (!isTransient(error) || Date.now() > giveUpAt) throw error;
-        await sleep(backoff.next());
+        if (!isTransient(error) || Date.now() > giveUpAt || this.clientClosed.aborted) throw error;
+        await sleep(backoff.next(), this.clientClosed);
       }
     }
   }

@@ -224,8 +224,9 @@ export class Worker {
     } finally {
       clearTimeout(timer);
     }
-    if (live.abortedBy === "cancelled" || live.abortedBy === "lost") {
-      // The coordinator would refuse it: the execution was cancelled or the lease is gone.
+    if (live.abortedBy === "cancelled" || live.abortedBy === "lost" || live.abortedBy === "timedOut") {
+      // The coordinator would refuse it: the execution was cancelled, the lease
+      // is gone, or the attempt timed out (the coordinator records that itself).
       this.options.logger.debug("attempt stopped; not reported", { execution_id: leased.executionId, attempt: leased.attempt, why: live.abortedBy });
       return null;
     }
