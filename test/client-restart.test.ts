@@ -2,9 +2,10 @@
 // with backoff and carry on with no user code. The coordinator is shut down
 // and started again on the same database file and port.
 import { describe, expect, test } from "vitest";
-import { ExecutionAbandonedError, ExecutionState } from "@reprise/client";
-import { Gate, MemoryLogger, clientEnv } from "./client-helpers.js";
-import { until } from "./helpers.js";
+import { join } from "node:path";
+import { Client, ExecutionAbandonedError, ExecutionState, Worker } from "@reprise/client";
+import { FAST, Gate, MemoryLogger, clientEnv, spawnCoordinator } from "./client-helpers.js";
+import { tempDir, until } from "./helpers.js";
 
 describe("coordinator restart", () => {
   test("a coordinator restart in the middle of a run loses no result and leaves no waiter hanging", async () => {
@@ -81,6 +82,41 @@ describe("coordinator restart", () => {
       expect((await handle.get()).state).toBe(ExecutionState.ABANDONED);
     } finally {
       await env.close();
+    }
+  });
+});
+
+describe("coordinator crash", () => {
+  test("after a kill -9 and restart, finished results are re-sent and waiters get them", async () => {
+    const db = join(tempDir(), "reprise.db");
+    let coordinator = await spawnCoordinator(db);
+    const logger = new MemoryLogger();
+    const gate = new Gate();
+    let running = 0;
+    const worker = new Worker({ ...FAST, address: coordinator.address, logger, leaseDuration: 5, concurrency: 2 });
+    const client = new Client({ address: coordinator.address, logger: new MemoryLogger(), reconnect: FAST.reconnect });
+    try {
+      worker.task("crash_proof", { retries: 1 }, async (n: number) => {
+        running++;
+        await gate.opened;
+        return n + 1;
+      });
+      await worker.start();
+      const handles = await Promise.all([1, 2, 3].map((n) => client.submit<number>("crash_proof", n)));
+      const results = Promise.all(handles.map((h) => h.result()));
+      await until(() => running === 2, 5000, "two attempts to run");
+
+      await coordinator.kill();
+      gate.open();
+      await until(() => logger.entries.some((e) => e.message.startsWith("cannot report outcomes")), 5000, "a failed report");
+      coordinator = await spawnCoordinator(db, coordinator.address);
+
+      expect(await results).toEqual([2, 3, 4]);
+      for (const handle of handles) expect((await handle.get()).attempts).toHaveLength(1);
+    } finally {
+      client.close();
+      await worker.stop({ grace: 0 });
+      await coordinator.kill();
     }
   });
 });

@@ -241,7 +241,7 @@ describe("concurrency and batching", () => {
     }
   });
 
-  test("a handler for an unknown task or undecodable arguments fails without retries", async () => {
+  test("arguments the codec cannot decode fail the attempt without using up retries", async () => {
     const env = await clientEnv();
     try {
       const logger = new MemoryLogger();
