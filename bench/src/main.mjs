@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { killChildren, median, now, progress } from "./common.mjs";
-import { profileW1 } from "./profile.mjs";
+import { profileRun } from "./profile.mjs";
 import { writeResults } from "./report.mjs";
 import { buildPendingRetries } from "./seed.mjs";
 import { RepriseSystem } from "./systems/reprise.mjs";
@@ -139,15 +139,21 @@ async function main() {
     }
   }
 
-  let profile;
+  const profiles = [];
   if (reprise && !flags["no-profile"] && !smoke) {
-    progress("profile: one more Reprise W1 with --cpu-prof on the coordinator and the worker ...");
-    try {
-      profile = await profileW1({ workDir, count: sizes.W1, timeoutMs });
-      progress(`profile: ${profile.perSecond.toFixed(0)}/s under the profiler; summary in RESULTS.md`);
-    } catch (error) {
-      failures.push({ workload: "profile", system: "reprise", rep: 0, error: error?.message ?? String(error) });
-      progress(`profile FAILED: ${error?.stack ?? error}`);
+    for (const [workload, mode] of [
+      ["W1", "noop"],
+      ["W2", "failonce"],
+    ].filter(([w]) => has(w))) {
+      progress(`profile: one more Reprise ${workload} with --cpu-prof on the coordinator and the worker ...`);
+      try {
+        const profile = await profileRun({ workDir, workload, mode, count: sizes[workload], timeoutMs });
+        profiles.push(profile);
+        progress(`profile: ${workload} ${profile.perSecond.toFixed(0)}/s under the profiler; summary in RESULTS.md`);
+      } catch (error) {
+        failures.push({ workload: `profile ${workload}`, system: "reprise", rep: 0, error: error?.message ?? String(error) });
+        progress(`profile ${workload} FAILED: ${error?.stack ?? error}`);
+      }
     }
   }
 
@@ -155,7 +161,7 @@ async function main() {
   const table = printTable();
   if (!smoke || flags.results) {
     const file = flags.results ?? join(benchDir, "RESULTS.md");
-    await writeResults(file, { smoke, reps, sizes, systemNames, workloads, results, extras, failures, profile, table, seconds: (now() - began) / 1000 });
+    await writeResults(file, { smoke, reps, sizes, systemNames, workloads, results, extras, failures, profiles, table, seconds: (now() - began) / 1000 });
     progress(`wrote ${file}`);
   }
   if (failures.length > 0) {

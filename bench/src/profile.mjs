@@ -1,4 +1,4 @@
-// Where Reprise's time goes: one W1 run with --cpu-prof on the coordinator and
+// Where Reprise's time goes: one W1 (or W2) run with --cpu-prof on the coordinator and
 // on the worker process, each profile summarised as self time per category
 // (grpc-js, http2, protobuf, SQLite, coordinator logic, client, GC) and per
 // function.
@@ -7,22 +7,22 @@ import { join } from "node:path";
 import { RepriseSystem } from "./systems/reprise.mjs";
 import { throughput } from "./workloads.mjs";
 
-export async function profileW1({ workDir, count, timeoutMs }) {
-  const dirs = { coordinator: join(workDir, "prof-coordinator"), worker: join(workDir, "prof-worker") };
+export async function profileRun({ workDir, workload, mode, count, timeoutMs }) {
+  const dirs = { coordinator: join(workDir, `prof-${workload}-coordinator`), worker: join(workDir, `prof-${workload}-worker`) };
   for (const dir of Object.values(dirs)) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
   }
   const flags = (dir) => ["--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-interval", "250"];
   const system = new RepriseSystem({ workDir, nodeArgs: flags(dirs.coordinator) });
-  const result = await throughput(system, "W1", { count, timeoutMs, execArgv: flags(dirs.worker) });
+  const result = await throughput(system, workload, { count, mode, timeoutMs, execArgv: flags(dirs.worker) });
   const summaries = {};
   for (const [role, dir] of Object.entries(dirs)) {
     const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
     if (!file) throw new Error(`no .cpuprofile was written in ${dir}`);
     summaries[role] = summarise(JSON.parse(readFileSync(join(dir, file), "utf8")));
   }
-  return { perSecond: result.perSecond, seconds: result.seconds, ...summaries };
+  return { workload, perSecond: result.perSecond, seconds: result.seconds, ...summaries };
 }
 
 function category(url, functionName) {
@@ -33,8 +33,8 @@ function category(url, functionName) {
   if (url.startsWith("node:internal/http2") || url === "node:http2") return "http2 (node core)";
   if (url.startsWith("node:internal/streams") || url === "node:net" || url.startsWith("node:internal/stream_base")) return "streams / net (node core)";
   if (url.includes("/@bufbuild/protobuf/") || url.includes("/clients/ts/dist/gen/")) return "protobuf encode / decode";
-  if (url.includes("better-sqlite3")) return "SQLite";
-  if (url.endsWith("/dist/server/sqlite-store.js")) return "store module (JS around SQLite)";
+  if (url.includes("better-sqlite3")) return "SQLite (better-sqlite3 and the store module's statements)";
+  if (url.endsWith("/dist/server/sqlite-store.js")) return "SQLite (better-sqlite3 and the store module's statements)";
   if (url.includes("/dist/server/")) return "coordinator logic";
   if (url.endsWith("/clients/ts/dist/grpc.js")) return "grpc adapter (clients/ts/src/grpc.ts)";
   if (url.includes("/clients/ts/dist/")) return "@reprise/client";
@@ -63,7 +63,7 @@ export function summarise(profile) {
       node = byId.get(up);
       if (node.callFrame.url) {
         const c = category(node.callFrame.url, node.callFrame.functionName);
-        return c === "store module (JS around SQLite)" ? "SQLite" : c;
+        return c;
       }
     }
     return "V8 / native, unattributed";

@@ -57,12 +57,12 @@ export function goals(med, systemNames) {
 
 const md = (rows) => rows.map((r) => `| ${r.join(" | ")} |`).join("\n");
 
-function profileSection(profile) {
-  if (!profile) return "No profile was taken in this run.\n";
-  let out = `One extra Reprise W1 run (${profile.perSecond.toFixed(0)}/s under the profiler, ${profile.seconds.toFixed(2)} s) with \`node --cpu-prof --cpu-prof-interval 250\` on the coordinator and on the worker process. Self time, excluding idle; native frames are charged to their JS caller (native calls from the store module count as SQLite).\n\n`;
-  for (const role of ["coordinator", "worker"]) {
+function profileSection(profiles) {
+  if (!profiles?.length) return "No profile was taken in this run.\n";
+  let out = `One extra Reprise run of each workload below with \`node --cpu-prof --cpu-prof-interval 250\` on the coordinator and on the worker process. Self time, excluding idle. better-sqlite3's statements run inside the store module's functions (V8 charges the native call to its JS caller), so that category is SQLite's own work plus the row mapping around it.\n\n`;
+  for (const profile of profiles) for (const role of ["coordinator", "worker"]) {
     const p = profile[role];
-    out += `### ${role === "coordinator" ? "Coordinator (`reprise serve`)" : "Worker process (`@reprise/client` Worker, concurrency 64)"}: ${p.busyMs.toFixed(0)} ms busy, ${p.idleMs.toFixed(0)} ms idle\n\n`;
+    out += `### ${profile.workload} (${profile.perSecond.toFixed(0)}/s under the profiler), ${role === "coordinator" ? "coordinator (`reprise serve`)" : "worker process (`@reprise/client` Worker, concurrency 64)"}: ${p.busyMs.toFixed(0)} ms busy, ${p.idleMs.toFixed(0)} ms idle\n\n`;
     out += `| category | self ms | share |\n|---|---:|---:|\n`;
     out += md(p.categories.map((c) => [c.name, c.ms.toFixed(0), `${(c.share * 100).toFixed(1)} %`])) + "\n\n";
     out += `<details><summary>top 25 functions by self time</summary>\n\n| function | where | category | self ms | share |\n|---|---|---|---:|---:|\n`;
@@ -72,7 +72,7 @@ function profileSection(profile) {
 }
 
 export async function writeResults(file, run) {
-  const { table, results, sizes, reps, systemNames, failures, profile, extras } = run;
+  const { table, results, sizes, reps, systemNames, failures, profiles, extras } = run;
   const load = process.env.BENCH_LOAD_BEFORE ?? loadavg().map((l) => l.toFixed(2)).join(", ");
   const versions = [
     ["Node.js", process.version],
@@ -137,7 +137,7 @@ ${readFileSync(join(benchDir, "METHOD.md"), "utf8").trim()}
 
 ## Where Reprise's time goes (profile)
 
-${profileSection(profile)}
+${profileSection(profiles)}
 ${analysis.trim()}
 `;
   writeFileSync(file, text);

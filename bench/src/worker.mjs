@@ -130,9 +130,8 @@ process.on("message", async (message) => {
     const failed = failedAt.get(i);
     if (failed !== undefined) lateness.push(at - (failed + config.retryDelayMs));
   }
-  send({ type: "stats", completed, latencies, lateness });
-  process.disconnect?.();
-  setTimeout(() => process.exit(0), 100).unref();
+  // Exit only once the (possibly large) message has been handed to the channel.
+  process.send({ type: "stats", completed, latencies, lateness }, () => process.exit(0));
 });
 process.on("disconnect", () => process.exit(0));
 
