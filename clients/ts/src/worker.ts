@@ -8,32 +8,16 @@ import { createServiceClient } from "./grpc.js";
 import type { ServiceClient } from "./grpc.js";
 import { Backoff } from "./backoff.js";
 import { channelOptions, describeError, isTransient } from "./connection.js";
-import { AttemptAbortedError, NonRetryableError } from "./errors.js";
+import { abortAttempt, runAttempt } from "./attempt.js";
+import type { LiveAttempt, RegisteredTask } from "./attempt.js";
 import type { AbortCause } from "./errors.js";
-import { toFailure } from "./failure.js";
 import { Heartbeater } from "./heartbeater.js";
 import { resolveWorkerOptions } from "./options.js";
 import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
 import { OutcomeReporter } from "./reporter.js";
 import { retryPolicy } from "./retries.js";
-import type { RetriesOption, When } from "./retries.js";
-import type { TaskContext, TaskHandler, TaskOptions } from "./task.js";
-import { durationFromSeconds, sleep, timestampToMs } from "./time.js";
-
-interface RegisteredTask {
-  name: string;
-  retries: RetriesOption | undefined;
-  when: When | undefined;
-  timeout: number | undefined;
-  handler: TaskHandler<never, unknown>;
-}
-
-/** A leased attempt from lease to report: its slot is held until the handler settles. */
-interface LiveAttempt {
-  leased: LeasedAttempt;
-  controller: AbortController;
-  abortedBy: AbortCause | undefined;
-}
+import type { TaskHandler, TaskOptions } from "./task.js";
+import { durationFromSeconds, sleep } from "./time.js";
 
 type WorkerState = "new" | "starting" | "running" | "stopping" | "stopped";
 
@@ -171,7 +155,7 @@ export class Worker {
     const key = tokenKey(leased.leaseToken);
     const live: LiveAttempt = { leased, controller: new AbortController(), abortedBy: undefined };
     this.live.set(key, live);
-    const handling = this.handle(live);
+    const handling = runAttempt(live, this.tasks.get(leased.task), this.options);
     const slot: Promise<void> = handling.then(() => {
       this.handlers.delete(slot);
       this.wakeLeaseLoop?.();
@@ -186,63 +170,11 @@ export class Worker {
     });
   }
 
-  /** Runs the handler; resolves with the report to send, or null when none is wanted. Never rejects. */
-  private async handle(live: LiveAttempt): Promise<OutcomeReport | null> {
-    const { leased, controller } = live;
-    const task = this.tasks.get(leased.task);
-    const timeoutAtMs = timestampToMs(leased.timeoutAt);
-    // The coordinator's heartbeat answer would say so too; a local timer fires
-    // the signal on time. setTimeout cannot wait more than ~24.8 days.
-    const untilTimeout = timeoutAtMs === undefined ? undefined : Math.max(0, timeoutAtMs - Date.now());
-    const timer =
-      untilTimeout === undefined || untilTimeout > 2 ** 31 - 1
-        ? undefined
-        : setTimeout(() => this.abortLive(live, "timedOut", "the attempt ran past its task's timeout"), untilTimeout);
-    let outcome: OutcomeReport["outcome"]["outcome"];
-    try {
-      if (!task) throw new NonRetryableError(`worker ${this.options.workerId} does not run task ${JSON.stringify(leased.task)}`);
-      let args: unknown;
-      try {
-        args = this.options.codec.decode(leased.arguments?.data ?? new Uint8Array(), leased.arguments?.contentType ?? "");
-      } catch (error) {
-        // The arguments are the same on every attempt, so a retry cannot help.
-        throw new NonRetryableError(`cannot decode the arguments: ${describeError(error)}`, { cause: error });
-      }
-      const ctx: TaskContext = {
-        executionId: leased.executionId,
-        attempt: leased.attempt,
-        task: leased.task,
-        workerId: this.options.workerId,
-        labels: leased.labels,
-        timeoutAt: timeoutAtMs === undefined ? undefined : new Date(timeoutAtMs),
-        signal: controller.signal,
-      };
-      const value = await task.handler(args as never, ctx);
-      outcome = { case: "result", value: { data: this.options.codec.encode(value), contentType: this.options.codec.contentType } };
-    } catch (error) {
-      outcome = { case: "failure", value: toFailure(error, task?.when) };
-    } finally {
-      clearTimeout(timer);
-    }
-    if (live.abortedBy === "cancelled" || live.abortedBy === "lost" || live.abortedBy === "timedOut") {
-      // The coordinator would refuse it: the execution was cancelled, the lease
-      // is gone, or the attempt timed out (the coordinator records that itself).
-      this.options.logger.debug("attempt stopped; not reported", { execution_id: leased.executionId, attempt: leased.attempt, why: live.abortedBy });
-      return null;
-    }
-    return { outcome: { leaseToken: leased.leaseToken, outcome }, executionId: leased.executionId, attempt: leased.attempt, task: leased.task };
-  }
-
   private abort(token: Uint8Array, cause: AbortCause, message: string): void {
     const live = this.live.get(tokenKey(token));
-    if (live) this.abortLive(live, cause, message);
+    if (live) abortAttempt(live, cause, message);
   }
 
-  private abortLive(live: LiveAttempt, cause: AbortCause, message: string): void {
-    if (live.abortedBy !== undefined) return;
-    live.abortedBy = cause;
-    live.controller.abort(new AttemptAbortedError(cause, message));
-  }
 
   /**
    * Stops leasing, lets in-flight attempts finish for up to `grace` seconds
@@ -263,7 +195,7 @@ export class Worker {
     await this.leaseLoop;
     if (!(await settledWithin([...this.handlers], graceSeconds * 1000))) {
       logger.warn("stop grace ran out; aborting running attempts", { running: this.handlers.size });
-      for (const live of this.live.values()) this.abortLive(live, "stopping", "the worker is stopping and its grace period ran out");
+      for (const live of this.live.values()) abortAttempt(live, "stopping", "the worker is stopping and its grace period ran out");
       await settledWithin([...this.handlers], abortGrace * 1000);
     }
     await settledWithin([this.reporter.drained()], abortGrace * 1000);
@@ -273,8 +205,6 @@ export class Worker {
     this.state = "stopped";
   }
 }
-
-type OutcomeReport = Parameters<OutcomeReporter["report"]>[0];
 
 /** True when every promise settled within `ms`; the timer never outlives the wait. */
 async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<boolean> {

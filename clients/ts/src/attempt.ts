@@ -1,0 +1,91 @@
+// One leased attempt, from its lease to the outcome to report: the handler
+// runs with its own AbortSignal, and whatever it returns or throws becomes the
+// Outcome. User code never sees the wire.
+import type { LeasedAttempt } from "./gen/reprise/v1/types_pb.js";
+import type { Codec } from "./codec.js";
+import { describeError } from "./connection.js";
+import { AttemptAbortedError, NonRetryableError } from "./errors.js";
+import type { AbortCause } from "./errors.js";
+import { toFailure } from "./failure.js";
+import type { Logger } from "./log.js";
+import type { PendingOutcome } from "./reporter.js";
+import type { RetriesOption, When } from "./retries.js";
+import type { TaskContext, TaskHandler } from "./task.js";
+import { timestampToMs } from "./time.js";
+
+export interface RegisteredTask {
+  name: string;
+  retries: RetriesOption | undefined;
+  when: When | undefined;
+  timeout: number | undefined;
+  handler: TaskHandler<never, unknown>;
+}
+
+/** A leased attempt from lease to report. */
+export interface LiveAttempt {
+  leased: LeasedAttempt;
+  controller: AbortController;
+  abortedBy: AbortCause | undefined;
+}
+
+export type OutcomeReport = Omit<PendingOutcome, "settled">;
+
+/** Fires the attempt's signal once; the first cause wins. */
+export function abortAttempt(live: LiveAttempt, cause: AbortCause, message: string): void {
+  if (live.abortedBy !== undefined) return;
+  live.abortedBy = cause;
+  live.controller.abort(new AttemptAbortedError(cause, message));
+}
+
+// setTimeout cannot wait longer than this (about 24.8 days).
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Runs the handler; resolves with the report to send, or null when none is wanted. Never rejects. */
+export async function runAttempt(
+  live: LiveAttempt,
+  task: RegisteredTask | undefined,
+  options: { codec: Codec; workerId: string; logger: Logger },
+): Promise<OutcomeReport | null> {
+  const { leased, controller } = live;
+  const timeoutAtMs = timestampToMs(leased.timeoutAt);
+  // The coordinator's heartbeat answer would say so too; a local timer fires
+  // the signal on time. Past MAX_TIMER_MS, the heartbeat answer has to do.
+  const untilTimeout = timeoutAtMs === undefined ? undefined : Math.max(0, timeoutAtMs - Date.now());
+  const timer =
+    untilTimeout === undefined || untilTimeout > MAX_TIMER_MS
+      ? undefined
+      : setTimeout(() => abortAttempt(live, "timedOut", "the attempt ran past its task's timeout"), untilTimeout);
+  let outcome: OutcomeReport["outcome"]["outcome"];
+  try {
+    if (!task) throw new NonRetryableError(`worker ${options.workerId} does not run task ${JSON.stringify(leased.task)}`);
+    let args: unknown;
+    try {
+      args = options.codec.decode(leased.arguments?.data ?? new Uint8Array(), leased.arguments?.contentType ?? "");
+    } catch (error) {
+      // The arguments are the same on every attempt, so a retry cannot help.
+      throw new NonRetryableError(`cannot decode the arguments: ${describeError(error)}`, { cause: error });
+    }
+    const ctx: TaskContext = {
+      executionId: leased.executionId,
+      attempt: leased.attempt,
+      task: leased.task,
+      workerId: options.workerId,
+      labels: leased.labels,
+      timeoutAt: timeoutAtMs === undefined ? undefined : new Date(timeoutAtMs),
+      signal: controller.signal,
+    };
+    const value = await task.handler(args as never, ctx);
+    outcome = { case: "result", value: { data: options.codec.encode(value), contentType: options.codec.contentType } };
+  } catch (error) {
+    outcome = { case: "failure", value: toFailure(error, task?.when) };
+  } finally {
+    clearTimeout(timer);
+  }
+  if (live.abortedBy === "cancelled" || live.abortedBy === "lost" || live.abortedBy === "timedOut") {
+    // The coordinator would refuse it: the execution was cancelled, the lease
+    // is gone, or the attempt timed out (the coordinator records that itself).
+    options.logger.debug("attempt stopped; not reported", { execution_id: leased.executionId, attempt: leased.attempt, why: live.abortedBy });
+    return null;
+  }
+  return { outcome: { leaseToken: leased.leaseToken, outcome }, executionId: leased.executionId, attempt: leased.attempt, task: leased.task };
+}
