@@ -2,8 +2,10 @@
 // The `reprise` command. Environment variables are read here and nowhere else.
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
+import { status } from "@grpc/grpc-js";
 import { AuthFileError, Authorizer } from "./auth.js";
 import { backupDatabase } from "./backup.js";
+import { COMMANDS, EXIT } from "./commands.js";
 import { ConfigError, SERVE_OPTIONS, loadServeConfig, serveHelp } from "./config.js";
 import type { ServeConfig } from "./config.js";
 import { jsonLogger } from "./log.js";
@@ -15,8 +17,17 @@ const USAGE = `Usage: reprise <command> [options]
 
 Commands:
   serve     start the coordinator (reprise serve --help for its options)
+  ls        list executions: reprise ls [--task T] [--state S] [--retrying]
+  show      an execution and its attempt timeline: reprise show ID
+  submit    submit an execution: reprise submit TASK [--args JSON] [--retries N] [--wait]
+  watch     follow an execution until it ends: reprise watch ID
+  cancel    cancel an execution: reprise cancel ID
   backup    copy a database online while the coordinator serves it:
             reprise backup --db ./reprise.db OUT
+
+ls, show, submit, watch and cancel talk to --addr (default 127.0.0.1:50051, or
+REPRISE_ADDR) and take --json. Exit codes: 0 ok; 1 the execution did not
+succeed (submit --wait, watch); 2 bad usage; 3 the call failed.
 
 Run 'reprise <command> --help' for a command's options.
 `;
@@ -111,6 +122,12 @@ async function main(argv: string[]): Promise<number> {
       return serve(rest);
     case "backup":
       return backup(rest);
+    case "ls":
+    case "show":
+    case "submit":
+    case "watch":
+    case "cancel":
+      return COMMANDS[command]!(rest);
     case undefined:
     case "help":
     case "--help":
@@ -129,6 +146,10 @@ main(process.argv.slice(2)).then(
     if (error instanceof ConfigError || error instanceof AuthFileError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
       process.stderr.write(`reprise: ${error.message}\n`);
       process.exit(2);
+    }
+    if (typeof error === "object" && error !== null && "code" in error && "details" in error && typeof error.code === "number") {
+      process.stderr.write(`reprise: ${status[error.code] ?? error.code}: ${String(error.details)}\n`);
+      process.exit(EXIT.callFailed);
     }
     process.stderr.write(`reprise: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);

@@ -1,0 +1,396 @@
+// The operator commands of `reprise`: ls, show, submit, watch and cancel. They
+// talk to a coordinator over gRPC like any other client. Every command takes
+// --json for scripts; human output is tables with relative times.
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import type { ParseArgsConfig } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { toJson } from "@bufbuild/protobuf";
+import { ExecutionSchema, ExecutionService, ExecutionState, AttemptState, createServiceClient } from "@reprise/client/wire";
+import type { Attempt, Execution, RetryPolicy, ServiceClient } from "@reprise/client/wire";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { ConfigError } from "./config.js";
+import { clockTime, duration, paint, relative, stateText, table, terminalStyle } from "./format.js";
+import type { Style } from "./format.js";
+import { durationToMs, msToDuration, timestampToMs } from "./time.js";
+
+/** Exit codes: 0 ok (and, for submit --wait, succeeded); 1 the execution did not succeed; 2 usage; 3 the call failed. */
+export const EXIT = { ok: 0, notSucceeded: 1, usage: 2, callFailed: 3 } as const;
+
+const COMMON = {
+  addr: { type: "string" },
+  token: { type: "string" },
+  "tls-ca": { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean" },
+} as const satisfies ParseArgsConfig["options"];
+
+const COMMON_HELP = `Common options:
+  --addr HOST:PORT   the coordinator (default 127.0.0.1:50051, or REPRISE_ADDR)
+  --token TOKEN      bearer token when the coordinator requires one (or REPRISE_TOKEN)
+  --tls-ca FILE      connect with TLS, trusting this CA (PEM) (or REPRISE_TLS_CA)
+  --json             machine-readable output (proto3 JSON)
+`;
+
+interface Context {
+  client: ServiceClient<typeof ExecutionService>;
+  metadata: grpc.Metadata;
+  style: Style;
+  json: boolean;
+  out: (text: string) => void;
+}
+
+function connect(values: { addr?: string; token?: string; "tls-ca"?: string; json?: boolean }): Context {
+  const address = values.addr ?? process.env.REPRISE_ADDR ?? "127.0.0.1:50051";
+  const caFile = values["tls-ca"] ?? process.env.REPRISE_TLS_CA;
+  const credentials = caFile ? grpc.credentials.createSsl(readFileSync(caFile)) : grpc.credentials.createInsecure();
+  const metadata = new grpc.Metadata();
+  const token = values.token ?? process.env.REPRISE_TOKEN;
+  if (token) metadata.set("authorization", `Bearer ${token}`);
+  return {
+    client: createServiceClient(ExecutionService, address, credentials),
+    metadata,
+    style: terminalStyle(process.stdout),
+    json: values.json ?? false,
+    out: (text) => process.stdout.write(text),
+  };
+}
+
+const ms = (t: Timestamp | undefined) => (t ? timestampToMs(t) : null);
+const stateName = (state: ExecutionState) => ExecutionState[state] ?? String(state);
+const attemptStateName = (state: AttemptState) => AttemptState[state] ?? String(state);
+const isTerminal = (state: ExecutionState) => state !== ExecutionState.PENDING && state !== ExecutionState.RUNNING;
+const asJson = (execution: Execution) => toJson(ExecutionSchema, execution);
+const seconds = (d: Duration | undefined) => (d ? durationToMs(d) / 1000 : 0);
+
+export function describePolicy(policy: RetryPolicy | undefined): string {
+  if (!policy || (!policy.unlimited && policy.limit === 0)) return "no retries (at most once)";
+  const min = policy.backoffMin ? seconds(policy.backoffMin) : policy.unlimited && !policy.backoffMax ? 1 : 0;
+  const max = policy.backoffMax ? seconds(policy.backoffMax) : policy.unlimited && !policy.backoffMin ? 60 : min;
+  const backoff = min === 0 && max === 0 ? "immediately" : min === max ? `after ${min} s` : `after ${min}–${max} s`;
+  return policy.unlimited ? `unlimited retries, each ${backoff === "immediately" ? backoff : `${backoff} (random)`}` : `${policy.limit} ${policy.limit === 1 ? "retry" : "retries"}, ${backoff}`;
+}
+
+function failureText(attempt: Attempt | Execution): string {
+  const failure = attempt.failure;
+  if (!failure) return "";
+  return failure.message ? `${failure.type}: ${failure.message.split("\n")[0]}` : failure.type;
+}
+
+/** The delay that followed attempt i, and whether its failure was retryable. */
+function retryNote(execution: Execution, i: number): string {
+  const attempt = execution.attempts[i]!;
+  if (attempt.state === AttemptState.RUNNING || attempt.state === AttemptState.SUCCEEDED || attempt.state === AttemptState.CANCELLED) return "";
+  const retryable = !(attempt.state === AttemptState.FAILED && attempt.failure?.nonRetryable);
+  const next = execution.attempts[i + 1];
+  const finished = ms(attempt.finishedAt);
+  const nextAt = next ? ms(next.scheduledAt) : execution.state === ExecutionState.PENDING ? ms(execution.nextAttemptAt) : null;
+  const policy = describePolicy(attempt.retryPolicy);
+  if (!retryable) return `non-retryable; ended (${policy})`;
+  if (nextAt === null || finished === null) return `retryable; no retries left (${policy})`;
+  return `retryable; retried after ${duration(nextAt - finished)} (${policy})`;
+}
+
+export function renderExecution(execution: Execution, style: Style, now: number): string {
+  const created = ms(execution.createdAt)!;
+  const lines = [
+    `${paint(style, "bold", execution.id)}  ${execution.task}  ${stateText(style, stateName(execution.state))}`,
+    `created   ${clockTime(created)} (${relative(created, now)})`,
+  ];
+  const finished = ms(execution.finishedAt);
+  if (finished !== null) lines.push(`finished  ${clockTime(finished)} (${relative(finished, now)}), after ${duration(finished - created)}`);
+  const next = ms(execution.nextAttemptAt);
+  if (next !== null) lines.push(`next      attempt ${execution.attempts.length + 1} ${relative(next, now)} (${clockTime(next)})`);
+  lines.push(`policy    ${describePolicy(execution.retryPolicy)}`);
+  if (execution.idempotencyKey) lines.push(`key       ${execution.idempotencyKey}`);
+  const labels = Object.entries(execution.labels);
+  if (labels.length > 0) lines.push(`labels    ${labels.map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  if (execution.arguments && execution.arguments.data.length > 0) lines.push(`arguments ${payloadText(execution.arguments)}`);
+  if (execution.result) lines.push(`result    ${payloadText(execution.result)}`);
+  if (execution.failure) lines.push(`failure   ${paint(style, "red", failureText(execution))}`);
+  let text = lines.join("\n") + "\n";
+  if (execution.attempts.length > 0) {
+    const rows = execution.attempts.map((attempt, i) => {
+      const started = ms(attempt.startedAt)!;
+      const ended = ms(attempt.finishedAt);
+      return [
+        String(attempt.number),
+        stateText(style, attemptStateName(attempt.state)),
+        attempt.workerId,
+        `${clockTime(started)} (${relative(started, now)})`,
+        ended === null ? `${duration(now - started)} so far` : duration(ended - started),
+        failureText(attempt),
+        retryNote(execution, i),
+      ];
+    });
+    text += "\n" + table(style, ["#", "STATE", "WORKER", "STARTED", "DURATION", "ERROR", "THEN"], rows);
+  }
+  return text;
+}
+
+function payloadText(payload: { data: Uint8Array; contentType: string }): string {
+  const text = new TextDecoder().decode(payload.data);
+  const shown = payload.contentType === "application/json" || /^[\x20-\x7e\s]*$/.test(text) ? text : `<${payload.data.length} bytes ${payload.contentType}>`;
+  return shown.length > 200 ? `${shown.slice(0, 200)}…` : shown;
+}
+
+// ---- commands --------------------------------------------------------------
+
+async function ls(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { ...COMMON, task: { type: "string" }, state: { type: "string" }, limit: { type: "string" }, retrying: { type: "boolean" } },
+  });
+  if (values.help) {
+    process.stdout.write(`Usage: reprise ls [--task T] [--state S] [--retrying] [--limit N]\n\nLists executions, newest first.\n  --state S      pending, running, succeeded, failed, abandoned, timed_out or cancelled\n  --retrying     only executions waiting for a retry (pending after a failed attempt), soonest first\n  --limit N      at most N rows (default 50)\n\n${COMMON_HELP}`);
+    return EXIT.ok;
+  }
+  const limit = values.limit === undefined ? 50 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ConfigError("--limit: must be a whole number from 1 to 1000");
+  let state = ExecutionState.UNSPECIFIED;
+  if (values.state !== undefined) {
+    state = ExecutionState[values.state.toUpperCase() as keyof typeof ExecutionState] as ExecutionState;
+    if (state === undefined || values.state.toUpperCase() === "UNSPECIFIED") throw new ConfigError(`--state: unknown state ${JSON.stringify(values.state)}`);
+  }
+  if (values.retrying) state = ExecutionState.PENDING;
+  const c = connect(values);
+  try {
+    let executions: Execution[] = [];
+    let pageToken = "";
+    // --retrying filters on the client, so it reads pages until it has enough.
+    for (let page = 0; page < 100; page++) {
+      const reply = await c.client.listExecutions({ task: values.task ?? "", state, pageSize: values.retrying ? 1000 : limit, pageToken }, { metadata: c.metadata });
+      executions.push(...(values.retrying ? reply.executions.filter((e) => e.attempts.length > 0) : reply.executions));
+      pageToken = reply.nextPageToken;
+      if (!values.retrying || pageToken === "" || executions.length >= limit) break;
+    }
+    if (values.retrying) executions.sort((a, b) => (ms(a.nextAttemptAt) ?? 0) - (ms(b.nextAttemptAt) ?? 0));
+    executions = executions.slice(0, limit);
+    if (c.json) {
+      c.out(JSON.stringify(executions.map(asJson), null, 2) + "\n");
+      return EXIT.ok;
+    }
+    const now = Date.now();
+    const rows = executions.map((e) => {
+      const next = ms(e.nextAttemptAt);
+      const finished = ms(e.finishedAt);
+      const when = next !== null ? `next ${relative(next, now)}` : finished !== null ? `ended ${relative(finished, now)}` : e.state === ExecutionState.RUNNING ? "running" : "";
+      const last = e.attempts.at(-1);
+      return [e.id, e.task, stateText(c.style, stateName(e.state)), String(e.attempts.length), when, duration(now - ms(e.createdAt)!), last ? failureText(last) : ""];
+    });
+    c.out(executions.length === 0 ? "no executions\n" : table(c.style, ["ID", "TASK", "STATE", "ATTEMPTS", "NEXT / ENDED", "AGE", "LAST ERROR"], rows));
+    return EXIT.ok;
+  } finally {
+    c.client.raw.close();
+  }
+}
+
+function requireId(positionals: string[], command: string): string {
+  if (positionals.length !== 1) throw new ConfigError(`${command}: give exactly one execution id, for example: reprise ${command} 0b7e…`);
+  return positionals[0]!;
+}
+
+async function show(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: COMMON, allowPositionals: true });
+  if (values.help) {
+    process.stdout.write(`Usage: reprise show ID\n\nShows an execution and its attempt timeline: each attempt's state, worker, start,\nduration, error, whether it was retryable, and the delay and policy that followed.\n\n${COMMON_HELP}`);
+    return EXIT.ok;
+  }
+  const id = requireId(positionals, "show");
+  const c = connect(values);
+  try {
+    const { execution } = await c.client.getExecution({ executionId: id }, { metadata: c.metadata });
+    c.out(c.json ? JSON.stringify(asJson(execution!), null, 2) + "\n" : renderExecution(execution!, c.style, Date.now()));
+    return EXIT.ok;
+  } finally {
+    c.client.raw.close();
+  }
+}
+
+async function cancel(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: COMMON, allowPositionals: true });
+  if (values.help) {
+    process.stdout.write(`Usage: reprise cancel ID\n\nCancels an execution: a pending one never runs; a running one is told to stop at its\nnext heartbeat. An ended execution is left as it is.\n\n${COMMON_HELP}`);
+    return EXIT.ok;
+  }
+  const id = requireId(positionals, "cancel");
+  const c = connect(values);
+  try {
+    const { execution } = await c.client.cancelExecution({ executionId: id }, { metadata: c.metadata });
+    c.out(c.json ? JSON.stringify(asJson(execution!), null, 2) + "\n" : `${execution!.id}  ${stateText(c.style, stateName(execution!.state))}\n`);
+    return EXIT.ok;
+  } finally {
+    c.client.raw.close();
+  }
+}
+
+/** One line per change between two snapshots, as `submit --wait` and `watch` print them. */
+export function progressLines(previous: Execution | undefined, current: Execution, style: Style, now: number): string[] {
+  const lines: string[] = [];
+  for (const attempt of current.attempts) {
+    const before = previous?.attempts.find((a) => a.number === attempt.number);
+    if (!before) lines.push(`attempt ${attempt.number} started on ${attempt.workerId || "a worker"}`);
+    if (attempt.state !== AttemptState.RUNNING && (!before || before.state === AttemptState.RUNNING)) {
+      const what = attemptStateName(attempt.state).toLowerCase().replace("_", " ");
+      let line = `attempt ${attempt.number} ${paint(style, attempt.state === AttemptState.SUCCEEDED ? "green" : "red", what)}`;
+      if (attempt.failure) line += `: ${failureText(attempt)}`;
+      const next = ms(current.nextAttemptAt);
+      const finished = ms(attempt.finishedAt);
+      if (current.state === ExecutionState.PENDING && next !== null && finished !== null && attempt.number === current.attempts.length) {
+        line += `; retrying in ${duration(next - finished)} (${relative(next, now)})`;
+      }
+      lines.push(line);
+    }
+  }
+  if (isTerminal(current.state) && (!previous || !isTerminal(previous.state))) {
+    lines.push(`execution ${stateText(style, stateName(current.state))} after ${current.attempts.length} ${current.attempts.length === 1 ? "attempt" : "attempts"}`);
+  }
+  return lines;
+}
+
+/** Follows an execution to its end, re-attaching if the coordinator restarts. Returns the final snapshot. */
+async function follow(c: Context, id: string, onSnapshot: (e: Execution) => void): Promise<Execution> {
+  let last: Execution | undefined;
+  for (let retries = 0; ; ) {
+    try {
+      for await (const { execution } of c.client.watchExecution({ executionId: id }, { metadata: c.metadata })) {
+        retries = 0;
+        last = execution!;
+        onSnapshot(last);
+      }
+      if (last && isTerminal(last.state)) return last;
+    } catch (error) {
+      const code = (error as { code?: number }).code;
+      if (code !== grpc.status.UNAVAILABLE || ++retries > 30) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(200 * retries, 2000)));
+    }
+  }
+}
+
+async function watch(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: COMMON, allowPositionals: true });
+  if (values.help) {
+    process.stdout.write(`Usage: reprise watch ID\n\nPrints every change of an execution until it ends (with --json, one snapshot per line).\nExits 0 when it succeeds and 1 otherwise.\n\n${COMMON_HELP}`);
+    return EXIT.ok;
+  }
+  const id = requireId(positionals, "watch");
+  const c = connect(values);
+  try {
+    let previous: Execution | undefined;
+    const final = await follow(c, id, (e) => {
+      if (c.json) c.out(JSON.stringify(asJson(e)) + "\n");
+      else for (const line of progressLines(previous, e, c.style, Date.now())) c.out(line + "\n");
+      previous = e;
+    });
+    return final.state === ExecutionState.SUCCEEDED ? EXIT.ok : EXIT.notSucceeded;
+  } finally {
+    c.client.raw.close();
+  }
+}
+
+function retryPolicy(retries: string | undefined, backoff: string | undefined): RetryPolicy | undefined {
+  if (retries === undefined) {
+    if (backoff !== undefined) throw new ConfigError("--backoff: needs --retries");
+    return undefined;
+  }
+  const unlimited = retries === "true";
+  const limit = unlimited ? 0 : Number(retries);
+  if (!unlimited && (!/^\d+$/.test(retries) || limit > 10_000)) throw new ConfigError(`--retries: must be a whole number or "true"; got ${JSON.stringify(retries)}`);
+  let range: [number, number] | undefined;
+  if (backoff !== undefined) {
+    const parts = backoff.split(",").map(Number);
+    if (parts.length !== 2 || parts.some((p) => !Number.isFinite(p) || p < 0) || parts[0]! > parts[1]!) {
+      throw new ConfigError(`--backoff: must be MIN,MAX in seconds with MIN <= MAX, for example 300,600; got ${JSON.stringify(backoff)}`);
+    }
+    range = parts as [number, number];
+  } else if (unlimited) {
+    range = [1, 60];
+  }
+  return {
+    $typeName: "reprise.v1.RetryPolicy",
+    limit,
+    unlimited,
+    backoffMin: range ? msToDuration(Math.round(range[0] * 1000)) : undefined,
+    backoffMax: range ? msToDuration(Math.round(range[1] * 1000)) : undefined,
+  };
+}
+
+async function submit(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      ...COMMON,
+      args: { type: "string" },
+      retries: { type: "string" },
+      backoff: { type: "string" },
+      delay: { type: "string" },
+      key: { type: "string" },
+      label: { type: "string", multiple: true },
+      wait: { type: "boolean" },
+    },
+    allowPositionals: true,
+  });
+  if (values.help) {
+    process.stdout.write(`Usage: reprise submit TASK [--args JSON] [--retries N|true] [--backoff MIN,MAX] [--delay S]
+                     [--key K] [--label k=v]... [--wait]
+
+Submits an execution of TASK and prints its id.
+  --args JSON        the arguments, as JSON (default null)
+  --retries N|true   N retries, or unlimited; without it the task's declared policy applies
+  --backoff MIN,MAX  seconds before the first and the last retry (random within for unlimited)
+  --delay S          seconds before the first attempt may start
+  --key K            idempotency key: a repeat returns the existing execution
+  --label k=v        a label (repeatable)
+  --wait             follow it through every retry, print the result, and exit 0 only if it succeeded
+
+${COMMON_HELP}`);
+    return EXIT.ok;
+  }
+  if (positionals.length !== 1) throw new ConfigError("submit: give exactly one task name, for example: reprise submit send_email --args '{\"to\":\"ops\"}'");
+  const raw = values.args ?? "null";
+  try {
+    JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`--args: not valid JSON: ${raw}`);
+  }
+  const delaySeconds = values.delay === undefined ? 0 : Number(values.delay);
+  if (!Number.isFinite(delaySeconds) || delaySeconds < 0) throw new ConfigError(`--delay: must be a number of seconds; got ${JSON.stringify(values.delay)}`);
+  const labels: Record<string, string> = {};
+  for (const label of values.label ?? []) {
+    const eq = label.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--label: must be key=value; got ${JSON.stringify(label)}`);
+    labels[label.slice(0, eq)] = label.slice(eq + 1);
+  }
+  const c = connect(values);
+  try {
+    const reply = await c.client.submit(
+      {
+        task: positionals[0]!,
+        arguments: { data: new TextEncoder().encode(raw), contentType: "application/json" },
+        retryPolicy: retryPolicy(values.retries, values.backoff),
+        idempotencyKey: values.key ?? "",
+        delay: delaySeconds > 0 ? msToDuration(Math.round(delaySeconds * 1000)) : undefined,
+        labels,
+      },
+      { metadata: c.metadata },
+    );
+    const execution = reply.execution!;
+    if (!values.wait) {
+      c.out(c.json ? JSON.stringify(asJson(execution), null, 2) + "\n" : `${execution.id}${reply.existing ? "  (existing: the key matched)" : ""}\n`);
+      return EXIT.ok;
+    }
+    if (!c.json) process.stderr.write(`submitted ${execution.id}\n`);
+    let previous: Execution | undefined;
+    const final = await follow(c, execution.id, (e) => {
+      if (!c.json) for (const line of progressLines(previous, e, c.style, Date.now())) process.stderr.write(line + "\n");
+      previous = e;
+    });
+    if (c.json) c.out(JSON.stringify(asJson(final), null, 2) + "\n");
+    else if (final.result) c.out(new TextDecoder().decode(final.result.data) + "\n");
+    return final.state === ExecutionState.SUCCEEDED ? EXIT.ok : EXIT.notSucceeded;
+  } finally {
+    c.client.raw.close();
+  }
+}
+
+export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { ls, show, submit, watch, cancel };

@@ -1,0 +1,130 @@
+// The operator commands against a real coordinator: ls, show, submit --wait,
+// watch, cancel and --json, with their exit codes.
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, test } from "vitest";
+import { tempDir } from "./helpers.js";
+import { CLI, spawnCoordinator } from "./process-helpers.js";
+import type { ChildCoordinator } from "./process-helpers.js";
+import { fail, leaseNow, succeed } from "./wire-helpers.js";
+
+const exec = promisify(execFile);
+
+function reprise(c: ChildCoordinator, ...args: string[]) {
+  return exec(process.execPath, [CLI, ...args, "--addr", c.address], { env: { ...process.env, NO_COLOR: "1" } }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+  );
+}
+
+async function withCoordinator(run: (c: ChildCoordinator) => Promise<void>) {
+  const c = await spawnCoordinator(join(tempDir(), "reprise.db"));
+  try {
+    await run(c);
+  } finally {
+    c.closeClients();
+    c.child.kill("SIGTERM");
+    await c.exited;
+  }
+}
+
+/** Leases the next attempt of `task` as soon as it is due. */
+async function nextAttempt(c: ChildCoordinator, task: string) {
+  const { attempts } = await c.workers.leaseAttempts({ workerId: "cli-test-worker", tasks: [task], wait: { seconds: 10n } });
+  expect(attempts).toHaveLength(1);
+  return attempts[0]!;
+}
+
+describe("reprise operator commands", () => {
+  test("submit --wait shows progress through a retry, prints the result and exits 0 on success", async () => {
+    await withCoordinator(async (c) => {
+      const waiting = reprise(c, "submit", "flaky", "--args", '{"n":1}', "--retries", "2", "--backoff", "0.3,0.3", "--wait");
+      await fail(c, await nextAttempt(c, "flaky"), { type: "ConnectionError", message: "refused" });
+      await succeed(c, await nextAttempt(c, "flaky"), { sent: true });
+      const { code, stdout, stderr } = await waiting;
+      expect(code).toBe(0);
+      expect(JSON.parse(stdout)).toEqual({ sent: true });
+      expect(stderr).toMatch(/submitted [0-9a-f-]{36}/);
+      expect(stderr).toMatch(/attempt 1 failed: ConnectionError: refused; retrying in 300 ms \((in [\d.]+ ms|now)\)/);
+      expect(stderr).toContain("attempt 2 succeeded");
+      expect(stderr).toContain("execution SUCCEEDED after 2 attempts");
+    });
+  });
+
+  test("submit --wait exits 1 when the execution fails after its retries", async () => {
+    await withCoordinator(async (c) => {
+      const waiting = reprise(c, "submit", "doomed", "--retries", "1", "--wait");
+      await fail(c, await nextAttempt(c, "doomed"));
+      await fail(c, await nextAttempt(c, "doomed"), { type: "ValueError", message: "bad" });
+      const { code, stderr } = await waiting;
+      expect(code).toBe(1);
+      expect(stderr).toContain("attempt 2 failed: ValueError: bad");
+      expect(stderr).toContain("execution FAILED after 2 attempts");
+    });
+  });
+
+  test("show prints the attempt timeline of an execution with one retry: state, worker, error, retryability, delay and policy", async () => {
+    await withCoordinator(async (c) => {
+      const { stdout: id } = await reprise(c, "submit", "notify", "--retries", "3", "--backoff", "0.25,1");
+      const [first] = await leaseNow(c, ["notify"]);
+      await fail(c, first!, { type: "TimeoutError", message: "upstream slow" });
+      await succeed(c, await nextAttempt(c, "notify"));
+      const { code, stdout } = await reprise(c, "show", id.trim());
+      expect(code).toBe(0);
+      expect(stdout).toContain(`${id.trim()}  notify  SUCCEEDED`);
+      expect(stdout).toContain("3 retries, after 0.25–1 s");
+      const timeline = stdout.slice(stdout.indexOf("#  STATE"));
+      expect(timeline).toMatch(/1\s+FAILED\s+test-worker\s+.*TimeoutError: upstream slow\s+retryable; retried after 2\d\d ms \(3 retries, after 0.25–1 s\)/);
+      expect(timeline).toMatch(/2\s+SUCCEEDED\s+cli-test-worker/);
+      const json = JSON.parse((await reprise(c, "show", id.trim(), "--json")).stdout);
+      expect(json.state).toBe("EXECUTION_STATE_SUCCEEDED");
+      expect(json.attempts).toHaveLength(2);
+    });
+  });
+
+  test("ls lists executions in a table and as JSON, and --retrying answers what is retrying and when it runs next", async () => {
+    await withCoordinator(async (c) => {
+      const ids: string[] = [];
+      for (const task of ["a", "b"]) ids.push((await reprise(c, "submit", task, "--retries", "1", "--backoff", "600,600")).stdout.trim());
+      const [leased] = await leaseNow(c, ["a"]);
+      await fail(c, leased!, { type: "ConnectionError", message: "reset" });
+      const table = (await reprise(c, "ls")).stdout;
+      expect(table.split("\n")[0]).toMatch(/^ID\s+TASK\s+STATE\s+ATTEMPTS\s+NEXT \/ ENDED\s+AGE\s+LAST ERROR$/);
+      for (const id of ids) expect(table).toContain(id);
+      const retrying = (await reprise(c, "ls", "--retrying")).stdout;
+      expect(retrying).toMatch(new RegExp(`${ids[0]}\\s+a\\s+PENDING\\s+1\\s+next in (9m 5\\d|10m 00)s.*ConnectionError: reset`));
+      expect(retrying).not.toContain(ids[1]);
+      const json = JSON.parse((await reprise(c, "ls", "--task", "b", "--json")).stdout);
+      expect(json.map((e: { id: string }) => e.id)).toEqual([ids[1]]);
+    });
+  });
+
+  test("cancel ends an execution CANCELLED and watch exits 1 once it ends unsuccessfully", async () => {
+    await withCoordinator(async (c) => {
+      const id = (await reprise(c, "submit", "t")).stdout.trim();
+      const watching = reprise(c, "watch", id);
+      const cancelled = await reprise(c, "cancel", id);
+      expect(cancelled.code).toBe(0);
+      expect(cancelled.stdout).toBe(`${id}  CANCELLED\n`);
+      const watched = await watching;
+      expect(watched.code).toBe(1);
+      expect(watched.stdout).toContain("execution CANCELLED after 0 attempts");
+      expect(JSON.parse((await reprise(c, "cancel", id, "--json")).stdout).state).toBe("EXECUTION_STATE_CANCELLED");
+    });
+  });
+
+  test("an unknown execution is exit 3 with the status, and bad usage is exit 2 naming the option", async () => {
+    await withCoordinator(async (c) => {
+      const missing = await reprise(c, "show", "no-such-id");
+      expect(missing.code).toBe(3);
+      expect(missing.stderr).toContain("NOT_FOUND");
+      const bad = await reprise(c, "submit", "t", "--retries", "lots");
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain("--retries");
+      const state = await reprise(c, "ls", "--state", "sleeping");
+      expect(state.code).toBe(2);
+      expect(state.stderr).toContain("--state");
+    });
+  });
+});
