@@ -8,7 +8,8 @@ import {
   Retries,
 } from "@reprise/client";
 import type { Codec } from "@reprise/client";
-import { clientEnv } from "./client-helpers.js";
+import { Authorizer } from "../server/auth.js";
+import { Gate, clientEnv } from "./client-helpers.js";
 import { json, millis, until } from "./helpers.js";
 
 describe("waiting on an execution", () => {
@@ -104,6 +105,41 @@ test("closing the client ends its waits with an error instead of retrying foreve
     client.close();
     expect(String(await waiting)).toContain("the Client was closed");
     await env.coordinator.executions.cancelExecution({ executionId: handle.id });
+  } finally {
+    await env.close();
+  }
+});
+
+test("more waiters than the coordinator's per-connection watch quota all get their results", async () => {
+  const env = await clientEnv({ limits: { maxWatchesPerConnection: 2 } });
+  try {
+    const gate = new Gate();
+    await env.worker().task("crowd", async (n: number) => {
+      await gate.opened;
+      return n;
+    }).start();
+    const client = env.client();
+    const handles = await Promise.all([0, 1, 2, 3, 4].map((n) => client.submit<number>("crowd", n)));
+    const results = Promise.all(handles.map((h) => h.result()));
+    await until(() => env.coordinator.server.coordinator.stats.watches === 2, 5000, "the quota to fill");
+    gate.open();
+    expect(await results).toEqual([0, 1, 2, 3, 4]);
+  } finally {
+    await env.close();
+  }
+});
+
+test("with coordinator auth on, a worker token and a caller token run an execution end to end", async () => {
+  const authorizer = new Authorizer([
+    { token: "worker-secret", role: "worker" },
+    { token: "caller-secret", role: "caller" },
+  ]);
+  const env = await clientEnv({ authorizer });
+  try {
+    await env.worker({ token: "worker-secret" }).task("guarded", (n: number) => n + 1).start();
+    const handle = await env.client({ token: "caller-secret" }).submit<number>("guarded", 1);
+    expect(await handle.result()).toBe(2);
+    await expect(env.client().submit("guarded", 1)).rejects.toThrow(/UNAUTHENTICATED/);
   } finally {
     await env.close();
   }

@@ -3,7 +3,7 @@
 // micro-batched reports, against a real coordinator.
 import * as grpc from "@grpc/grpc-js";
 import { describe, expect, test } from "vitest";
-import { AttemptAbortedError, ExecutionCancelledError, ExecutionState, ExecutionTimedOutError, Retries } from "@reprise/client";
+import { AttemptAbortedError, ExecutionCancelledError, ExecutionFailedError, ExecutionState, ExecutionTimedOutError, Retries } from "@reprise/client";
 import type { HeartbeatRequest, LeaseAttemptsRequest, ReportOutcomesRequest, TaskContext } from "@reprise/client";
 import { CallRecorder, Gate, MemoryLogger, clientEnv } from "./client-helpers.js";
 import { until } from "./helpers.js";
@@ -252,6 +252,36 @@ describe("concurrency and batching", () => {
       const error = await handle.result().catch((e: unknown) => e);
       expect(String(error)).toContain("cannot decode the arguments");
       expect((await handle.get()).attempts).toHaveLength(1);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("a result over the coordinator's payload limit fails its attempt without sinking the rest of the batch", async () => {
+    const env = await clientEnv({ limits: { maxPayloadBytes: 1000 } });
+    try {
+      const logger = new MemoryLogger();
+      const recorder = new CallRecorder();
+      const gate = new Gate();
+      let started = 0;
+      const worker = env.worker({ logger, grpcOptions: { interceptors: [recorder.interceptor] } }).task("sized", async (size: number) => {
+        started++;
+        await gate.opened;
+        return "x".repeat(size);
+      });
+      const client = env.client();
+      const small = await client.submit<string>("sized", 10);
+      const big = await client.submit<string>("sized", 5000);
+      await worker.start();
+      await until(() => started === 2, 5000, "both attempts to run");
+      gate.open();
+      expect(await small.result()).toBe("x".repeat(10));
+      const error = await big.result().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ExecutionFailedError);
+      expect((error as ExecutionFailedError).failureType).toBe("ResultRejected");
+      expect((error as ExecutionFailedError).failureMessage).toContain("RESOURCE_EXHAUSTED");
+      // One batch of two, rejected whole, then each outcome alone.
+      expect(recorder.requests<ReportOutcomesRequest>("ReportOutcomes").map((r) => r.outcomes.length).slice(0, 3)).toEqual([2, 1, 1]);
     } finally {
       await env.close();
     }

@@ -32,8 +32,8 @@ export class Client {
 
   constructor(options: ClientOptions = {}) {
     this.options = resolveClientOptions(options);
-    const { address, credentials, reconnect, grpcOptions } = this.options;
-    this.executions = createServiceClient(ExecutionService, address, credentials, channelOptions(reconnect, grpcOptions));
+    const { address, credentials, reconnect, grpcOptions, token } = this.options;
+    this.executions = createServiceClient(ExecutionService, address, credentials, channelOptions(reconnect, grpcOptions, token));
   }
 
   /**

@@ -8,6 +8,11 @@ export interface ConnectionOptions {
   address?: string;
   /** Default: insecure (plaintext), for loopback and private networks. */
   credentials?: grpc.ChannelCredentials;
+  /**
+   * A bearer token sent on every call (the coordinator's `--auth-tokens`): a
+   * `worker` token for a Worker, a `caller` token for a Client.
+   */
+  token?: string;
   /** Extra grpc-js channel options and interceptors, passed through as they are. */
   grpcOptions?: grpc.ClientOptions;
   /** How quickly to try again after the coordinator goes away. */
@@ -19,13 +24,28 @@ export interface ConnectionOptions {
  * would leave workers idle for minutes after a coordinator restart. Follow the
  * client's own reconnect backoff instead.
  */
-export function channelOptions(reconnect: Required<ReconnectOptions>, extra: grpc.ClientOptions = {}): grpc.ClientOptions {
+export function channelOptions(reconnect: Required<ReconnectOptions>, extra: grpc.ClientOptions = {}, token?: string): grpc.ClientOptions {
   return {
     "grpc.initial_reconnect_backoff_ms": Math.max(1, Math.round(reconnect.minDelay * 1000)),
     "grpc.max_reconnect_backoff_ms": Math.max(1, Math.round(reconnect.maxDelay * 1000)),
     "grpc.max_receive_message_length": -1,
     ...extra,
+    interceptors: [...(token === undefined ? [] : [bearerToken(token)]), ...(extra.interceptors ?? [])],
   };
+}
+
+/**
+ * grpc-js refuses call credentials on a plaintext channel, which is what a
+ * loopback coordinator with tokens uses, so the header goes on as metadata.
+ */
+function bearerToken(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
 
 function statusCode(error: unknown): number | undefined {
@@ -47,6 +67,15 @@ export function isTransient(error: unknown): boolean {
     code === grpc.status.UNKNOWN ||
     code === grpc.status.CANCELLED
   );
+}
+
+/**
+ * A per-connection quota of the coordinator is full (its watches or
+ * long-polls). Calls that carry no payload can only mean that, so they wait
+ * for a turn instead of failing.
+ */
+export function isQuotaFull(error: unknown): boolean {
+  return statusCode(error) === grpc.status.RESOURCE_EXHAUSTED;
 }
 
 export function describeError(error: unknown): string {

@@ -7,7 +7,7 @@ import type { Execution } from "./gen/reprise/v1/types_pb.js";
 import type { ExecutionService } from "./gen/reprise/v1/execution_service_pb.js";
 import type { ServiceClient } from "./grpc.js";
 import { Backoff } from "./backoff.js";
-import { describeError, isTransient } from "./connection.js";
+import { describeError, isQuotaFull, isTransient } from "./connection.js";
 import { executionError, isTerminal } from "./errors.js";
 import type { ResolvedClientOptions } from "./options.js";
 import { sleep } from "./time.js";
@@ -74,7 +74,7 @@ export class ExecutionHandle<Result = unknown> {
         // An OK end without a terminal state: the coordinator went away cleanly.
       } catch (error) {
         if (signal?.aborted) return;
-        if (!isTransient(error)) throw error;
+        if (!isTransient(error) && !isQuotaFull(error)) throw error;
         if (!unreachable) this.options.logger.warn("watch interrupted; watching again", { execution_id: this.id, error: describeError(error) });
         unreachable = true;
       } finally {

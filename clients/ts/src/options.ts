@@ -45,6 +45,7 @@ export interface ResolvedConnection {
   address: string;
   credentials: grpc.ChannelCredentials;
   grpcOptions: grpc.ClientOptions;
+  token: string | undefined;
   reconnect: Required<ReconnectOptions>;
 }
 
@@ -72,7 +73,14 @@ function connection(options: ConnectionOptions, owner: string): ResolvedConnecti
   check(reconnect.maxDelay >= reconnect.minDelay, `${owner}.reconnect.maxDelay`, ">= minDelay", reconnect.maxDelay);
   const address = options.address ?? "127.0.0.1:50051";
   check(address !== "", `${owner}.address`, "host:port", address);
-  return { address, credentials: options.credentials ?? grpc.credentials.createInsecure(), grpcOptions: options.grpcOptions ?? {}, reconnect };
+  check(options.token === undefined || options.token !== "", `${owner}.token`, "a non-empty string or absent", options.token);
+  return {
+    address,
+    credentials: options.credentials ?? grpc.credentials.createInsecure(),
+    grpcOptions: options.grpcOptions ?? {},
+    token: options.token,
+    reconnect,
+  };
 }
 
 export function resolveClientOptions(options: ClientOptions): ResolvedClientOptions {

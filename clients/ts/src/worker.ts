@@ -7,7 +7,7 @@ import { WorkerService } from "./gen/reprise/v1/worker_service_pb.js";
 import { createServiceClient } from "./grpc.js";
 import type { ServiceClient } from "./grpc.js";
 import { Backoff } from "./backoff.js";
-import { channelOptions, describeError, isTransient } from "./connection.js";
+import { channelOptions, describeError, isQuotaFull, isTransient } from "./connection.js";
 import { abortAttempt, runAttempt } from "./attempt.js";
 import type { LiveAttempt, RegisteredTask } from "./attempt.js";
 import type { AbortCause } from "./errors.js";
@@ -41,8 +41,8 @@ export class Worker {
 
   constructor(options: WorkerOptions = {}) {
     this.options = resolveWorkerOptions(options);
-    const { address, credentials, reconnect, grpcOptions, logger, workerId, heartbeatInterval } = this.options;
-    this.workers = createServiceClient(WorkerService, address, credentials, channelOptions(reconnect, grpcOptions));
+    const { address, credentials, reconnect, grpcOptions, token, logger, workerId, heartbeatInterval } = this.options;
+    this.workers = createServiceClient(WorkerService, address, credentials, channelOptions(reconnect, grpcOptions, token));
     this.reporter = new OutcomeReporter(this.workers, logger, reconnect);
     this.heartbeater = new Heartbeater(
       this.workers,
@@ -143,7 +143,7 @@ export class Worker {
         if (this.state !== "running") break;
         // A transient error is logged once per outage; anything else (a bad
         // request) every time, since it will not pass by itself.
-        if (!isTransient(error)) logger.error("LeaseAttempts failed; retrying", { error: describeError(error) });
+        if (!isTransient(error) && !isQuotaFull(error)) logger.error("LeaseAttempts failed; retrying", { error: describeError(error) });
         else if (!unreachable) logger.warn("cannot lease attempts; retrying", { error: describeError(error) });
         unreachable = true;
         await sleep(backoff.next(), this.stopping.signal);
