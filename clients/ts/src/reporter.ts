@@ -14,6 +14,7 @@ import type { Logger } from "./log.js";
 import { sleep } from "./time.js";
 
 const MAX_OUTCOMES_PER_REPORT = 1000;
+const REPORT_DEADLINE_MS = 30_000;
 
 export interface PendingOutcome {
   outcome: MessageInitShape<typeof OutcomeSchema> & { leaseToken: Uint8Array };
@@ -72,7 +73,10 @@ export class OutcomeReporter {
     while (this.queue.length > 0 && !this.closing.signal.aborted) {
       const batch = this.nextBatch();
       try {
-        const { receipts } = await this.workers.reportOutcomes({ outcomes: batch.map((p) => p.outcome) });
+        // The deadline only guards against a connection that died silently;
+        // the batch is then re-sent like after any other transient error.
+        const deadline = new Date(Date.now() + REPORT_DEADLINE_MS);
+        const { receipts } = await this.workers.reportOutcomes({ outcomes: batch.map((p) => p.outcome) }, { deadline });
         this.backoff.reset();
         if (this.unreachable) this.logger.info("coordinator reachable again; outcomes re-sent", { outcomes: batch.length });
         this.unreachable = false;
