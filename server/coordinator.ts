@@ -225,6 +225,27 @@ export class Coordinator {
     });
   }
 
+  /**
+   * Undoes leases that were committed but could not be delivered (the
+   * LeaseAttempts call was cancelled meanwhile): each execution is PENDING
+   * again, due when it was, as if it had never been leased. Leases that have
+   * moved on since are left alone.
+   */
+  async returnLeases(tokens: Uint8Array[]): Promise<void> {
+    for (const token of tokens) {
+      this.store.write(() => {
+        const attempt = this.findAttempt(token);
+        if (typeof attempt === "string" || attempt.state !== A.running) return;
+        if (this.store.attemptReturn({ id: attempt.id, leaseSecret: attempt.leaseSecret })) {
+          this.changed(attempt.executionSeq);
+          this.workDueAt(attempt.scheduledAt, this.clock.now());
+          this.log.info("undelivered lease returned", { attempt: attempt.number, worker_id: attempt.workerId });
+        }
+      });
+    }
+    await this.store.committed();
+  }
+
   async heartbeat(tokens: Uint8Array[]): Promise<{ cancelRequested: Uint8Array[]; lost: Uint8Array[] }> {
     const cancelRequested: Uint8Array[] = [];
     const lost: Uint8Array[] = [];

@@ -205,6 +205,14 @@ export class SqliteStore implements Store {
            failure_non_retryable = @failure_non_retryable, failure_retry_after_ms = @failure_retry_after_ms
          WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret`,
       ),
+      attemptDelete: db.prepare(
+        `DELETE FROM attempts WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret
+         RETURNING execution_seq, number, scheduled_at`,
+      ),
+      executionUnstart: db.prepare(
+        `UPDATE executions SET state = ${PENDING}, next_attempt_at = @scheduled_at, attempt_count = @number - 1, version = version + 1
+         WHERE seq = @seq AND state = ${RUNNING} AND attempt_count = @number`,
+      ),
       attemptListExpired: db.prepare(
         `SELECT * FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND lease_expires_at <= @now
          UNION
@@ -433,6 +441,19 @@ export class SqliteStore implements Store {
       ...failureParams(params.failure),
     });
     return info.changes === 1;
+  }
+
+  attemptReturn(params: { id: number; leaseSecret: Uint8Array }): boolean {
+    return this.db.transaction(() => {
+      const row = this.statements.attemptDelete.get({ id: params.id, lease_secret: blob(params.leaseSecret) }) as
+        | { execution_seq: number; number: number; scheduled_at: number }
+        | undefined;
+      if (!row) return false;
+      const restored = this.statements.executionUnstart.run({ seq: row.execution_seq, number: row.number, scheduled_at: row.scheduled_at });
+      // Both or neither: a half-undone lease would break the attempt count.
+      if (restored.changes !== 1) throw new Error(`attempt ${params.id} is not the running attempt of its execution`);
+      return true;
+    })();
   }
 
   attemptListExpired(params: { now: number; limit: number }): AttemptRecord[] {

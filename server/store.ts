@@ -143,6 +143,12 @@ export interface Store {
     failure: FailureRecord | null;
     retryPolicy: Uint8Array | null;
   }): boolean;
+  /**
+   * Deletes a RUNNING attempt that was never delivered and puts its execution
+   * back to PENDING, due at the attempt's `scheduled_at`. Guarded on RUNNING
+   * and the lease secret, and on the attempt being the execution's last.
+   */
+  attemptReturn(params: { id: number; leaseSecret: Uint8Array }): boolean;
   /** RUNNING attempts whose lease or timeout has passed at `now`. */
   attemptListExpired(params: { now: number; limit: number }): AttemptRecord[];
 

@@ -44,10 +44,17 @@ export function workerService(coordinator: Coordinator, limits: Limits, longPoll
       if (leaseMs < limits.minLeaseMs) throw invalid("lease_duration", `must be at least ${limits.minLeaseMs} ms`);
       const release = waitMs > 0 ? longPolls.acquire(call.getPeer()) : () => {};
       try {
+        const signal = callSignal(call);
         const attempts = await coordinator.lease(
           { workerId: request.workerId, tasks: request.tasks, maxAttempts: request.maxAttempts || 1, leaseMs, waitMs },
-          callSignal(call),
+          signal,
         );
+        // The worker went away while its leases were being committed: they can
+        // never reach it, so hand them back rather than let them be abandoned.
+        if (signal.aborted && attempts.length > 0) {
+          await coordinator.returnLeases(attempts.map((a) => a.leaseToken));
+          return { attempts: [] };
+        }
         return { attempts };
       } finally {
         release();
