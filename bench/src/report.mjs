@@ -2,7 +2,7 @@
 // ratios, the goals of issue 5 checked against them, and the profile. The
 // hand-written analysis in bench/ANALYSIS.md is appended as it is.
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +15,14 @@ function versionOf(dir, name) {
     return JSON.parse(readFileSync(join(dir, "node_modules", name, "package.json"), "utf8")).version;
   } catch {
     return "not installed";
+  }
+}
+
+function builtAt() {
+  try {
+    return statSync(join(root, "dist/server/coordinator.js")).mtime.toISOString();
+  } catch {
+    return "unknown";
   }
 }
 
@@ -76,7 +84,7 @@ export async function writeResults(file, run) {
   const load = process.env.BENCH_LOAD_BEFORE ?? loadavg().map((l) => l.toFixed(2)).join(", ");
   const versions = [
     ["Node.js", process.version],
-    ["Reprise", `${git("rev-parse", "--short", "HEAD")}${git("status", "--porcelain", "--", "server", "clients/ts", "proto") ? " (with uncommitted changes)" : ""}`],
+    ["Reprise", `${git("rev-parse", "--short", "HEAD")}${git("status", "--porcelain", "--untracked-files=no", "--", "server", "clients/ts", "proto") ? " plus uncommitted changes in the working tree" : ""}; \`dist/\` built ${builtAt()}`],
     ["@grpc/grpc-js", versionOf(root, "@grpc/grpc-js")],
     ["@bufbuild/protobuf", versionOf(root, "@bufbuild/protobuf")],
     ["better-sqlite3", versionOf(root, "better-sqlite3")],
