@@ -41,30 +41,22 @@ function readPem(path: string, flag: string): Buffer {
 }
 
 function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
+  const { listen, db, durability, tlsCert, tlsKey, tlsClientCa, authTokens, metricsListen, logLevel: _, ...limits } = config;
   return {
-    listen: config.listen,
-    db: config.db,
-    durability: config.durability,
-    limits: {
-      maxPayloadBytes: config.maxPayloadBytes,
-      maxBatchSize: config.maxBatchSize,
-      maxTaskNameBytes: config.maxTaskNameBytes,
-      taskNamePattern: config.taskNamePattern,
-      minLeaseMs: config.minLeaseMs,
-      maxLeaseMs: config.maxLeaseMs,
-      maxLongPollsPerConnection: config.maxLongPollsPerConnection,
-      maxWatchesPerConnection: config.maxWatchesPerConnection,
-    },
+    listen,
+    db,
+    durability,
+    limits,
     tls:
-      config.tlsCert && config.tlsKey
+      tlsCert && tlsKey
         ? {
-            cert: readPem(config.tlsCert, "--tls-cert"),
-            key: readPem(config.tlsKey, "--tls-key"),
-            clientCa: config.tlsClientCa ? readPem(config.tlsClientCa, "--tls-client-ca") : undefined,
+            cert: readPem(tlsCert, "--tls-cert"),
+            key: readPem(tlsKey, "--tls-key"),
+            clientCa: tlsClientCa ? readPem(tlsClientCa, "--tls-client-ca") : undefined,
           }
         : undefined,
-    authorizer: config.authTokens ? Authorizer.fromFile(config.authTokens) : undefined,
-    metricsListen: config.metricsListen ?? undefined,
+    authorizer: authTokens ? Authorizer.fromFile(authTokens) : undefined,
+    metricsListen: metricsListen ?? undefined,
     log,
   };
 }

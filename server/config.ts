@@ -3,20 +3,14 @@
 // environment variables, which win over defaults.
 import type { LogLevel } from "./log.js";
 import { DEFAULT_LIMITS } from "./limits.js";
+import type { Limits } from "./limits.js";
 import type { Durability } from "./sqlite-store.js";
 
-export interface ServeConfig {
+/** Every option of `reprise serve`; the limits are those of server/limits.ts. */
+export interface ServeConfig extends Limits {
   listen: string;
   db: string;
   durability: Durability;
-  maxPayloadBytes: number;
-  maxBatchSize: number;
-  maxTaskNameBytes: number;
-  taskNamePattern: RegExp;
-  minLeaseMs: number;
-  maxLeaseMs: number;
-  maxLongPollsPerConnection: number;
-  maxWatchesPerConnection: number;
   tlsCert: string | null;
   tlsKey: string | null;
   tlsClientCa: string | null;
