@@ -29,7 +29,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxTaskNameBytes: 256,
   // No whitespace, control or format characters: names must read plainly in logs and tables.
   taskNamePattern: /^[^\s\p{Cc}\p{Cf}]+$/u,
-  minLeaseMs: 100,
+  minLeaseMs: 10,
   maxLeaseMs: 3600 * SECOND,
   maxLongPollsPerConnection: 64,
   maxWatchesPerConnection: 1000,

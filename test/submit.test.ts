@@ -136,7 +136,7 @@ describe("bad input gets a clear status naming the field, changes nothing, and t
     ["a forged page token", () => c.executions.listExecutions({ pageToken: "garbage" }), status.INVALID_ARGUMENT, "page_token"],
     ["LeaseAttempts with no tasks", () => c.workers.leaseAttempts({ workerId: "w" }), status.INVALID_ARGUMENT, "tasks"],
     ["a wait over 60 s", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], wait: seconds(61) }), status.INVALID_ARGUMENT, "wait"],
-    ["a lease under 100 ms", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], leaseDuration: millis(50) }), status.INVALID_ARGUMENT, "lease_duration"],
+    ["a lease under 10 ms", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], leaseDuration: millis(5) }), status.INVALID_ARGUMENT, "lease_duration"],
     ["a lease over 1 hour", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], leaseDuration: seconds(3601) }), status.INVALID_ARGUMENT, "lease_duration"],
     ["max_attempts over 1000", () => c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], maxAttempts: 1001 }), status.INVALID_ARGUMENT, "max_attempts"],
     [

@@ -132,7 +132,7 @@ type LeaseAttemptsRequest struct {
 	// do not wait. At most 60 s.
 	Wait *durationpb.Duration `protobuf:"bytes,4,opt,name=wait,proto3" json:"wait,omitempty"`
 	// How long each lease lasts without a heartbeat, and how far each heartbeat
-	// extends it. Absent or 0 means 30 s. From 100 ms to 1 hour by default
+	// extends it. Absent or 0 means 30 s. From 10 ms to 1 hour by default
 	// (reprise serve --min-lease-duration, --max-lease-duration).
 	LeaseDuration *durationpb.Duration `protobuf:"bytes,5,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
 	unknownFields protoimpl.UnknownFields

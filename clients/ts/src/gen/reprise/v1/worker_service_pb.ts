@@ -101,7 +101,7 @@ export type LeaseAttemptsRequest = Message<"reprise.v1.LeaseAttemptsRequest"> & 
 
   /**
    * How long each lease lasts without a heartbeat, and how far each heartbeat
-   * extends it. Absent or 0 means 30 s. From 100 ms to 1 hour by default
+   * extends it. Absent or 0 means 30 s. From 10 ms to 1 hour by default
    * (reprise serve --min-lease-duration, --max-lease-duration).
    *
    * @generated from field: google.protobuf.Duration lease_duration = 5;
