@@ -23,7 +23,7 @@ describe("fuzzing", () => {
           casesPerRpc: CASES,
           seed: SEED,
           onProgress: (done, total) => {
-            if (CASES >= 1000 && done % 10_000 === 0) process.stderr.write(`fuzz: ${done}/${total} requests\n`);
+            if (CASES >= 1000 && done % 5000 === 0) process.stderr.write(`fuzz: ${done}/${total} requests\n`);
           },
         });
         const total = Object.values(report.cases).reduce((a, b) => a + b, 0);

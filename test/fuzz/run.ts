@@ -55,23 +55,23 @@ export async function fuzzCoordinator(options: {
     "grpc.max_receive_message_length": -1,
   });
   const report: FuzzReport = { seed: options.seed, cases: {}, codes: {}, violations: [], peakRssMb: 0 };
-  const work: { method: DescMethod; body: Buffer }[] = [];
-  for (const method of METHODS) {
-    for (let i = 0; i < options.casesPerRpc; i++) {
-      const body = random() < 0.1 ? garbage(random) : Buffer.from(toBinary(method.input, randomMessage(random, method.input)));
-      work.push({ method, body });
-    }
-  }
-  // Interleave the RPCs so that state made by one (executions, leases) meets the others.
-  for (let i = work.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [work[i], work[j]] = [work[j]!, work[i]!];
-  }
-  let next = 0;
+  // Requests are generated as they are sent, so memory holds only those in
+  // flight. The RPCs are interleaved so that state made by one (executions,
+  // leases) meets the others; each RPC still gets exactly casesPerRpc.
+  const remaining = new Map(METHODS.map((method) => [method, options.casesPerRpc]));
+  const total = METHODS.length * options.casesPerRpc;
+  const nextCase = (): { method: DescMethod; body: Buffer } | null => {
+    const open = [...remaining.entries()].filter(([, left]) => left > 0);
+    if (open.length === 0) return null;
+    const [method, left] = open[Math.floor(random() * open.length)]!;
+    remaining.set(method, left - 1);
+    const body = random() < 0.1 ? garbage(random) : Buffer.from(toBinary(method.input, randomMessage(random, method.input)));
+    return { method, body };
+  };
   let done = 0;
   const worker = async () => {
-    while (next < work.length) {
-      const { method, body } = work[next++]!;
+    for (let next = nextCase(); next !== null; next = nextCase()) {
+      const { method, body } = next;
       const code = await call(client, method, body);
       const name = method.name;
       report.cases[name] = (report.cases[name] ?? 0) + 1;
@@ -82,7 +82,7 @@ export async function fuzzCoordinator(options: {
       }
       if (++done % 500 === 0) {
         report.peakRssMb = Math.max(report.peakRssMb, rssMb(options.pid));
-        options.onProgress?.(done, work.length);
+        options.onProgress?.(done, total);
       }
     }
   };
