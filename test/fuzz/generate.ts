@@ -6,6 +6,17 @@ import type { DescField, DescMessage, MessageInitShape, MessageShape } from "@bu
 
 export type Random = () => number;
 
+/**
+ * How many more bytes of strings and bytes one message may get. Enormous
+ * values are drawn only while the budget lasts, so a message stays a few MiB
+ * at most (a 1200-entry list of 300 KB strings would otherwise be 360 MB).
+ */
+interface Budget {
+  bytes: number;
+}
+
+const MESSAGE_BUDGET = 3 * 1024 * 1024;
+
 /** mulberry32: small, fast and good enough to drive a fuzzer. */
 export function seededRandom(seed: number): Random {
   let a = seed >>> 0;
@@ -23,14 +34,20 @@ const int = (random: Random, max: number) => Math.floor(random() * max);
 
 const ODD_STRINGS = ["", " ", "a", "send_notification", "x y", "tab\there", "nul\u0000byte", "ünïcödé", "🙂", "\u200b", "\n", "-", "../../etc/passwd", "%s%n", "DROP TABLE executions;"];
 
-function randomString(random: Random): string {
+function randomString(random: Random, budget: Budget): string {
   const roll = random();
   if (roll < 0.5) return pick(random, ODD_STRINGS);
-  if (roll < 0.97) return Array.from({ length: int(random, 300) }, () => String.fromCodePoint(pick(random, [32 + int(random, 95), int(random, 0x2fff), 0x1f600 + int(random, 80)]))).join("");
-  return "z".repeat(pick(random, [257, 1025, 70_000, 300_000]));
+  if (roll < 0.97 || budget.bytes < 300_000) {
+    const text = Array.from({ length: int(random, 300) }, () => String.fromCodePoint(pick(random, [32 + int(random, 95), int(random, 0x2fff), 0x1f600 + int(random, 80)]))).join("");
+    budget.bytes -= text.length * 3;
+    return text;
+  }
+  const length = pick(random, [257, 1025, 70_000, 300_000]);
+  budget.bytes -= length;
+  return "z".repeat(length);
 }
 
-function randomBytes(random: Random): Uint8Array {
+function randomBytes(random: Random, budget: Budget): Uint8Array {
   const roll = random();
   if (roll < 0.3) {
     // Shaped like a lease token: a small attempt id and a random secret.
@@ -39,7 +56,8 @@ function randomBytes(random: Random): Uint8Array {
     for (let i = 8; i < 24; i++) token[i] = int(random, 256);
     return token;
   }
-  const length = roll < 0.97 ? int(random, 64) : pick(random, [1024 * 1024 + 1, 2 * 1024 * 1024]);
+  const length = roll < 0.97 || budget.bytes < 2 * 1024 * 1024 ? int(random, 64) : pick(random, [1024 * 1024 + 1, 2 * 1024 * 1024]);
+  budget.bytes -= length;
   const bytes = new Uint8Array(length);
   for (let i = 0; i < Math.min(length, 4096); i++) bytes[i] = int(random, 256);
   return bytes;
@@ -49,13 +67,13 @@ const INT32 = [0, 1, -1, 2 ** 31 - 1, -(2 ** 31), 7, 1000, 1001, 60, 100];
 const UINT32 = [0, 1, 2 ** 32 - 1, 2 ** 31, 10_000, 10_001, 1000, 1001, 5];
 const INT64 = [0n, 1n, -1n, 2n ** 63n - 1n, -(2n ** 63n), 31_536_000n, 31_536_001n, 59n, 60n, 61n, 3600n, 3601n];
 
-function scalar(random: Random, type: ScalarType): unknown {
+function scalar(random: Random, type: ScalarType, budget: Budget): unknown {
   const boundary = random() < 0.6;
   switch (type) {
     case ScalarType.STRING:
-      return randomString(random);
+      return randomString(random, budget);
     case ScalarType.BYTES:
-      return randomBytes(random);
+      return randomBytes(random, budget);
     case ScalarType.BOOL:
       return random() < 0.5;
     case ScalarType.DOUBLE:
@@ -80,50 +98,50 @@ function enumNumber(random: Random, values: readonly { number: number }[]): numb
   return random() < 0.7 ? pick(random, values).number : pick(random, [-1, 99, 2 ** 31 - 1, 8]);
 }
 
-function single(random: Random, field: DescField, depth: number): unknown {
+function single(random: Random, field: DescField, depth: number, budget: Budget): unknown {
   switch (field.fieldKind) {
     case "scalar":
-      return scalar(random, field.scalar);
+      return scalar(random, field.scalar, budget);
     case "enum":
       return enumNumber(random, field.enum.values);
     case "message":
-      return randomMessage(random, field.message, depth + 1);
+      return randomMessage(random, field.message, depth + 1, budget);
     default:
       throw new Error(`not a singular field: ${field.name}`);
   }
 }
 
-function value(random: Random, field: DescField, depth: number): unknown {
+function value(random: Random, field: DescField, depth: number, budget: Budget): unknown {
   switch (field.fieldKind) {
     case "list": {
       const count = random() < 0.9 ? int(random, 4) : int(random, depth === 0 ? 1200 : 3);
       return Array.from({ length: count }, () =>
-        field.listKind === "scalar" ? scalar(random, field.scalar) : field.listKind === "enum" ? enumNumber(random, field.enum.values) : randomMessage(random, field.message, depth + 1),
+        field.listKind === "scalar" ? scalar(random, field.scalar, budget) : field.listKind === "enum" ? enumNumber(random, field.enum.values) : randomMessage(random, field.message, depth + 1, budget),
       );
     }
     case "map": {
       const entries = Array.from({ length: random() < 0.9 ? int(random, 3) : 70 }, (_, i) => [
-        `${randomString(random).slice(0, 200)}${i}`,
-        field.mapKind === "scalar" ? scalar(random, field.scalar) : field.mapKind === "enum" ? enumNumber(random, field.enum.values) : randomMessage(random, field.message, depth + 1),
+        `${randomString(random, budget).slice(0, 200)}${i}`,
+        field.mapKind === "scalar" ? scalar(random, field.scalar, budget) : field.mapKind === "enum" ? enumNumber(random, field.enum.values) : randomMessage(random, field.message, depth + 1, budget),
       ]);
       return Object.fromEntries(entries);
     }
     default:
-      return single(random, field, depth);
+      return single(random, field, depth, budget);
   }
 }
 
 /** A random message of `schema`; each field is absent about a third of the time. */
-export function randomMessage<D extends DescMessage>(random: Random, schema: D, depth = 0): MessageShape<D> {
+export function randomMessage<D extends DescMessage>(random: Random, schema: D, depth = 0, budget: Budget = { bytes: MESSAGE_BUDGET }): MessageShape<D> {
   const init: Record<string, unknown> = {};
   if (depth < 4) {
     for (const member of schema.members) {
       if (random() < 0.35) continue;
       if (member.kind === "oneof") {
         const field = pick(random, member.fields);
-        init[member.localName] = { case: field.localName, value: single(random, field, depth) };
+        init[member.localName] = { case: field.localName, value: single(random, field, depth, budget) };
       } else {
-        init[member.localName] = value(random, member, depth);
+        init[member.localName] = value(random, member, depth, budget);
       }
     }
   }
