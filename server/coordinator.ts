@@ -24,6 +24,7 @@ import { decodePolicy, toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "./store.js";
 import type { AttemptRecord, ExecutionRecord, FailureRecord, PayloadRecord, Store } from "./store.js";
 import { durationToMs, msToTimestamp } from "./time.js";
+import { quote } from "./validate.js";
 import { WatchHub } from "./watch-hub.js";
 
 export interface CoordinatorOptions {
@@ -279,7 +280,7 @@ export class Coordinator {
 
   private requireExecution(id: string): ExecutionRecord {
     const record = this.store.executionGet(id);
-    if (!record) throw new StatusError(status.NOT_FOUND, `execution_id: no execution ${JSON.stringify(id)}`);
+    if (!record) throw new StatusError(status.NOT_FOUND, `execution_id: no execution ${quote(id)}`);
     return record;
   }
 

@@ -37,6 +37,7 @@ export const DEFAULT_LIMITS: Limits = {
 
 export const fixedLimits = {
   workerIdBytes: 256,
+  executionIdBytes: 256,
   idempotencyKeyBytes: 256,
   contentTypeBytes: 256,
   labels: 64,

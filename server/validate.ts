@@ -8,6 +8,14 @@ import { fixedLimits as limits } from "./limits.js";
 import type { Limits } from "./limits.js";
 import { durationToMs } from "./time.js";
 
+/**
+ * A caller's value quoted for an error message, cut short: status messages
+ * travel in an HTTP/2 trailer, and an echoed 300 KB id would not fit.
+ */
+export function quote(value: string, max = 64): string {
+  return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+}
+
 export function invalid(field: string, problem: string): StatusError {
   return new StatusError(status.INVALID_ARGUMENT, `${field}: ${problem}`);
 }
@@ -21,12 +29,13 @@ export function checkTaskName(name: string, field: string, configured: Limits): 
   if (name.length === 0) throw invalid(field, "must not be empty");
   checkBytes(name, field, configured.maxTaskNameBytes);
   if (!configured.taskNamePattern.test(name)) {
-    throw invalid(field, `${JSON.stringify(name)} does not match ${configured.taskNamePattern} (no whitespace or control characters)`);
+    throw invalid(field, `${quote(name)} does not match ${configured.taskNamePattern} (no whitespace or control characters)`);
   }
 }
 
 export function checkExecutionId(id: string, field = "execution_id"): void {
   if (id.length === 0) throw invalid(field, "must not be empty");
+  checkBytes(id, field, limits.executionIdBytes);
 }
 
 export function checkWorkerId(id: string, field: string, required: boolean): void {
@@ -75,8 +84,8 @@ export function checkLabels(labels: Record<string, string>, field: string): void
   if (keys.length > limits.labels) throw invalid(field, `has ${keys.length} entries; the maximum is ${limits.labels}`);
   for (const key of keys) {
     if (key.length === 0) throw invalid(field, "keys must not be empty");
-    checkBytes(key, `${field}[${JSON.stringify(key)}] key`, limits.labelKeyBytes);
-    checkBytes(labels[key]!, `${field}[${JSON.stringify(key)}]`, limits.labelValueBytes);
+    checkBytes(key, `${field}[${quote(key)}] key`, limits.labelKeyBytes);
+    checkBytes(labels[key]!, `${field}[${quote(key)}]`, limits.labelValueBytes);
   }
 }
 

@@ -1,5 +1,7 @@
 // Fuzzing every RPC: `npm test` runs a short version; `npm run test:fuzz` runs
 // 10,000 requests per RPC (REPRISE_FUZZ_CASES) and prints the tally.
+// REPRISE_FUZZ_SEED replays a run; REPRISE_FUZZ_ONLY=WatchExecution,Submit
+// limits it to some RPCs.
 import { join } from "node:path";
 import { ExecutionState } from "@reprise/client/wire";
 import { describe, expect, test } from "vitest";
@@ -28,13 +30,17 @@ describe("fuzzing", () => {
         });
         const total = Object.values(report.cases).reduce((a, b) => a + b, 0);
         process.stderr.write(
-          `fuzz: seed ${report.seed}, ${total} requests, peak RSS ${report.peakRssMb.toFixed(0)} MB, violations ${report.violations.length}\n` +
+          `fuzz: seed ${report.seed}, ${total} requests, peak RSS ${report.peakRssMb.toFixed(0)} MB, violations ${report.violations.length}` +
+            (report.firstUnavailable ? `, first UNAVAILABLE after ${report.firstUnavailable.after} requests (${report.firstUnavailable.method}: ${report.firstUnavailable.details})` : "") +
+            "\n" +
             Object.entries(report.codes)
               .map(([method, codes]) => `  ${method.padEnd(16)} ${report.cases[method]} cases: ${Object.entries(codes).map(([k, v]) => `${k} ${v}`).join(", ")}`)
               .join("\n") +
             "\n",
         );
         expect(report.violations).toEqual([]);
+        // The coordinator must keep serving: UNAVAILABLE would mean a connection it broke.
+        expect(report.firstUnavailable).toBeUndefined();
         expect(c.child.exitCode).toBeNull();
         expect(report.peakRssMb).toBeLessThan(512);
         for (const method of Object.keys(report.cases)) expect(report.cases[method]).toBe(CASES);

@@ -131,6 +131,7 @@ describe("bad input gets a clear status naming the field, changes nothing, and t
     ],
     ["an unknown execution id", () => c.executions.getExecution({ executionId: "nope" }), status.NOT_FOUND, "execution_id"],
     ["an empty execution id", () => c.executions.getExecution({ executionId: "" }), status.INVALID_ARGUMENT, "execution_id"],
+    ["an over-long execution id", () => c.executions.getExecution({ executionId: "x".repeat(300_000) }), status.INVALID_ARGUMENT, "execution_id"],
     ["a negative page size", () => c.executions.listExecutions({ pageSize: -1 }), status.INVALID_ARGUMENT, "page_size"],
     ["an unknown state filter", () => c.executions.listExecutions({ state: 99 as ExecutionState }), status.INVALID_ARGUMENT, "state"],
     ["a forged page token", () => c.executions.listExecutions({ pageToken: "garbage" }), status.INVALID_ARGUMENT, "page_token"],

@@ -14,15 +14,19 @@ export interface FuzzReport {
   codes: Record<string, Record<string, number>>;
   violations: string[];
   peakRssMb: number;
+  /** The first UNAVAILABLE answer, if any: the coordinator should never become unreachable. */
+  firstUnavailable?: { after: number; method: string; details: string; bytes: number };
 }
 
-const METHODS: DescMethod[] = [...ExecutionService.methods, ...WorkerService.methods];
+const METHODS: DescMethod[] = [...ExecutionService.methods, ...WorkerService.methods].filter((m) => !process.env.REPRISE_FUZZ_ONLY || process.env.REPRISE_FUZZ_ONLY.split(",").includes(m.name));
 const identity = (b: Buffer) => b;
 
 function rssMb(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return match ? Number(match[1]) / 1024 : 0;
 }
+
+let lastDetails = "";
 
 function call(client: grpc.Client, method: DescMethod, body: Buffer): Promise<grpc.status> {
   const path = `/${method.parent.typeName}/${method.name}`;
@@ -31,12 +35,18 @@ function call(client: grpc.Client, method: DescMethod, body: Buffer): Promise<gr
     return new Promise((resolve) => {
       const stream = client.makeServerStreamRequest(path, identity, identity, body, new grpc.Metadata(), { deadline });
       stream.on("data", () => stream.cancel());
-      stream.on("error", (error: grpc.ServiceError) => resolve(error.code));
+      stream.on("error", (error: grpc.ServiceError) => {
+        lastDetails = error.details;
+        resolve(error.code);
+      });
       stream.on("status", (status: grpc.StatusObject) => resolve(status.code));
     });
   }
   return new Promise((resolve) =>
-    client.makeUnaryRequest(path, identity, identity, body, new grpc.Metadata(), { deadline }, (error) => resolve(error ? error.code : grpc.status.OK)),
+    client.makeUnaryRequest(path, identity, identity, body, new grpc.Metadata(), { deadline }, (error) => {
+      if (error) lastDetails = error.details;
+      resolve(error ? error.code : grpc.status.OK);
+    }),
   );
 }
 
@@ -77,6 +87,7 @@ export async function fuzzCoordinator(options: {
       report.cases[name] = (report.cases[name] ?? 0) + 1;
       const codes = (report.codes[name] ??= {});
       codes[grpc.status[code]] = (codes[grpc.status[code]] ?? 0) + 1;
+      if (code === grpc.status.UNAVAILABLE && report.firstUnavailable === undefined) report.firstUnavailable = { after: done, method: name, details: lastDetails, bytes: body.length };
       if (code === grpc.status.UNKNOWN || code === grpc.status.INTERNAL) {
         report.violations.push(`${name} answered ${grpc.status[code]} to ${body.subarray(0, 64).toString("hex")}…`);
       }

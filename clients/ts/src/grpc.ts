@@ -123,7 +123,8 @@ export function implementService<S extends GenService<GenServiceMethods>>(
 ): grpc.UntypedServiceImplementation {
   const implementation: grpc.UntypedServiceImplementation = {};
   const toStatus = (method: string, error: unknown): Partial<grpc.StatusObject> => {
-    if (error instanceof StatusError) return { code: error.code, details: error.message };
+    // The message travels in an HTTP/2 trailer; an oversized one would break the stream.
+    if (error instanceof StatusError) return { code: error.code, details: error.message.length > 2000 ? `${error.message.slice(0, 2000)}…` : error.message };
     options.onInternalError(method, error);
     return { code: grpc.status.INTERNAL, details: "internal error" };
   };
