@@ -119,12 +119,19 @@ export class Coordinator {
 
   /** Submits every execution or none (one savepoint), answering in order. */
   async submitMany(batch: SubmitParams[]): Promise<{ execution: Execution; existing: boolean }[]> {
-    const results = this.store.write(() => batch.map((params) => this.insertExecution(params)));
+    // Snapshots are taken in the same turn as the change: what Submit answers
+    // is the execution as it was created, even if a worker leases it at once.
+    const results = this.store.write(() =>
+      batch.map((params) => {
+        const { record, existing } = this.insertExecution(params);
+        return { execution: existing ? this.snapshot(record) : toExecution(record, [], this.policyInEffect(record)), existing };
+      }),
+    );
     await this.store.committed();
-    return results.map(({ record, existing }) => {
-      if (!existing) this.log.debug("execution submitted", { execution_id: record.id, task: record.task });
-      return { execution: this.snapshot(record), existing };
-    });
+    for (const { execution, existing } of results) {
+      if (!existing) this.log.debug("execution submitted", { execution_id: execution.id, task: execution.task });
+    }
+    return results;
   }
 
   private insertExecution(params: SubmitParams): { record: ExecutionRecord; existing: boolean } {
@@ -163,7 +170,7 @@ export class Coordinator {
   }
 
   async cancel(id: string): Promise<Execution> {
-    const record = this.store.write(() => {
+    const snapshot = this.store.write(() => {
       const record = this.requireExecution(id);
       const now = this.clock.now();
       if (record.state === E.running) {
@@ -178,10 +185,10 @@ export class Coordinator {
         this.changed(record.seq);
         this.log.info("execution cancelled", { execution_id: id, task: record.task });
       }
-      return this.store.executionGetBySeq(record.seq)!;
+      return this.snapshot(this.store.executionGetBySeq(record.seq)!);
     });
     await this.store.committed();
-    return this.snapshot(record);
+    return snapshot;
   }
 
   /**
