@@ -5,6 +5,7 @@ import type { ServiceClient } from "./grpc.js";
 import { Backoff } from "./backoff.js";
 import { channelOptions, isTransient } from "./connection.js";
 import { ExecutionHandle } from "./handle.js";
+import { SubmitBatcher } from "./submit-batcher.js";
 import { resolveClientOptions } from "./options.js";
 import type { ClientOptions, ResolvedClientOptions } from "./options.js";
 import { retryPolicy } from "./retries.js";
@@ -29,15 +30,19 @@ export class Client {
   private readonly options: ResolvedClientOptions;
   private readonly executions: ServiceClient<typeof ExecutionService>;
   private readonly closed = new AbortController();
+  private readonly submits: SubmitBatcher;
 
   constructor(options: ClientOptions = {}) {
     this.options = resolveClientOptions(options);
     const { address, credentials, reconnect, grpcOptions, token } = this.options;
     this.executions = createServiceClient(ExecutionService, address, credentials, channelOptions(reconnect, grpcOptions, token));
+    this.submits = new SubmitBatcher(this.executions);
   }
 
   /**
-   * Submits an execution of `task` with `args` encoded by the codec. With an
+   * Submits an execution of `task` with `args` encoded by the codec. Submits
+   * made in the same turn of the event loop share one SubmitBatch call, so
+   * `Promise.all(items.map((i) => client.submit(...)))` is a bulk enqueue. With an
    * idempotency key, a Submit that hits a coordinator restart is tried again;
    * without one it is not, since it might have been created already.
    */
@@ -55,7 +60,7 @@ export class Client {
     const backoff = new Backoff(this.options.reconnect);
     for (let tries = 1; ; tries++) {
       try {
-        const { execution } = await this.executions.submit(request);
+        const { execution } = await this.submits.submit(request);
         return new ExecutionHandle<Result>(execution!.id, execution, this.executions, this.options, this.closed.signal);
       } catch (error) {
         if (!options.idempotencyKey || !isTransient(error) || tries >= 20 || this.closed.signal.aborted) throw error;

@@ -48,7 +48,7 @@ function bearerToken(token: string): grpc.Interceptor {
     });
 }
 
-function statusCode(error: unknown): number | undefined {
+export function statusCode(error: unknown): number | undefined {
   return typeof error === "object" && error !== null && "code" in error && typeof error.code === "number" ? error.code : undefined;
 }
 
