@@ -33,13 +33,9 @@ want() { [[ ",$systems," == *",$1,"* ]]; }
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-# The coordinator and the client are this repository's own build.
-if [[ ! -f dist/server/cli.js || ! -f clients/ts/dist/index.js ]]; then
-  log "building Reprise (npm run build)"
-  npm run build --silent
-fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/reprise-bench.XXXXXX")
+
 pg_data="" redis_pid="" main_pid=""
 cleanup() {
   local status=$?
@@ -64,6 +60,36 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The coordinator and the client are this repository's own build, copied into
+# the temporary directory so that a rebuild in the shared working tree during
+# the run cannot change the code under test halfway. A copy taken in the middle
+# of someone's build may not load: then wait and copy again (bounded).
+if [[ ! -f dist/server/cli.js || ! -f clients/ts/dist/index.js ]]; then
+  log "building Reprise (npm run build)"
+  npm run build --silent
+fi
+snapshot="$work/reprise"
+take_snapshot() {
+  rm -rf "$snapshot"
+  mkdir -p "$snapshot/server" "$snapshot/clients/ts" "$snapshot/node_modules/@reprise"
+  cp -a package.json dist "$snapshot/"
+  cp -a server/migrations "$snapshot/server/"
+  cp -a clients/ts/package.json clients/ts/dist "$snapshot/clients/ts/"
+  local module
+  for module in node_modules/* node_modules/.bin; do
+    [[ $module == node_modules/@reprise ]] || ln -s "$root/$module" "$snapshot/node_modules/"
+  done
+  ln -s ../../clients/ts "$snapshot/node_modules/@reprise/client"
+  (cd "$snapshot" && node -e 'Promise.all([import("./clients/ts/dist/index.js"), import("./dist/server/server.js")]).then(() => process.exit(0), (e) => { console.error(String(e)); process.exit(1) })')
+}
+for try in 1 2 3 4 5 6; do
+  take_snapshot && break
+  ((try < 6)) || { log "the build in dist/ and clients/ts/dist does not load; run npm run build"; exit 1; }
+  log "the build does not load yet (a rebuild in progress?); copying again in 10 s"
+  sleep 10
+done
+export BENCH_REPRISE_ROOT="$snapshot"
 
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 

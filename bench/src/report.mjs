@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { repriseRoot } from "./paths.mjs";
 
 const benchDir = fileURLToPath(new URL("../", import.meta.url));
 const root = join(benchDir, "..");
@@ -20,7 +21,7 @@ function versionOf(dir, name) {
 
 function builtAt() {
   try {
-    return statSync(join(root, "dist/server/coordinator.js")).mtime.toISOString();
+    return statSync(join(repriseRoot, "dist/server/coordinator.js")).mtime.toISOString();
   } catch {
     return "unknown";
   }

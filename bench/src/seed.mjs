@@ -4,10 +4,11 @@
 // coordinator of its own, then copied for each repetition.
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { ExecutionService, WorkerService, createServiceClient } from "../../clients/ts/dist/index.js";
 import { now, progress } from "./common.mjs";
+import { clientModule } from "./paths.mjs";
 import { startCoordinator } from "./systems/reprise.mjs";
 
+const { ExecutionService, WorkerService, createServiceClient } = await import(clientModule);
 const BATCH = 1000;
 const DAY = { seconds: 86_400n, nanos: 0 };
 

@@ -13,6 +13,7 @@
 //   latency   records handler start minus the submit time carried in the
 //             arguments (W3)
 import { now } from "./common.mjs";
+import { clientModule } from "./paths.mjs";
 
 const config = JSON.parse(process.argv[2]);
 const { system, mode, expected, concurrency } = config;
@@ -57,7 +58,7 @@ function send(message) {
 let stop = async () => {};
 
 async function startReprise() {
-  const { Worker, Retries } = await import("../../clients/ts/dist/index.js");
+  const { Worker, Retries } = await import(clientModule);
   const silentLogger = { debug() {}, info() {}, warn() {}, error() {} };
   const retries = mode === "failonce" ? new Retries({ limit: 1, backoff: [config.retryDelayMs / 1000, config.retryDelayMs / 1000] }) : undefined;
   const worker = new Worker({ address: config.address, concurrency, logger: config.quiet ? silentLogger : undefined });

@@ -1,16 +1,15 @@
 // Reprise on the harness side: starts `reprise serve` with its defaults (its
-// own database file), enqueues through SubmitBatch, submits one at a time
-// through @reprise/client's Client, and confirms the end through GetExecution.
+// own database file), enqueues and submits through @reprise/client's Client
+// (which micro-batches the submits of one event-loop turn into SubmitBatch),
+// and confirms the end through GetExecution.
 import { spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { Client, ExecutionService, ExecutionState, createServiceClient } from "../../../clients/ts/dist/index.js";
 import { chunks, now, sleep, track, within } from "../common.mjs";
+import { clientModule, coordinatorCli as cli } from "../paths.mjs";
 
-const root = fileURLToPath(new URL("../../../", import.meta.url));
-const cli = join(root, "dist/server/cli.js");
+const { Client, ExecutionService, ExecutionState, createServiceClient } = await import(clientModule);
 const BATCH = 1000;
 const silentLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -126,12 +125,12 @@ export class RepriseSystem {
   minRetryDelay = "0 ms (`retries: 1`, backoff [0, 0])";
 
   async enqueueBulk(count) {
+    // 1,000 submits in one turn go out as one SubmitBatch call, as the other
+    // systems get 1,000 per addBulk / addJobs call.
     for (const [start, end] of chunks(count, BATCH)) {
-      const submissions = [];
-      for (let i = start; i < end; i++) {
-        submissions.push({ task: "bench", arguments: { data: Buffer.from(`{"i":${i}}`), contentType: "application/json" } });
-      }
-      await this.executions.submitBatch({ submissions });
+      const submits = [];
+      for (let i = start; i < end; i++) submits.push(this.client.submit("bench", { i }));
+      await Promise.all(submits);
     }
   }
 
