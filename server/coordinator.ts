@@ -19,10 +19,11 @@ import type { LeaseRequest, Poller } from "./long-polls.js";
 import { noMetrics } from "./metrics.js";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { resolvePolicy, retryDelayMs } from "./policy.js";
+import { newExecutionId } from "./ids.js";
 import { Scheduler } from "./scheduler.js";
 import { decodePolicy, toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "./store.js";
-import type { AttemptRecord, ExecutionRecord, FailureRecord, PayloadRecord, Store } from "./store.js";
+import type { AttemptRecord, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord } from "./store.js";
 import { durationToMs, msToTimestamp } from "./time.js";
 import { quote } from "./validate.js";
 import { WatchHub } from "./watch-hub.js";
@@ -81,6 +82,8 @@ export class Coordinator {
   private readonly scheduler: Scheduler;
   private readonly watchers = new WatchHub();
   private readonly polls = new LongPolls();
+  /** Task declarations by name (null: never declared). This process is the only writer, so the cache stays true. */
+  private readonly tasks = new Map<string, TaskRecord | null>();
   private offerScheduled = false;
   private closed = false;
 
@@ -141,7 +144,7 @@ export class Coordinator {
     }
     const now = this.clock.now();
     const record = this.store.executionInsert({
-      id: crypto.randomUUID(),
+      id: newExecutionId(now),
       task: params.task,
       state: E.pending,
       arguments: params.arguments,
@@ -181,7 +184,7 @@ export class Coordinator {
         }
       }
       if (!isTerminal(record.state)) {
-        this.store.executionFinish({ seq: record.seq, fromStates: [E.pending, E.running], state: E.cancelled, finishedAt: now });
+        this.store.executionFinish({ seq: record.seq, from: "open", state: E.cancelled, finishedAt: now });
         this.changed(record.seq);
         this.log.info("execution cancelled", { execution_id: id, task: record.task });
       }
@@ -211,10 +214,17 @@ export class Coordinator {
   // ---- workers ------------------------------------------------------------
 
   async declare(workerId: string, tasks: DeclaredTask[]): Promise<void> {
-    this.store.write(() => {
+    const records = this.store.write(() => {
       const now = this.clock.now();
-      for (const task of tasks) this.store.taskUpsert({ ...task, workerId, declaredAt: now });
+      return tasks.map((task) => {
+        const record = { ...task, workerId, declaredAt: now };
+        this.store.taskUpsert(record);
+        return record;
+      });
     });
+    // Until the commit lands, decisions would see the new declaration either
+    // way: they read this same connection.
+    for (const record of records) this.tasks.set(record.name, record);
     await this.store.committed();
   }
 
@@ -291,8 +301,14 @@ export class Coordinator {
     return record;
   }
 
-  private policyInEffect(record: ExecutionRecord): Uint8Array | null {
-    return record.retryPolicy ?? this.store.taskGet(record.task)?.retryPolicy ?? null;
+  private task(name: string): TaskRecord | null {
+    let task = this.tasks.get(name);
+    if (task === undefined) this.tasks.set(name, (task = this.store.taskGet(name) ?? null));
+    return task;
+  }
+
+  private policyInEffect(execution: { task: string; retryPolicy: Uint8Array | null }): Uint8Array | null {
+    return execution.retryPolicy ?? this.task(execution.task)?.retryPolicy ?? null;
   }
 
   private snapshot(record: ExecutionRecord): Execution {
@@ -316,8 +332,9 @@ export class Coordinator {
   private offerWorkSoon(): void {
     if (this.offerScheduled || this.polls.size === 0) return;
     this.offerScheduled = true;
-    // After the current batch: the flush was scheduled first, so it runs first.
-    setImmediate(() => {
+    // At the end of this turn, before its batch commits: the lease then shares
+    // the submit's (or the failure's) transaction and goes out with its reply.
+    queueMicrotask(() => {
       this.offerScheduled = false;
       this.offerWork();
     });
@@ -336,11 +353,9 @@ export class Coordinator {
     return this.store.write(() => {
       const now = this.clock.now();
       const due = this.store.executionListDue({ tasks: request.tasks, now, limit: request.maxAttempts });
-      const timeouts = new Map<string, number | null>();
       const leased: LeasedAttempt[] = [];
       for (const record of due) {
-        if (!timeouts.has(record.task)) timeouts.set(record.task, this.store.taskGet(record.task)?.timeoutMs ?? null);
-        const timeoutMs = timeouts.get(record.task)!;
+        const timeoutMs = this.task(record.task)?.timeoutMs ?? null;
         const timeoutAt = timeoutMs === null ? null : now + timeoutMs;
         const leaseExpiresAt = timeoutAt === null ? now + request.leaseMs : Math.min(now + request.leaseMs, timeoutAt);
         const leaseSecret = newLeaseSecret();
@@ -379,7 +394,7 @@ export class Coordinator {
   }
 
   /** The attempt a token names, or why it names none. Constant-time on the secret. */
-  private findAttempt(token: Uint8Array): AttemptRecord | string {
+  private findAttempt(token: Uint8Array): (AttemptRecord & { execution: ExecutionRef }) | string {
     const decoded = decodeLeaseToken(token);
     if (!decoded) return "malformed lease token";
     const attempt = this.store.attemptGet(decoded.attemptId);
@@ -404,13 +419,13 @@ export class Coordinator {
         ? this.refused("timed_out", "the attempt timed out")
         : this.refused("expired", "the lease expired");
     }
-    const execution = this.store.executionGetBySeq(attempt.executionSeq)!;
+    const execution = attempt.execution;
     if (outcome.outcome.case === "result") {
       const result = outcome.outcome.value;
       this.store.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.succeeded, finishedAt: now, failure: null, retryPolicy: null });
       this.store.executionFinish({
         seq: execution.seq,
-        fromStates: [E.running],
+        from: "running",
         state: E.succeeded,
         finishedAt: now,
         result: { data: result.data, contentType: result.contentType },
@@ -440,7 +455,7 @@ export class Coordinator {
    * follows under the policy in effect now. Returns when the retry is due, or
    * null when the execution ended.
    */
-  private endAttempt(attempt: AttemptRecord, execution: ExecutionRecord, state: number, now: number, failure: FailureRecord): number | null {
+  private endAttempt(attempt: AttemptRecord, execution: ExecutionRef, state: number, now: number, failure: FailureRecord): number | null {
     const policyBytes = this.policyInEffect(execution);
     const policy = resolvePolicy(decodePolicy(policyBytes));
     const retryable = !(state === A.failed && failure.nonRetryable);
@@ -468,7 +483,7 @@ export class Coordinator {
       this.log.info("retry scheduled", { ...fields, attempt_state: state, delay_ms: delayMs });
       return nextAttemptAt;
     }
-    this.store.executionFinish({ seq: execution.seq, fromStates: [E.running], state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
+    this.store.executionFinish({ seq: execution.seq, from: "running", state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
     this.changed(execution.seq);
     this.log.info("execution ended", { ...fields, state: TERMINAL_FROM_ATTEMPT[state] });
     return null;
@@ -479,11 +494,11 @@ export class Coordinator {
    * whichever came first decides; heartbeats never extend a lease past the
    * timeout, so a timeout at or before the lease expiry is a timeout.
    */
-  private expireIfDue(attempt: AttemptRecord, now: number): boolean {
+  private expireIfDue(attempt: AttemptRecord & { execution: ExecutionRef }, now: number): boolean {
     const timedOut = attempt.timeoutAt !== null && attempt.timeoutAt <= attempt.leaseExpiresAt;
     const deadline = timedOut ? attempt.timeoutAt! : attempt.leaseExpiresAt;
     if (deadline > now) return false;
-    const execution = this.store.executionGetBySeq(attempt.executionSeq)!;
+    const execution = attempt.execution;
     const failure: FailureRecord = timedOut
       ? {
           type: "TimedOut",
@@ -508,11 +523,14 @@ export class Coordinator {
     for (;;) {
       const expired = this.store.attemptListExpired({ now, limit: EXPIRY_SLICE });
       let ended = 0;
-      for (const attempt of expired) {
+      for (const { id } of expired) {
         try {
-          if (this.store.write(() => this.expireIfDue(attempt, now))) ended++;
+          if (this.store.write(() => {
+            const attempt = this.store.attemptGet(id);
+            return attempt !== undefined && attempt.state === A.running && this.expireIfDue(attempt, now);
+          })) ended++;
         } catch (error) {
-          this.log.error("expiring an attempt failed", { attempt_id: attempt.id, error: String(error) });
+          this.log.error("expiring an attempt failed", { attempt_id: id, error: String(error) });
         }
       }
       if (expired.length < EXPIRY_SLICE || ended === 0) break;

@@ -86,6 +86,15 @@ export interface AttemptRecord {
   retryPolicy: Uint8Array | null;
 }
 
+/** What deciding an attempt's fate needs of its execution. */
+export interface ExecutionRef {
+  seq: number;
+  id: string;
+  task: string;
+  /** The Submit's own serialized policy; null when the task's declaration applies. */
+  retryPolicy: Uint8Array | null;
+}
+
 export interface Store {
   /**
    * Runs `change` atomically (all or nothing) inside the current group-commit
@@ -112,10 +121,10 @@ export interface Store {
   executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): ExecutionRecord[];
   /** RUNNING -> PENDING, due again at `nextAttemptAt` (a retry). Guarded on RUNNING. */
   executionSetRetry(params: { seq: number; nextAttemptAt: number }): boolean;
-  /** Guarded on `fromStates`. */
+  /** Guarded on the current state: RUNNING, or either PENDING or RUNNING ("open"). */
   executionFinish(params: {
     seq: number;
-    fromStates: readonly number[];
+    from: "running" | "open";
     state: number;
     finishedAt: number;
     result?: PayloadRecord;
@@ -128,7 +137,8 @@ export interface Store {
    * execution was no longer PENDING.
    */
   attemptStart(params: Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy">): AttemptRecord | undefined;
-  attemptGet(id: number): AttemptRecord | undefined;
+  /** An attempt with the execution it belongs to. */
+  attemptGet(id: number): (AttemptRecord & { execution: ExecutionRef }) | undefined;
   attemptList(executionSeq: number): AttemptRecord[];
   /** The RUNNING attempt of an execution, if any. */
   attemptGetRunning(executionSeq: number): AttemptRecord | undefined;

@@ -83,7 +83,10 @@ describe("group commit", () => {
     again.close();
     const db = new Database(path, { readonly: true });
     try {
-      expect(db.prepare("SELECT version, name FROM schema_migrations").all()).toEqual([{ version: 1, name: "0001_init.sql" }]);
+      expect(db.prepare("SELECT version, name FROM schema_migrations ORDER BY version").all()).toEqual([
+        { version: 1, name: "0001_init.sql" },
+        { version: 2, name: "0002_lighter_indexes.sql" },
+      ]);
       expect(db.prepare("SELECT id FROM executions").all()).toEqual([{ id: "kept" }]);
     } finally {
       db.close();

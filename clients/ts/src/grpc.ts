@@ -178,6 +178,9 @@ export function createServiceClient<S extends GenService<GenServiceMethods>>(
     if (method.methodKind === "unary") {
       client[method.localName] = (init: MessageInitShape<DescMessage>, opts: CallOptions = {}) =>
         new Promise((resolve, reject) => {
+          // The listener goes when the call ends: a long-lived signal (a worker's
+          // "stopping") would otherwise collect one per call, without bound.
+          const cancel = () => call.cancel();
           const call = raw.makeUnaryRequest(
             definition.path,
             definition.requestSerialize,
@@ -185,9 +188,13 @@ export function createServiceClient<S extends GenService<GenServiceMethods>>(
             create(method.input, init),
             opts.metadata ?? new grpc.Metadata(),
             { deadline: opts.deadline },
-            (error, value) => (error ? reject(error) : resolve(value)),
+            (error, value) => {
+              opts.signal?.removeEventListener("abort", cancel);
+              if (error) reject(error);
+              else resolve(value);
+            },
           );
-          opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+          opts.signal?.addEventListener("abort", cancel, { once: true });
         });
     } else {
       client[method.localName] = (init: MessageInitShape<DescMessage>, opts: CallOptions = {}) => {
@@ -199,7 +206,9 @@ export function createServiceClient<S extends GenService<GenServiceMethods>>(
           opts.metadata ?? new grpc.Metadata(),
           { deadline: opts.deadline },
         );
-        opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+        const cancel = () => call.cancel();
+        opts.signal?.addEventListener("abort", cancel, { once: true });
+        call.once("close", () => opts.signal?.removeEventListener("abort", cancel));
         const stream: ServerStream<unknown> = {
           cancel: () => call.cancel(),
           [Symbol.asyncIterator]: () => call[Symbol.asyncIterator](),
