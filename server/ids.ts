@@ -2,10 +2,10 @@
 // random bits. They stay opaque to clients; being time-ordered, new ids land at
 // the end of the id index instead of at random places in it, which keeps
 // inserts cheap when the table holds millions of rows.
-import { randomBytes } from "node:crypto";
+import { randomPoolBytes } from "./random-pool.js";
 
 export function newExecutionId(now: number): string {
-  const bytes = randomBytes(16);
+  const bytes = randomPoolBytes(16);
   bytes.writeUIntBE(now, 0, 6);
   bytes[6] = (bytes[6]! & 0x0f) | 0x70;
   bytes[8] = (bytes[8]! & 0x3f) | 0x80;

@@ -1,26 +1,14 @@
 // Lease tokens are opaque to workers. Inside they are the attempt's id (8 bytes,
 // big-endian) followed by a random 16-byte secret that the store checks, so a
 // forged or stale token can never move an attempt.
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
+import { randomPoolBytes } from "./random-pool.js";
 
 const ID_BYTES = 8;
 const SECRET_BYTES = 16;
 
-// Secrets are cut from a pool of random bytes refilled 64 KiB at a time:
-// one randomBytes call per lease was a visible share of a busy coordinator's CPU.
-const POOL_BYTES = 64 * 1024;
-let pool = randomBytes(POOL_BYTES);
-let used = 0;
-
 export function newLeaseSecret(): Buffer {
-  if (used + SECRET_BYTES > POOL_BYTES) {
-    pool = randomBytes(POOL_BYTES);
-    used = 0;
-  }
-  // A copy, so that the secret does not keep the whole pool alive.
-  const secret = Buffer.from(pool.subarray(used, used + SECRET_BYTES));
-  used += SECRET_BYTES;
-  return secret;
+  return randomPoolBytes(SECRET_BYTES);
 }
 
 export function encodeLeaseToken(attemptId: number, secret: Uint8Array): Uint8Array {
