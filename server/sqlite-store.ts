@@ -123,9 +123,9 @@ export class SqliteStore implements Store {
     this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
-    // 64 MiB of page cache (the default is 2 MiB): a million pending rows keep
-    // their index pages in memory, well within the coordinator's RSS budget.
-    this.db.pragma("cache_size = -65536");
+    // 32 MiB of page cache (the default is 2 MiB): with a million pending rows
+    // the hot index pages stay in memory, and RSS stays under 200 MB.
+    this.db.pragma("cache_size = -32768");
     this.migrate();
     this.statements = this.prepare();
   }
