@@ -336,7 +336,12 @@ export class Coordinator {
     // the submit's (or the failure's) transaction and goes out with its reply.
     queueMicrotask(() => {
       this.offerScheduled = false;
-      this.offerWork();
+      try {
+        this.offerWork();
+      } catch (error) {
+        // Nothing was leased; the pollers keep waiting and the timer retries.
+        this.log.error("offering work to waiting workers failed", { error: String(error) });
+      }
     });
   }
 
