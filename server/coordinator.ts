@@ -339,7 +339,7 @@ export class Coordinator {
       try {
         this.offerWork();
       } catch (error) {
-        // Nothing was leased; the pollers keep waiting and the timer retries.
+        // The batch rolled back what it leased; the pollers wait for the next offer or their deadline.
         this.log.error("offering work to waiting workers failed", { error: String(error) });
       }
     });
