@@ -19,6 +19,7 @@ import type { LeaseRequest, Poller } from "./long-polls.js";
 import { noMetrics } from "./metrics.js";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { resolvePolicy, retryDelayMs } from "./policy.js";
+import type { ResolvedPolicy } from "./policy.js";
 import { newExecutionId } from "./ids.js";
 import { Scheduler } from "./scheduler.js";
 import { decodePolicy, toExecution, toPayload } from "./snapshot.js";
@@ -84,6 +85,7 @@ export class Coordinator {
   private readonly polls = new LongPolls();
   /** Task declarations by name (null: never declared). This process is the only writer, so the cache stays true. */
   private readonly tasks = new Map<string, TaskRecord | null>();
+  private readonly resolvedPolicies = new WeakMap<Uint8Array, ResolvedPolicy | null>();
   private offerScheduled = false;
   private closed = false;
 
@@ -180,7 +182,7 @@ export class Coordinator {
         const attempt = this.store.attemptGetRunning(record.seq);
         if (attempt) {
           this.store.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.cancelled, finishedAt: now, failure: null, retryPolicy: null });
-          this.store.afterCommit(() => this.metrics.attemptFinished(record.task, "cancelled"));
+          this.count((m) => m.attemptFinished(record.task, "cancelled"));
         }
       }
       if (!isTerminal(record.state)) {
@@ -311,6 +313,19 @@ export class Coordinator {
     return execution.retryPolicy ?? this.task(execution.task)?.retryPolicy ?? null;
   }
 
+  /** Counts a metric once the current batch commits; costs nothing when metrics are off. */
+  private count(effect: (metrics: CoordinatorMetrics) => void): void {
+    if (this.metrics !== noMetrics) this.store.afterCommit(() => effect(this.metrics));
+  }
+
+  /** Decoded and resolved once per stored policy: a task's declaration is reused across every decision. */
+  private resolved(policyBytes: Uint8Array | null): ResolvedPolicy | null {
+    if (policyBytes === null) return null;
+    let policy = this.resolvedPolicies.get(policyBytes);
+    if (policy === undefined) this.resolvedPolicies.set(policyBytes, (policy = resolvePolicy(decodePolicy(policyBytes))));
+    return policy;
+  }
+
   private snapshot(record: ExecutionRecord): Execution {
     return toExecution(record, this.store.attemptList(record.seq), this.policyInEffect(record));
   }
@@ -378,7 +393,7 @@ export class Coordinator {
         if (!attempt) continue;
         this.changed(record.seq);
         const dueToStartMs = now - record.nextAttemptAt!;
-        this.store.afterCommit(() => this.metrics.attemptStarted(record.task, dueToStartMs, attempt.number > 1));
+        this.count((m) => m.attemptStarted(record.task, dueToStartMs, attempt.number > 1));
         this.scheduler.consider(leaseExpiresAt);
         leased.push(
           create(LeasedAttemptSchema, {
@@ -408,7 +423,7 @@ export class Coordinator {
   }
 
   private refused(kind: string, reason: string): OutcomeReceipt {
-    this.store.afterCommit(() => this.metrics.reportRefused(kind));
+    this.count((m) => m.reportRefused(kind));
     return create(OutcomeReceiptSchema, { accepted: false, reason });
   }
 
@@ -436,7 +451,7 @@ export class Coordinator {
         result: { data: result.data, contentType: result.contentType },
       });
       this.changed(execution.seq);
-      this.store.afterCommit(() => this.metrics.attemptFinished(execution.task, "succeeded"));
+      this.count((m) => m.attemptFinished(execution.task, "succeeded"));
       this.log.debug("attempt succeeded", { execution_id: execution.id, task: execution.task, attempt: attempt.number });
       return create(OutcomeReceiptSchema, { accepted: true });
     }
@@ -462,7 +477,7 @@ export class Coordinator {
    */
   private endAttempt(attempt: AttemptRecord, execution: ExecutionRef, state: number, now: number, failure: FailureRecord): number | null {
     const policyBytes = this.policyInEffect(execution);
-    const policy = resolvePolicy(decodePolicy(policyBytes));
+    const policy = this.resolved(policyBytes);
     const retryable = !(state === A.failed && failure.nonRetryable);
     let delayMs = retryable && policy ? retryDelayMs(policy, attempt.number, this.random) : null;
     if (delayMs !== null && failure.retryAfterMs > 0) delayMs = failure.retryAfterMs;
@@ -475,9 +490,9 @@ export class Coordinator {
       retryPolicy: policy ? policyBytes : null,
     });
     const fields = { execution_id: execution.id, task: execution.task, attempt: attempt.number, error_type: failure.type };
-    this.store.afterCommit(() => {
-      this.metrics.attemptFinished(execution.task, OUTCOME_OF_STATE[state]!);
-      if (delayMs !== null) this.metrics.retryScheduled(execution.task);
+    this.count((m) => {
+      m.attemptFinished(execution.task, OUTCOME_OF_STATE[state]!);
+      if (delayMs !== null) m.retryScheduled(execution.task);
     });
     if (state !== A.failed) this.log.info(state === A.timedOut ? "attempt timed out" : "attempt abandoned", { ...fields, message: failure.message });
     if (delayMs !== null) {
