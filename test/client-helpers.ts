@@ -2,8 +2,6 @@
 // clients with test-sized timings, a log that can be inspected, a gate to hold
 // handlers at a known point, and a record of the RPCs a worker sent. Workers
 // and clients left open fail the test, as coordinators do in helpers.ts.
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { Client, Worker } from "@reprise/client";
 import type { ClientOptions, Execution, LogFields, Logger, WorkerOptions } from "@reprise/client";
@@ -142,39 +140,3 @@ export function retryDelayAfter(execution: Execution, n: number): number {
 }
 
 export const bigintSeconds = (ms: number) => ({ seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 });
-
-export interface ChildCoordinator {
-  address: string;
-  /** SIGKILL: no shutdown, no flush beyond what SQLite already committed. */
-  kill(): Promise<void>;
-}
-
-/**
- * The built CLI (`npx tsc -b` first; `npm test` does) as a child process, so
- * that a test can kill -9 it. `listen` may use port 0 the first time; restart
- * on the reported address.
- */
-export async function spawnCoordinator(db: string, listen = "127.0.0.1:0"): Promise<ChildCoordinator> {
-  const cli = fileURLToPath(new URL("../dist/server/cli.js", import.meta.url));
-  const child = spawn(process.execPath, [cli, "serve", "--listen", listen, "--db", db], { stdio: ["ignore", "ignore", "pipe"] });
-  const name = `coordinator process ${child.pid}`;
-  open.add(name);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  let stderr = "";
-  const address = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-      const match = /serving on (\S+) with/.exec(stderr);
-      if (match) resolve(match[1]!);
-    });
-    void exited.then(() => reject(new Error(`coordinator exited before serving: ${stderr}`)));
-  });
-  return {
-    address,
-    async kill() {
-      child.kill("SIGKILL");
-      await exited;
-      open.delete(name);
-    },
-  };
-}

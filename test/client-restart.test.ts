@@ -4,7 +4,8 @@
 import { describe, expect, test } from "vitest";
 import { join } from "node:path";
 import { Client, ExecutionAbandonedError, ExecutionState, Worker } from "@reprise/client";
-import { FAST, Gate, MemoryLogger, clientEnv, spawnCoordinator } from "./client-helpers.js";
+import { FAST, Gate, MemoryLogger, clientEnv } from "./client-helpers.js";
+import { spawnCoordinator } from "./process-helpers.js";
 import { tempDir, until } from "./helpers.js";
 
 describe("coordinator restart", () => {
@@ -109,7 +110,7 @@ describe("coordinator crash", () => {
       await coordinator.kill();
       gate.open();
       await until(() => logger.entries.some((e) => e.message.startsWith("cannot report outcomes")), 5000, "a failed report");
-      coordinator = await spawnCoordinator(db, coordinator.address);
+      coordinator = await spawnCoordinator(db, Number(coordinator.address.split(":")[1]));
 
       expect(await results).toEqual([2, 3, 4]);
       for (const handle of handles) expect((await handle.get()).attempts).toHaveLength(1);

@@ -39,6 +39,8 @@ export interface ChildCoordinator {
   /** Resolves with the exit code or signal once the process has exited. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   closeClients(): void;
+  /** SIGKILL: no shutdown, no flush beyond what SQLite already committed. Closes the clients too. */
+  kill(): Promise<void>;
 }
 
 /** Starts `reprise serve` and resolves once it answers requests. */
@@ -72,6 +74,12 @@ export async function spawnCoordinator(db: string, port?: number, extraArgs: str
     stderr: () => stderr,
     exited,
     closeClients() {
+      executions.raw.close();
+      workers.raw.close();
+    },
+    async kill() {
+      child.kill("SIGKILL");
+      await exited;
       executions.raw.close();
       workers.raw.close();
     },
