@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import type { ParseArgsConfig } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { toJson } from "@bufbuild/protobuf";
+import { Client } from "@reprise/client";
 import { ExecutionSchema, ExecutionService, ExecutionState, AttemptState, createServiceClient } from "@reprise/client/wire";
 import type { Attempt, Execution, RetryPolicy, ServiceClient } from "@reprise/client/wire";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
@@ -34,6 +35,8 @@ const COMMON_HELP = `Common options:
 
 interface Context {
   client: ServiceClient<typeof ExecutionService>;
+  /** How to reach the coordinator, for the @reprise/client Client that follows executions. */
+  connection: { address: string; credentials: grpc.ChannelCredentials; token: string | undefined };
   metadata: grpc.Metadata;
   style: Style;
   json: boolean;
@@ -49,6 +52,7 @@ function connect(values: { addr?: string; token?: string; "tls-ca"?: string; jso
   if (token) metadata.set("authorization", `Bearer ${token}`);
   return {
     client: createServiceClient(ExecutionService, address, credentials),
+    connection: { address, credentials, token },
     metadata,
     style: terminalStyle(process.stdout),
     json: values.json ?? false,
@@ -248,22 +252,19 @@ export function progressLines(previous: Execution | undefined, current: Executio
   return lines;
 }
 
-/** Follows an execution to its end, re-attaching if the coordinator restarts. Returns the final snapshot. */
+/** Follows an execution to its end (the client re-attaches if the coordinator restarts). Returns the final snapshot. */
 async function follow(c: Context, id: string, onSnapshot: (e: Execution) => void): Promise<Execution> {
-  let last: Execution | undefined;
-  for (let retries = 0; ; ) {
-    try {
-      for await (const { execution } of c.client.watchExecution({ executionId: id }, { metadata: c.metadata })) {
-        retries = 0;
-        last = execution!;
-        onSnapshot(last);
-      }
-      if (last && isTerminal(last.state)) return last;
-    } catch (error) {
-      const code = (error as { code?: number }).code;
-      if (code !== grpc.status.UNAVAILABLE || ++retries > 30) throw error;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(200 * retries, 2000)));
+  const say = (message: string) => process.stderr.write(`reprise: ${message}\n`);
+  const client = new Client({ ...c.connection, logger: { debug() {}, info() {}, warn: say, error: say } });
+  try {
+    let last: Execution | undefined;
+    for await (const snapshot of client.execution(id).watch()) {
+      last = snapshot;
+      onSnapshot(snapshot);
     }
+    return last!;
+  } finally {
+    client.close();
   }
 }
 
