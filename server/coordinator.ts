@@ -543,7 +543,7 @@ export class Coordinator {
     for (;;) {
       const expired = this.store.attemptListExpired({ now, limit: EXPIRY_SLICE });
       let ended = 0;
-      for (const { id } of expired) {
+      for (const id of expired) {
         try {
           if (this.store.write(() => {
             const attempt = this.store.attemptGet(id);

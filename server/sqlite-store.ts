@@ -220,11 +220,11 @@ export class SqliteStore implements Store {
          WHERE seq = @seq AND state = ${RUNNING} AND attempt_count = @number`,
       ),
       attemptListExpired: db.prepare(
-        `SELECT * FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND lease_expires_at <= @now
+        `SELECT id FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND lease_expires_at <= @now
          UNION
-         SELECT * FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL AND timeout_at <= @now
+         SELECT id FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL AND timeout_at <= @now
          LIMIT @limit`,
-      ),
+      ).pluck(),
       nextPendingAt: db
         .prepare(`SELECT min(next_attempt_at) FROM executions WHERE state = ${PENDING} AND next_attempt_at > ?`)
         .pluck(),
@@ -469,8 +469,8 @@ export class SqliteStore implements Store {
     })();
   }
 
-  attemptListExpired(params: { now: number; limit: number }): AttemptRecord[] {
-    return (this.statements.attemptListExpired.all(params) as Row[]).map(attemptFromRow);
+  attemptListExpired(params: { now: number; limit: number }): number[] {
+    return this.statements.attemptListExpired.all(params) as number[];
   }
 
   nextDeadline(now: number): number | null {

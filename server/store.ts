@@ -159,8 +159,8 @@ export interface Store {
    * and the lease secret, and on the attempt being the execution's last.
    */
   attemptReturn(params: { id: number; leaseSecret: Uint8Array }): boolean;
-  /** RUNNING attempts whose lease or timeout has passed at `now`. */
-  attemptListExpired(params: { now: number; limit: number }): AttemptRecord[];
+  /** The ids of RUNNING attempts whose lease or timeout has passed at `now`. */
+  attemptListExpired(params: { now: number; limit: number }): number[];
 
   /** The earliest future moment something is due: a PENDING start, a lease expiry or a timeout. */
   nextDeadline(now: number): number | null;
