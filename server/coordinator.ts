@@ -5,9 +5,9 @@
 // Every change runs inside store.write(), synchronously, so that a read and the
 // guarded update that follows it cannot interleave with another request. Replies
 // wait for store.committed(): nothing is acknowledged before it is durable.
-import { create, toBinary } from "@bufbuild/protobuf";
+import { toBinary } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
-import { LeasedAttemptSchema, OutcomeReceiptSchema, RetryPolicySchema, StatusError } from "@reprise/client/wire";
+import { RetryPolicySchema, StatusError } from "@reprise/client/wire";
 import type { Execution, LeasedAttempt, Outcome, OutcomeReceipt, RetryPolicy } from "@reprise/client/wire";
 import { systemClock } from "./clock.js";
 import type { Clock } from "./clock.js";
@@ -24,7 +24,7 @@ import { newExecutionId } from "./ids.js";
 import { Scheduler } from "./scheduler.js";
 import { decodePolicy, toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "./store.js";
-import type { AttemptRecord, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord } from "./store.js";
+import type { AttemptRef, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord } from "./store.js";
 import { durationToMs, msToTimestamp } from "./time.js";
 import { quote } from "./validate.js";
 import { WatchHub } from "./watch-hub.js";
@@ -290,7 +290,15 @@ export class Coordinator {
   }
 
   async report(outcomes: Outcome[]): Promise<OutcomeReceipt[]> {
-    const receipts = outcomes.map((outcome) => this.store.write(() => this.applyOutcome(outcome)));
+    let receipts: OutcomeReceipt[];
+    try {
+      // One savepoint for the whole batch. Should an outcome fail to apply, the
+      // batch rolls back and each outcome is applied again in a savepoint of
+      // its own, so that the failure costs only that one.
+      receipts = this.store.write(() => outcomes.map((outcome) => this.applyOutcome(outcome)));
+    } catch {
+      receipts = outcomes.map((outcome) => this.store.write(() => this.applyOutcome(outcome)));
+    }
     await this.store.committed();
     return receipts;
   }
@@ -379,42 +387,42 @@ export class Coordinator {
         const timeoutAt = timeoutMs === null ? null : now + timeoutMs;
         const leaseExpiresAt = timeoutAt === null ? now + request.leaseMs : Math.min(now + request.leaseMs, timeoutAt);
         const leaseSecret = newLeaseSecret();
-        const attempt = this.store.attemptStart({
+        const number = record.attemptCount + 1;
+        const attemptId = this.store.attemptStart({
           executionSeq: record.seq,
-          number: record.attemptCount + 1,
+          number,
           workerId: request.workerId,
-          scheduledAt: record.nextAttemptAt!,
+          scheduledAt: record.nextAttemptAt,
           startedAt: now,
           leaseSecret,
           leaseMs: request.leaseMs,
           leaseExpiresAt,
           timeoutAt,
         });
-        if (!attempt) continue;
+        if (attemptId === undefined) continue;
         this.changed(record.seq);
-        const dueToStartMs = now - record.nextAttemptAt!;
-        this.count((m) => m.attemptStarted(record.task, dueToStartMs, attempt.number > 1));
+        const dueToStartMs = now - record.nextAttemptAt;
+        this.count((m) => m.attemptStarted(record.task, dueToStartMs, number > 1));
         this.scheduler.consider(leaseExpiresAt);
-        leased.push(
-          create(LeasedAttemptSchema, {
-            executionId: record.id,
-            task: record.task,
-            attempt: attempt.number,
-            leaseToken: encodeLeaseToken(attempt.id, leaseSecret),
-            leaseExpiresAt: msToTimestamp(leaseExpiresAt),
-            arguments: toPayload(record.arguments),
-            timeoutAt: timeoutAt === null ? undefined : msToTimestamp(timeoutAt),
-            labels: record.labels,
-          }),
-        );
-        this.log.debug("attempt leased", { execution_id: record.id, task: record.task, attempt: attempt.number, worker_id: request.workerId });
+        leased.push({
+          $typeName: "reprise.v1.LeasedAttempt",
+          executionId: record.id,
+          task: record.task,
+          attempt: number,
+          leaseToken: encodeLeaseToken(attemptId, leaseSecret),
+          leaseExpiresAt: msToTimestamp(leaseExpiresAt),
+          arguments: toPayload(record.arguments),
+          timeoutAt: timeoutAt === null ? undefined : msToTimestamp(timeoutAt),
+          labels: record.labels,
+        });
+        this.log.debug("attempt leased", { execution_id: record.id, task: record.task, attempt: number, worker_id: request.workerId });
       }
       return leased;
     });
   }
 
   /** The attempt a token names, or why it names none. Constant-time on the secret. */
-  private findAttempt(token: Uint8Array): (AttemptRecord & { execution: ExecutionRef }) | string {
+  private findAttempt(token: Uint8Array): AttemptRef | string {
     const decoded = decodeLeaseToken(token);
     if (!decoded) return "malformed lease token";
     const attempt = this.store.attemptGet(decoded.attemptId);
@@ -424,7 +432,7 @@ export class Coordinator {
 
   private refused(kind: string, reason: string): OutcomeReceipt {
     this.count((m) => m.reportRefused(kind));
-    return create(OutcomeReceiptSchema, { accepted: false, reason });
+    return receipt({ accepted: false, reason });
   }
 
   private applyOutcome(outcome: Outcome): OutcomeReceipt {
@@ -453,7 +461,7 @@ export class Coordinator {
       this.changed(execution.seq);
       this.count((m) => m.attemptFinished(execution.task, "succeeded"));
       this.log.debug("attempt succeeded", { execution_id: execution.id, task: execution.task, attempt: attempt.number });
-      return create(OutcomeReceiptSchema, { accepted: true });
+      return receipt({ accepted: true });
     }
     const failure = outcome.outcome.value;
     const decision = this.endAttempt(attempt, execution, A.failed, now, {
@@ -463,11 +471,7 @@ export class Coordinator {
       nonRetryable: failure.nonRetryable,
       retryAfterMs: failure.retryAfter ? durationToMs(failure.retryAfter) : 0,
     });
-    return create(OutcomeReceiptSchema, {
-      accepted: true,
-      willRetry: decision !== null,
-      nextAttemptAt: decision === null ? undefined : msToTimestamp(decision),
-    });
+    return receipt({ accepted: true, willRetry: decision !== null, nextAttemptAt: decision === null ? undefined : msToTimestamp(decision) });
   }
 
   /**
@@ -475,7 +479,7 @@ export class Coordinator {
    * follows under the policy in effect now. Returns when the retry is due, or
    * null when the execution ended.
    */
-  private endAttempt(attempt: AttemptRecord, execution: ExecutionRef, state: number, now: number, failure: FailureRecord): number | null {
+  private endAttempt(attempt: AttemptRef, execution: ExecutionRef, state: number, now: number, failure: FailureRecord): number | null {
     const policyBytes = this.policyInEffect(execution);
     const policy = this.resolved(policyBytes);
     const retryable = !(state === A.failed && failure.nonRetryable);
@@ -514,7 +518,7 @@ export class Coordinator {
    * whichever came first decides; heartbeats never extend a lease past the
    * timeout, so a timeout at or before the lease expiry is a timeout.
    */
-  private expireIfDue(attempt: AttemptRecord & { execution: ExecutionRef }, now: number): boolean {
+  private expireIfDue(attempt: AttemptRef, now: number): boolean {
     const timedOut = attempt.timeoutAt !== null && attempt.timeoutAt <= attempt.leaseExpiresAt;
     const deadline = timedOut ? attempt.timeoutAt! : attempt.leaseExpiresAt;
     if (deadline > now) return false;
@@ -564,6 +568,11 @@ export class Coordinator {
     const deadlines = [this.store.nextDeadline(now), this.polls.earliestDeadline()].filter((t): t is number => t !== null);
     this.scheduler.armAt(deadlines.length === 0 ? null : Math.min(...deadlines));
   }
+}
+
+/** An OutcomeReceipt as a literal: create() would first fill in every default. */
+function receipt(fields: Partial<Omit<OutcomeReceipt, "$typeName">> & { accepted: boolean }): OutcomeReceipt {
+  return { $typeName: "reprise.v1.OutcomeReceipt", reason: "", willRetry: false, nextAttemptAt: undefined, ...fields };
 }
 
 /** Serializes a validated policy for storage. */

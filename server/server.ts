@@ -149,7 +149,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         now: () => clock.now(),
       })
     : undefined;
-  store = new SqliteStore({ path: options.db, durability: options.durability, onCommit: metrics && ((changes, ms) => metrics.commit(changes, ms)) });
+  store = new SqliteStore({
+    path: options.db,
+    durability: options.durability,
+    onCommit: metrics && ((changes, ms) => metrics.commit(changes, ms)),
+    onWarning: (message) => log.warn(message),
+  });
   coordinator = new Coordinator({ store, clock, random: options.random, log, metrics });
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const server = new grpc.Server({
@@ -180,8 +185,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(options.listen, serverCredentials(options.tls), (error, port) => (error ? reject(error) : resolve(port))),
-  ).catch((error: unknown) => {
-    store.close();
+  ).catch(async (error: unknown) => {
+    await store.close();
     throw error;
   });
   const metricsServer = metrics && options.metricsListen ? await serveMetrics(metrics, options.metricsListen) : null;
@@ -208,7 +213,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           });
         });
         await store.committed().catch(() => undefined);
-        store.close();
+        await store.close();
         if (metricsServer) await new Promise((resolve) => metricsServer.server.close(resolve));
         log.info("stopped");
       })();

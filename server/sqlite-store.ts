@@ -4,8 +4,9 @@ import Database from "better-sqlite3";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Checkpointer } from "./checkpointer.js";
 import { AttemptStateNumber, ExecutionStateNumber } from "./store.js";
-import type { AttemptRecord, ExecutionRecord, ExecutionRef, FailureRecord, Store, TaskRecord } from "./store.js";
+import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord } from "./store.js";
 
 export type Durability = "normal" | "full";
 
@@ -16,13 +17,27 @@ export interface SqliteStoreOptions {
   durability?: Durability;
   /** Called after each commit with the number of changes it carried and how long COMMIT took. */
   onCommit?: (changes: number, ms: number) => void;
+  /**
+   * Run WAL checkpoints on a thread of their own (the default for a file)
+   * instead of inside an occasional COMMIT on the event loop.
+   */
+  backgroundCheckpoints?: boolean;
+  /** Told when background checkpoints fail or stop; the writer's own checkpoints then take over. */
+  onWarning?: (message: string) => void;
 }
 
+/**
+ * The writer's automatic checkpoint threshold, in pages, while a background
+ * thread checkpoints: a backstop (about 16 MB of WAL) for when the thread
+ * falls behind or is gone. SQLite's default of 1000 applies otherwise.
+ */
+const BACKSTOP_CHECKPOINT_PAGES = 4000;
+
 const PENDING = ExecutionStateNumber.pending;
-const FINISH = `UPDATE executions SET state = @state, finished_at = @finished_at, next_attempt_at = NULL,
-  result = @result, result_type = @result_type,
-  failure_type = @failure_type, failure_message = @failure_message, failure_stack = @failure_stack,
-  failure_non_retryable = @failure_non_retryable, failure_retry_after_ms = @failure_retry_after_ms,
+// Hot statements bind positional parameters: binding by name costs a property
+// lookup per parameter on every run.
+const FINISH = `UPDATE executions SET state = ?, finished_at = ?, next_attempt_at = NULL, result = ?, result_type = ?,
+  failure_type = ?, failure_message = ?, failure_stack = ?, failure_non_retryable = ?, failure_retry_after_ms = ?,
   version = version + 1`;
 const RUNNING = ExecutionStateNumber.running;
 const ATTEMPT_RUNNING = AttemptStateNumber.running;
@@ -57,15 +72,18 @@ function failureFromRow(row: Row): FailureRecord | null {
   };
 }
 
-function failureParams(failure: FailureRecord | null | undefined) {
-  return {
-    failure_type: failure?.type ?? null,
-    failure_message: failure?.message ?? null,
-    failure_stack: failure?.stackTrace ?? null,
-    failure_non_retryable: failure ? (failure.nonRetryable ? 1 : 0) : null,
-    failure_retry_after_ms: failure?.retryAfterMs ?? null,
-  };
+/** failure_type, failure_message, failure_stack, failure_non_retryable, failure_retry_after_ms. */
+function failureParams(failure: FailureRecord | null | undefined): unknown[] {
+  if (!failure) return [null, null, null, null, null];
+  return [failure.type, failure.message, failure.stackTrace, failure.nonRetryable ? 1 : 0, failure.retryAfterMs];
 }
+
+// Most executions carry no labels: skip JSON for them.
+const labelsJson = (labels: Record<string, string>) => {
+  for (const _ in labels) return JSON.stringify(labels);
+  return "{}";
+};
+const parseLabels = (json: string): Record<string, string> => (json === "{}" ? {} : (JSON.parse(json) as Record<string, string>));
 
 function executionFromRow(row: Row): ExecutionRecord {
   return {
@@ -82,7 +100,7 @@ function executionFromRow(row: Row): ExecutionRecord {
     createdAt: row.created_at as number,
     finishedAt: row.finished_at as number | null,
     idempotencyKey: row.idempotency_key as string | null,
-    labels: JSON.parse(row.labels as string) as Record<string, string>,
+    labels: parseLabels(row.labels as string),
     attemptCount: row.attempt_count as number,
   };
 }
@@ -109,12 +127,15 @@ function attemptFromRow(row: Row): AttemptRecord {
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements: ReturnType<SqliteStore["prepare"]>;
+  /** Transaction control, prepared once rather than parsed at every change. */
+  private readonly control: Record<"begin" | "commit" | "rollback" | "savepoint" | "release" | "rollbackToSavepoint", Database.Statement>;
   private flushScheduled = false;
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private effects: (() => void)[] = [];
   private commitCount = 0;
   private changesInBatch = 0;
   private readonly onCommit: (changes: number, ms: number) => void;
+  private readonly checkpointer: Checkpointer | null = null;
 
   constructor(options: SqliteStoreOptions) {
     this.onCommit = options.onCommit ?? (() => {});
@@ -128,6 +149,32 @@ export class SqliteStore implements Store {
     this.db.pragma("cache_size = -32768");
     this.migrate();
     this.statements = this.prepare();
+    this.control = {
+      begin: this.db.prepare("BEGIN IMMEDIATE"),
+      commit: this.db.prepare("COMMIT"),
+      rollback: this.db.prepare("ROLLBACK"),
+      savepoint: this.db.prepare("SAVEPOINT change"),
+      release: this.db.prepare("RELEASE change"),
+      rollbackToSavepoint: this.db.prepare("ROLLBACK TO change"),
+    };
+    if ((options.backgroundCheckpoints ?? true) && options.path !== ":memory:" && options.path !== "") {
+      this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
+      this.checkpointer = new Checkpointer({
+        path: options.path,
+        synchronous: options.durability === "full" ? "FULL" : "NORMAL",
+        onError: options.onWarning,
+      });
+    }
+  }
+
+  /** A pragma's current value, for tests and diagnostics. */
+  pragma(name: string): unknown {
+    return this.db.pragma(name, { simple: true });
+  }
+
+  /** Background WAL checkpoints completed so far (0 when they run inside commits). */
+  get checkpoints(): number {
+    return this.checkpointer?.checkpoints ?? 0;
   }
 
   private migrate(): void {
@@ -161,8 +208,7 @@ export class SqliteStore implements Store {
       executionInsert: db.prepare(
         `INSERT INTO executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
            idempotency_key, labels)
-         VALUES (@id, @task, @state, @arguments, @arguments_type, @retry_policy, @next_attempt_at, @created_at,
-           @idempotency_key, @labels)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       executionGet: db.prepare("SELECT * FROM executions WHERE id = ?"),
       executionGetBySeq: db.prepare("SELECT * FROM executions WHERE seq = ?"),
@@ -175,30 +221,35 @@ export class SqliteStore implements Store {
       executionList: db.prepare(
         `SELECT * FROM executions WHERE (@state IS NULL OR state = @state) AND seq < @before ORDER BY seq DESC LIMIT @limit`,
       ),
-      executionListDueOne: db.prepare(
-        `SELECT * FROM executions WHERE state = ${PENDING} AND task = @task AND next_attempt_at <= @now
-         ORDER BY next_attempt_at, seq LIMIT @limit`,
-      ),
+      // Only what a lease needs, as arrays: seq, id, task, arguments, arguments_type, labels, next_attempt_at, attempt_count.
+      executionListDueOne: db
+        .prepare(
+          `SELECT seq, id, task, arguments, arguments_type, labels, next_attempt_at, attempt_count FROM executions
+           WHERE state = ${PENDING} AND task = ? AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?`,
+        )
+        .raw(),
       executionSetRetry: db.prepare(
-        `UPDATE executions SET state = ${PENDING}, next_attempt_at = @next_attempt_at, version = version + 1
-         WHERE seq = @seq AND state = ${RUNNING}`,
+        `UPDATE executions SET state = ${PENDING}, next_attempt_at = ?, version = version + 1 WHERE seq = ? AND state = ${RUNNING}`,
       ),
-      executionFinishRunning: db.prepare(`${FINISH} WHERE seq = @seq AND state = ${RUNNING}`),
-      executionFinishOpen: db.prepare(`${FINISH} WHERE seq = @seq AND state IN (${PENDING}, ${RUNNING})`),
+      executionFinishRunning: db.prepare(`${FINISH} WHERE seq = ? AND state = ${RUNNING}`),
+      executionFinishOpen: db.prepare(`${FINISH} WHERE seq = ? AND state IN (${PENDING}, ${RUNNING})`),
       executionStart: db.prepare(
-        `UPDATE executions SET state = ${RUNNING}, next_attempt_at = NULL, attempt_count = @number, version = version + 1
-         WHERE seq = @seq AND state = ${PENDING} AND attempt_count = @number - 1`,
+        `UPDATE executions SET state = ${RUNNING}, next_attempt_at = NULL, attempt_count = attempt_count + 1, version = version + 1
+         WHERE seq = ? AND state = ${PENDING} AND attempt_count = ?`,
       ),
       attemptInsert: db.prepare(
         `INSERT INTO attempts (execution_seq, number, state, worker_id, scheduled_at, started_at, lease_secret, lease_ms,
            lease_expires_at, timeout_at)
-         VALUES (@execution_seq, @number, ${ATTEMPT_RUNNING}, @worker_id, @scheduled_at, @started_at, @lease_secret,
-           @lease_ms, @lease_expires_at, @timeout_at)`,
+         VALUES (?, ?, ${ATTEMPT_RUNNING}, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      attemptGet: db.prepare(
-        `SELECT a.*, e.id AS e_id, e.task AS e_task, e.retry_policy AS e_retry_policy
-         FROM attempts a JOIN executions e ON e.seq = a.execution_seq WHERE a.id = ?`,
-      ),
+      // Only what deciding an attempt's fate needs, as an array (see attemptGet).
+      attemptGet: db
+        .prepare(
+          `SELECT a.execution_seq, a.number, a.state, a.worker_id, a.scheduled_at, a.started_at, a.lease_secret, a.lease_ms,
+             a.lease_expires_at, a.timeout_at, e.id, e.task, e.retry_policy
+           FROM attempts a JOIN executions e ON e.seq = a.execution_seq WHERE a.id = ?`,
+        )
+        .raw(),
       attemptList: db.prepare("SELECT * FROM attempts WHERE execution_seq = ? ORDER BY number"),
       attemptGetRunning: db.prepare(`SELECT * FROM attempts WHERE execution_seq = ? AND state = ${ATTEMPT_RUNNING}`),
       attemptExtendLease: db.prepare(
@@ -206,10 +257,9 @@ export class SqliteStore implements Store {
          WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret`,
       ),
       attemptFinish: db.prepare(
-        `UPDATE attempts SET state = @state, finished_at = @finished_at, retry_policy = @retry_policy,
-           failure_type = @failure_type, failure_message = @failure_message, failure_stack = @failure_stack,
-           failure_non_retryable = @failure_non_retryable, failure_retry_after_ms = @failure_retry_after_ms
-         WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret`,
+        `UPDATE attempts SET state = ?, finished_at = ?, retry_policy = ?,
+           failure_type = ?, failure_message = ?, failure_stack = ?, failure_non_retryable = ?, failure_retry_after_ms = ?
+         WHERE id = ? AND state = ${ATTEMPT_RUNNING} AND lease_secret = ?`,
       ),
       attemptDelete: db.prepare(
         `DELETE FROM attempts WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret
@@ -246,14 +296,34 @@ export class SqliteStore implements Store {
   }
 
   write<T>(change: () => T): T {
+    const control = this.control;
     if (!this.db.inTransaction) {
-      this.db.exec("BEGIN IMMEDIATE");
+      control.begin.run();
       this.scheduleFlush();
     }
     this.changesInBatch++;
-    // Inside an open transaction better-sqlite3 uses a savepoint, so one failed
-    // change rolls back alone and the rest of the batch still commits.
-    return this.db.transaction(change)();
+    // Each change in its own savepoint: one that fails rolls back alone, and
+    // the rest of the batch still commits.
+    control.savepoint.run();
+    const effects = this.effects.length;
+    let result: T;
+    try {
+      result = change();
+    } catch (error) {
+      if (this.db.inTransaction) {
+        control.rollbackToSavepoint.run();
+        control.release.run();
+        // What the change queued for after the commit did not happen.
+        this.effects.length = effects;
+      } else {
+        // SQLite rolled back the whole batch (an I/O error, a full disk):
+        // nothing in it will commit, so nobody waiting on it may hear otherwise.
+        this.abandonBatch(error);
+      }
+      throw error;
+    }
+    control.release.run();
+    return result;
   }
 
   committed(): Promise<void> {
@@ -272,6 +342,14 @@ export class SqliteStore implements Store {
     setImmediate(() => this.flush());
   }
 
+  private abandonBatch(error: unknown): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    this.effects = [];
+    this.changesInBatch = 0;
+    for (const waiter of waiters) waiter.reject(error);
+  }
+
   /** Commits the open batch, then settles its waiters and runs its effects. */
   flush(): void {
     this.flushScheduled = false;
@@ -284,21 +362,26 @@ export class SqliteStore implements Store {
     this.changesInBatch = 0;
     const started = performance.now();
     try {
-      this.db.exec("COMMIT");
-      this.commitCount++;
-      this.onCommit(changes, performance.now() - started);
+      this.control.commit.run();
     } catch (error) {
-      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      if (this.db.inTransaction) this.control.rollback.run();
       for (const waiter of waiters) waiter.reject(error);
       return;
     }
+    this.commitCount++;
+    const ended = performance.now();
+    this.onCommit(changes, ended - started);
+    this.checkpointer?.committed(ended);
     for (const effect of effects) effect();
     for (const waiter of waiters) waiter.resolve();
   }
 
-  close(): void {
+  /** Commits what is pending and closes the database; resolves once the checkpoint thread has closed its connection too. */
+  close(): Promise<void> {
     this.flush();
+    const thread = this.checkpointer?.close() ?? Promise.resolve();
     this.db.close();
+    return thread;
   }
 
   taskGet(name: string): TaskRecord | undefined {
@@ -326,18 +409,18 @@ export class SqliteStore implements Store {
   executionInsert(params: Parameters<Store["executionInsert"]>[0]): ExecutionRecord {
     // The record is built here rather than read back with RETURNING *, which
     // costs more than the insert itself.
-    const { lastInsertRowid } = this.statements.executionInsert.run({
-      id: params.id,
-      task: params.task,
-      state: params.state,
-      arguments: blob(params.arguments.data),
-      arguments_type: params.arguments.contentType,
-      retry_policy: blob(params.retryPolicy),
-      next_attempt_at: params.nextAttemptAt,
-      created_at: params.createdAt,
-      idempotency_key: params.idempotencyKey,
-      labels: JSON.stringify(params.labels),
-    });
+    const { lastInsertRowid } = this.statements.executionInsert.run(
+      params.id,
+      params.task,
+      params.state,
+      blob(params.arguments.data),
+      params.arguments.contentType,
+      blob(params.retryPolicy),
+      params.nextAttemptAt,
+      params.createdAt,
+      params.idempotencyKey,
+      labelsJson(params.labels),
+    );
     return { ...params, seq: Number(lastInsertRowid), version: 1, result: null, failure: null, finishedAt: null, attemptCount: 0 };
   }
 
@@ -367,61 +450,82 @@ export class SqliteStore implements Store {
     return rows.map(executionFromRow);
   }
 
-  executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): ExecutionRecord[] {
+  executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[] {
     // One indexed range scan per task, merged: cheaper than one query with
     // IN (...) and ORDER BY, which cannot use the index for ordering.
-    const due: ExecutionRecord[] = [];
-    for (const task of new Set(params.tasks)) {
-      const rows = this.statements.executionListDueOne.all({ task, now: params.now, limit: params.limit }) as Row[];
-      for (const row of rows) due.push(executionFromRow(row));
+    const due: DueExecution[] = [];
+    for (const task of params.tasks.length === 1 ? params.tasks : new Set(params.tasks)) {
+      const rows = this.statements.executionListDueOne.all(task, params.now, params.limit) as unknown[][];
+      for (const row of rows) {
+        due.push({
+          seq: row[0] as number,
+          id: row[1] as string,
+          task: row[2] as string,
+          arguments: { data: row[3] as Buffer, contentType: row[4] as string },
+          labels: parseLabels(row[5] as string),
+          nextAttemptAt: row[6] as number,
+          attemptCount: row[7] as number,
+        });
+      }
     }
     if (due.length > params.limit) {
-      due.sort((a, b) => a.nextAttemptAt! - b.nextAttemptAt! || a.seq - b.seq);
+      due.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || a.seq - b.seq);
       due.length = params.limit;
     }
     return due;
   }
 
   executionSetRetry(params: { seq: number; nextAttemptAt: number }): boolean {
-    return this.statements.executionSetRetry.run({ seq: params.seq, next_attempt_at: params.nextAttemptAt }).changes === 1;
+    return this.statements.executionSetRetry.run(params.nextAttemptAt, params.seq).changes === 1;
   }
 
   executionFinish(params: Parameters<Store["executionFinish"]>[0]): boolean {
     const statement = params.from === "running" ? this.statements.executionFinishRunning : this.statements.executionFinishOpen;
-    const info = statement.run({
-      seq: params.seq,
-      state: params.state,
-      finished_at: params.finishedAt,
-      result: blob(params.result?.data),
-      result_type: params.result?.contentType ?? null,
+    const info = statement.run(
+      params.state,
+      params.finishedAt,
+      blob(params.result?.data),
+      params.result?.contentType ?? null,
       ...failureParams(params.failure),
-    });
+      params.seq,
+    );
     return info.changes === 1;
   }
 
-  attemptStart(params: Parameters<Store["attemptStart"]>[0]): AttemptRecord | undefined {
-    const started = this.statements.executionStart.run({ seq: params.executionSeq, number: params.number });
+  attemptStart(params: Parameters<Store["attemptStart"]>[0]): number | undefined {
+    const started = this.statements.executionStart.run(params.executionSeq, params.number - 1);
     if (started.changes !== 1) return undefined;
-    const { lastInsertRowid } = this.statements.attemptInsert.run({
-      execution_seq: params.executionSeq,
-      number: params.number,
-      worker_id: params.workerId,
-      scheduled_at: params.scheduledAt,
-      started_at: params.startedAt,
-      lease_secret: blob(params.leaseSecret),
-      lease_ms: params.leaseMs,
-      lease_expires_at: params.leaseExpiresAt,
-      timeout_at: params.timeoutAt,
-    });
-    return { ...params, id: Number(lastInsertRowid), state: ATTEMPT_RUNNING, finishedAt: null, failure: null, retryPolicy: null };
+    const { lastInsertRowid } = this.statements.attemptInsert.run(
+      params.executionSeq,
+      params.number,
+      params.workerId,
+      params.scheduledAt,
+      params.startedAt,
+      blob(params.leaseSecret),
+      params.leaseMs,
+      params.leaseExpiresAt,
+      params.timeoutAt,
+    );
+    return Number(lastInsertRowid);
   }
 
-  attemptGet(id: number): (AttemptRecord & { execution: ExecutionRef }) | undefined {
-    const row = this.statements.attemptGet.get(id) as Row | undefined;
+  attemptGet(id: number): AttemptRef | undefined {
+    const row = this.statements.attemptGet.get(id) as unknown[] | undefined;
     if (!row) return undefined;
+    const executionSeq = row[0] as number;
     return {
-      ...attemptFromRow(row),
-      execution: { seq: row.execution_seq as number, id: row.e_id as string, task: row.e_task as string, retryPolicy: (row.e_retry_policy as Buffer | null) ?? null },
+      id,
+      executionSeq,
+      number: row[1] as number,
+      state: row[2] as number,
+      workerId: row[3] as string,
+      scheduledAt: row[4] as number,
+      startedAt: row[5] as number,
+      leaseSecret: row[6] as Buffer,
+      leaseMs: row[7] as number,
+      leaseExpiresAt: row[8] as number,
+      timeoutAt: row[9] as number | null,
+      execution: { seq: executionSeq, id: row[10] as string, task: row[11] as string, retryPolicy: (row[12] as Buffer | null) ?? null },
     };
   }
 
@@ -445,14 +549,14 @@ export class SqliteStore implements Store {
   }
 
   attemptFinish(params: Parameters<Store["attemptFinish"]>[0]): boolean {
-    const info = this.statements.attemptFinish.run({
-      id: params.id,
-      lease_secret: blob(params.leaseSecret),
-      state: params.state,
-      finished_at: params.finishedAt,
-      retry_policy: blob(params.retryPolicy),
+    const info = this.statements.attemptFinish.run(
+      params.state,
+      params.finishedAt,
+      blob(params.retryPolicy),
       ...failureParams(params.failure),
-    });
+      params.id,
+      blob(params.leaseSecret),
+    );
     return info.changes === 1;
   }
 

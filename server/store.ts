@@ -86,6 +86,12 @@ export interface AttemptRecord {
   retryPolicy: Uint8Array | null;
 }
 
+/** What leasing an execution needs of it. */
+export type DueExecution = Pick<ExecutionRecord, "seq" | "id" | "task" | "arguments" | "labels" | "attemptCount"> & { nextAttemptAt: number };
+
+/** An attempt as deciding its fate needs it: no outcome fields, with its execution. */
+export type AttemptRef = Omit<AttemptRecord, "finishedAt" | "failure" | "retryPolicy"> & { execution: ExecutionRef };
+
 /** What deciding an attempt's fate needs of its execution. */
 export interface ExecutionRef {
   seq: number;
@@ -106,7 +112,8 @@ export interface Store {
   committed(): Promise<void>;
   /** Runs `effect` after the current batch commits, and never if it rolls back. */
   afterCommit(effect: () => void): void;
-  close(): void;
+  /** Commits what is pending and closes; resolves once every file handle is closed. */
+  close(): Promise<void>;
 
   taskGet(name: string): TaskRecord | undefined;
   taskUpsert(task: TaskRecord): void;
@@ -118,7 +125,7 @@ export interface Store {
   /** Newest first; `beforeSeq` pages. */
   executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): ExecutionRecord[];
   /** PENDING executions of `tasks` due at `now`, oldest due first. */
-  executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): ExecutionRecord[];
+  executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[];
   /** RUNNING -> PENDING, due again at `nextAttemptAt` (a retry). Guarded on RUNNING. */
   executionSetRetry(params: { seq: number; nextAttemptAt: number }): boolean;
   /** Guarded on the current state: RUNNING, or either PENDING or RUNNING ("open"). */
@@ -133,12 +140,12 @@ export interface Store {
 
   /**
    * PENDING -> RUNNING with a new attempt. Guarded on PENDING, so an
-   * execution never has two attempts RUNNING. Returns undefined when the
-   * execution was no longer PENDING.
+   * execution never has two attempts RUNNING. Returns the new attempt's id,
+   * or undefined when the execution was no longer PENDING.
    */
-  attemptStart(params: Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy">): AttemptRecord | undefined;
+  attemptStart(params: Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy">): number | undefined;
   /** An attempt with the execution it belongs to. */
-  attemptGet(id: number): (AttemptRecord & { execution: ExecutionRef }) | undefined;
+  attemptGet(id: number): AttemptRef | undefined;
   attemptList(executionSeq: number): AttemptRecord[];
   /** The RUNNING attempt of an execution, if any. */
   attemptGetRunning(executionSeq: number): AttemptRecord | undefined;

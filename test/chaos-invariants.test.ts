@@ -8,9 +8,9 @@ import { SqliteStore } from "../server/sqlite-store.js";
 import { checkInvariants } from "./chaos/invariants.js";
 import { seconds, tempDir } from "./helpers.js";
 
-function database(): string {
+async function database(): Promise<string> {
   const path = join(tempDir(), "broken.db");
-  new SqliteStore({ path }).close();
+  await new SqliteStore({ path }).close();
   return path;
 }
 
@@ -35,8 +35,8 @@ function insert(path: string, task: string, state: number, attempts: { state: nu
 const policy = (limit: number, min: number, max: number) => toBinary(RetryPolicySchema, create(RetryPolicySchema, { limit, backoffMin: seconds(min), backoffMax: seconds(max) }));
 
 describe("chaos invariants", () => {
-  test("a clean history has no violations", () => {
-    const path = database();
+  test("a clean history has no violations", async () => {
+    const path = await database();
     insert(path, "limited", ExecutionState.SUCCEEDED, [
       { state: 3, started: 0, finished: 10, policy: policy(3, 0.05, 0.2) },
       { state: 2, started: 60, scheduled: 60, finished: 70 },
@@ -44,8 +44,8 @@ describe("chaos invariants", () => {
     expect(checkInvariants(path, { acknowledged: new Set(["limited-3-2"]), waited: new Map([["limited-3-2", ExecutionState.SUCCEEDED]]) }).violations).toEqual([]);
   });
 
-  test("the checks catch an at-most-once task run twice, overlapping attempts, a wrong delay, a stale outcome, a lost execution and a waiter that disagrees", () => {
-    const path = database();
+  test("the checks catch an at-most-once task run twice, overlapping attempts, a wrong delay, a stale outcome, a lost execution and a waiter that disagrees", async () => {
+    const path = await database();
     insert(path, "at_most_once", ExecutionState.FAILED, [
       { state: 4, started: 0, finished: 1000 },
       { state: 3, started: 1000, finished: 1010 },

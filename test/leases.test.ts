@@ -233,7 +233,7 @@ describe("lease fencing", () => {
     try {
       expect(reader.executionGet(execution.id)?.state).toBe(ExecutionState.RUNNING);
     } finally {
-      reader.close();
+      await reader.close();
     }
   });
 });

@@ -1,4 +1,5 @@
 // The SQLite store's group commit and guards, below the services.
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, test } from "vitest";
@@ -30,7 +31,7 @@ describe("group commit", () => {
       await store.committed();
       expect(store.commits).toBe(2);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -48,13 +49,13 @@ describe("group commit", () => {
       store.write(() => store.executionInsert(newExecution("c")));
       await store.committed();
     } finally {
-      store.close();
+      await store.close();
     }
     const reopened = new SqliteStore({ path });
     try {
       expect(["a", "b", "c"].map((id) => reopened.executionGet(id)?.id)).toEqual(["a", undefined, "c"]);
     } finally {
-      reopened.close();
+      await reopened.close();
     }
   });
 
@@ -70,7 +71,50 @@ describe("group commit", () => {
       await store.committed();
       expect(events).toEqual(["effect after 1 commits"]);
     } finally {
-      store.close();
+      await store.close();
+    }
+  });
+
+  test("effects queued by a change that throws never run; those of the rest of its batch do", async () => {
+    const store = new SqliteStore({ path: join(tempDir(), "db") });
+    try {
+      const events: string[] = [];
+      store.write(() => store.afterCommit(() => events.push("a")));
+      expect(() =>
+        store.write(() => {
+          store.afterCommit(() => events.push("b"));
+          throw new Error("boom");
+        }),
+      ).toThrow("boom");
+      store.write(() => {
+        store.executionInsert(newExecution("c"));
+        store.afterCommit(() => events.push("c"));
+      });
+      await store.committed();
+      expect(events).toEqual(["a", "c"]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("WAL checkpoints run on a thread of their own, not inside the commits that the replies wait for", async () => {
+    const path = join(tempDir(), "db");
+    const store = new SqliteStore({ path });
+    try {
+      // The writer's own automatic checkpoint is only a backstop, far above SQLite's default of 1000 pages.
+      expect(store.pragma("wal_autocheckpoint")).toBe(4000);
+      const pagesInFile = () => statSync(path).size / 4096;
+      const before = pagesInFile();
+      for (let i = 0; i < 200 && store.checkpoints < 2; i++) {
+        store.write(() => store.executionInsert({ ...newExecution(`e${i}`), arguments: { data: new Uint8Array(2000), contentType: "" } }));
+        await store.committed();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      expect(store.checkpoints).toBeGreaterThanOrEqual(2);
+      // Pages moved from the WAL into the database file while the writer kept committing.
+      expect(pagesInFile()).toBeGreaterThan(before);
+    } finally {
+      await store.close();
     }
   });
 
@@ -78,9 +122,9 @@ describe("group commit", () => {
     const path = join(tempDir(), "db");
     const store = new SqliteStore({ path });
     store.write(() => store.executionInsert(newExecution("kept")));
-    store.close();
+    await store.close();
     const again = new SqliteStore({ path });
-    again.close();
+    await again.close();
     const db = new Database(path, { readonly: true });
     try {
       expect(db.prepare("SELECT version, name FROM schema_migrations ORDER BY version").all()).toEqual([

@@ -37,7 +37,7 @@ describe("undelivered leases", () => {
     } finally {
       coordinator.shutdown();
       await store.committed();
-      store.close();
+      await store.close();
     }
   });
 });

@@ -1,0 +1,122 @@
+// WAL checkpoints on a thread of their own. SQLite's automatic checkpoint runs
+// inside the COMMIT that crosses its threshold, on the event loop: every few
+// hundred commits one of them also copies the WAL into the database file and
+// syncs it, and every reply waiting on that commit (or queued behind it) is
+// late by milliseconds. Here a second connection, on a worker thread, runs
+// PASSIVE checkpoints, which never block the writer; the writer's own
+// automatic checkpoint stays as a backstop with a high threshold, for when
+// this thread falls behind or is gone.
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
+
+/** The thread's code, CommonJS, evaluated as is: it opens the database and checkpoints on request. */
+const THREAD = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.pragma("synchronous = " + workerData.synchronous);
+db.pragma("cache_size = -1024");
+parentPort.on("message", (message) => {
+  if (message === "close") {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  const started = performance.now();
+  try {
+    const [{ busy, log, checkpointed }] = db.pragma("wal_checkpoint(PASSIVE)");
+    parentPort.postMessage({ busy, log, checkpointed, ms: performance.now() - started });
+  } catch (error) {
+    parentPort.postMessage({ error: String(error), ms: performance.now() - started });
+  }
+});
+`;
+
+export interface CheckpointResult {
+  /** Frames in the WAL, and how many of them are now in the database file. */
+  log: number;
+  checkpointed: number;
+  ms: number;
+}
+
+export interface CheckpointerOptions {
+  path: string;
+  synchronous: "NORMAL" | "FULL";
+  /** At most one checkpoint starts per this many milliseconds of commits. */
+  intervalMs?: number;
+  onCheckpoint?: (result: CheckpointResult) => void;
+  onError?: (message: string) => void;
+}
+
+export class Checkpointer {
+  private readonly thread: Worker;
+  private readonly intervalMs: number;
+  private inFlight = false;
+  private lastStartedAt = -Infinity;
+  private failed = false;
+  private checkpointCount = 0;
+  private readonly exited: Promise<void>;
+
+  constructor(private readonly options: CheckpointerOptions) {
+    this.intervalMs = options.intervalMs ?? 50;
+    this.thread = new Worker(THREAD, {
+      eval: true,
+      workerData: { driver: createRequire(import.meta.url).resolve("better-sqlite3"), path: options.path, synchronous: options.synchronous },
+      // It holds one small page cache and a few numbers.
+      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
+    });
+    this.thread.on("message", (message: CheckpointResult & { error?: string }) => {
+      this.inFlight = false;
+      if (message.error !== undefined) this.options.onError?.(`WAL checkpoint failed: ${message.error}`);
+      else {
+        this.checkpointCount++;
+        this.options.onCheckpoint?.(message);
+      }
+    });
+    this.thread.on("error", (error) => this.fail(`the checkpoint thread failed: ${error.message}`));
+    this.exited = new Promise((resolve) =>
+      this.thread.once("exit", (code) => {
+        this.fail(`the checkpoint thread exited with code ${code}`);
+        resolve();
+      }),
+    );
+    // It never keeps the process alive: a coordinator that is done exits.
+    // (After the listeners: adding a message listener refs the port again.)
+    this.thread.unref();
+  }
+
+  /** Checkpoints that completed since the thread started. */
+  get checkpoints(): number {
+    return this.checkpointCount;
+  }
+
+  /** Called after every commit: starts a checkpoint unless one is running or one started less than intervalMs ago. */
+  committed(now = performance.now()): void {
+    if (this.inFlight || this.failed || now - this.lastStartedAt < this.intervalMs) return;
+    this.inFlight = true;
+    this.lastStartedAt = now;
+    this.thread.postMessage("checkpoint");
+  }
+
+  /**
+   * Asks the thread to close its connection and end, after any checkpoint in
+   * progress; resolves once it has. A thread that has not ended after
+   * `graceMs` is terminated.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    if (!this.failed) {
+      this.failed = true;
+      this.thread.postMessage("close");
+    }
+    const timer = setTimeout(() => void this.thread.terminate(), graceMs);
+    timer.unref();
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  private fail(message: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.options.onError?.(`${message}; the writer's own automatic checkpoints take over`);
+  }
+}
