@@ -2,9 +2,10 @@
 // a generated GenService descriptor, used by the server to register handlers and
 // by clients (through makeGenericClientConstructor) to call them.
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { encodeMessage } from "./encode.js";
 
 type Methods<S> = S extends GenService<infer M> ? M : never;
 type In<M extends GenServiceMethods[string]> = MessageShape<M["input"]>;
@@ -69,7 +70,7 @@ class UndecodableRequest {
 
 function serializer<D extends DescMessage>(schema: D) {
   return {
-    serialize: (value: MessageShape<D>) => Buffer.from(toBinary(schema, value)),
+    serialize: (value: MessageShape<D> | MessageInitShape<D>) => encodeMessage(schema, value),
     deserialize: (bytes: Buffer) => fromBinary(schema, bytes),
     deserializeRequest: (bytes: Buffer): MessageShape<D> | UndecodableRequest => {
       try {
@@ -146,7 +147,8 @@ export function implementService<S extends GenService<GenServiceMethods>>(
     if (method.methodKind === "unary") {
       implementation[method.localName] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         run(method.name, handler, call).then(
-          (init) => callback(null, create(method.output, init as MessageInitShape<DescMessage>)),
+          // The encoder takes an init object as it is: no create() copy first.
+          (init) => callback(null, init),
           (error: unknown) => callback(toStatus(name, error)),
         );
       };
@@ -185,7 +187,7 @@ export function createServiceClient<S extends GenService<GenServiceMethods>>(
             definition.path,
             definition.requestSerialize,
             definition.responseDeserialize,
-            create(method.input, init),
+            init,
             opts.metadata ?? new grpc.Metadata(),
             { deadline: opts.deadline },
             (error, value) => {
@@ -202,7 +204,7 @@ export function createServiceClient<S extends GenService<GenServiceMethods>>(
           definition.path,
           definition.requestSerialize,
           definition.responseDeserialize,
-          create(method.input, init),
+          init,
           opts.metadata ?? new grpc.Metadata(),
           { deadline: opts.deadline },
         );
