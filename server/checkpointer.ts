@@ -108,6 +108,8 @@ export class Checkpointer {
       this.failed = true;
       this.thread.postMessage("close");
     }
+    // Whoever awaits the close keeps the process alive until it is done.
+    this.thread.ref();
     const timer = setTimeout(() => void this.thread.terminate(), graceMs);
     timer.unref();
     await this.exited;

@@ -571,8 +571,8 @@ export class Coordinator {
 }
 
 /** An OutcomeReceipt as a literal: create() would first fill in every default. */
-function receipt(fields: Partial<Omit<OutcomeReceipt, "$typeName">> & { accepted: boolean }): OutcomeReceipt {
-  return { $typeName: "reprise.v1.OutcomeReceipt", reason: "", willRetry: false, nextAttemptAt: undefined, ...fields };
+function receipt({ accepted, reason = "", willRetry = false, nextAttemptAt }: Partial<Omit<OutcomeReceipt, "$typeName">> & { accepted: boolean }): OutcomeReceipt {
+  return { $typeName: "reprise.v1.OutcomeReceipt", accepted, reason, willRetry, nextAttemptAt };
 }
 
 /** Serializes a validated policy for storage. */

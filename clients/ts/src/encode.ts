@@ -94,46 +94,48 @@ function planOf(schema: DescMessage): MessagePlan | null {
   return plan;
 }
 
-function planField(field: DescField): FieldPlan | null {
-  if (field.presence === 3 /* LEGACY_REQUIRED */) return null;
-  const base = {
+/** Every plan is built here, so that all share one hidden class and the hot loops stay monomorphic. */
+function fieldPlan(field: DescField, shape: FieldPlan["shape"], wireType: number, parts: Partial<Pick<FieldPlan, "kind" | "packed" | "message" | "mapKey" | "mapValue">>): FieldPlan {
+  return {
     localName: field.localName,
     oneof: field.oneof?.localName,
     explicit: field.oneof !== undefined || field.presence === 1 /* EXPLICIT */,
-    packed: false,
-    message: undefined,
-    kind: Kind.Int32,
-    mapKey: Kind.String,
-    mapValue: Kind.String,
+    shape,
+    tag: tagBytes(field.number, wireType),
+    kind: parts.kind ?? Kind.Int32,
+    packed: parts.packed ?? false,
+    message: parts.message,
+    mapKey: parts.mapKey ?? Kind.String,
+    mapValue: parts.mapValue ?? Kind.String,
   };
+}
+
+function planField(field: DescField): FieldPlan | null {
+  if (field.presence === 3 /* LEGACY_REQUIRED */) return null;
   switch (field.fieldKind) {
     case "scalar":
     case "enum": {
       const kind = field.fieldKind === "enum" ? Kind.Int32 : scalarKind(field.scalar);
-      if (kind === null) return null;
-      return { ...base, shape: "scalar", kind, tag: tagBytes(field.number, wireTypeOf(kind)) };
+      return kind === null ? null : fieldPlan(field, "scalar", wireTypeOf(kind), { kind });
     }
     case "message": {
-      if (field.delimitedEncoding) return null;
-      const message = planOf(field.message);
-      return message && { ...base, shape: "message", message, tag: tagBytes(field.number, 2) };
+      const message = field.delimitedEncoding ? null : planOf(field.message);
+      return message && fieldPlan(field, "message", 2, { message });
     }
     case "list": {
       if (field.listKind === "message") {
-        if (field.delimitedEncoding) return null;
-        const message = planOf(field.message);
-        return message && { ...base, shape: "list", message, tag: tagBytes(field.number, 2) };
+        const message = field.delimitedEncoding ? null : planOf(field.message);
+        return message && fieldPlan(field, "list", 2, { message });
       }
       const kind = field.listKind === "enum" ? Kind.Int32 : scalarKind(field.scalar);
       if (kind === null) return null;
       const packed = field.packed && wireTypeOf(kind) === 0;
-      return { ...base, shape: "list", kind, packed, tag: tagBytes(field.number, packed ? 2 : wireTypeOf(kind)) };
+      return fieldPlan(field, "list", packed ? 2 : wireTypeOf(kind), { kind, packed });
     }
     case "map": {
       const mapKey = scalarKind(field.mapKey);
       const mapValue = field.mapKind === "message" ? planOf(field.message) : scalarKind(field.mapKind === "enum" ? undefined : field.scalar);
-      if (mapKey === null || mapValue === null) return null;
-      return { ...base, shape: "map", mapKey, mapValue, tag: tagBytes(field.number, 2) };
+      return mapKey === null || mapValue === null ? null : fieldPlan(field, "map", 2, { mapKey, mapValue });
     }
   }
 }
