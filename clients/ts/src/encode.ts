@@ -13,7 +13,7 @@
 import { ScalarType, create, isMessage, protoInt64, toBinary } from "@bufbuild/protobuf";
 import type { DescField, DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 
-const enum Kind {
+export const enum Kind {
   String,
   Bytes,
   Bool,
@@ -33,8 +33,9 @@ const KIND_OF_SCALAR: Partial<Record<ScalarType, Kind>> = {
   [ScalarType.UINT64]: Kind.Uint64,
 };
 
-/** One field, ready to measure and write. */
-interface FieldPlan {
+/** One field, ready to measure and write (and, in decode.ts, to read). */
+export interface FieldPlan {
+  number: number;
   localName: string;
   /** The oneof's localName when the field is a member of one. */
   oneof: string | undefined;
@@ -46,12 +47,14 @@ interface FieldPlan {
   kind: Kind;
   packed: boolean;
   message: MessagePlan | undefined;
+  /** The schema of `message`, or of a map's message values. */
+  schema: DescMessage | undefined;
   /** Map keys and values: their kinds, and the value's message plan. */
   mapKey: Kind;
   mapValue: MessagePlan | Kind;
 }
 
-type MessagePlan = FieldPlan[];
+export type MessagePlan = FieldPlan[];
 
 /** Thrown while measuring: this message goes to toBinary instead. */
 class Unsupported extends Error {}
@@ -74,10 +77,10 @@ function scalarKind(type: ScalarType | undefined): Kind | null {
   return KIND_OF_SCALAR[type ?? ScalarType.INT32] ?? null;
 }
 
-const wireTypeOf = (kind: Kind) => (kind === Kind.String || kind === Kind.Bytes ? 2 : 0);
+export const wireTypeOf = (kind: Kind) => (kind === Kind.String || kind === Kind.Bytes ? 2 : 0);
 
 /** The plan of a message type, or null when it uses a field type this encoder leaves to toBinary. */
-function planOf(schema: DescMessage): MessagePlan | null {
+export function planOf(schema: DescMessage): MessagePlan | null {
   const known = plans.get(schema);
   if (known !== undefined) return known;
   const plan: MessagePlan = [];
@@ -97,6 +100,7 @@ function planOf(schema: DescMessage): MessagePlan | null {
 /** Every plan is built here, so that all share one hidden class and the hot loops stay monomorphic. */
 function fieldPlan(field: DescField, shape: FieldPlan["shape"], wireType: number, parts: Partial<Pick<FieldPlan, "kind" | "packed" | "message" | "mapKey" | "mapValue">>): FieldPlan {
   return {
+    number: field.number,
     localName: field.localName,
     oneof: field.oneof?.localName,
     explicit: field.oneof !== undefined || field.presence === 1 /* EXPLICIT */,
@@ -105,6 +109,7 @@ function fieldPlan(field: DescField, shape: FieldPlan["shape"], wireType: number
     kind: parts.kind ?? Kind.Int32,
     packed: parts.packed ?? false,
     message: parts.message,
+    schema: field.fieldKind === "message" || field.fieldKind === "list" || field.fieldKind === "map" ? field.message : undefined,
     mapKey: parts.mapKey ?? Kind.String,
     mapValue: parts.mapValue ?? Kind.String,
   };

@@ -2,9 +2,9 @@
 // a generated GenService descriptor, used by the server to register handlers and
 // by clients (through makeGenericClientConstructor) to call them.
 import * as grpc from "@grpc/grpc-js";
-import { fromBinary } from "@bufbuild/protobuf";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { decodeMessage } from "./decode.js";
 import { encodeMessage } from "./encode.js";
 
 type Methods<S> = S extends GenService<infer M> ? M : never;
@@ -71,10 +71,10 @@ class UndecodableRequest {
 function serializer<D extends DescMessage>(schema: D) {
   return {
     serialize: (value: MessageShape<D> | MessageInitShape<D>) => encodeMessage(schema, value),
-    deserialize: (bytes: Buffer) => fromBinary(schema, bytes),
+    deserialize: (bytes: Buffer) => decodeMessage(schema, bytes),
     deserializeRequest: (bytes: Buffer): MessageShape<D> | UndecodableRequest => {
       try {
-        return fromBinary(schema, bytes);
+        return decodeMessage(schema, bytes);
       } catch (error) {
         return new UndecodableRequest(schema.typeName, error instanceof Error ? error.message : String(error));
       }

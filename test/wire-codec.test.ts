@@ -1,12 +1,14 @@
-// The wire encoder (clients/ts/src/encode.ts) against protobuf-es's toBinary:
-// the same bytes for every message type of the Reprise protos, with random
-// values of every field, init objects as well as messages, and the fallbacks.
+// The wire encoder and decoder (clients/ts/src/encode.ts, decode.ts) against
+// protobuf-es's toBinary and fromBinary: the same bytes and the same messages
+// for every message type of the Reprise protos, with random values of every
+// field, init objects as well as messages, corrupted input, and the fallbacks.
 import { ScalarType, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescField, DescMessage } from "@bufbuild/protobuf";
 import { DurationSchema, StructSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, test } from "vitest";
+import { decodeMessage, decoderCovers } from "../clients/ts/src/decode.js";
 import { encodeMessage, encoderCovers } from "../clients/ts/src/encode.js";
-import { file_reprise_v1_execution_service, file_reprise_v1_types, file_reprise_v1_worker_service } from "@reprise/client/wire";
+import { PayloadSchema, file_reprise_v1_execution_service, file_reprise_v1_types, file_reprise_v1_worker_service } from "@reprise/client/wire";
 
 const SCHEMAS: DescMessage[] = [
   ...[file_reprise_v1_types, file_reprise_v1_execution_service, file_reprise_v1_worker_service].flatMap((file) => file.messages),
@@ -141,5 +143,63 @@ describe("wire encoder", () => {
 
     const outOfRange = create(DurationSchema, { seconds: 1n, nanos: 0.5 });
     expect(() => encodeMessage(DurationSchema, outOfRange)).toThrow(/nanos/);
+  });
+});
+
+/** What a call returned, or the message it threw: the decoder and fromBinary must agree on either. */
+function outcome(run: () => unknown): { value: unknown } | { error: string } {
+  try {
+    return { value: run() };
+  } catch (error) {
+    return { error: String(error) };
+  }
+}
+
+describe("wire decoder", () => {
+  test("decodes every message type of the protos to exactly what fromBinary returns, over random values of every field", () => {
+    expect(SCHEMAS.filter((schema) => !decoderCovers(schema)).map((schema) => schema.typeName)).toEqual([]);
+    for (const schema of SCHEMAS) {
+      for (let seed = 1; seed <= 300; seed++) {
+        const bytes = Buffer.from(toBinary(schema, randomMessage(randomSource(seed * 104_729 + schema.typeName.length), schema) as never));
+        const expected = fromBinary(schema, bytes);
+        const actual = decodeMessage(schema, bytes);
+        expect(actual, `${schema.typeName}, seed ${seed}, bytes ${bytes.toString("hex")}`).toStrictEqual(expected);
+        // Same members, created in the same order.
+        expect(Object.keys(actual)).toEqual(Object.keys(expected));
+      }
+    }
+  });
+
+  test("on corrupted input it returns what fromBinary returns, or throws what fromBinary throws", () => {
+    let decoded = 0;
+    for (const schema of SCHEMAS) {
+      for (let seed = 1; seed <= 200; seed++) {
+        const random = randomSource(seed * 15_485_863 + schema.typeName.length);
+        const bytes = Buffer.from(toBinary(schema, randomMessage(random, schema) as never));
+        // Flip, drop, insert or truncate a few bytes.
+        for (let edits = 1 + random.int(3); edits > 0 && bytes.length > 0; edits--) {
+          const at = random.int(bytes.length);
+          const kind = random.int(3);
+          if (kind === 0) bytes[at] = random.int(256);
+          else if (kind === 1) bytes[at] = bytes[at]! ^ (1 << random.int(8));
+          else bytes[at] = random.pick([0x00, 0x7f, 0x80, 0xff, 0xef]);
+        }
+        const cut = random.int(4) === 0 ? bytes.subarray(0, random.int(bytes.length + 1)) : bytes;
+        const expected = outcome(() => fromBinary(schema, cut));
+        const actual = outcome(() => decodeMessage(schema, cut));
+        expect(actual, `${schema.typeName}, seed ${seed}, bytes ${cut.toString("hex")}`).toStrictEqual(expected);
+        if ("value" in expected) decoded++;
+      }
+    }
+    // Enough of the corrupted inputs still decode for the comparison to mean something.
+    expect(decoded).toBeGreaterThan(500);
+  });
+
+  test("bytes fields are views of the input, as fromBinary gives them: Buffers from a Buffer, Uint8Arrays from a Uint8Array", () => {
+    const schema = PayloadSchema;
+    const bytes = toBinary(schema, create(schema, { data: new Uint8Array([1, 2, 3]), contentType: "x" }));
+    expect(decodeMessage(schema, Buffer.from(bytes)).data).toBeInstanceOf(Buffer);
+    const plain = decodeMessage(schema, new Uint8Array(bytes)).data;
+    expect(plain).toStrictEqual(fromBinary(schema, new Uint8Array(bytes)).data);
   });
 });
