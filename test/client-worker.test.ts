@@ -41,6 +41,34 @@ describe("the attempt's AbortSignal", () => {
     }
   });
 
+  test("a handler that first reads its signal after the execution was cancelled gets one that has already fired", async () => {
+    const env = await clientEnv();
+    try {
+      const gate = new Gate();
+      const recorder = new CallRecorder();
+      let started = false;
+      let seen: { aborted: boolean; reason: unknown } | undefined;
+      const worker = env.worker({ leaseDuration: 0.3, grpcOptions: { interceptors: [recorder.interceptor] } }).task("late", async (_args, ctx) => {
+        started = true;
+        await gate.opened;
+        seen = { aborted: ctx.signal.aborted, reason: ctx.signal.reason };
+      });
+      await worker.start();
+      const handle = await env.client().submit("late", {});
+      await until(() => started, 5000, "the handler to start");
+      await handle.cancel();
+      // The worker hears of the cancellation in the answer to its next heartbeat: wait for two more.
+      const heartbeats = recorder.requests("Heartbeat").length;
+      await until(() => recorder.requests("Heartbeat").length >= heartbeats + 2, 5000, "two more heartbeats");
+      gate.open();
+      await until(() => seen !== undefined, 5000, "the handler to look");
+      expect(seen!.aborted).toBe(true);
+      expect((seen!.reason as AttemptAbortedError).reason).toBe("cancelled");
+    } finally {
+      await env.close();
+    }
+  });
+
   test("a task timeout aborts the handler's signal and, with no retries left, result() rejects with ExecutionTimedOutError", async () => {
     const env = await clientEnv();
     try {

@@ -24,8 +24,20 @@ export interface RegisteredTask {
 /** A leased attempt from lease to report. */
 export interface LiveAttempt {
   leased: LeasedAttempt;
-  controller: AbortController;
+  /** Made when the handler first reads ctx.signal: most never do, and an AbortController per attempt showed in profiles. */
+  controller: AbortController | undefined;
   abortedBy: AbortCause | undefined;
+  /** Why it was aborted, kept for a signal made after the abort. */
+  abortReason: AttemptAbortedError | undefined;
+}
+
+/** The attempt's signal, made on first use; already aborted if the attempt was. */
+function signalOf(live: LiveAttempt): AbortSignal {
+  if (live.controller === undefined) {
+    live.controller = new AbortController();
+    if (live.abortReason !== undefined) live.controller.abort(live.abortReason);
+  }
+  return live.controller.signal;
 }
 
 export type OutcomeReport = Omit<PendingOutcome, "settled">;
@@ -34,7 +46,8 @@ export type OutcomeReport = Omit<PendingOutcome, "settled">;
 export function abortAttempt(live: LiveAttempt, cause: AbortCause, message: string): void {
   if (live.abortedBy !== undefined) return;
   live.abortedBy = cause;
-  live.controller.abort(new AttemptAbortedError(cause, message));
+  live.abortReason = new AttemptAbortedError(cause, message);
+  live.controller?.abort(live.abortReason);
 }
 
 // setTimeout cannot wait longer than this (about 24.8 days).
@@ -46,7 +59,7 @@ export async function runAttempt(
   task: RegisteredTask | undefined,
   options: { codec: Codec; workerId: string; logger: Logger },
 ): Promise<OutcomeReport | null> {
-  const { leased, controller } = live;
+  const { leased } = live;
   const timeoutAtMs = timestampToMs(leased.timeoutAt);
   // The coordinator's heartbeat answer would say so too; a local timer fires
   // the signal on time. Past MAX_TIMER_MS, the heartbeat answer has to do.
@@ -72,7 +85,9 @@ export async function runAttempt(
       workerId: options.workerId,
       labels: leased.labels,
       timeoutAt: timeoutAtMs === undefined ? undefined : new Date(timeoutAtMs),
-      signal: controller.signal,
+      get signal() {
+        return signalOf(live);
+      },
     };
     const value = await task.handler(args as never, ctx);
     outcome = { case: "result", value: { data: options.codec.encode(value), contentType: options.codec.contentType } };

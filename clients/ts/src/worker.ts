@@ -153,7 +153,7 @@ export class Worker {
 
   private run(leased: LeasedAttempt): void {
     const key = tokenKey(leased.leaseToken);
-    const live: LiveAttempt = { leased, controller: new AbortController(), abortedBy: undefined };
+    const live: LiveAttempt = { leased, controller: undefined, abortedBy: undefined, abortReason: undefined };
     this.live.set(key, live);
     const handling = runAttempt(live, this.tasks.get(leased.task), this.options);
     const slot: Promise<void> = handling.then(() => {
