@@ -224,30 +224,39 @@ function valueSize(kind: Kind, value: unknown): number {
   }
 }
 
+/**
+ * The value to write for a field, or undefined when nothing is written: a
+ * oneof set to another case, a scalar at its zero value (implicit presence) or
+ * unset (explicit presence), a message, list or map left out.
+ */
+function writtenValue(field: FieldPlan, message: Record<string, unknown>): unknown {
+  let value: unknown;
+  if (field.oneof !== undefined) {
+    const oneof = message[field.oneof] as { case: string | undefined; value: unknown } | undefined;
+    if (oneof?.case !== field.localName) return undefined;
+    value = oneof.value;
+  } else {
+    value = message[field.localName];
+  }
+  if (field.shape === "scalar" && !field.explicit && isZero(field.kind, value)) return undefined;
+  return value;
+}
+
 function messageSize(plan: MessagePlan, message: Record<string, unknown>): number {
   const unknown = message.$unknown as unknown[] | undefined;
   if (unknown !== undefined && unknown.length > 0) throw unsupported;
   let size = 0;
   for (const field of plan) {
-    let value: unknown;
-    if (field.oneof !== undefined) {
-      const oneof = message[field.oneof] as { case: string | undefined; value: unknown } | undefined;
-      if (oneof?.case !== field.localName) continue;
-      value = oneof.value;
-    } else {
-      value = message[field.localName];
-    }
+    const value = writtenValue(field, message);
+    if (value === undefined) continue;
     switch (field.shape) {
       case "scalar":
-        if (field.explicit ? value === undefined : isZero(field.kind, value)) continue;
         size += field.tag.length + valueSize(field.kind, value);
         break;
       case "message":
-        if (value === undefined) continue;
         size += field.tag.length + nestedSize(field.message!, value);
         break;
       case "list": {
-        if (value === undefined) continue;
         if (!Array.isArray(value)) throw unsupported;
         if (value.length === 0) continue;
         if (field.message !== undefined) {
@@ -264,7 +273,6 @@ function messageSize(plan: MessagePlan, message: Record<string, unknown>): numbe
         break;
       }
       case "map": {
-        if (value === undefined) continue;
         if (typeof value !== "object" || value === null) throw unsupported;
         for (const key in value) {
           const at = lengths.push(0) - 1;
@@ -366,28 +374,20 @@ function writeValue(kind: Kind, value: unknown): void {
 
 function writeMessage(plan: MessagePlan, message: Record<string, unknown>): void {
   for (const field of plan) {
-    let value: unknown;
-    if (field.oneof !== undefined) {
-      const oneof = message[field.oneof] as { case: string | undefined; value: unknown } | undefined;
-      if (oneof?.case !== field.localName) continue;
-      value = oneof.value;
-    } else {
-      value = message[field.localName];
-    }
+    const value = writtenValue(field, message);
+    if (value === undefined) continue;
     switch (field.shape) {
       case "scalar":
-        if (field.explicit ? value === undefined : isZero(field.kind, value)) continue;
         writeTag(field.tag);
         writeValue(field.kind, value);
         break;
       case "message":
-        if (value === undefined) continue;
         writeTag(field.tag);
         writeNested(field.message!, value);
         break;
       case "list": {
-        const list = value as unknown[] | undefined;
-        if (list === undefined || list.length === 0) continue;
+        const list = value as unknown[];
+        if (list.length === 0) continue;
         if (field.message !== undefined) {
           for (const item of list) {
             writeTag(field.tag);
@@ -406,7 +406,6 @@ function writeMessage(plan: MessagePlan, message: Record<string, unknown>): void
         break;
       }
       case "map": {
-        if (value === undefined) continue;
         for (const key in value as Record<string, unknown>) {
           writeTag(field.tag);
           writeVarint(lengths[next++]!);
