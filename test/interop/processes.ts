@@ -26,8 +26,9 @@ export class Child {
     };
     process.stdout?.on("data", append);
     process.stderr?.on("data", append);
+    // "close", not "exit": only then has all of its output been read.
     this.exited = new Promise((resolve) => {
-      process.once("exit", (code, signal) => {
+      process.once("close", (code, signal) => {
         resolve({ code, signal });
         for (const listener of this.listeners) listener();
       });
@@ -126,10 +127,11 @@ export class Processes {
       children.map(async (child) => {
         if (child.running) {
           if (child.kind === "one-shot") problems.push(`${child.name} (pid ${child.process.pid}) was still running at the end of the test`);
-          process.kill(child.process.pid!, "SIGTERM");
+          // By PID, through the ChildProcess: no error if it exited a moment ago.
+          child.process.kill("SIGTERM");
           if (!(await exitWithin(child, graceMs))) {
             problems.push(`${child.name} (pid ${child.process.pid}) did not exit within ${graceMs} ms of SIGTERM; killed:\n${child.output()}`);
-            process.kill(child.process.pid!, "SIGKILL");
+            child.process.kill("SIGKILL");
             await child.exited;
             return;
           }

@@ -6,8 +6,9 @@
 //
 // Tasks:
 //   ts.echo   answers { lang: "typescript", attempt, echo: <the arguments> };
-//   ts.flaky  2 retries 5 s apart, but attempt 1 throws a RetryAfterError of
-//             0.3 s, which replaces that backoff; attempt 2 answers like ts.echo.
+//   ts.flaky  2 retries 5 s apart, but attempt 1 throws (after 200 ms) a
+//             RetryAfterError of 0.3 s, which replaces that backoff; attempt 2
+//             answers like ts.echo.
 //
 // Every attempt prints "started TASK EXECUTION_ID attempt N" on stdout first.
 import { parseArgs } from "node:util";
@@ -36,9 +37,13 @@ worker.task("ts.echo", (args: unknown, ctx) => {
   return { lang: "typescript", attempt: ctx.attempt, echo: args };
 });
 
-worker.task("ts.flaky", { retries: new Retries({ limit: 2, backoff: [5, 5] }) }, (args: unknown, ctx) => {
+worker.task("ts.flaky", { retries: new Retries({ limit: 2, backoff: [5, 5] }) }, async (args: unknown, ctx) => {
   started(ctx);
-  if (ctx.attempt === 1) throw new RetryAfterError(0.3, "HTTP 503 (simulated, attempt 1)");
+  if (ctx.attempt === 1) {
+    // Long enough for a caller that watches right after its submit to see this attempt RUNNING.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    throw new RetryAfterError(0.3, "HTTP 503 (simulated, attempt 1)");
+  }
   return { lang: "typescript", attempt: ctx.attempt, echo: args };
 });
 
