@@ -379,9 +379,11 @@ export class SqliteStore implements Store {
   /** Commits what is pending and closes the database; resolves once the checkpoint thread has closed its connection too. */
   close(): Promise<void> {
     this.flush();
-    const thread = this.checkpointer?.close() ?? Promise.resolve();
     this.db.close();
-    return thread;
+    // The thread closes after the writer, so that its close is the last one,
+    // which checkpoints the WAL and deletes it. Closing both at once left the
+    // WAL behind whenever each saw the other still open.
+    return this.checkpointer?.close() ?? Promise.resolve();
   }
 
   taskGet(name: string): TaskRecord | undefined {

@@ -1,5 +1,5 @@
 // The SQLite store's group commit and guards, below the services.
-import { statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, test } from "vitest";
@@ -115,6 +115,23 @@ describe("group commit", () => {
       expect(pagesInFile()).toBeGreaterThan(before);
     } finally {
       await store.close();
+    }
+  });
+
+  test("a closed store leaves no -wal or -shm file behind: the checkpoint thread closes last and removes them", async () => {
+    // Closing the two connections in the wrong order left them behind after a
+    // busy spell (the thread still checkpointing): 19 times in 20 with this load.
+    for (let i = 0; i < 5; i++) {
+      const path = join(tempDir(), "db");
+      const store = new SqliteStore({ path });
+      for (let batch = 0; batch < 200; batch++) {
+        store.write(() => {
+          for (let j = 0; j < 100; j++) store.executionInsert(newExecution(`e${batch}-${j}`));
+        });
+        await store.committed();
+      }
+      await store.close();
+      expect([existsSync(`${path}-wal`), existsSync(`${path}-shm`)]).toEqual([false, false]);
     }
   });
 
