@@ -3,7 +3,7 @@
 // (which micro-batches the submits of one event-loop turn into SubmitBatch),
 // and confirms the end through GetExecution.
 import { spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { chunks, now, sleep, track, within } from "../common.mjs";
@@ -102,7 +102,11 @@ export class RepriseSystem {
   /** A fresh coordinator with its own database (a copy of seedDb when given). */
   async prepare() {
     mkdirSync(this.workDir, { recursive: true });
-    const db = join(this.workDir, `reprise-${process.pid}-${++this.runs}.db`);
+    // A name no other run has used (every RepriseSystem counts its own runs),
+    // and no -wal or -shm from an earlier file of that name next to it: SQLite
+    // would apply a stale WAL to the copied seed.
+    const db = join(this.workDir, `reprise-${process.pid}-${this.durability ?? "normal"}-${this.seedDb ? "seeded" : "empty"}-${++this.runs}.db`);
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(db + suffix, { force: true });
     if (this.seedDb) {
       copyFileSync(this.seedDb, db);
       if (existsSync(`${this.seedDb}-wal`)) copyFileSync(`${this.seedDb}-wal`, `${db}-wal`);
