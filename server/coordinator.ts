@@ -18,11 +18,10 @@ import { LongPolls } from "./long-polls.js";
 import type { LeaseRequest, Poller } from "./long-polls.js";
 import { noMetrics } from "./metrics.js";
 import type { CoordinatorMetrics } from "./metrics.js";
-import { resolvePolicy, retryDelayMs } from "./policy.js";
-import type { ResolvedPolicy } from "./policy.js";
+import { retryDelayMs } from "./policy.js";
 import { newExecutionId } from "./ids.js";
 import { Scheduler } from "./scheduler.js";
-import { decodePolicy, toExecution, toPayload } from "./snapshot.js";
+import { storedPolicy, toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "./store.js";
 import type { AttemptRef, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord } from "./store.js";
 import { durationToMs, msToTimestamp } from "./time.js";
@@ -85,7 +84,6 @@ export class Coordinator {
   private readonly polls = new LongPolls();
   /** Task declarations by name (null: never declared). This process is the only writer, so the cache stays true. */
   private readonly tasks = new Map<string, TaskRecord | null>();
-  private readonly resolvedPolicies = new WeakMap<Uint8Array, ResolvedPolicy | null>();
   private offerScheduled = false;
   private closed = false;
 
@@ -326,14 +324,6 @@ export class Coordinator {
     if (this.metrics !== noMetrics) this.store.afterCommit(() => effect(this.metrics));
   }
 
-  /** Decoded and resolved once per stored policy: a task's declaration is reused across every decision. */
-  private resolved(policyBytes: Uint8Array | null): ResolvedPolicy | null {
-    if (policyBytes === null) return null;
-    let policy = this.resolvedPolicies.get(policyBytes);
-    if (policy === undefined) this.resolvedPolicies.set(policyBytes, (policy = resolvePolicy(decodePolicy(policyBytes))));
-    return policy;
-  }
-
   private snapshot(record: ExecutionRecord): Execution {
     return toExecution(record, this.store.attemptList(record.seq), this.policyInEffect(record));
   }
@@ -481,7 +471,7 @@ export class Coordinator {
    */
   private endAttempt(attempt: AttemptRef, execution: ExecutionRef, state: number, now: number, failure: FailureRecord): number | null {
     const policyBytes = this.policyInEffect(execution);
-    const policy = this.resolved(policyBytes);
+    const policy = policyBytes === null ? null : storedPolicy(policyBytes).resolved;
     const retryable = !(state === A.failed && failure.nonRetryable);
     let delayMs = retryable && policy ? retryDelayMs(policy, attempt.number, this.random) : null;
     if (delayMs !== null && failure.retryAfterMs > 0) delayMs = failure.retryAfterMs;

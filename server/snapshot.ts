@@ -3,26 +3,36 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { RetryPolicySchema } from "@reprise/client/wire";
 import type { Attempt, Execution, Failure, Payload, RetryPolicy } from "@reprise/client/wire";
 import { resolvePolicy } from "./policy.js";
+import type { ResolvedPolicy } from "./policy.js";
 import type { AttemptRecord, ExecutionRecord, FailureRecord, PayloadRecord } from "./store.js";
 import { msToDuration, msToTimestamp } from "./time.js";
 
-export function decodePolicy(bytes: Uint8Array | null): RetryPolicy | undefined {
-  return bytes === null ? undefined : fromBinary(RetryPolicySchema, bytes);
+/** A stored policy, decoded, and resolved into the retry math (null: it allows no retries). */
+export interface StoredPolicy {
+  policy: RetryPolicy;
+  resolved: ResolvedPolicy | null;
 }
 
 /**
- * A policy that allows no retries is shown as absent, like no policy at all.
- * Decoded once per stored policy: a task's declaration appears in every
- * snapshot of its executions, and snapshots never change what they hold.
+ * Decoded and resolved once per stored copy: a task's declaration is reused by
+ * every decision and every snapshot of its executions, which never change what
+ * they hold.
  */
-const shownPolicies = new WeakMap<Uint8Array, RetryPolicy | undefined>();
+const storedPolicies = new WeakMap<Uint8Array, StoredPolicy>();
+export function storedPolicy(bytes: Uint8Array): StoredPolicy {
+  let stored = storedPolicies.get(bytes);
+  if (stored === undefined) {
+    const policy = fromBinary(RetryPolicySchema, bytes);
+    storedPolicies.set(bytes, (stored = { policy, resolved: resolvePolicy(policy) }));
+  }
+  return stored;
+}
+
+/** A policy that allows no retries is shown as absent, like no policy at all. */
 function shownPolicy(bytes: Uint8Array | null): RetryPolicy | undefined {
   if (bytes === null) return undefined;
-  if (shownPolicies.has(bytes)) return shownPolicies.get(bytes);
-  const policy = decodePolicy(bytes);
-  const shown = resolvePolicy(policy) === null ? undefined : policy;
-  shownPolicies.set(bytes, shown);
-  return shown;
+  const { policy, resolved } = storedPolicy(bytes);
+  return resolved === null ? undefined : policy;
 }
 
 // Object literals rather than create() calls, which first fill every field with
