@@ -22,35 +22,26 @@ parentPort.on("message", (message) => {
     parentPort.close();
     return;
   }
-  const started = performance.now();
   try {
-    const [{ busy, log, checkpointed }] = db.pragma("wal_checkpoint(PASSIVE)");
-    parentPort.postMessage({ busy, log, checkpointed, ms: performance.now() - started });
+    db.pragma("wal_checkpoint(PASSIVE)");
+    parentPort.postMessage({});
   } catch (error) {
-    parentPort.postMessage({ error: String(error), ms: performance.now() - started });
+    parentPort.postMessage({ error: String(error) });
   }
 });
 `;
 
-export interface CheckpointResult {
-  /** Frames in the WAL, and how many of them are now in the database file. */
-  log: number;
-  checkpointed: number;
-  ms: number;
-}
+/** At most one checkpoint starts per this many milliseconds of commits. */
+const INTERVAL_MS = 50;
 
 export interface CheckpointerOptions {
   path: string;
   synchronous: "NORMAL" | "FULL";
-  /** At most one checkpoint starts per this many milliseconds of commits. */
-  intervalMs?: number;
-  onCheckpoint?: (result: CheckpointResult) => void;
   onError?: (message: string) => void;
 }
 
 export class Checkpointer {
   private readonly thread: Worker;
-  private readonly intervalMs: number;
   private inFlight = false;
   private lastStartedAt = -Infinity;
   private failed = false;
@@ -58,20 +49,16 @@ export class Checkpointer {
   private readonly exited: Promise<void>;
 
   constructor(private readonly options: CheckpointerOptions) {
-    this.intervalMs = options.intervalMs ?? 50;
     this.thread = new Worker(THREAD, {
       eval: true,
       workerData: { driver: createRequire(import.meta.url).resolve("better-sqlite3"), path: options.path, synchronous: options.synchronous },
       // It holds one small page cache and a few numbers.
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
     });
-    this.thread.on("message", (message: CheckpointResult & { error?: string }) => {
+    this.thread.on("message", (message: { error?: string }) => {
       this.inFlight = false;
       if (message.error !== undefined) this.options.onError?.(`WAL checkpoint failed: ${message.error}`);
-      else {
-        this.checkpointCount++;
-        this.options.onCheckpoint?.(message);
-      }
+      else this.checkpointCount++;
     });
     this.thread.on("error", (error) => this.fail(`the checkpoint thread failed: ${error.message}`));
     this.exited = new Promise((resolve) =>
@@ -90,9 +77,9 @@ export class Checkpointer {
     return this.checkpointCount;
   }
 
-  /** Called after every commit: starts a checkpoint unless one is running or one started less than intervalMs ago. */
+  /** Called after every commit: starts a checkpoint unless one is running or one started less than INTERVAL_MS ago. */
   committed(now = performance.now()): void {
-    if (this.inFlight || this.failed || now - this.lastStartedAt < this.intervalMs) return;
+    if (this.inFlight || this.failed || now - this.lastStartedAt < INTERVAL_MS) return;
     this.inFlight = true;
     this.lastStartedAt = now;
     this.thread.postMessage("checkpoint");
