@@ -41,7 +41,7 @@ function readPem(path: string, flag: string): Buffer {
 }
 
 function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
-  const { listen, db, durability, tlsCert, tlsKey, tlsClientCa, authTokens, metricsListen, logLevel: _, ...limits } = config;
+  const { listen, db, durability, tlsCert, tlsKey, tlsClientCa, authTokens, metricsListen, retainMs, logLevel: _, ...limits } = config;
   return {
     listen,
     db,
@@ -57,6 +57,7 @@ function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
         : undefined,
     authorizer: authTokens ? Authorizer.fromFile(authTokens) : undefined,
     metricsListen: metricsListen ?? undefined,
+    retainMs: retainMs ?? undefined,
     log,
   };
 }

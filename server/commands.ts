@@ -161,12 +161,14 @@ async function ls(args: string[]): Promise<number> {
   try {
     let executions: Execution[] = [];
     let pageToken = "";
-    // --retrying filters on the client, so it reads pages until it has enough.
+    // Pages can come back short (--retrying filters on the client, and a list
+    // of SUCCEEDED reads a bounded window per page), so read until there are enough.
     for (let page = 0; page < 100; page++) {
-      const reply = await c.client.listExecutions({ task: values.task ?? "", state, pageSize: values.retrying ? 1000 : limit, pageToken }, { metadata: c.metadata });
+      const pageSize = values.retrying ? 1000 : limit - executions.length;
+      const reply = await c.client.listExecutions({ task: values.task ?? "", state, pageSize, pageToken }, { metadata: c.metadata });
       executions.push(...(values.retrying ? reply.executions.filter((e) => e.attempts.length > 0) : reply.executions));
       pageToken = reply.nextPageToken;
-      if (!values.retrying || pageToken === "" || executions.length >= limit) break;
+      if (pageToken === "" || executions.length >= limit) break;
     }
     if (values.retrying) executions.sort((a, b) => (ms(a.nextAttemptAt) ?? 0) - (ms(b.nextAttemptAt) ?? 0));
     executions = executions.slice(0, limit);

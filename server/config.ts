@@ -16,6 +16,8 @@ export interface ServeConfig extends Limits {
   tlsClientCa: string | null;
   authTokens: string | null;
   metricsListen: string | null;
+  /** Delete executions that finished longer ago than this; null keeps them forever. */
+  retainMs: number | null;
   logLevel: LogLevel;
 }
 
@@ -56,13 +58,22 @@ const nonEmpty = (raw: string, name: string): string => {
   return raw;
 };
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** "250ms", "30s", "5m", "1h", or a bare number of milliseconds. */
+/** "250ms", "30s", "5m", "1h", "7d", or a bare number of milliseconds. */
 function duration(raw: string, name: string): number {
-  const match = /^(\d+)(ms|s|m|h)?$/.exec(raw);
-  if (!match) throw new ConfigError(`${name}: must be a duration such as 250ms, 30s, 5m or 1h; got ${JSON.stringify(raw)}`);
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw);
+  if (!match) throw new ConfigError(`${name}: must be a duration such as 250ms, 30s, 5m, 1h or 7d; got ${JSON.stringify(raw)}`);
   return Number(match[1]) * UNIT_MS[match[2] ?? "ms"]!;
+}
+
+/** Finished executions are kept at least a minute, so that a watch or a re-sent report finds them. */
+const MIN_RETAIN_MS = 60_000;
+
+function retention(raw: string, name: string): number | null {
+  const ms = duration(raw, name);
+  if (ms < MIN_RETAIN_MS) throw new ConfigError(`${name}: must be at least 1m; got ${JSON.stringify(raw)}`);
+  return ms;
 }
 
 function pattern(raw: string, name: string): RegExp {
@@ -140,6 +151,14 @@ export const SERVE_OPTIONS = [
     default: null,
     help: "host:port to serve Prometheus metrics at /metrics, for example 127.0.0.1:9464; off when unset",
     parse: listenAddress,
+  },
+  {
+    key: "retainMs",
+    flag: "retain",
+    env: "REPRISE_RETAIN",
+    default: null,
+    help: "delete executions that finished longer ago than this (for example 72h or 30d), with their attempts; at least 1m; off when unset",
+    parse: retention,
   },
   { key: "logLevel", flag: "log-level", env: "REPRISE_LOG_LEVEL", default: "warn", help: "debug, info, warn, error or silent", parse: oneOf(["debug", "info", "warn", "error", "silent"] as const) },
 ] as const satisfies readonly OptionSpec<keyof ServeConfig>[];

@@ -19,6 +19,8 @@ import type { LeaseRequest, Poller } from "./long-polls.js";
 import { noMetrics } from "./metrics.js";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { retryDelayMs } from "./policy.js";
+import { noHolds } from "./holds.js";
+import type { HoldMeter, HoldObserver } from "./holds.js";
 import { newExecutionId } from "./ids.js";
 import { Scheduler } from "./scheduler.js";
 import { storedPolicy, toExecution, toPayload } from "./snapshot.js";
@@ -35,6 +37,8 @@ export interface CoordinatorOptions {
   /** Uniform in [0, 1); drives the delays of unlimited retries. */
   random?: () => number;
   log?: Logger;
+  /** Told how long each timer tick held the event loop. */
+  holds?: HoldMeter;
 }
 
 export interface SubmitParams {
@@ -86,6 +90,7 @@ export class Coordinator {
   private readonly tasks = new Map<string, TaskRecord | null>();
   private offerScheduled = false;
   private closed = false;
+  private readonly timerHold: HoldObserver;
 
   constructor(options: CoordinatorOptions) {
     this.store = options.store;
@@ -94,6 +99,7 @@ export class Coordinator {
     this.log = options.log ?? silentLogger;
     this.metrics = options.metrics ?? noMetrics;
     this.scheduler = new Scheduler(this.clock, () => this.onTimer());
+    this.timerHold = (options.holds ?? noHolds).observer("timer");
   }
 
   /** Handles whatever fell due while the coordinator was down, then arms the timer. */
@@ -165,11 +171,10 @@ export class Coordinator {
   }
 
   async list(params: { task?: string; state?: number; beforeSeq?: number; limit: number }) {
-    const records = this.store.executionList({ ...params, limit: params.limit + 1 });
-    const page = records.slice(0, params.limit);
-    const executions = page.map((record) => this.snapshot(record));
+    const { records, nextBeforeSeq } = this.store.executionList(params);
+    const executions = records.map((record) => this.snapshot(record));
     await this.store.committed();
-    return { executions, nextBeforeSeq: records.length > params.limit ? page[page.length - 1]!.seq : null };
+    return { executions, nextBeforeSeq };
   }
 
   async cancel(id: string): Promise<Execution> {
@@ -184,7 +189,7 @@ export class Coordinator {
         }
       }
       if (!isTerminal(record.state)) {
-        this.store.executionFinish({ seq: record.seq, from: "open", state: E.cancelled, finishedAt: now });
+        this.store.executionFinish({ seq: record.seq, task: record.task, from: "open", state: E.cancelled, finishedAt: now });
         this.changed(record.seq);
         this.log.info("execution cancelled", { execution_id: id, task: record.task });
       }
@@ -380,6 +385,7 @@ export class Coordinator {
         const number = record.attemptCount + 1;
         const attemptId = this.store.attemptStart({
           executionSeq: record.seq,
+          task: record.task,
           number,
           workerId: request.workerId,
           scheduledAt: record.nextAttemptAt,
@@ -443,6 +449,7 @@ export class Coordinator {
       this.store.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.succeeded, finishedAt: now, failure: null, retryPolicy: null });
       this.store.executionFinish({
         seq: execution.seq,
+        task: execution.task,
         from: "running",
         state: E.succeeded,
         finishedAt: now,
@@ -491,13 +498,13 @@ export class Coordinator {
     if (state !== A.failed) this.log.info(state === A.timedOut ? "attempt timed out" : "attempt abandoned", { ...fields, message: failure.message });
     if (delayMs !== null) {
       const nextAttemptAt = now + delayMs;
-      this.store.executionSetRetry({ seq: execution.seq, nextAttemptAt });
+      this.store.executionSetRetry({ seq: execution.seq, task: execution.task, nextAttemptAt });
       this.changed(execution.seq);
       this.workDueAt(nextAttemptAt, now);
       this.log.info("retry scheduled", { ...fields, attempt_state: state, delay_ms: delayMs });
       return nextAttemptAt;
     }
-    this.store.executionFinish({ seq: execution.seq, from: "running", state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
+    this.store.executionFinish({ seq: execution.seq, task: execution.task, from: "running", state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
     this.changed(execution.seq);
     this.log.info("execution ended", { ...fields, state: TERMINAL_FROM_ATTEMPT[state] });
     return null;
@@ -533,6 +540,15 @@ export class Coordinator {
   }
 
   private onTimer(): void {
+    const started = performance.now();
+    try {
+      this.tick();
+    } finally {
+      this.timerHold(performance.now() - started);
+    }
+  }
+
+  private tick(): void {
     const now = this.clock.now();
     for (;;) {
       const expired = this.store.attemptListExpired({ now, limit: EXPIRY_SLICE });

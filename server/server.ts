@@ -13,12 +13,14 @@ import type { ImplementOptions } from "@reprise/client/wire";
 import type { Authorizer } from "./auth.js";
 import { systemClock } from "./clock.js";
 import type { Clock } from "./clock.js";
+import { EventLoopHolds } from "./holds.js";
 import { PrometheusMetrics, serveMetrics } from "./metrics.js";
 import { Coordinator } from "./coordinator.js";
 import { executionService } from "./execution-service.js";
 import { DEFAULT_LIMITS } from "./limits.js";
 import type { Limits } from "./limits.js";
 import { ConnectionQuota } from "./quota.js";
+import { Retention } from "./retention.js";
 import type { Logger } from "./log.js";
 import { silentLogger } from "./log.js";
 import { SqliteStore } from "./sqlite-store.js";
@@ -39,6 +41,8 @@ export interface ServerOptions {
   authorizer?: Authorizer;
   /** host:port for Prometheus metrics at /metrics; absent means off. */
   metricsListen?: string;
+  /** Delete executions that finished longer ago than this, with their attempts; absent keeps them. */
+  retainMs?: number;
   log?: Logger;
   /** For tests: a fake clock and random source. */
   clock?: Clock;
@@ -51,6 +55,10 @@ export interface RunningServer {
   /** The metrics port actually bound, when metrics are on. */
   readonly metricsPort: number | null;
   readonly coordinator: Coordinator;
+  /** Retention, when `retainMs` is set. */
+  readonly retention: Retention | null;
+  /** How long store statements, commits and timer ticks held the event loop. */
+  readonly holds: EventLoopHolds;
   /**
    * Stops new calls, answers long-polls empty, ends watches with UNAVAILABLE,
    * lets open calls finish for up to `graceMs`, flushes every pending commit and
@@ -149,13 +157,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         now: () => clock.now(),
       })
     : undefined;
+  const holds = new EventLoopHolds(log);
+  metrics?.registry.registerMetric(holds as never);
   store = new SqliteStore({
     path: options.db,
     durability: options.durability,
     onCommit: metrics && ((changes, ms) => metrics.commit(changes, ms)),
     onWarning: (message) => log.warn(message),
+    holds,
   });
-  coordinator = new Coordinator({ store, clock, random: options.random, log, metrics });
+  coordinator = new Coordinator({ store, clock, random: options.random, log, metrics, holds });
+  const retention = options.retainMs === undefined ? null : new Retention({ store, clock, retainMs: options.retainMs, log, holds });
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const server = new grpc.Server({
     // One payload plus headroom: a larger message is refused by the transport,
@@ -191,6 +203,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const metricsServer = metrics && options.metricsListen ? await serveMetrics(metrics, options.metricsListen) : null;
   coordinator.start();
+  retention?.start();
   log.info("serving", { listen: options.listen, port, db: options.db, durability: options.durability, tls: !!options.tls, auth: !!options.authorizer });
 
   let stopping: Promise<void> | null = null;
@@ -198,10 +211,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port,
     metricsPort: metricsServer?.port ?? null,
     coordinator,
+    retention,
+    holds,
     shutdown(graceMs = 3000) {
       stopping ??= (async () => {
         for (const name of ["", ...SERVICE_NAMES]) health.setStatus(name, "NOT_SERVING");
         coordinator.shutdown();
+        await retention?.stop();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             server.forceShutdown();

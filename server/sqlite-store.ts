@@ -5,6 +5,8 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Checkpointer } from "./checkpointer.js";
+import { noHolds } from "./holds.js";
+import type { HoldMeter, HoldObserver } from "./holds.js";
 import { AttemptStateNumber, ExecutionStateNumber } from "./store.js";
 import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord } from "./store.js";
 
@@ -24,7 +26,16 @@ export interface SqliteStoreOptions {
   backgroundCheckpoints?: boolean;
   /** Told when background checkpoints fail or stop; the writer's own checkpoints then take over. */
   onWarning?: (message: string) => void;
+  /** Told how long each statement and each commit held the event loop. */
+  holds?: HoldMeter;
 }
+
+/**
+ * How many rows a list page may walk when no index narrows it to the state
+ * asked for (SUCCEEDED, left out of the state indexes). A page that finds fewer
+ * matches in its window comes back short, and the next page goes on below it.
+ */
+export const UNINDEXED_LIST_WINDOW = 10_000;
 
 /**
  * The writer's automatic checkpoint threshold, in pages, while a background
@@ -40,6 +51,7 @@ const FINISH = `UPDATE executions SET state = ?, finished_at = ?, next_attempt_a
   failure_type = ?, failure_message = ?, failure_stack = ?, failure_non_retryable = ?, failure_retry_after_ms = ?,
   version = version + 1`;
 const RUNNING = ExecutionStateNumber.running;
+const SUCCEEDED = ExecutionStateNumber.succeeded;
 const ATTEMPT_RUNNING = AttemptStateNumber.running;
 
 function migrationsDir(): string {
@@ -124,11 +136,54 @@ function attemptFromRow(row: Row): AttemptRecord {
   };
 }
 
+/** A prepared statement that tells how long each run held the event loop. */
+class TimedStatement {
+  constructor(
+    private readonly statement: Database.Statement,
+    private readonly observe: HoldObserver,
+  ) {}
+
+  run(...params: unknown[]): Database.RunResult {
+    const started = performance.now();
+    try {
+      return this.statement.run(...params);
+    } finally {
+      this.observe(performance.now() - started);
+    }
+  }
+
+  get(...params: unknown[]): unknown {
+    const started = performance.now();
+    try {
+      return this.statement.get(...params);
+    } finally {
+      this.observe(performance.now() - started);
+    }
+  }
+
+  all(...params: unknown[]): unknown[] {
+    const started = performance.now();
+    try {
+      return this.statement.all(...params);
+    } finally {
+      this.observe(performance.now() - started);
+    }
+  }
+}
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements: ReturnType<SqliteStore["prepare"]>;
   /** Transaction control, prepared once rather than parsed at every change. */
-  private readonly control: Record<"begin" | "commit" | "rollback" | "savepoint" | "release" | "rollbackToSavepoint", Database.Statement>;
+  private readonly control: Record<"begin" | "commit" | "rollback" | "savepoint" | "release" | "rollbackToSavepoint", TimedStatement>;
+  /** Every statement this store prepared, by name, for the plan guard and the hold metric. */
+  private readonly prepared = new Map<string, string>();
+  private readonly holds: HoldMeter;
+  /**
+   * Count changes of the open batch, flat: task, state, +1 or -1, … They are
+   * added up and written to execution_counts just before the batch commits.
+   */
+  private countChanges: (string | number)[] = [];
   private flushScheduled = false;
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private effects: (() => void)[] = [];
@@ -139,6 +194,7 @@ export class SqliteStore implements Store {
 
   constructor(options: SqliteStoreOptions) {
     this.onCommit = options.onCommit ?? (() => {});
+    this.holds = options.holds ?? noHolds;
     this.db = new Database(options.path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
@@ -150,12 +206,12 @@ export class SqliteStore implements Store {
     this.migrate();
     this.statements = this.prepare();
     this.control = {
-      begin: this.db.prepare("BEGIN IMMEDIATE"),
-      commit: this.db.prepare("COMMIT"),
-      rollback: this.db.prepare("ROLLBACK"),
-      savepoint: this.db.prepare("SAVEPOINT change"),
-      release: this.db.prepare("RELEASE change"),
-      rollbackToSavepoint: this.db.prepare("ROLLBACK TO change"),
+      begin: this.statement("begin", "BEGIN IMMEDIATE"),
+      commit: this.statement("commit", "COMMIT"),
+      rollback: this.statement("rollback", "ROLLBACK"),
+      savepoint: this.statement("savepoint", "SAVEPOINT change"),
+      release: this.statement("release", "RELEASE change"),
+      rollbackToSavepoint: this.statement("rollbackToSavepoint", "ROLLBACK TO change"),
     };
     if ((options.backgroundCheckpoints ?? true) && options.path !== ":memory:" && options.path !== "") {
       this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
@@ -170,6 +226,11 @@ export class SqliteStore implements Store {
   /** A pragma's current value, for tests and diagnostics. */
   pragma(name: string): unknown {
     return this.db.pragma(name, { simple: true });
+  }
+
+  /** Every statement the store has prepared, by name: what the plan guard explains. */
+  get statementTexts(): ReadonlyMap<string, string> {
+    return this.prepared;
   }
 
   /** Background WAL checkpoints completed so far (0 when they run inside commits). */
@@ -195,98 +256,160 @@ export class SqliteStore implements Store {
     }
   }
 
+  /** Prepares a statement under a name that the hold metric and the plan guard report. */
+  private statement(name: string, sql: string, mode?: "raw" | "pluck"): TimedStatement {
+    const prepared = this.db.prepare(sql);
+    if (mode === "raw") prepared.raw();
+    if (mode === "pluck") prepared.pluck();
+    this.prepared.set(name, sql);
+    return new TimedStatement(prepared, this.holds.observer(name));
+  }
+
   private prepare() {
-    const db = this.db;
+    const s = (name: string, sql: string, mode?: "raw" | "pluck") => this.statement(name, sql, mode);
+    const listColumns = "SELECT * FROM executions";
     return {
-      taskGet: db.prepare("SELECT * FROM tasks WHERE name = ?"),
-      taskUpsert: db.prepare(
+      taskGet: s("taskGet", "SELECT * FROM tasks WHERE name = ?"),
+      taskUpsert: s(
+        "taskUpsert",
         `INSERT INTO tasks (name, retry_policy, timeout_ms, worker_id, declared_at)
          VALUES (@name, @retry_policy, @timeout_ms, @worker_id, @declared_at)
          ON CONFLICT (name) DO UPDATE SET retry_policy = excluded.retry_policy, timeout_ms = excluded.timeout_ms,
            worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
       ),
-      executionInsert: db.prepare(
+      executionInsert: s(
+        "executionInsert",
         `INSERT INTO executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
            idempotency_key, labels)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      executionGet: db.prepare("SELECT * FROM executions WHERE id = ?"),
-      executionGetBySeq: db.prepare("SELECT * FROM executions WHERE seq = ?"),
-      executionGetByKey: db.prepare("SELECT * FROM executions WHERE idempotency_key = ?"),
-      // Two statements so that each can use its own index: (task, seq), or the table itself.
-      executionListByTask: db.prepare(
-        `SELECT * FROM executions WHERE task = @task AND (@state IS NULL OR state = @state) AND seq < @before
-         ORDER BY seq DESC LIMIT @limit`,
+      executionGet: s("executionGet", "SELECT * FROM executions WHERE id = ?"),
+      executionGetBySeq: s("executionGetBySeq", "SELECT * FROM executions WHERE seq = ?"),
+      executionGetByKey: s("executionGetByKey", "SELECT * FROM executions WHERE idempotency_key = ?"),
+      // One statement per filter, so that each walks its own index newest first.
+      // The state lists repeat the indexes' `state <> 3` so that the planner
+      // knows a bound state can use them. SUCCEEDED has no index: its lists
+      // walk a window of seq values, which bounds the rows read per page.
+      executionList: s("executionList", `${listColumns} WHERE seq < ? ORDER BY seq DESC LIMIT ?`),
+      executionListByTask: s("executionListByTask", `${listColumns} WHERE task = ? AND seq < ? ORDER BY seq DESC LIMIT ?`),
+      executionListByState: s(
+        "executionListByState",
+        `${listColumns} WHERE state = ? AND state <> ${SUCCEEDED} AND seq < ? ORDER BY seq DESC LIMIT ?`,
       ),
-      executionList: db.prepare(
-        `SELECT * FROM executions WHERE (@state IS NULL OR state = @state) AND seq < @before ORDER BY seq DESC LIMIT @limit`,
+      executionListByTaskAndState: s(
+        "executionListByTaskAndState",
+        `${listColumns} WHERE task = ? AND state = ? AND state <> ${SUCCEEDED} AND seq < ? ORDER BY seq DESC LIMIT ?`,
       ),
+      executionListSucceeded: s(
+        "executionListSucceeded",
+        `${listColumns} WHERE seq < ? AND seq >= ? AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT ?`,
+      ),
+      executionListSucceededByTask: s(
+        "executionListSucceededByTask",
+        `${listColumns} WHERE task = ? AND seq < ? AND seq >= ? AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT ?`,
+      ),
+      executionMinSeq: s("executionMinSeq", "SELECT min(seq) FROM executions", "pluck"),
+      executionMaxSeq: s("executionMaxSeq", "SELECT max(seq) FROM executions", "pluck"),
       // Only what a lease needs, as arrays: seq, id, task, arguments, arguments_type, labels, next_attempt_at, attempt_count.
-      executionListDueOne: db
-        .prepare(
-          `SELECT seq, id, task, arguments, arguments_type, labels, next_attempt_at, attempt_count FROM executions
-           WHERE state = ${PENDING} AND task = ? AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?`,
-        )
-        .raw(),
-      executionSetRetry: db.prepare(
+      executionListDueOne: s(
+        "executionListDue",
+        `SELECT seq, id, task, arguments, arguments_type, labels, next_attempt_at, attempt_count FROM executions
+         WHERE state = ${PENDING} AND task = ? AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?`,
+        "raw",
+      ),
+      executionSetRetry: s(
+        "executionSetRetry",
         `UPDATE executions SET state = ${PENDING}, next_attempt_at = ?, version = version + 1 WHERE seq = ? AND state = ${RUNNING}`,
       ),
-      executionFinishRunning: db.prepare(`${FINISH} WHERE seq = ? AND state = ${RUNNING}`),
-      executionFinishOpen: db.prepare(`${FINISH} WHERE seq = ? AND state IN (${PENDING}, ${RUNNING})`),
-      executionStart: db.prepare(
+      executionFinishRunning: s("executionFinishRunning", `${FINISH} WHERE seq = ? AND state = ${RUNNING}`),
+      executionFinishPending: s("executionFinishPending", `${FINISH} WHERE seq = ? AND state = ${PENDING}`),
+      executionStart: s(
+        "executionStart",
         `UPDATE executions SET state = ${RUNNING}, next_attempt_at = NULL, attempt_count = attempt_count + 1, version = version + 1
          WHERE seq = ? AND state = ${PENDING} AND attempt_count = ?`,
       ),
-      attemptInsert: db.prepare(
+      attemptInsert: s(
+        "attemptInsert",
         `INSERT INTO attempts (execution_seq, number, state, worker_id, scheduled_at, started_at, lease_secret, lease_ms,
            lease_expires_at, timeout_at)
          VALUES (?, ?, ${ATTEMPT_RUNNING}, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       // Only what deciding an attempt's fate needs, as an array (see attemptGet).
-      attemptGet: db
-        .prepare(
-          `SELECT a.execution_seq, a.number, a.state, a.worker_id, a.scheduled_at, a.started_at, a.lease_secret, a.lease_ms,
-             a.lease_expires_at, a.timeout_at, e.id, e.task, e.retry_policy
-           FROM attempts a JOIN executions e ON e.seq = a.execution_seq WHERE a.id = ?`,
-        )
-        .raw(),
-      attemptList: db.prepare("SELECT * FROM attempts WHERE execution_seq = ? ORDER BY number"),
-      attemptGetRunning: db.prepare(`SELECT * FROM attempts WHERE execution_seq = ? AND state = ${ATTEMPT_RUNNING}`),
-      attemptExtendLease: db.prepare(
+      attemptGet: s(
+        "attemptGet",
+        `SELECT a.execution_seq, a.number, a.state, a.worker_id, a.scheduled_at, a.started_at, a.lease_secret, a.lease_ms,
+           a.lease_expires_at, a.timeout_at, e.id, e.task, e.retry_policy
+         FROM attempts a JOIN executions e ON e.seq = a.execution_seq WHERE a.id = ?`,
+        "raw",
+      ),
+      attemptList: s("attemptList", "SELECT * FROM attempts WHERE execution_seq = ? ORDER BY number"),
+      attemptGetRunning: s("attemptGetRunning", `SELECT * FROM attempts WHERE execution_seq = ? AND state = ${ATTEMPT_RUNNING}`),
+      attemptExtendLease: s(
+        "attemptExtendLease",
         `UPDATE attempts SET lease_expires_at = @lease_expires_at
          WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret`,
       ),
-      attemptFinish: db.prepare(
+      attemptFinish: s(
+        "attemptFinish",
         `UPDATE attempts SET state = ?, finished_at = ?, retry_policy = ?,
            failure_type = ?, failure_message = ?, failure_stack = ?, failure_non_retryable = ?, failure_retry_after_ms = ?
          WHERE id = ? AND state = ${ATTEMPT_RUNNING} AND lease_secret = ?`,
       ),
-      attemptDelete: db.prepare(
+      attemptDelete: s(
+        "attemptDelete",
         `DELETE FROM attempts WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret
          RETURNING execution_seq, number, scheduled_at`,
       ),
-      executionUnstart: db.prepare(
+      executionUnstart: s(
+        "executionUnstart",
         `UPDATE executions SET state = ${PENDING}, next_attempt_at = @scheduled_at, attempt_count = @number - 1, version = version + 1
-         WHERE seq = @seq AND state = ${RUNNING} AND attempt_count = @number`,
+         WHERE seq = @seq AND state = ${RUNNING} AND attempt_count = @number
+         RETURNING task`,
       ),
-      attemptListExpired: db.prepare(
-        `SELECT id FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND lease_expires_at <= @now
-         UNION
-         SELECT id FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL AND timeout_at <= @now
-         LIMIT @limit`,
-      ).pluck(),
-      nextPendingAt: db
-        .prepare(`SELECT min(next_attempt_at) FROM executions WHERE state = ${PENDING} AND next_attempt_at > ?`)
-        .pluck(),
-      nextLeaseExpiry: db.prepare(`SELECT min(lease_expires_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING}`).pluck(),
-      countByTaskAndState: db.prepare("SELECT task, state, count(*) AS count FROM executions GROUP BY task, state"),
-      countPending: db.prepare(
-        `SELECT count(*) FILTER (WHERE next_attempt_at <= @now) AS due, count(*) FILTER (WHERE next_attempt_at > @now) AS delayed
-         FROM executions WHERE state = ${PENDING}`,
+      // Two statements, each walking its own partial index in deadline order.
+      // One statement with UNION (or OR) of the two plans as a scan of every
+      // attempt ever made.
+      attemptListLeaseExpired: s(
+        "attemptListLeaseExpired",
+        `SELECT id FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?`,
+        "pluck",
       ),
-      nextTimeout: db
-        .prepare(`SELECT min(timeout_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL`)
-        .pluck(),
+      attemptListTimedOut: s(
+        "attemptListTimedOut",
+        `SELECT id FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL AND timeout_at <= ? ORDER BY timeout_at LIMIT ?`,
+        "pluck",
+      ),
+      nextPendingAt: s(
+        "nextPendingAt",
+        `SELECT min(next_attempt_at) FROM executions WHERE state = ${PENDING} AND next_attempt_at > ?`,
+        "pluck",
+      ),
+      nextLeaseExpiry: s("nextLeaseExpiry", `SELECT min(lease_expires_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING}`, "pluck"),
+      nextTimeout: s(
+        "nextTimeout",
+        `SELECT min(timeout_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL`,
+        "pluck",
+      ),
+      countByTaskAndState: s("countByTaskAndState", "SELECT task, state, count FROM execution_counts WHERE count <> 0"),
+      countAdd: s(
+        "countAdd",
+        `INSERT INTO execution_counts (task, state, count) VALUES (?, ?, ?)
+         ON CONFLICT (task, state) DO UPDATE SET count = count + excluded.count`,
+      ),
+      // Due PENDING executions are few unless workers fall behind; the delayed
+      // ones (a million waiting retries, say) are the rest of the PENDING count.
+      countDue: s("countDue", `SELECT count(*) FROM executions WHERE state = ${PENDING} AND next_attempt_at <= ?`, "pluck"),
+      // Retention: a walk in seq order that reads exactly the rows it is given.
+      retentionWalk: s(
+        "retentionWalk",
+        "SELECT seq, task, state, created_at, finished_at FROM executions WHERE seq >= ? ORDER BY seq LIMIT ?",
+        "raw",
+      ),
+      retentionDeleteAttempts: s("retentionDeleteAttempts", "DELETE FROM attempts WHERE execution_seq = ?"),
+      retentionDeleteExecution: s(
+        "retentionDeleteExecution",
+        "DELETE FROM executions WHERE seq = ? AND finished_at IS NOT NULL AND finished_at < ?",
+      ),
     };
   }
 
@@ -306,6 +429,7 @@ export class SqliteStore implements Store {
     // the rest of the batch still commits.
     control.savepoint.run();
     const effects = this.effects.length;
+    const countChanges = this.countChanges.length;
     let result: T;
     try {
       result = change();
@@ -315,6 +439,7 @@ export class SqliteStore implements Store {
         control.release.run();
         // What the change queued for after the commit did not happen.
         this.effects.length = effects;
+        this.countChanges.length = countChanges;
       } else {
         // SQLite rolled back the whole batch (an I/O error, a full disk):
         // nothing in it will commit, so nobody waiting on it may hear otherwise.
@@ -346,8 +471,29 @@ export class SqliteStore implements Store {
     const waiters = this.waiters;
     this.waiters = [];
     this.effects = [];
+    this.countChanges = [];
     this.changesInBatch = 0;
     for (const waiter of waiters) waiter.reject(error);
+  }
+
+  /** Counts an execution in (`delta` 1) or out of (-1) a task and state, when the batch commits. */
+  private countChange(task: string, state: number, delta: 1 | -1): void {
+    this.countChanges.push(task, state, delta);
+  }
+
+  /** The open batch's count changes, added up by task and state. */
+  private pendingCounts(): Map<string, { task: string; state: number; delta: number }> {
+    const sums = new Map<string, { task: string; state: number; delta: number }>();
+    const changes = this.countChanges;
+    for (let i = 0; i < changes.length; i += 3) {
+      const task = changes[i] as string;
+      const state = changes[i + 1] as number;
+      const key = `${state}:${task}`;
+      const sum = sums.get(key);
+      if (sum) sum.delta += changes[i + 2] as number;
+      else sums.set(key, { task, state, delta: changes[i + 2] as number });
+    }
+    return sums;
   }
 
   /** Commits the open batch, then settles its waiters and runs its effects. */
@@ -357,11 +503,16 @@ export class SqliteStore implements Store {
     const waiters = this.waiters;
     const effects = this.effects;
     const changes = this.changesInBatch;
+    const counts = this.pendingCounts();
     this.waiters = [];
     this.effects = [];
+    this.countChanges = [];
     this.changesInBatch = 0;
     const started = performance.now();
     try {
+      for (const { task, state, delta } of counts.values()) {
+        if (delta !== 0) this.statements.countAdd.run(task, state, delta);
+      }
       this.control.commit.run();
     } catch (error) {
       if (this.db.inTransaction) this.control.rollback.run();
@@ -423,6 +574,7 @@ export class SqliteStore implements Store {
       params.idempotencyKey,
       labelsJson(params.labels),
     );
+    this.countChange(params.task, params.state, 1);
     // Spelled out rather than spread from params: copying with a spread and
     // adding fields cost more than the insert itself (V8 builds a new shape).
     return {
@@ -459,15 +611,39 @@ export class SqliteStore implements Store {
     return row && executionFromRow(row);
   }
 
-  executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): ExecutionRecord[] {
-    const statement = params.task === undefined ? this.statements.executionList : this.statements.executionListByTask;
-    const rows = statement.all({
-      ...(params.task === undefined ? {} : { task: params.task }),
-      state: params.state ?? null,
-      before: params.beforeSeq ?? Number.MAX_SAFE_INTEGER,
-      limit: params.limit,
-    }) as Row[];
-    return rows.map(executionFromRow);
+  executionList(params: Parameters<Store["executionList"]>[0]): ReturnType<Store["executionList"]> {
+    const { task, state, limit } = params;
+    const before = params.beforeSeq ?? Number.MAX_SAFE_INTEGER;
+    const statements = this.statements;
+    // One row more than the page tells whether another page follows.
+    let rows: Row[];
+    let windowFloor: number | null = null;
+    if (state === SUCCEEDED) {
+      const top = before === Number.MAX_SAFE_INTEGER ? this.newestSeq() + 1 : before;
+      windowFloor = Math.max(0, top - UNINDEXED_LIST_WINDOW);
+      rows = (task === undefined
+        ? statements.executionListSucceeded.all(top, windowFloor, limit + 1)
+        : statements.executionListSucceededByTask.all(task, top, windowFloor, limit + 1)) as Row[];
+    } else if (state !== undefined) {
+      rows = (task === undefined
+        ? statements.executionListByState.all(state, before, limit + 1)
+        : statements.executionListByTaskAndState.all(task, state, before, limit + 1)) as Row[];
+    } else {
+      rows = (task === undefined
+        ? statements.executionList.all(before, limit + 1)
+        : statements.executionListByTask.all(task, before, limit + 1)) as Row[];
+    }
+    const records = rows.slice(0, limit).map(executionFromRow);
+    if (rows.length > limit) return { records, nextBeforeSeq: records[records.length - 1]!.seq };
+    // A window walked to its floor: the next page walks the window below it, if any rows are there.
+    const lowest = windowFloor === null ? null : (statements.executionMinSeq.get() as number | null);
+    const more = windowFloor !== null && lowest !== null && lowest < windowFloor;
+    return { records, nextBeforeSeq: more ? windowFloor : null };
+  }
+
+  /** The largest seq in use (0 when the table is empty): the top of the first SUCCEEDED window. */
+  private newestSeq(): number {
+    return (this.statements.executionMaxSeq.get() as number | null) ?? 0;
   }
 
   executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[] {
@@ -495,12 +671,33 @@ export class SqliteStore implements Store {
     return due;
   }
 
-  executionSetRetry(params: { seq: number; nextAttemptAt: number }): boolean {
-    return this.statements.executionSetRetry.run(params.nextAttemptAt, params.seq).changes === 1;
+  executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number }): boolean {
+    if (this.statements.executionSetRetry.run(params.nextAttemptAt, params.seq).changes !== 1) return false;
+    this.moved(params.task, RUNNING, PENDING);
+    return true;
+  }
+
+  /** Counts one execution of `task` out of `from` and into `to`. */
+  private moved(task: string, from: number, to: number): void {
+    this.countChange(task, from, -1);
+    this.countChange(task, to, 1);
   }
 
   executionFinish(params: Parameters<Store["executionFinish"]>[0]): boolean {
-    const statement = params.from === "running" ? this.statements.executionFinishRunning : this.statements.executionFinishOpen;
+    // "open" tries RUNNING, then PENDING: each guarded statement knows the
+    // state it leaves, which the counts need.
+    if (this.finishFrom(this.statements.executionFinishRunning, params)) {
+      this.moved(params.task, RUNNING, params.state);
+      return true;
+    }
+    if (params.from === "open" && this.finishFrom(this.statements.executionFinishPending, params)) {
+      this.moved(params.task, PENDING, params.state);
+      return true;
+    }
+    return false;
+  }
+
+  private finishFrom(statement: TimedStatement, params: Parameters<Store["executionFinish"]>[0]): boolean {
     const info = statement.run(
       params.state,
       params.finishedAt,
@@ -515,6 +712,7 @@ export class SqliteStore implements Store {
   attemptStart(params: Parameters<Store["attemptStart"]>[0]): number | undefined {
     const started = this.statements.executionStart.run(params.executionSeq, params.number - 1);
     if (started.changes !== 1) return undefined;
+    this.moved(params.task, PENDING, RUNNING);
     const { lastInsertRowid } = this.statements.attemptInsert.run(
       params.executionSeq,
       params.number,
@@ -586,15 +784,23 @@ export class SqliteStore implements Store {
         | { execution_seq: number; number: number; scheduled_at: number }
         | undefined;
       if (!row) return false;
-      const restored = this.statements.executionUnstart.run({ seq: row.execution_seq, number: row.number, scheduled_at: row.scheduled_at });
+      const restored = this.statements.executionUnstart.get({ seq: row.execution_seq, number: row.number, scheduled_at: row.scheduled_at }) as
+        | { task: string }
+        | undefined;
       // Both or neither: a half-undone lease would break the attempt count.
-      if (restored.changes !== 1) throw new Error(`attempt ${params.id} is not the running attempt of its execution`);
+      if (!restored) throw new Error(`attempt ${params.id} is not the running attempt of its execution`);
+      this.moved(restored.task, RUNNING, PENDING);
       return true;
     })();
   }
 
   attemptListExpired(params: { now: number; limit: number }): number[] {
-    return this.statements.attemptListExpired.all(params) as number[];
+    const expired = this.statements.attemptListLeaseExpired.all(params.now, params.limit) as number[];
+    if (expired.length >= params.limit) return expired;
+    const timedOut = this.statements.attemptListTimedOut.all(params.now, params.limit - expired.length) as number[];
+    if (timedOut.length === 0) return expired;
+    // An attempt past both its lease and its timeout is listed once.
+    return [...new Set([...expired, ...timedOut])];
   }
 
   nextDeadline(now: number): number | null {
@@ -607,10 +813,41 @@ export class SqliteStore implements Store {
   }
 
   executionCountByTaskAndState(): { task: string; state: number; count: number }[] {
-    return this.statements.countByTaskAndState.all() as { task: string; state: number; count: number }[];
+    // The committed counts, plus what the open batch has changed so far.
+    const counts = new Map<string, { task: string; state: number; count: number }>();
+    for (const row of this.statements.countByTaskAndState.all() as { task: string; state: number; count: number }[]) {
+      counts.set(`${row.state}:${row.task}`, row);
+    }
+    for (const [key, { task, state, delta }] of this.pendingCounts()) {
+      const row = counts.get(key);
+      if (row) row.count += delta;
+      else counts.set(key, { task, state, count: delta });
+    }
+    return [...counts.values()].filter((row) => row.count !== 0);
   }
 
   executionCountPending(now: number): { due: number; delayed: number } {
-    return this.statements.countPending.get({ now }) as { due: number; delayed: number };
+    let pending = 0;
+    for (const { state, count } of this.executionCountByTaskAndState()) if (state === PENDING) pending += count;
+    const due = this.statements.countDue.get(now) as number;
+    return { due, delayed: Math.max(0, pending - due) };
+  }
+
+  executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): { deleted: number; nextSeq: number | null } {
+    const rows = this.statements.retentionWalk.all(params.fromSeq, params.limit) as [number, string, number, number, number | null][];
+    let deleted = 0;
+    for (const [seq, task, state, createdAt, finishedAt] of rows) {
+      // finished_at >= created_at: from here on nothing can have finished early enough.
+      if (createdAt >= params.finishedBefore) return { deleted, nextSeq: null };
+      if (finishedAt === null || finishedAt >= params.finishedBefore) continue;
+      this.statements.retentionDeleteAttempts.run(seq);
+      // Both or neither (the caller's write() rolls back): attempts never outlive their execution.
+      if (this.statements.retentionDeleteExecution.run(seq, params.finishedBefore).changes !== 1) {
+        throw new Error(`execution ${seq} changed while retention was deleting it`);
+      }
+      this.countChange(task, state, -1);
+      deleted++;
+    }
+    return { deleted, nextSeq: rows.length < params.limit ? null : rows[rows.length - 1]![0] + 1 };
   }
 }

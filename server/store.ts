@@ -122,15 +122,24 @@ export interface Store {
   executionGet(id: string): ExecutionRecord | undefined;
   executionGetBySeq(seq: number): ExecutionRecord | undefined;
   executionGetByIdempotencyKey(key: string): ExecutionRecord | undefined;
-  /** Newest first; `beforeSeq` pages. */
-  executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): ExecutionRecord[];
+  /**
+   * Newest first, at most `limit`; `beforeSeq` pages. A page may come back
+   * short, even empty, while `nextBeforeSeq` says that more may follow: a walk
+   * that no index narrows reads a bounded window of rows per page.
+   */
+  executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): {
+    records: ExecutionRecord[];
+    /** Where the next page starts, or null after the last. */
+    nextBeforeSeq: number | null;
+  };
   /** PENDING executions of `tasks` due at `now`, oldest due first. */
   executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[];
   /** RUNNING -> PENDING, due again at `nextAttemptAt` (a retry). Guarded on RUNNING. */
-  executionSetRetry(params: { seq: number; nextAttemptAt: number }): boolean;
+  executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number }): boolean;
   /** Guarded on the current state: RUNNING, or either PENDING or RUNNING ("open"). */
   executionFinish(params: {
     seq: number;
+    task: string;
     from: "running" | "open";
     state: number;
     finishedAt: number;
@@ -143,7 +152,7 @@ export interface Store {
    * execution never has two attempts RUNNING. Returns the new attempt's id,
    * or undefined when the execution was no longer PENDING.
    */
-  attemptStart(params: Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy">): number | undefined;
+  attemptStart(params: Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy"> & { task: string }): number | undefined;
   /** An attempt with the execution it belongs to. */
   attemptGet(id: number): AttemptRef | undefined;
   attemptList(executionSeq: number): AttemptRecord[];
@@ -172,8 +181,17 @@ export interface Store {
   /** The earliest future moment something is due: a PENDING start, a lease expiry or a timeout. */
   nextDeadline(now: number): number | null;
 
-  /** Execution counts by task and state number, for metrics. */
+  /** Execution counts by task and state number, for metrics; kept as states change, never counted from the rows. */
   executionCountByTaskAndState(): { task: string; state: number; count: number }[];
   /** PENDING executions due at `now` and due later. */
   executionCountPending(now: number): { due: number; delayed: number };
+
+  /**
+   * One step of retention: walks at most `limit` executions from `fromSeq` on,
+   * oldest first, and deletes, with their attempts, those that finished before
+   * `finishedBefore`. Stops early at the first execution created at or after
+   * `finishedBefore` (none from there on can qualify). `nextSeq` is where the
+   * next step starts, or null when the walk reached its end.
+   */
+  executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): { deleted: number; nextSeq: number | null };
 }

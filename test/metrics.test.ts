@@ -71,6 +71,23 @@ describe("metrics", () => {
     expect(value(text, "reprise_commit_duration_seconds_count")).toBe(value(text, "reprise_commit_batch_size_count"));
   });
 
+  test("/metrics shows how long each statement, commit and timer tick held the event loop, by operation", async () => {
+    const clock = new FakeClock();
+    c = await startTestCoordinator({ clock, metricsListen: "127.0.0.1:0" });
+    await submit(c, "t");
+    const [attempt] = await leaseNow(c, ["t"]);
+    await succeed(c, attempt!);
+    clock.advance(1000);
+    const text = await scrape();
+    for (const operation of ["executionInsert", "executionListDue", "attemptFinish", "commit", "timer"]) {
+      expect(value(text, `reprise_event_loop_hold_seconds_count{operation="${operation}"}`), operation).toBeGreaterThan(0);
+      expect(value(text, `reprise_event_loop_hold_seconds_bucket{operation="${operation}",le="+Inf"}`)).toBe(
+        value(text, `reprise_event_loop_hold_seconds_count{operation="${operation}"}`),
+      );
+    }
+    expect(text).toContain("# TYPE reprise_event_loop_hold_seconds histogram");
+  });
+
   test("metrics are off unless --metrics-listen is given", async () => {
     c = await startTestCoordinator();
     expect(c.server.metricsPort).toBeNull();

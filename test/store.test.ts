@@ -147,6 +147,7 @@ describe("group commit", () => {
       expect(db.prepare("SELECT version, name FROM schema_migrations ORDER BY version").all()).toEqual([
         { version: 1, name: "0001_init.sql" },
         { version: 2, name: "0002_lighter_indexes.sql" },
+        { version: 3, name: "0003_history_indexes.sql" },
       ]);
       expect(db.prepare("SELECT id FROM executions").all()).toEqual([{ id: "kept" }]);
     } finally {

@@ -445,7 +445,8 @@ type ListExecutionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The executions of this page, newest first, each with its attempts.
 	Executions []*Execution `protobuf:"bytes,1,rep,name=executions,proto3" json:"executions,omitempty"`
-	// Pass as `page_token` to get the next page. Empty on the last page.
+	// Pass as `page_token` to get the next page. Empty on the last page, and
+	// only there: a short page does not mean that no more follow.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -68,6 +68,11 @@ type ExecutionServiceClient interface {
 	// ListExecutions pages through executions, newest first, optionally
 	// filtered by task and state.
 	//
+	// A page may hold fewer than `page_size` executions, even none, while
+	// `next_page_token` is set: a list of SUCCEEDED executions reads a bounded
+	// window of the history per page, so that no call stalls the coordinator.
+	// Read pages until `next_page_token` is empty.
+	//
 	// Fails with INVALID_ARGUMENT for a negative or too large `page_size`, an
 	// unknown `state` number, or a `page_token` that this RPC did not return.
 	ListExecutions(ctx context.Context, in *ListExecutionsRequest, opts ...grpc.CallOption) (*ListExecutionsResponse, error)
@@ -212,6 +217,11 @@ type ExecutionServiceServer interface {
 	GetExecution(context.Context, *GetExecutionRequest) (*GetExecutionResponse, error)
 	// ListExecutions pages through executions, newest first, optionally
 	// filtered by task and state.
+	//
+	// A page may hold fewer than `page_size` executions, even none, while
+	// `next_page_token` is set: a list of SUCCEEDED executions reads a bounded
+	// window of the history per page, so that no call stalls the coordinator.
+	// Read pages until `next_page_token` is empty.
 	//
 	// Fails with INVALID_ARGUMENT for a negative or too large `page_size`, an
 	// unknown `state` number, or a `page_token` that this RPC did not return.

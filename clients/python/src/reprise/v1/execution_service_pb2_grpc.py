@@ -123,6 +123,11 @@ class ExecutionServiceServicer:
         """ListExecutions pages through executions, newest first, optionally
         filtered by task and state.
 
+        A page may hold fewer than `page_size` executions, even none, while
+        `next_page_token` is set: a list of SUCCEEDED executions reads a bounded
+        window of the history per page, so that no call stalls the coordinator.
+        Read pages until `next_page_token` is empty.
+
         Fails with INVALID_ARGUMENT for a negative or too large `page_size`, an
         unknown `state` number, or a `page_token` that this RPC did not return.
         """

@@ -255,7 +255,8 @@ export type ListExecutionsResponse = Message<"reprise.v1.ListExecutionsResponse"
   executions: Execution[];
 
   /**
-   * Pass as `page_token` to get the next page. Empty on the last page.
+   * Pass as `page_token` to get the next page. Empty on the last page, and
+   * only there: a short page does not mean that no more follow.
    *
    * @generated from field: string next_page_token = 2;
    */
@@ -415,6 +416,11 @@ export const ExecutionService: GenService<{
   /**
    * ListExecutions pages through executions, newest first, optionally
    * filtered by task and state.
+   *
+   * A page may hold fewer than `page_size` executions, even none, while
+   * `next_page_token` is set: a list of SUCCEEDED executions reads a bounded
+   * window of the history per page, so that no call stalls the coordinator.
+   * Read pages until `next_page_token` is empty.
    *
    * Fails with INVALID_ARGUMENT for a negative or too large `page_size`, an
    * unknown `state` number, or a `page_token` that this RPC did not return.
