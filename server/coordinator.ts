@@ -19,7 +19,7 @@ import type { LeaseRequest, Poller } from "./long-polls.js";
 import { noMetrics } from "./metrics.js";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { retryDelayMs } from "./policy.js";
-import { noHolds } from "./holds.js";
+import { noHolds, timed } from "./holds.js";
 import type { HoldMeter, HoldObserver } from "./holds.js";
 import { newExecutionId } from "./ids.js";
 import { Scheduler } from "./scheduler.js";
@@ -65,9 +65,13 @@ const TERMINAL_FROM_ATTEMPT: Record<number, number> = {
 
 export const isTerminal = (state: number) => state !== E.pending && state !== E.running;
 
-// Expired attempts are handled in slices so one timer tick never holds the
-// event loop for long, even after a restart with many leases gone stale.
+// Expired attempts are handled in slices, one per timer tick, so that one tick
+// never holds the event loop for long, even after a restart with many leases
+// gone stale.
 const EXPIRY_SLICE = 500;
+
+/** The calls whose synchronous part is measured as an event-loop hold, each under its own name. */
+const MEASURED_CALLS = ["submit", "get", "list", "cancel", "declare", "lease", "returnLeases", "heartbeat", "report"] as const;
 
 const OUTCOME_OF_STATE: Record<number, Parameters<CoordinatorMetrics["attemptFinished"]>[1]> = {
   [A.succeeded]: "succeeded",
@@ -91,6 +95,7 @@ export class Coordinator {
   private offerScheduled = false;
   private closed = false;
   private readonly timerHold: HoldObserver;
+  private readonly hold: Record<(typeof MEASURED_CALLS)[number], HoldObserver>;
 
   constructor(options: CoordinatorOptions) {
     this.store = options.store;
@@ -99,7 +104,9 @@ export class Coordinator {
     this.log = options.log ?? silentLogger;
     this.metrics = options.metrics ?? noMetrics;
     this.scheduler = new Scheduler(this.clock, () => this.onTimer());
-    this.timerHold = (options.holds ?? noHolds).observer("timer");
+    const holds = options.holds ?? noHolds;
+    this.timerHold = holds.observer("timer");
+    this.hold = Object.fromEntries(MEASURED_CALLS.map((name) => [name, holds.observer(name)])) as Coordinator["hold"];
   }
 
   /** Handles whatever fell due while the coordinator was down, then arms the timer. */
@@ -130,11 +137,13 @@ export class Coordinator {
   async submitMany(batch: SubmitParams[]): Promise<{ execution: Execution; existing: boolean }[]> {
     // Snapshots are taken in the same turn as the change: what Submit answers
     // is the execution as it was created, even if a worker leases it at once.
-    const results = this.store.write(() =>
-      batch.map((params) => {
-        const { record, existing } = this.insertExecution(params);
-        return { execution: existing ? this.snapshot(record) : toExecution(record, [], this.policyInEffect(record)), existing };
-      }),
+    const results = timed(this.hold.submit, () =>
+      this.store.write(() =>
+        batch.map((params) => {
+          const { record, existing } = this.insertExecution(params);
+          return { execution: existing ? this.snapshot(record) : toExecution(record, [], this.policyInEffect(record)), existing };
+        }),
+      ),
     );
     await this.store.committed();
     for (const { execution, existing } of results) {
@@ -165,20 +174,22 @@ export class Coordinator {
   }
 
   async get(id: string): Promise<Execution> {
-    const snapshot = this.snapshot(this.requireExecution(id));
+    const snapshot = timed(this.hold.get, () => this.snapshot(this.requireExecution(id)));
     await this.store.committed();
     return snapshot;
   }
 
   async list(params: { task?: string; state?: number; beforeSeq?: number; limit: number }) {
-    const { records, nextBeforeSeq } = this.store.executionList(params);
-    const executions = records.map((record) => this.snapshot(record));
+    const page = timed(this.hold.list, () => {
+      const { records, nextBeforeSeq } = this.store.executionList(params);
+      return { executions: records.map((record) => this.snapshot(record)), nextBeforeSeq };
+    });
     await this.store.committed();
-    return { executions, nextBeforeSeq };
+    return page;
   }
 
   async cancel(id: string): Promise<Execution> {
-    const snapshot = this.store.write(() => {
+    const snapshot = timed(this.hold.cancel, () => this.store.write(() => {
       const record = this.requireExecution(id);
       const now = this.clock.now();
       if (record.state === E.running) {
@@ -194,7 +205,7 @@ export class Coordinator {
         this.log.info("execution cancelled", { execution_id: id, task: record.task });
       }
       return this.snapshot(this.store.executionGetBySeq(record.seq)!);
-    });
+    }));
     await this.store.committed();
     return snapshot;
   }
@@ -219,14 +230,14 @@ export class Coordinator {
   // ---- workers ------------------------------------------------------------
 
   async declare(workerId: string, tasks: DeclaredTask[]): Promise<void> {
-    const records = this.store.write(() => {
+    const records = timed(this.hold.declare, () => this.store.write(() => {
       const now = this.clock.now();
       return tasks.map((task) => {
         const record = { ...task, workerId, declaredAt: now };
         this.store.taskUpsert(record);
         return record;
       });
-    });
+    }));
     // Until the commit lands, decisions would see the new declaration either
     // way: they read this same connection.
     for (const record of records) this.tasks.set(record.name, record);
@@ -255,23 +266,26 @@ export class Coordinator {
    * moved on since are left alone.
    */
   async returnLeases(tokens: Uint8Array[]): Promise<void> {
-    for (const token of tokens) {
-      this.store.write(() => {
-        const attempt = this.findAttempt(token);
-        if (typeof attempt === "string" || attempt.state !== A.running) return;
-        if (this.store.attemptReturn({ id: attempt.id, leaseSecret: attempt.leaseSecret })) {
-          this.changed(attempt.executionSeq);
-          this.workDueAt(attempt.scheduledAt, this.clock.now());
-          this.log.info("undelivered lease returned", { attempt: attempt.number, worker_id: attempt.workerId });
-        }
-      });
-    }
+    timed(this.hold.returnLeases, () => {
+      for (const token of tokens) {
+        this.store.write(() => {
+          const attempt = this.findAttempt(token);
+          if (typeof attempt === "string" || attempt.state !== A.running) return;
+          if (this.store.attemptReturn({ id: attempt.id, leaseSecret: attempt.leaseSecret })) {
+            this.changed(attempt.executionSeq);
+            this.workDueAt(attempt.scheduledAt, this.clock.now());
+            this.log.info("undelivered lease returned", { attempt: attempt.number, worker_id: attempt.workerId });
+          }
+        });
+      }
+    });
     await this.store.committed();
   }
 
   async heartbeat(tokens: Uint8Array[]): Promise<{ cancelRequested: Uint8Array[]; lost: Uint8Array[] }> {
     const cancelRequested: Uint8Array[] = [];
     const lost: Uint8Array[] = [];
+    const started = performance.now();
     for (const token of tokens) {
       const verdict = this.store.write(() => {
         const found = this.findAttempt(token);
@@ -288,11 +302,13 @@ export class Coordinator {
       if (verdict === "cancel") cancelRequested.push(token);
       else if (verdict === "lost") lost.push(token);
     }
+    this.hold.heartbeat(performance.now() - started);
     await this.store.committed();
     return { cancelRequested, lost };
   }
 
   async report(outcomes: Outcome[]): Promise<OutcomeReceipt[]> {
+    const started = performance.now();
     let receipts: OutcomeReceipt[];
     try {
       // One savepoint for the whole batch. Should an outcome fail to apply, the
@@ -302,6 +318,7 @@ export class Coordinator {
     } catch {
       receipts = outcomes.map((outcome) => this.store.write(() => this.applyOutcome(outcome)));
     }
+    this.hold.report(performance.now() - started);
     await this.store.committed();
     return receipts;
   }
@@ -373,7 +390,7 @@ export class Coordinator {
   }
 
   private leaseDue(request: LeaseRequest): LeasedAttempt[] {
-    return this.store.write(() => {
+    return timed(this.hold.lease, () => this.store.write(() => {
       const now = this.clock.now();
       const due = this.store.executionListDue({ tasks: request.tasks, now, limit: request.maxAttempts });
       const leased: LeasedAttempt[] = [];
@@ -414,7 +431,7 @@ export class Coordinator {
         this.log.debug("attempt leased", { execution_id: record.id, task: record.task, attempt: number, worker_id: request.workerId });
       }
       return leased;
-    });
+    }));
   }
 
   /** The attempt a token names, or why it names none. Constant-time on the secret. */
@@ -550,24 +567,25 @@ export class Coordinator {
 
   private tick(): void {
     const now = this.clock.now();
-    for (;;) {
-      const expired = this.store.attemptListExpired({ now, limit: EXPIRY_SLICE });
-      let ended = 0;
-      for (const id of expired) {
-        try {
-          if (this.store.write(() => {
-            const attempt = this.store.attemptGet(id);
-            return attempt !== undefined && attempt.state === A.running && this.expireIfDue(attempt, now);
-          })) ended++;
-        } catch (error) {
-          this.log.error("expiring an attempt failed", { attempt_id: id, error: String(error) });
-        }
+    const expired = this.store.attemptListExpired({ now, limit: EXPIRY_SLICE });
+    let ended = 0;
+    for (const id of expired) {
+      try {
+        if (this.store.write(() => {
+          const attempt = this.store.attemptGet(id);
+          return attempt !== undefined && attempt.state === A.running && this.expireIfDue(attempt, now);
+        })) ended++;
+      } catch (error) {
+        this.log.error("expiring an attempt failed", { attempt_id: id, error: String(error) });
       }
-      if (expired.length < EXPIRY_SLICE || ended === 0) break;
     }
     this.offerWork();
     this.polls.expire(now);
-    if (!this.closed) this.rearm(now);
+    if (this.closed) return;
+    // A full slice that ended something may have more behind it: the next
+    // slice runs in a tick of its own, after whatever arrived meanwhile.
+    if (expired.length === EXPIRY_SLICE && ended > 0) this.scheduler.armAt(now);
+    else this.rearm(now);
   }
 
   private rearm(now: number): void {

@@ -31,6 +31,16 @@ export interface HoldMeter {
 
 export const noHolds: HoldMeter = { observer: () => () => {} };
 
+/** Runs `work` and tells `observe` how long it held the event loop. */
+export function timed<T>(observe: HoldObserver, work: () => T): T {
+  const started = performance.now();
+  try {
+    return work();
+  } finally {
+    observe(performance.now() - started);
+  }
+}
+
 export class EventLoopHolds implements HoldMeter {
   readonly name = "reprise_event_loop_hold_seconds";
   readonly help = "How long one store statement, commit or timer tick held the event loop, by operation.";

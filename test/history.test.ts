@@ -11,7 +11,9 @@ import { silentLogger } from "../server/log.js";
 import { SqliteStore, UNINDEXED_LIST_WINDOW } from "../server/sqlite-store.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/store.js";
 import type { ExecutionRecord } from "../server/store.js";
-import { tempDir } from "./helpers.js";
+import { FakeClock, startTestCoordinator, tempDir } from "./helpers.js";
+import { stateOf, submit } from "./wire-helpers.js";
+import { ExecutionState } from "@reprise/client/wire";
 
 const SECRET = new Uint8Array(16);
 
@@ -352,5 +354,40 @@ describe("event-loop holds", () => {
     for (const ms of [0.05, 3, 3, 30]) observe(ms);
     const bucket = (le: number | string) => holds.get().values.find((v) => v.metricName.endsWith("_bucket") && v.labels.le === le)!.value;
     expect([bucket(0.0001), bucket(0.005), bucket(0.02), bucket(0.05), bucket("+Inf")]).toEqual([1, 3, 3, 4, 4]);
+  });
+
+  test("each RPC's synchronous part is measured under the call's name", async () => {
+    const c = await startTestCoordinator();
+    try {
+      await submit(c, "t");
+      await c.executions.listExecutions({ state: ExecutionState.PENDING });
+      await c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], maxAttempts: 1 });
+      const counted = (operation: string) =>
+        c.server.holds.get().values.find((v) => v.metricName.endsWith("_count") && v.labels.operation === operation)?.value ?? 0;
+      expect([counted("submit"), counted("list"), counted("lease")]).toEqual([1, 1, 1]);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("expired leases are ended one slice of 500 per timer tick, so that no tick holds the loop for all of them", async () => {
+    const clock = new FakeClock();
+    const c = await startTestCoordinator({ clock });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const { results } = await c.executions.submitBatch({ submissions: Array.from({ length: 600 }, () => ({ task: "t" })) });
+        ids.push(...results.map((r) => r.execution!.id));
+        const { attempts } = await c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], maxAttempts: 600, leaseDuration: { seconds: 10n } });
+        expect(attempts).toHaveLength(600);
+      }
+      const ticks = () => c.server.holds.get().values.find((v) => v.metricName.endsWith("_count") && v.labels.operation === "timer")!.value;
+      const before = ticks();
+      clock.advance(10_000);
+      expect(ticks() - before).toBeGreaterThanOrEqual(3);
+      for (const id of [ids[0]!, ids[599]!, ids[1199]!]) expect(await stateOf(c, id)).toBe(ExecutionState.ABANDONED);
+    } finally {
+      await c.close();
+    }
   });
 });
