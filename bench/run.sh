@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The benchmark of issue 5, one command: `npm run bench` (or `bash bench/run.sh`).
+# The benchmark of issues 5 and 11, one command: `npm run bench` (or `bash bench/run.sh`).
 #
-#   bash bench/run.sh            full run: Reprise, graphile-worker and BullMQ, 3 repetitions
+#   bash bench/run.sh            full run: Reprise, graphile-worker and BullMQ, 3 repetitions,
+#                                and Reprise after 1,000,000 finished executions
 #   bash bench/run.sh --smoke    tiny Reprise-only run for CI (no PostgreSQL or Redis)
 #
 # Other flags go to bench/src/main.mjs: --reps N, --systems reprise,graphile,bullmq,
-# --workloads W1,...,W6, --pending N, --no-profile, --results FILE.
+# --workloads W1,...,W6, --pending N, --history N, --no-profile, --results FILE.
 #
 # It installs PostgreSQL and Redis from Debian packages when they are missing,
 # starts a private PostgreSQL cluster and a private redis-server on free ports
@@ -73,7 +74,8 @@ snapshot="$work/reprise"
 take_snapshot() {
   rm -rf "$snapshot"
   mkdir -p "$snapshot/server" "$snapshot/clients/ts" "$snapshot/node_modules/@reprise"
-  cp -a package.json dist "$snapshot/"
+  # proto/ too: the coordinator finds its root, and reads the API's protos, there.
+  cp -a package.json dist proto "$snapshot/"
   cp -a server/migrations "$snapshot/server/"
   cp -a clients/ts/package.json clients/ts/dist "$snapshot/clients/ts/"
   local module

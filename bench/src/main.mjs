@@ -1,17 +1,19 @@
-// The benchmark harness of issue 5. bench/run.sh starts PostgreSQL and Redis
-// (unless --smoke) and then runs this; it starts every Reprise coordinator and
-// every worker process itself and stops them by PID.
+// The benchmark harness of issues 5 and 11. bench/run.sh starts PostgreSQL and
+// Redis (unless --smoke) and then runs this; it starts every Reprise
+// coordinator and every worker process itself and stops them by PID.
 //
 //   node bench/src/main.mjs [--smoke] [--reps N] [--systems reprise,graphile,bullmq]
-//                           [--workloads W1,W2,W3,W4,W5,W6] [--pending N] [--no-profile]
-//                           [--results FILE]
+//                           [--workloads W1,W2,W3,W4,W5,W6] [--pending N] [--history N]
+//                           [--no-profile] [--results FILE]
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { killChildren, median, now, progress } from "./common.mjs";
+import { HistorySystem, buildHistory, describeProbes, probeHistory, removeDatabase, serveHistory } from "./history.mjs";
 import { profileRun } from "./profile.mjs";
-import { writeResults } from "./report.mjs";
+import { historyGoals, writeResults } from "./report.mjs";
+import { describeLoops } from "./scrape.mjs";
 import { buildPendingRetries } from "./seed.mjs";
 import { RepriseSystem } from "./systems/reprise.mjs";
 import { describe, dispatchLatency, retryTimer, throughput } from "./workloads.mjs";
@@ -24,6 +26,7 @@ const { values: flags } = parseArgs({
     systems: { type: "string" },
     workloads: { type: "string" },
     pending: { type: "string" },
+    history: { type: "string" },
     "no-profile": { type: "boolean", default: false },
     results: { type: "string" },
   },
@@ -32,8 +35,11 @@ const { values: flags } = parseArgs({
 
 const smoke = flags.smoke;
 const sizes = smoke
-  ? { W1: 2_000, W2: 1_000, W3: 30, W4: 20, W5: Number(flags.pending ?? 5_000), W6: 2_000 }
-  : { W1: 20_000, W2: 20_000, W3: 300, W4: 200, W5: Number(flags.pending ?? 1_000_000), W6: 20_000 };
+  ? { W1: 2_000, W2: 1_000, W3: 30, W4: 20, W5: Number(flags.pending ?? 5_000), W6: 2_000, history: Number(flags.history ?? 2_000) }
+  : { W1: 20_000, W2: 20_000, W3: 300, W4: 200, W5: Number(flags.pending ?? 1_000_000), W6: 20_000, history: Number(flags.history ?? 1_000_000) };
+if (!Number.isSafeInteger(sizes.history) || sizes.history < 0) throw new Error(`--history must be a whole number ≥ 0, not ${flags.history}`);
+// Scrapes are spaced out as a Prometheus server's would be (closer in the smoke run, to keep it short).
+const probes = { scrapes: 20, calls: 20, scrapeGapMs: smoke ? 50 : 250, callGapMs: smoke ? 20 : 100 };
 const reps = Number(flags.reps ?? (smoke ? 1 : 3));
 const systemNames = (flags.systems ?? (smoke ? "reprise" : "reprise,graphile,bullmq")).split(",");
 const workloads = (flags.workloads ?? "W1,W2,W3,W4,W5,W6").split(",");
@@ -69,13 +75,22 @@ function record(workload, system, result) {
   ((results[workload] ??= {})[system] ??= []).push(result);
 }
 
+function describeResult(workload, system, result) {
+  const text = "scrape" in result ? describeProbes(result) : describe(workload, system, result);
+  return result.loop ? `${text}; ${describeLoop(result.loop)}` : text;
+}
+
+function describeLoop(loop) {
+  return `event-loop ${describeLoops([loop])}`;
+}
+
 async function attempt(workload, system, rep, run) {
   const label = `${workload} ${system} rep ${rep}/${reps}`;
   progress(`${label} ...`);
   try {
     const result = await run();
     record(workload, system, result);
-    progress(`${label}: ${describe(workload, system, result)}`);
+    progress(`${label}: ${describeResult(workload, system, result)}`);
     return result;
   } catch (error) {
     failures.push({ workload, system, rep, error: error?.message ?? String(error) });
@@ -105,6 +120,35 @@ async function main() {
     }
   }
 
+  // The history phase's coordinator: built once, then serving every repetition of the phase.
+  let history;
+  if (reprise && sizes.history > 0) {
+    const count = sizes.history;
+    progress(`history: building ${count.toLocaleString("en")} finished executions through the API ...`);
+    try {
+      const build = await buildHistory(workDir, count, { timeoutMs: timeoutMs + count });
+      extras.history = { seconds: build.seconds, succeeded: build.succeeded, failed: build.failed, retried: build.retried, buildLoop: build.loop };
+      progress(
+        `history: built in ${build.seconds.toFixed(1)} s: ${build.succeeded.toLocaleString("en")} SUCCEEDED (${build.retried.toLocaleString("en")} on a retry), ` +
+          `${build.failed.toLocaleString("en")} FAILED; while it grew: ${describeLoop(build.loop)}`,
+      );
+      const coordinator = await serveHistory(build.db);
+      extras.history.startToServingMs = coordinator.startToServingMs;
+      extras.history.rssMiB = coordinator.memory().rssMiB;
+      progress(`history: restarted on it, SERVING after ${coordinator.startToServingMs.toFixed(0)} ms, RSS ${extras.history.rssMiB.toFixed(0)} MiB`);
+      history = { db: build.db, coordinator, system: new HistorySystem({ workDir, coordinator }) };
+    } catch (error) {
+      failures.push({ workload: "history", system: "reprise", rep: 0, error: error?.message ?? String(error) });
+      progress(`history build FAILED: ${error?.stack ?? error}`);
+    }
+  }
+  const withLoop = async (run) => {
+    const result = await run();
+    const loop = history.system.lastLoop;
+    if (loop?.error) throw loop.error;
+    return { ...result, loop };
+  };
+
   for (let rep = 1; rep <= reps; rep++) {
     for (const system of systems) {
       if (has("W1")) await attempt("W1", system.name, rep, () => throughput(system, "W1", { count: sizes.W1, timeoutMs }));
@@ -117,6 +161,12 @@ async function main() {
     }
     for (const system of systems) {
       if (has("W4")) await attempt("W4", system.name, rep, () => retryTimer(system, { count: sizes.W4, timeoutMs }));
+    }
+    if (history) {
+      const system = history.system;
+      if (has("W3")) await attempt("W3 history", "reprise", rep, () => withLoop(() => dispatchLatency(system, { count: sizes.W3, timeoutMs })));
+      if (has("W4")) await attempt("W4 history", "reprise", rep, () => withLoop(() => retryTimer(system, { count: sizes.W4, timeoutMs })));
+      await attempt("history probes", "reprise", rep, () => probeHistory(system, { failed: extras.history.failed, ...probes, timeoutMs }));
     }
     if (has("W5") && seed) {
       const scaled = new RepriseSystem({ workDir, seedDb: seed.db });
@@ -139,6 +189,11 @@ async function main() {
     }
   }
 
+  if (history) {
+    await history.coordinator.stop();
+    removeDatabase(history.db);
+  }
+
   const profiles = [];
   if (reprise && !flags["no-profile"] && !smoke) {
     for (const [workload, mode] of [
@@ -159,9 +214,10 @@ async function main() {
 
   for (const system of systems) await system.close?.();
   const table = printTable();
+  const historyTable = printHistory(table.med);
   if (!smoke || flags.results) {
     const file = flags.results ?? join(benchDir, "RESULTS.md");
-    await writeResults(file, { smoke, reps, sizes, systemNames, workloads, results, extras, failures, profiles, table, seconds: (now() - began) / 1000 });
+    await writeResults(file, { smoke, reps, sizes, systemNames, workloads, results, extras, failures, profiles, table, historyTable, seconds: (now() - began) / 1000 });
     progress(`wrote ${file}`);
   }
   if (failures.length > 0) {
@@ -218,6 +274,67 @@ function printTable() {
   const line = (cells) => cells.map((c, i) => String(c ?? "").padEnd(widths[i])).join("  ");
   process.stderr.write(`\nMedians of ${reps} repetition(s):\n${line(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n${rows.map(line).join("\n")}\n\n`);
   return { header, rows, med };
+}
+
+/**
+ * The history phase beside the fresh figures, printed and returned as markdown
+ * rows: medians over repetitions, except the event-loop rows, which show the
+ * worst repetition (a goal that no hold exceed 20 ms is about the worst).
+ */
+function printHistory(med) {
+  const runs = (w) => results[w]?.reprise ?? [];
+  if (!extras.history || ["W3 history", "W4 history", "history probes"].every((w) => runs(w).length === 0)) return undefined;
+  const fmt = (v, digits = 2) => (Number.isFinite(v) ? v.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–");
+  const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : "–");
+  const size = sizes.history.toLocaleString("en");
+  const header = ["measure", "fresh coordinator", `after ${size} finished`, "after / fresh"];
+  const rows = [];
+  for (const [w, keys] of [
+    ["W3", ["p50", "p95", "p99", "max"]],
+    ["W4", ["p50", "p99", "max"]],
+  ]) {
+    if (runs(`${w} history`).length === 0) continue;
+    for (const key of keys) {
+      const fresh = med(w, "reprise", key);
+      const after = med(`${w} history`, "reprise", key);
+      rows.push([`${w} ${key} ms`, fmt(fresh), fmt(after), ratio(after, fresh)]);
+    }
+  }
+  const probeRuns = runs("history probes");
+  const probe = (kind) => {
+    const medianMs = median(probeRuns.map((r) => r[kind]?.median));
+    const maxMs = median(probeRuns.map((r) => r[kind]?.max));
+    return Number.isFinite(medianMs) ? `${fmt(medianMs, 1)} / ${fmt(maxMs, 1)}` : "–";
+  };
+  if (probeRuns.length > 0) {
+    const of = `median / max of ${probes.calls}`;
+    rows.push([`GET /metrics ms, median / max of ${probes.scrapes}`, "–", probe("scrape"), ""]);
+    rows.push([`ListExecutions FAILED, page_size 50, ms, ${of}`, "–", probe("failedFirst"), ""]);
+    rows.push([`ListExecutions FAILED, its second page, ms, ${of}`, "–", probe("failedSecond"), ""]);
+    rows.push([`ListExecutions PENDING (none pending), ms, ${of}`, "–", probe("pendingNone"), ""]);
+  }
+  rows.push(["start to SERVING, ms", "–", fmt(extras.history.startToServingMs, 0), ""]);
+  rows.push(["RSS after start, MiB", "–", fmt(extras.history.rssMiB, 0), ""]);
+  const loops = (w) => runs(w).map((r) => r.loop).filter(Boolean);
+  const loopCell = (list) => (list.length === 0 ? "–" : describeLoops(list));
+  for (const [label, w] of [
+    ["W3", "W3 history"],
+    ["W4", "W4 history"],
+    ["scrapes and lists", "history probes"],
+  ]) {
+    if (runs(w).length > 0) rows.push([`largest event-loop hold and delay, ${label}`, "–", loopCell(loops(w)), ""]);
+  }
+  rows.push(["largest event-loop hold and delay, while the history grew", "–", loopCell([extras.history.buildLoop]), ""]);
+  const goals = historyGoals({ med, results, size });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i] ?? "").length)));
+  const line = (cells) => cells.map((c, i) => String(c ?? "").padEnd(widths[i])).join("  ");
+  process.stderr.write(
+    `History: ${size} finished executions, built through the API in ${extras.history.seconds.toFixed(0)} s ` +
+      `(${extras.history.succeeded.toLocaleString("en")} SUCCEEDED, ${extras.history.failed.toLocaleString("en")} FAILED); medians of ${reps} repetition(s):\n` +
+      `${line(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n${rows.map(line).join("\n")}\n\n` +
+      `Goals of issue 11:\n${goals.map((g) => `  ${g.goal}: ${g.shown}${g.verdict ? ` (${g.verdict})` : ""}`).join("\n")}\n\n`,
+  );
+  return { header, rows, goals };
 }
 
 main().then(

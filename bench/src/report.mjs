@@ -1,11 +1,15 @@
 // bench/RESULTS.md: the machine, every version, the command, the medians with
-// ratios, the goals of issue 5 checked against them, and the profile. The
+// ratios, the goals of issue 5 checked against them, the history phase beside
+// the fresh figures with the goals of issue 11, and the profile. The
 // hand-written analysis in bench/ANALYSIS.md is appended as it is.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { median } from "./common.mjs";
+import { HISTORY_TASKS, describeProbes } from "./history.mjs";
+import { describeLoops, worseHold } from "./scrape.mjs";
 import { repriseRoot } from "./paths.mjs";
 
 const benchDir = fileURLToPath(new URL("../", import.meta.url));
@@ -64,6 +68,74 @@ export function goals(med, systemNames) {
   return list;
 }
 
+/**
+ * Issue 11's goals at `size` finished executions. The scrape and list goals
+ * are judged on the slowest of each repetition's calls (the median over
+ * repetitions of it); the hold goal on the worst repetition of every
+ * measurement, W3, W4 and the probes. A histogram bounds the largest hold by a
+ * bucket, so a bucket that straddles 20 ms leaves that goal undecided.
+ */
+export function historyGoals({ med, results, size }) {
+  const runs = (w) => results[w]?.reprise ?? [];
+  const list = [];
+  const add = (goal, value, ok, shown) =>
+    list.push({ goal, shown: Number.isFinite(value) ? shown : "not measured", verdict: Number.isFinite(value) ? (ok ? "met" : "missed") : null });
+  const at = `after ${size} finished`;
+  for (const w of ["W3", "W4"]) {
+    const p99 = med(`${w} history`, "reprise", "p99");
+    const fresh = med(w, "reprise", "p99");
+    add(`${w} p99 ≤ 10 ms ${at}`, p99, p99 <= 10, `${p99?.toFixed(2)} ms (fresh ${Number.isFinite(fresh) ? `${fresh.toFixed(2)} ms` : "not measured"})`);
+  }
+  const probes = runs("history probes");
+  const slowest = (kind) => median(probes.map((r) => r[kind]?.max));
+  const scrape = slowest("scrape");
+  add(`a metrics scrape ≤ 50 ms ${at} (the slowest of each repetition)`, scrape, scrape <= 50, `${scrape.toFixed(1)} ms`);
+  const lists = ["failedFirst", "failedSecond", "pendingNone"].map(slowest).filter(Number.isFinite);
+  const list50 = lists.length ? Math.max(...lists) : NaN;
+  add(`a state-filtered ListExecutions page ≤ 50 ms ${at} (the slowest call of FAILED page 1, page 2 and PENDING)`, list50, list50 <= 50, `${list50.toFixed(1)} ms`);
+  const loops = ["W3 history", "W4 history", "history probes"].flatMap((w) => runs(w).map((r) => r.loop)).filter(Boolean);
+  const goal = `no event-loop hold over 20 ms during W3, W4, the scrapes and the lists ${at}`;
+  if (loops.length === 0) {
+    list.push({ goal, shown: "not measured", verdict: null });
+  } else {
+    const hold = loops.map((l) => l.hold).reduce(worseHold);
+    const shown = `${describeLoops(loops)}${hold.present ? "" : " (this build has no reprise_event_loop_hold_seconds)"}`;
+    let verdict = null;
+    if (hold.present && hold.observations > 0) verdict = hold.maxMs <= 20 ? "met" : hold.aboveMs >= 20 ? "missed" : "undecided";
+    list.push({ goal, shown, verdict });
+  }
+  return list;
+}
+
+function describeRun(r) {
+  let text;
+  if ("perSecond" in r) text = r.perSecond.toFixed(0);
+  else if ("scrape" in r) text = describeProbes(r);
+  else text = `p50 ${r.p50.toFixed(2)} / p99 ${r.p99.toFixed(2)} / max ${r.max.toFixed(2)}`;
+  return r.loop ? `${text}; ${describeLoops([r.loop])}` : text;
+}
+
+function historySection(run) {
+  const { historyTable, extras, sizes, reps } = run;
+  if (!historyTable) return "";
+  const h = extras.history;
+  const size = sizes.history.toLocaleString("en");
+  const verdict = { met: "**met**", missed: "**missed**", undecided: "**undecided**" };
+  return `
+## After ${size} finished executions (issue 11)
+
+One coordinator, built through the API (${h.seconds.toFixed(0)} s: ${h.succeeded.toLocaleString("en")} SUCCEEDED, ${h.retried.toLocaleString("en")} of them on a retry, and ${h.failed.toLocaleString("en")} FAILED, over ${HISTORY_TASKS.length} tasks), restarted on that database with \`--metrics-listen\`, and kept for every repetition. W3 and W4 are the workloads above, unchanged. Times are medians of ${reps} repetition(s); event-loop rows are the worst repetition: "hold" is \`reprise_event_loop_hold_seconds\` (the upper bound of the highest bucket that gained observations, and which operation), "delay" is \`reprise_process_nodejs_eventloop_lag_max_seconds\` (sampled every 10 ms: a hold of H ms reads H to H + 10 ms; it also counts waiting for a core), and "harness" the same measure of the harness's own loop over the same stretch, which tells a busy machine from a busy coordinator. See METHOD.md.
+
+${md([historyTable.header, historyTable.header.map(() => "---"), ...historyTable.rows])}
+
+### Goals of issue 11
+
+| goal | measured | |
+|---|---|---|
+${md(historyTable.goals.map((g) => [g.goal, g.shown, g.verdict ? verdict[g.verdict] : "–"]))}
+`;
+}
+
 const md = (rows) => rows.map((r) => `| ${r.join(" | ")} |`).join("\n");
 
 function profileSection(profiles) {
@@ -99,7 +171,9 @@ export async function writeResults(file, run) {
   const perRep = [];
   for (const [w, bySystem] of Object.entries(results)) {
     for (const [s, list] of Object.entries(bySystem)) {
-      perRep.push([w, s, list.map((r) => ("perSecond" in r ? r.perSecond.toFixed(0) : `p50 ${r.p50.toFixed(2)} / p99 ${r.p99.toFixed(2)} / max ${r.max.toFixed(2)}`)).join("; ")]);
+      // The history runs say more per repetition, with semicolons of their own.
+      const separator = list.some((r) => r.loop || "scrape" in r) ? "<br>" : "; ";
+      perRep.push([w, s, list.map(describeRun).join(separator)]);
     }
   }
   const goalRows = goals(table.med, systemNames).map((g) => [g.goal, g.shown, g.ok === null ? "–" : g.ok ? "**met**" : "**missed**"]);
@@ -107,14 +181,14 @@ export async function writeResults(file, run) {
   const analysis = existsSync(analysisFile) ? readFileSync(analysisFile, "utf8") : "";
   const text = `# Reprise benchmark results
 
-Generated by \`bench/run.sh\` (issue 5). Re-run with \`${process.env.BENCH_COMMAND ?? "npm run bench"}\`.
+Generated by \`bench/run.sh\` (issues 5 and 11). Re-run with \`${process.env.BENCH_COMMAND ?? "npm run bench"}\`.
 
 - **Date:** ${new Date().toISOString()}
 - **Machine:** ${cpus().length} cores (${cpus()[0]?.model ?? "unknown CPU"}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB memory
 - **Load average** (1, 5, 15 min) before the run: ${load}; after: ${loadavg().map((l) => l.toFixed(2)).join(", ")}. The machine is shared with other builds and tests, so every figure is noisy.
 - **Command:** \`${process.env.BENCH_COMMAND ?? `node bench/src/main.mjs ${process.argv.slice(2).join(" ")}`}\`
 - **Repetitions:** ${reps}; every figure is the median. Run time ${(run.seconds / 60).toFixed(1)} min.
-- **Sizes:** W1 ${sizes.W1.toLocaleString("en")}, W2 ${sizes.W2.toLocaleString("en")}, W3 ${sizes.W3} (20 ms apart), W4 ${sizes.W4} (submitted 5 ms apart), W5 ${sizes.W5.toLocaleString("en")} pending retries${extras.seedSeconds ? ` (built through the API in ${extras.seedSeconds.toFixed(0)} s)` : ""}, W6 ${sizes.W6.toLocaleString("en")}.
+- **Sizes:** W1 ${sizes.W1.toLocaleString("en")}, W2 ${sizes.W2.toLocaleString("en")}, W3 ${sizes.W3} (20 ms apart), W4 ${sizes.W4} (submitted 5 ms apart), W5 ${sizes.W5.toLocaleString("en")} pending retries${extras.seedSeconds ? ` (built through the API in ${extras.seedSeconds.toFixed(0)} s)` : ""}, W6 ${sizes.W6.toLocaleString("en")}${extras.history ? `, history ${sizes.history.toLocaleString("en")} finished executions (built through the API in ${extras.history.seconds.toFixed(0)} s)` : ""}.
 
 ## Versions
 
@@ -133,7 +207,7 @@ ${md([table.header, table.header.map(() => "---"), ...table.rows])}
 | goal | measured | |
 |---|---|---|
 ${md(goalRows)}
-
+${historySection(run)}
 ## Every repetition
 
 | workload | system | per repetition |

@@ -23,26 +23,36 @@ export function memoryOf(pid) {
 /**
  * Starts a coordinator on a free port of 127.0.0.1. Resolves once it printed
  * "serving on", with the time from spawn to the first SERVING health answer.
+ * With `metrics`, it also serves Prometheus metrics on a free port of
+ * 127.0.0.1, as an operator would run it, and `metricsUrl` is where.
  */
-export async function startCoordinator({ db, durability, nodeArgs = [], timeoutMs = 60_000 }) {
+export async function startCoordinator({ db, durability, metrics = false, nodeArgs = [], timeoutMs = 60_000 }) {
   const args = [...nodeArgs, cli, "serve", "--listen", "127.0.0.1:0", "--db", db];
   if (durability) args.push("--durability", durability);
+  if (metrics) args.push("--metrics-listen", "127.0.0.1:0");
   const spawnedAt = now();
   const child = track(spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] }));
   let stderr = "";
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-  const address = await within(
+  // The whole line, which names the metrics address too when metrics are on.
+  const serving = await within(
     new Promise((resolve, reject) => {
       child.stderr.on("data", (data) => {
         stderr += data;
-        const match = stderr.match(/reprise: serving on (\S+)/);
-        if (match) resolve(match[1]);
+        const match = stderr.match(/reprise: serving on (\S+)[^\n]*\n/);
+        if (match) resolve(match);
       });
       exited.then(({ code, signal }) => reject(new Error(`reprise serve exited (${signal ?? code}): ${stderr.slice(-2000)}`)));
     }),
     timeoutMs,
     "reprise serve",
   );
+  const address = serving[1];
+  const metricsUrl = metrics ? serving[0].match(/metrics on (http:\/\/\S+\/metrics)/)?.[1] : undefined;
+  if (metrics && !metricsUrl) {
+    child.kill("SIGKILL");
+    throw new Error(`reprise serve --metrics-listen did not say where its metrics are: ${serving[0].trim()}`);
+  }
   // Keep draining stderr so that the coordinator never blocks on a full pipe.
   child.stderr.on("data", (data) => {
     if (stderr.length < 100_000) stderr += data;
@@ -50,6 +60,7 @@ export async function startCoordinator({ db, durability, nodeArgs = [], timeoutM
   const servingAt = await healthServing(address, spawnedAt + timeoutMs);
   return {
     address,
+    metricsUrl,
     pid: child.pid,
     startToServingMs: servingAt - spawnedAt,
     memory: () => memoryOf(child.pid),
@@ -112,9 +123,21 @@ export class RepriseSystem {
       if (existsSync(`${this.seedDb}-wal`)) copyFileSync(`${this.seedDb}-wal`, `${db}-wal`);
     }
     this.coordinator = await startCoordinator({ db, durability: this.durability, nodeArgs: this.nodeArgs });
+    this.connect();
+    this.db = db;
+  }
+
+  /** The harness's own clients of the coordinator: submits and GetExecution. */
+  connect() {
     this.executions = createServiceClient(ExecutionService, this.coordinator.address);
     this.client = new Client({ address: this.coordinator.address, logger: silentLogger });
-    this.db = db;
+  }
+
+  disconnect() {
+    this.client?.close();
+    this.executions?.raw.close();
+    this.client = undefined;
+    this.executions = undefined;
   }
 
   workerConfig() {
@@ -158,8 +181,7 @@ export class RepriseSystem {
       this.lastStartToServingMs = this.coordinator.startToServingMs;
       this.lastPeak = this.coordinator.memory().peakRssMiB;
     }
-    this.client?.close();
-    this.executions?.raw.close();
+    this.disconnect();
     await this.coordinator?.stop();
     this.coordinator = undefined;
   }
