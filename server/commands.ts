@@ -27,7 +27,7 @@ const COMMON = {
 } as const satisfies ParseArgsConfig["options"];
 
 const COMMON_HELP = `Common options:
-  --addr HOST:PORT   the coordinator (default 127.0.0.1:50051, or REPRISE_ADDR)
+  --addr HOST[:PORT] the coordinator (default 127.0.0.1:50051, or REPRISE_ADDR; port 50051 when none is given)
   --token TOKEN      bearer token when the coordinator requires one (or REPRISE_TOKEN)
   --tls-ca FILE      connect with TLS, trusting this CA (PEM) (or REPRISE_TLS_CA)
   --json             machine-readable output (proto3 JSON)
@@ -43,8 +43,37 @@ interface Context {
   out: (text: string) => void;
 }
 
+export const DEFAULT_PORT = 50051;
+
+/** The address to dial: HOST alone means the coordinator's default port, not the transport's (443). */
+export function coordinatorAddress(raw: string): string {
+  const trimmed = raw.trim();
+  if (/:\d+$/.test(trimmed) && !/^[^\[]*:.*:/.test(trimmed)) return trimmed; // host:port, [v6]:port
+  if (/^\[.*\]:\d+$/.test(trimmed)) return trimmed;
+  if (/^\[.*\]$/.test(trimmed)) return `${trimmed}:${DEFAULT_PORT}`;
+  if (trimmed.includes(":")) return `[${trimmed}]:${DEFAULT_PORT}`; // a bare IPv6 address
+  return `${trimmed}:${DEFAULT_PORT}`;
+}
+
+/**
+ * A call that found nobody at the address fails with UNAVAILABLE and the
+ * transport's own words, which end in an empty "Resolution note:". Say what
+ * it means instead, and what to do.
+ */
+function explainUnreachable(error: unknown, address: string): unknown {
+  if (typeof error !== "object" || error === null || (error as { code?: unknown }).code !== grpc.status.UNAVAILABLE) return error;
+  const details = String((error as { details?: unknown }).details ?? "");
+  const refused = /ECONNREFUSED/.test(details);
+  const unknownHost = /ENOTFOUND|EAI_AGAIN|Name resolution failed/i.test(details);
+  if (!refused && !unknownHost && !/No connection established/.test(details)) return error;
+  const why = refused ? "connection refused" : unknownHost ? "the host name does not resolve" : "no connection could be made";
+  return Object.assign(Object.create(Object.getPrototypeOf(error) as object) as object, error, {
+    details: `nothing answers at ${address} (${why}). Is the coordinator running there? Start one with: reprise serve --listen ${address}`,
+  });
+}
+
 function connect(values: { addr?: string; token?: string; "tls-ca"?: string; json?: boolean }): Context {
-  const address = values.addr ?? process.env.REPRISE_ADDR ?? "127.0.0.1:50051";
+  const address = coordinatorAddress(values.addr ?? process.env.REPRISE_ADDR ?? `127.0.0.1:${DEFAULT_PORT}`);
   const caFile = values["tls-ca"] ?? process.env.REPRISE_TLS_CA;
   const credentials = caFile ? grpc.credentials.createSsl(readFileSync(caFile)) : grpc.credentials.createInsecure();
   const metadata = new grpc.Metadata();
@@ -279,6 +308,9 @@ async function watch(args: string[]): Promise<number> {
   const id = requireId(positionals, "watch");
   const c = connect(values);
   try {
+    // One plain call first: a coordinator that is not there, or an unknown id,
+    // fails at once instead of being waited for by the re-attaching watch.
+    await c.client.getExecution({ executionId: id }, { metadata: c.metadata });
     let previous: Execution | undefined;
     const final = await follow(c, id, (e) => {
       if (c.json) c.out(JSON.stringify(asJson(e)) + "\n");
@@ -396,4 +428,19 @@ ${COMMON_HELP}`);
   }
 }
 
-export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { ls, show, submit, watch, cancel };
+/** Runs a command, explaining a coordinator that does not answer. */
+const explained =
+  (command: (args: string[]) => Promise<number>) =>
+  (args: string[]): Promise<number> =>
+    command(args).catch((error: unknown) => {
+      const { values } = parseArgs({ args, options: { addr: { type: "string" } }, strict: false });
+      throw explainUnreachable(error, coordinatorAddress(String(values.addr ?? process.env.REPRISE_ADDR ?? `127.0.0.1:${DEFAULT_PORT}`)));
+    });
+
+export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  ls: explained(ls),
+  show: explained(show),
+  submit: explained(submit),
+  watch: explained(watch),
+  cancel: explained(cancel),
+};

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
 import { tempDir } from "./helpers.js";
-import { CLI, spawnCoordinator } from "./process-helpers.js";
+import { coordinatorAddress } from "../server/commands.js";
+import { CLI, freePort, spawnCoordinator } from "./process-helpers.js";
 import type { ChildCoordinator } from "./process-helpers.js";
 import { fail, leaseNow, succeed } from "./wire-helpers.js";
 
@@ -126,5 +127,29 @@ describe("reprise operator commands", () => {
       expect(state.code).toBe(2);
       expect(state.stderr).toContain("--state");
     });
+  });
+});
+
+describe("reaching the coordinator", () => {
+  test("a command that finds no coordinator says that nothing answers at the address and suggests reprise serve", async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    for (const command of [["ls"], ["show", "x"], ["watch", "x"], ["cancel", "x"], ["submit", "t"]]) {
+      const result = await exec(process.execPath, [CLI, ...command, "--addr", address], { timeout: 15_000 }).then(
+        () => ({ code: 0, stderr: "" }),
+        (error: { code: number; stderr: string }) => ({ code: error.code, stderr: error.stderr }),
+      );
+      expect(result, command.join(" ")).toEqual({
+        code: 3,
+        stderr: `reprise: UNAVAILABLE: nothing answers at ${address} (connection refused). Is the coordinator running there? Start one with: reprise serve --listen ${address}\n`,
+      });
+    }
+  });
+
+  test("--addr without a port dials the coordinator's default port, 50051, not the transport's 443", () => {
+    expect(coordinatorAddress("localhost")).toBe("localhost:50051");
+    expect(coordinatorAddress("coordinator.internal:6000")).toBe("coordinator.internal:6000");
+    expect(coordinatorAddress("[::1]")).toBe("[::1]:50051");
+    expect(coordinatorAddress("[::1]:7000")).toBe("[::1]:7000");
+    expect(coordinatorAddress("::1")).toBe("[::1]:50051");
   });
 });
