@@ -518,12 +518,12 @@ export class Coordinator {
       this.store.executionSetRetry({ seq: execution.seq, task: execution.task, nextAttemptAt });
       this.changed(execution.seq);
       this.workDueAt(nextAttemptAt, now);
-      this.log.info("retry scheduled", { ...fields, attempt_state: state, delay_ms: delayMs });
+      this.log.info("retry scheduled", { ...fields, attempt_state: OUTCOME_OF_STATE[state], delay_ms: delayMs });
       return nextAttemptAt;
     }
     this.store.executionFinish({ seq: execution.seq, task: execution.task, from: "running", state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
     this.changed(execution.seq);
-    this.log.info("execution ended", { ...fields, state: TERMINAL_FROM_ATTEMPT[state] });
+    this.log.info("execution ended", { ...fields, state: OUTCOME_OF_STATE[state] });
     return null;
   }
 
