@@ -6,14 +6,14 @@
 // PASSIVE checkpoints, which never block the writer; the writer's own
 // automatic checkpoint stays as a backstop with a high threshold, for when
 // this thread falls behind or is gone.
-import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
+import { sqliteForThreads } from "./runtime.js";
 
 /** The thread's code, CommonJS, evaluated as is: it opens the database and checkpoints on request. */
 const THREAD = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
-const db = new Database(workerData.path, { fileMustExist: true });
+const db = new Database(workerData.path, { fileMustExist: true, nativeBinding: workerData.nativeBinding });
 db.pragma("synchronous = " + workerData.synchronous);
 db.pragma("cache_size = -1024");
 parentPort.on("message", (message) => {
@@ -51,7 +51,7 @@ export class Checkpointer {
   constructor(private readonly options: CheckpointerOptions) {
     this.thread = new Worker(THREAD, {
       eval: true,
-      workerData: { driver: createRequire(import.meta.url).resolve("better-sqlite3"), path: options.path, synchronous: options.synchronous },
+      workerData: { ...sqliteForThreads(), path: options.path, synchronous: options.synchronous },
       // It holds one small page cache and a few numbers.
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
     });

@@ -27,6 +27,12 @@ const TS_WORKER = join(ROOT, "dist/test/interop/workers/worker.js");
 /** How long any one scenario may wait for a process or an execution. */
 const WAIT_MS = 20_000;
 const STOP_GRACE_MS = 10_000;
+/**
+ * The single executable to test instead of `node dist/server/cli.js`. It runs
+ * with an empty environment (PATH leads nowhere, HOME is a fresh folder), as
+ * on a machine with nothing installed.
+ */
+const COORDINATOR_BIN = process.env.REPRISE_COORDINATOR_BIN || undefined;
 
 const run = promisify(execFile);
 const ms = (t: Timestamp | undefined): number => (t ? timestampMs(t) : Number.NaN);
@@ -53,6 +59,7 @@ describe.runIf(process.env.REPRISE_INTEROP === "1")("interop: TypeScript, Python
 
   beforeAll(async () => {
     if (!existsSync(CLI) || !existsSync(TS_WORKER)) throw new Error(`${CLI} or ${TS_WORKER} is missing: run \`npm run build\` first`);
+    if (COORDINATOR_BIN && !existsSync(COORDINATOR_BIN)) throw new Error(`REPRISE_COORDINATOR_BIN=${COORDINATOR_BIN} does not exist`);
     scratch = mkdtempSync(join(tmpdir(), "reprise-interop-"));
     goBinary = join(scratch, "interop-go");
     await Promise.all([
@@ -61,9 +68,10 @@ describe.runIf(process.env.REPRISE_INTEROP === "1")("interop: TypeScript, Python
       run("go", ["build", "-o", goBinary, "."], { cwd: join(WORKERS, "go"), timeout: 300_000 }),
     ]);
     // One coordinator for the whole suite. Port 0 and the port it prints, so there is no free-port race.
-    coordinator = new Processes().start("coordinator", "worker", process.execPath, [
-      CLI, "serve", "--listen", "127.0.0.1:0", "--db", join(scratch, "reprise.db"),
-    ]);
+    const serve = ["serve", "--listen", "127.0.0.1:0", "--db", join(scratch, "reprise.db")];
+    coordinator = COORDINATOR_BIN
+      ? new Processes().start("coordinator", "worker", COORDINATOR_BIN, serve, { env: { PATH: "/nonexistent", HOME: join(scratch, "home") } })
+      : new Processes().start("coordinator", "worker", process.execPath, [CLI, ...serve]);
     address = (await coordinator.waitFor(/serving on (127\.0\.0\.1:\d+)/, 15_000))[1]!;
     client = new Client({ address });
   }, 600_000);

@@ -16,6 +16,10 @@ from reprise.v1 import execution_service_pb2, execution_service_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[3]
 CLI = REPO / "dist" / "server" / "cli.js"
+# The single executable (dist/bin/reprise, or a copy of it) to test instead of
+# `node dist/server/cli.js`. It runs with an empty environment: PATH leads
+# nowhere and HOME is a fresh folder, as on a machine with nothing installed.
+COORDINATOR_BIN = os.environ.get("REPRISE_COORDINATOR_BIN") or None
 START_TIMEOUT = 20.0
 
 
@@ -41,8 +45,9 @@ def seconds_between(earlier, later) -> float:
 class Coordinator:
     """One `reprise serve` process. restart() keeps the port and the database."""
 
-    def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = ()):
+    def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = (), home: Path | None = None):
         self.extra_args = extra_args
+        self.home = home
         self.db = db
         self.log_path = log
         self.port = 0
@@ -55,8 +60,11 @@ class Coordinator:
     def start(self) -> None:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
+        command = [COORDINATOR_BIN] if COORDINATOR_BIN else ["node", str(CLI)]
+        env = {"PATH": "/nonexistent", "HOME": str(self.home or self.db.parent)} if COORDINATOR_BIN else None
         self.process = subprocess.Popen(
-            ["node", str(CLI), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db), *self.extra_args],
+            [*command, "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db), *self.extra_args],
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -1,6 +1,7 @@
 """A real coordinator per test: `node dist/server/cli.js serve` on a free
 loopback port with a fresh database, stopped by PID at the end. Nothing is
-built here; run `npx tsc -b` (or `npm ci`) at the repository root first."""
+built here; run `npx tsc -b` (or `npm ci`) at the repository root first.
+With REPRISE_COORDINATOR_BIN set, the single executable it names runs instead."""
 from __future__ import annotations
 
 import threading
@@ -12,20 +13,30 @@ import pytest
 
 from reprise import Client, Worker
 
-from _support import CLI, REPO, Coordinator
+from _support import CLI, COORDINATOR_BIN, REPO, Coordinator
 
 
 @pytest.fixture(scope="session")
 def coordinator_cli() -> Path:
+    if COORDINATOR_BIN:
+        if not Path(COORDINATOR_BIN).is_file():
+            pytest.exit(f"REPRISE_COORDINATOR_BIN={COORDINATOR_BIN} is not a file", returncode=2)
+        return Path(COORDINATOR_BIN)
     if not CLI.exists():
         pytest.exit(f"{CLI} is missing: build the coordinator first (npm ci, or npx tsc -b, at {REPO})", returncode=2)
     return CLI
 
 
+@pytest.fixture(scope="session")
+def coordinator_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HOME for the single executable: one per session, so its cache of unpacked files is reused."""
+    return tmp_path_factory.mktemp("home")
+
+
 @pytest.fixture
-def coordinator(coordinator_cli: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Coordinator]:
+def coordinator(coordinator_cli: Path, coordinator_home: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Coordinator]:
     marker = request.node.get_closest_marker("coordinator_args")
-    server = Coordinator(tmp_path / "reprise.db", tmp_path / "coordinator.log", marker.args if marker else ())
+    server = Coordinator(tmp_path / "reprise.db", tmp_path / "coordinator.log", marker.args if marker else (), coordinator_home)
     server.start()
     yield server
     server.stop()
