@@ -2,6 +2,9 @@
 // coordinator serves it, through SQLite's backup API.
 import Database from "better-sqlite3";
 import { existsSync } from "node:fs";
+import { dirname } from "node:path";
+import { ConfigError } from "./config.js";
+import { sqliteBinding } from "./runtime.js";
 
 export interface BackupResult {
   pages: number;
@@ -9,11 +12,17 @@ export interface BackupResult {
   ms: number;
 }
 
+/** Throws ConfigError, naming the argument, for a backup that cannot start. */
+export function checkBackupPaths(source: string, destination: string): void {
+  if (!existsSync(source)) throw new ConfigError(`--db: ${source} does not exist`);
+  if (existsSync(destination)) throw new ConfigError(`backup: ${destination} already exists; choose a new file`);
+  if (!existsSync(dirname(destination))) throw new ConfigError(`backup: the folder ${dirname(destination)} does not exist`);
+}
+
 export async function backupDatabase(source: string, destination: string): Promise<BackupResult> {
-  if (!existsSync(source)) throw new Error(`--db: ${source} does not exist`);
-  if (existsSync(destination)) throw new Error(`${destination} already exists; choose a new file`);
+  checkBackupPaths(source, destination);
   const started = Date.now();
-  const db = new Database(source, { readonly: true, fileMustExist: true });
+  const db = new Database(source, { readonly: true, fileMustExist: true, nativeBinding: sqliteBinding() });
   try {
     db.pragma("busy_timeout = 5000");
     // Copy every page in one step: a step holds a read snapshot, and in WAL
@@ -21,7 +30,9 @@ export async function backupDatabase(source: string, destination: string): Promi
     // restart whenever the coordinator commits, and might never finish.
     const { totalPages } = await db.backup(destination, { progress: ({ remainingPages }) => Math.max(remainingPages, 1) });
     const pageSize = db.pragma("page_size", { simple: true }) as number;
-    const copy = new Database(destination, { readonly: true });
+    // Read-write, so that closing it removes the -wal and -shm files that
+    // opening a WAL database makes: the copy is one file.
+    const copy = new Database(destination, { nativeBinding: sqliteBinding() });
     try {
       const check = copy.pragma("integrity_check", { simple: true });
       if (check !== "ok") throw new Error(`the copy failed its integrity check: ${String(check)}`);

@@ -1,15 +1,21 @@
 #!/usr/bin/env node
 // The `reprise` command. Environment variables are read here and nowhere else.
 import { parseArgs } from "node:util";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import { status } from "@grpc/grpc-js";
+import Database from "better-sqlite3";
 import { AuthFileError, Authorizer } from "./auth.js";
-import { backupDatabase } from "./backup.js";
+import { backupDatabase, checkBackupPaths } from "./backup.js";
 import { COMMANDS, EXIT } from "./commands.js";
 import { ConfigError, SERVE_OPTIONS, loadServeConfig, serveHelp } from "./config.js";
 import type { ServeConfig } from "./config.js";
 import { jsonLogger } from "./log.js";
 import type { Logger } from "./log.js";
+import { protosCommand } from "./protos.js";
+import { buildInfo, sqliteBinding } from "./runtime.js";
+import { UnpackError } from "./unpack.js";
 import { startServer } from "./server.js";
 import type { ServerOptions } from "./server.js";
 
@@ -24,6 +30,9 @@ Commands:
   cancel    cancel an execution: reprise cancel ID
   backup    copy a database online while the coordinator serves it:
             reprise backup --db ./reprise.db OUT
+  protos    write the API's .proto files under DIR/reprise/v1/: reprise protos DIR
+
+reprise --version prints the version, the commit, and the Node and SQLite versions.
 
 ls, show, submit, watch and cancel talk to --addr (default 127.0.0.1:50051, or
 REPRISE_ADDR) and take --json. Exit codes: 0 ok; 1 the execution did not
@@ -32,12 +41,34 @@ succeed (submit --wait, watch); 2 bad usage; 3 the call failed.
 Run 'reprise <command> --help' for a command's options.
 `;
 
-function readPem(path: string, flag: string): Buffer {
+function readPem(path: string, flag: string, kind: "certificate" | "private key"): Buffer {
+  let pem: Buffer;
   try {
-    return readFileSync(path);
+    pem = readFileSync(path);
   } catch (error) {
     throw new ConfigError(`${flag}: cannot read ${path}: ${(error as Error).message}`);
   }
+  try {
+    if (kind === "certificate") new X509Certificate(pem);
+    else createPrivateKey(pem);
+  } catch (error) {
+    throw new ConfigError(`${flag}: ${path} is not a PEM ${kind}: ${(error as Error).message}`);
+  }
+  return pem;
+}
+
+function readTls(cert: string, key: string, clientCa: string | null): NonNullable<ServerOptions["tls"]> {
+  const tls = {
+    cert: readPem(cert, "--tls-cert", "certificate"),
+    key: readPem(key, "--tls-key", "private key"),
+    clientCa: clientCa ? readPem(clientCa, "--tls-client-ca", "certificate") : undefined,
+  };
+  try {
+    createSecureContext({ cert: tls.cert, key: tls.key });
+  } catch (error) {
+    throw new ConfigError(`--tls-key: ${key} does not belong to the certificate in --tls-cert ${cert}: ${(error as Error).message}`);
+  }
+  return tls;
 }
 
 function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
@@ -47,14 +78,7 @@ function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
     db,
     durability,
     limits,
-    tls:
-      tlsCert && tlsKey
-        ? {
-            cert: readPem(tlsCert, "--tls-cert"),
-            key: readPem(tlsKey, "--tls-key"),
-            clientCa: tlsClientCa ? readPem(tlsClientCa, "--tls-client-ca") : undefined,
-          }
-        : undefined,
+    tls: tlsCert && tlsKey ? readTls(tlsCert, tlsKey, tlsClientCa) : undefined,
     authorizer: authTokens ? Authorizer.fromFile(authTokens) : undefined,
     metricsListen: metricsListen ?? undefined,
     retainMs: retainMs ?? undefined,
@@ -79,8 +103,7 @@ async function serve(args: string[]): Promise<number> {
   const log = jsonLogger(config.logLevel);
   const server = await startServer(serverOptions(config, log));
   const metricsNote = server.metricsPort === null ? "" : `; metrics on http://${config.metricsListen!.replace(/:\d+$/, `:${server.metricsPort}`)}/metrics`;
-  process.stderr.write(`reprise: serving on ${config.listen.replace(/:\d+$/, `:${server.port}`)} with ${config.db}${metricsNote}\n`);
-  await new Promise<void>((resolve) => {
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.stderr.write(`reprise: ${signal}; shutting down\n`);
       server.shutdown(3000).finally(() => {
@@ -91,6 +114,9 @@ async function serve(args: string[]): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  // Said only once the handlers are in place: whoever reads it may send SIGTERM at once.
+  process.stderr.write(`reprise: serving on ${config.listen.replace(/:\d+$/, `:${server.port}`)} with ${config.db}${metricsNote}\n`);
+  await stopped;
   return 0;
 }
 
@@ -102,10 +128,22 @@ async function backup(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new ConfigError("backup: give exactly one output file, for example: reprise backup --db ./reprise.db ./reprise-backup.db");
   const source = values.db ?? process.env.REPRISE_DB ?? "./reprise.db";
+  checkBackupPaths(source, positionals[0]!);
   process.stderr.write(`reprise: backing up ${source} to ${positionals[0]}\n`);
   const result = await backupDatabase(source, positionals[0]!);
   process.stderr.write(`reprise: copied ${result.pages} pages (${(result.bytes / 1048576).toFixed(1)} MiB) in ${result.ms} ms; integrity check ok\n`);
   return 0;
+}
+
+function versionText(): string {
+  const { version, commit } = buildInfo();
+  const db = new Database(":memory:", { nativeBinding: sqliteBinding() });
+  try {
+    const sqlite = db.prepare("SELECT sqlite_version()").pluck().get() as string;
+    return `reprise ${version}\ncommit ${commit}\nnode ${process.versions.node}\nsqlite ${sqlite}\n`;
+  } finally {
+    db.close();
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -121,6 +159,11 @@ async function main(argv: string[]): Promise<number> {
     case "watch":
     case "cancel":
       return COMMANDS[command]!(rest);
+    case "protos":
+      return protosCommand(rest);
+    case "--version":
+      process.stdout.write(versionText());
+      return 0;
     case undefined:
     case "help":
     case "--help":
@@ -139,6 +182,10 @@ main(process.argv.slice(2)).then(
     if (error instanceof ConfigError || error instanceof AuthFileError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
       process.stderr.write(`reprise: ${error.message}\n`);
       process.exit(2);
+    }
+    if (error instanceof UnpackError) {
+      process.stderr.write(`reprise: ${error.message}\n`);
+      process.exit(1);
     }
     if (typeof error === "object" && error !== null && "code" in error && "details" in error && typeof error.code === "number") {
       process.stderr.write(`reprise: ${status[error.code] ?? error.code}: ${String(error.details)}\n`);

@@ -30,6 +30,8 @@ interface OptionSpec<K extends keyof ServeConfig> {
   default: ServeConfig[K];
   help: string;
   parse(raw: string, name: string): ServeConfig[K];
+  /** How --help shows the default (typed loosely: the option list mixes value types); String() when absent. */
+  show?: (value: never) => string;
 }
 
 function oneOf<T extends string>(values: readonly T[]) {
@@ -60,12 +62,28 @@ const nonEmpty = (raw: string, name: string): string => {
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** "250ms", "30s", "5m", "1h", "7d", or a bare number of milliseconds. */
+/**
+ * "250ms", "30s", "5m", "1h" or "7d". A number needs its unit: a bare "30"
+ * could mean seconds to one reader and milliseconds to the next.
+ */
 function duration(raw: string, name: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw);
-  if (!match) throw new ConfigError(`${name}: must be a duration such as 250ms, 30s, 5m, 1h or 7d; got ${JSON.stringify(raw)}`);
-  return Number(match[1]) * UNIT_MS[match[2] ?? "ms"]!;
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(raw);
+  if (!match) {
+    const hint = /^\d+$/.test(raw) ? `give it a unit, as in ${raw}s or ${raw}ms` : "must be a duration such as 250ms, 30s, 5m, 1h or 7d";
+    throw new ConfigError(`${name}: ${hint}; got ${JSON.stringify(raw)}`);
+  }
+  return Number(match[1]) * UNIT_MS[match[2]!]!;
 }
+
+/** Milliseconds in the largest unit that divides them: 3600000 is "1h". */
+export function formatDuration(ms: number): string {
+  for (const unit of ["d", "h", "m", "s"] as const) {
+    if (ms !== 0 && ms % UNIT_MS[unit]! === 0) return `${ms / UNIT_MS[unit]!}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+const showDuration = (ms: number | null) => (ms === null ? "none" : formatDuration(ms));
 
 /** Finished executions are kept at least a minute, so that a watch or a re-sent report finds them. */
 const MIN_RETAIN_MS = 60_000;
@@ -115,8 +133,8 @@ export const SERVE_OPTIONS = [
   },
   { key: "maxTaskNameBytes", flag: "max-task-name-bytes", env: "REPRISE_MAX_TASK_NAME_BYTES", default: DEFAULT_LIMITS.maxTaskNameBytes, help: "longest task name, in UTF-8 bytes", parse: positiveInteger(4096) },
   { key: "taskNamePattern", flag: "task-name-pattern", env: "REPRISE_TASK_NAME_PATTERN", default: DEFAULT_LIMITS.taskNamePattern, help: "regular expression every task name must match", parse: pattern },
-  { key: "minLeaseMs", flag: "min-lease-duration", env: "REPRISE_MIN_LEASE_DURATION", default: DEFAULT_LIMITS.minLeaseMs, help: "shortest lease_duration a worker may ask for (250ms, 30s, 5m, 1h)", parse: duration },
-  { key: "maxLeaseMs", flag: "max-lease-duration", env: "REPRISE_MAX_LEASE_DURATION", default: DEFAULT_LIMITS.maxLeaseMs, help: "longest lease_duration a worker may ask for", parse: duration },
+  { key: "minLeaseMs", flag: "min-lease-duration", env: "REPRISE_MIN_LEASE_DURATION", default: DEFAULT_LIMITS.minLeaseMs, help: "shortest lease_duration a worker may ask for (250ms, 30s, 5m, 1h)", parse: duration, show: showDuration },
+  { key: "maxLeaseMs", flag: "max-lease-duration", env: "REPRISE_MAX_LEASE_DURATION", default: DEFAULT_LIMITS.maxLeaseMs, help: "longest lease_duration a worker may ask for", parse: duration, show: showDuration },
   {
     key: "maxLongPollsPerConnection",
     flag: "max-long-polls-per-connection",
@@ -159,6 +177,7 @@ export const SERVE_OPTIONS = [
     default: null,
     help: "delete executions that finished longer ago than this (for example 72h or 30d), with their attempts; at least 1m; off when unset",
     parse: retention,
+    show: showDuration,
   },
   { key: "logLevel", flag: "log-level", env: "REPRISE_LOG_LEVEL", default: "warn", help: "debug, info, warn, error or silent", parse: oneOf(["debug", "info", "warn", "error", "silent"] as const) },
 ] as const satisfies readonly OptionSpec<keyof ServeConfig>[];
@@ -181,7 +200,11 @@ export function loadServeConfig(flags: Record<string, string | undefined>, env: 
 }
 
 export function serveHelp(): string {
-  const shown = (value: unknown) => (value === null ? "none" : value instanceof RegExp ? value.source : String(value));
-  const lines = SERVE_OPTIONS.map((o) => `  --${o.flag.padEnd(30)} ${o.help}\n  ${"".padEnd(32)} default: ${shown(o.default)}; env: ${o.env}`);
+  const shown = (option: (typeof SERVE_OPTIONS)[number]) => {
+    if ("show" in option) return (option.show as (value: unknown) => string)(option.default);
+    const value: unknown = option.default;
+    return value === null ? "none" : value instanceof RegExp ? value.source : String(value);
+  };
+  const lines = SERVE_OPTIONS.map((o) => `  --${o.flag.padEnd(30)} ${o.help}\n  ${"".padEnd(32)} default: ${shown(o)}; env: ${o.env}`);
   return `Usage: reprise serve [options]\n\nStarts the Reprise coordinator.\n\nOptions:\n${lines.join("\n")}\n  --help                           show this help\n`;
 }

@@ -10,6 +10,8 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import { ExecutionService, ExecutionState, WorkerService, implementService, serviceDefinition } from "@reprise/client/wire";
 import type { ImplementOptions } from "@reprise/client/wire";
+import { existsSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Authorizer } from "./auth.js";
 import { systemClock } from "./clock.js";
 import type { Clock } from "./clock.js";
@@ -19,6 +21,8 @@ import { Coordinator } from "./coordinator.js";
 import { executionService } from "./execution-service.js";
 import { DEFAULT_LIMITS } from "./limits.js";
 import type { Limits } from "./limits.js";
+import { ConfigError } from "./config.js";
+import { DatabaseInUseError, lockPathOf } from "./ownership.js";
 import { ConnectionQuota } from "./quota.js";
 import { Retention } from "./retention.js";
 import type { Logger } from "./log.js";
@@ -142,8 +146,27 @@ function serverCredentials(tls: ServerOptions["tls"]): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined);
 }
 
+/** Opens the store, turning the failures an operator can fix into errors that name --db. */
+function openStore(open: () => SqliteStore, db: string): SqliteStore {
+  try {
+    return open();
+  } catch (error) {
+    if (error instanceof DatabaseInUseError) throw new ConfigError(`--db: ${error.message}`);
+    if (!existsSync(dirname(db))) throw new ConfigError(`--db: the folder ${dirname(db)} does not exist`);
+    if ((error as { code?: string }).code === "SQLITE_CANTOPEN" || (error as { code?: string }).code === "SQLITE_NOTADB") {
+      throw new ConfigError(`--db: cannot open ${db} as a database: ${(error as Error).message}`);
+    }
+    throw error;
+  }
+}
+
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.log ?? silentLogger;
+  // grpc-js writes its own errors to stderr as plain text, which would break
+  // the JSON log stream. What it reports also reaches us as errors that we log
+  // or surface, so its lines go to the log at debug.
+  const grpcLine = (message: unknown, ...rest: unknown[]) => log.debug("grpc", { message: [message, ...rest].map(String).join(" ") });
+  grpc.setLogger({ error: grpcLine, info: grpcLine, debug: grpcLine });
   const clock = options.clock ?? systemClock;
   let store: SqliteStore | undefined;
   let coordinator: Coordinator | undefined;
@@ -159,13 +182,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     : undefined;
   const holds = new EventLoopHolds(log);
   metrics?.registry.registerMetric(holds as never);
-  store = new SqliteStore({
-    path: options.db,
-    durability: options.durability,
-    onCommit: metrics && ((changes, ms) => metrics.commit(changes, ms)),
-    onWarning: (message) => log.warn(message),
-    holds,
-  });
+  const createdDatabase = !existsSync(options.db);
+  store = openStore(() =>
+    new SqliteStore({
+      path: options.db,
+      durability: options.durability,
+      onCommit: metrics && ((changes, ms) => metrics.commit(changes, ms)),
+      onWarning: (message) => log.warn(message),
+      holds,
+    }),
+  options.db);
   coordinator = new Coordinator({ store, clock, random: options.random, log, metrics, holds });
   const retention = options.retainMs === undefined ? null : new Retention({ store, clock, retainMs: options.retainMs, log, holds });
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -199,7 +225,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     server.bindAsync(options.listen, serverCredentials(options.tls), (error, port) => (error ? reject(error) : resolve(port))),
   ).catch(async (error: unknown) => {
     await store.close();
-    throw error;
+    // A coordinator that never served leaves no new database behind.
+    if (createdDatabase) for (const suffix of ["", "-wal", "-shm"]) rmSync(options.db + suffix, { force: true });
+    if (createdDatabase) rmSync(lockPathOf(options.db), { force: true });
+    const reason = /\[listen (\w+): ([^\]]*?) \S+\]/.exec(String((error as Error).message));
+    throw reason ? new ConfigError(`--listen: cannot listen on ${options.listen}: ${reason[2]} (${reason[1]})`) : error;
   });
   const metricsServer = metrics && options.metricsListen ? await serveMetrics(metrics, options.metricsListen) : null;
   coordinator.start();

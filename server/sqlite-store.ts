@@ -1,11 +1,10 @@
 // The SQLite store: better-sqlite3 in WAL mode, append-only migrations, and
 // group commit (every write of one event-loop turn shares one transaction).
 import Database from "better-sqlite3";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Checkpointer } from "./checkpointer.js";
 import { noHolds } from "./holds.js";
+import { Ownership } from "./ownership.js";
+import { migrations, sqliteBinding } from "./runtime.js";
 import type { HoldMeter, HoldObserver } from "./holds.js";
 import { AttemptStateNumber, ExecutionStateNumber } from "./store.js";
 import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord } from "./store.js";
@@ -53,15 +52,6 @@ const FINISH = `UPDATE executions SET state = ?, finished_at = ?, next_attempt_a
 const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
 const ATTEMPT_RUNNING = AttemptStateNumber.running;
-
-function migrationsDir(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // Next to this file in the source tree; two levels up from dist/server when built.
-  for (const candidate of [join(here, "migrations"), join(here, "../../server/migrations")]) {
-    if (existsSync(candidate)) return candidate;
-  }
-  throw new Error(`migrations folder not found near ${here}`);
-}
 
 type Row = Record<string, unknown>;
 
@@ -191,35 +181,46 @@ export class SqliteStore implements Store {
   private changesInBatch = 0;
   private readonly onCommit: (changes: number, ms: number) => void;
   private readonly checkpointer: Checkpointer | null = null;
+  private readonly ownership: Ownership | null;
 
   constructor(options: SqliteStoreOptions) {
     this.onCommit = options.onCommit ?? (() => {});
     this.holds = options.holds ?? noHolds;
-    this.db = new Database(options.path);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
-    this.db.pragma("foreign_keys = ON");
-    this.db.pragma("busy_timeout = 5000");
-    // 32 MiB of page cache (the default is 2 MiB): with a million pending rows
-    // the hot index pages stay in memory, and RSS stays under 200 MB.
-    this.db.pragma("cache_size = -32768");
-    this.migrate();
-    this.statements = this.prepare();
-    this.control = {
-      begin: this.statement("begin", "BEGIN IMMEDIATE"),
-      commit: this.statement("commit", "COMMIT"),
-      rollback: this.statement("rollback", "ROLLBACK"),
-      savepoint: this.statement("savepoint", "SAVEPOINT change"),
-      release: this.statement("release", "RELEASE change"),
-      rollbackToSavepoint: this.statement("rollbackToSavepoint", "ROLLBACK TO change"),
-    };
-    if ((options.backgroundCheckpoints ?? true) && options.path !== ":memory:" && options.path !== "") {
-      this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
-      this.checkpointer = new Checkpointer({
-        path: options.path,
-        synchronous: options.durability === "full" ? "FULL" : "NORMAL",
-        onError: options.onWarning,
-      });
+    const inMemory = options.path === ":memory:" || options.path === "";
+    // Claimed before the database is opened: a second coordinator on the file stops here, having changed nothing.
+    this.ownership = inMemory ? null : Ownership.claim(options.path);
+    let opened: Database.Database | undefined;
+    try {
+      this.db = opened = new Database(options.path, { nativeBinding: sqliteBinding() });
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
+      this.db.pragma("foreign_keys = ON");
+      this.db.pragma("busy_timeout = 5000");
+      // 32 MiB of page cache (the default is 2 MiB): with a million pending rows
+      // the hot index pages stay in memory, and RSS stays under 200 MB.
+      this.db.pragma("cache_size = -32768");
+      this.migrate();
+      this.statements = this.prepare();
+      this.control = {
+        begin: this.statement("begin", "BEGIN IMMEDIATE"),
+        commit: this.statement("commit", "COMMIT"),
+        rollback: this.statement("rollback", "ROLLBACK"),
+        savepoint: this.statement("savepoint", "SAVEPOINT change"),
+        release: this.statement("release", "RELEASE change"),
+        rollbackToSavepoint: this.statement("rollbackToSavepoint", "ROLLBACK TO change"),
+      };
+      if ((options.backgroundCheckpoints ?? true) && !inMemory) {
+        this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
+        this.checkpointer = new Checkpointer({
+          path: options.path,
+          synchronous: options.durability === "full" ? "FULL" : "NORMAL",
+          onError: options.onWarning,
+        });
+      }
+    } catch (error) {
+      opened?.close();
+      this.ownership?.release();
+      throw error;
     }
   }
 
@@ -243,12 +244,9 @@ export class SqliteStore implements Store {
     const applied = new Set(
       (this.db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map((r) => r.version),
     );
-    const dir = migrationsDir();
-    const files = readdirSync(dir).filter((f) => /^\d{4}_.*\.sql$/.test(f)).sort();
-    for (const file of files) {
+    for (const { name: file, sql } of migrations()) {
       const version = Number(file.slice(0, 4));
       if (applied.has(version)) continue;
-      const sql = readFileSync(join(dir, file), "utf8");
       this.db.transaction(() => {
         this.db.exec(sql);
         this.db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(version, file, Date.now());
@@ -534,7 +532,9 @@ export class SqliteStore implements Store {
     // The thread closes after the writer, so that its close is the last one,
     // which checkpoints the WAL and deletes it. Closing both at once left the
     // WAL behind whenever each saw the other still open.
-    return this.checkpointer?.close() ?? Promise.resolve();
+    const closed = this.checkpointer?.close() ?? Promise.resolve();
+    // Released last, once nothing of this process has the file open.
+    return closed.finally(() => this.ownership?.release());
   }
 
   taskGet(name: string): TaskRecord | undefined {

@@ -1,5 +1,6 @@
 // `reprise backup`: an online, consistent copy while the coordinator serves.
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ExecutionState } from "@reprise/client/wire";
@@ -27,6 +28,8 @@ describe("backup", () => {
       stop = true;
       await busy;
       expect(stderr).toMatch(/copied \d+ pages .* integrity check ok/);
+      // The copy is one file, with no -wal or -shm beside it.
+      expect([existsSync(`${copy}-wal`), existsSync(`${copy}-shm`)]).toEqual([false, false]);
     } finally {
       c.closeClients();
       c.child.kill("SIGTERM");
@@ -49,14 +52,13 @@ describe("backup", () => {
     }
   });
 
-  test("reprise backup refuses to overwrite an existing file", async () => {
+  test("reprise backup refuses to overwrite an existing file, in one line with exit code 2", async () => {
     const dir = tempDir();
     const c = await spawnCoordinator(join(dir, "reprise.db"));
     c.closeClients();
     c.child.kill("SIGTERM");
     await c.exited;
     const error = await run(process.execPath, [CLI, "backup", "--db", join(dir, "reprise.db"), join(dir, "reprise.db")]).catch((e: { code: number; stderr: string }) => e);
-    expect(error).toMatchObject({ code: 1 });
-    expect((error as { stderr: string }).stderr).toContain("already exists");
+    expect(error).toMatchObject({ code: 2, stderr: `reprise: backup: ${join(dir, "reprise.db")} already exists; choose a new file\n` });
   });
 });

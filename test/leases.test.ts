@@ -228,12 +228,13 @@ describe("lease fencing", () => {
     await start();
     const execution = await submit(c, "t");
     await leaseNow(c, ["t"]);
-    const { SqliteStore } = await import("../server/sqlite-store.js");
-    const reader = new SqliteStore({ path: c.dbPath });
+    // A connection of its own sees only what is committed.
+    const { default: Database } = await import("better-sqlite3");
+    const reader = new Database(c.dbPath, { readonly: true });
     try {
-      expect(reader.executionGet(execution.id)?.state).toBe(ExecutionState.RUNNING);
+      expect(reader.prepare("SELECT state FROM executions WHERE id = ?").pluck().get(execution.id)).toBe(ExecutionState.RUNNING);
     } finally {
-      await reader.close();
+      reader.close();
     }
   });
 });

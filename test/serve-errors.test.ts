@@ -1,0 +1,118 @@
+// Mistakes an operator can make when starting `reprise serve`, each answered by
+// one line that names the option, exit code 2, and nothing left behind.
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import type { Server } from "node:net";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, test } from "vitest";
+import { formatDuration, loadServeConfig } from "../server/config.js";
+import { tempDir } from "./helpers.js";
+import { CLI, spawnCoordinator } from "./process-helpers.js";
+
+const run = promisify(execFile);
+
+async function serve(...args: string[]) {
+  return run(process.execPath, [CLI, "serve", ...args], { timeout: 15_000 }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+  );
+}
+
+/** The one line a failed start prints, from the CLI's own `reprise:` prefix. */
+const repriseLines = (stderr: string) => stderr.split("\n").filter((line) => line.startsWith("reprise:"));
+
+describe("starting reprise serve", () => {
+  test("a second coordinator on the same SQLite file refuses to start, naming the file and the process that owns it", async () => {
+    const db = join(tempDir(), "reprise.db");
+    const first = await spawnCoordinator(db);
+    try {
+      const second = await serve("--listen", "127.0.0.1:0", "--db", db);
+      expect(second.code).toBe(2);
+      expect(repriseLines(second.stderr)).toEqual([
+        expect.stringMatching(new RegExp(`^reprise: --db: ${db.replace(/[.]/g, "\\.")} is in use by another coordinator \\(pid ${first.child.pid} on .+, started .+\\)`)),
+      ]);
+      expect(second.stderr).not.toMatch(/\n\s+at /);
+      // The first one still serves.
+      expect((await first.executions.listExecutions({})).executions).toEqual([]);
+    } finally {
+      first.closeClients();
+      first.child.kill("SIGTERM");
+      await first.exited;
+    }
+  });
+
+  test("once the owner has been killed with SIGKILL, the file is free for the next coordinator", async () => {
+    const db = join(tempDir(), "reprise.db");
+    const first = await spawnCoordinator(db);
+    await first.kill();
+    const next = await spawnCoordinator(db);
+    next.closeClients();
+    next.child.kill("SIGTERM");
+    expect(await next.exited).toEqual({ code: 0, signal: null });
+  });
+
+  test("a port already in use fails naming --listen, and leaves no new database file behind", async () => {
+    const dir = tempDir();
+    const taken: Server = await new Promise((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => resolve(server));
+    });
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const result = await serve("--listen", `127.0.0.1:${port}`, "--db", join(dir, "reprise.db"));
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(`reprise: --listen: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n`);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
+  test("a TLS or token file that is missing, or is not what the option needs, fails naming the option and the file", async () => {
+    const dir = tempDir();
+    const file = (name: string) => join(dir, name);
+    for (const name of ["a", "b"]) {
+      execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", file(`${name}.key`), "-out", file(`${name}.pem`), "-days", "1", "-subj", "/CN=x"], { stdio: "pipe" });
+    }
+    writeFileSync(file("notes.txt"), "not a certificate\n");
+    const db = ["--listen", "127.0.0.1:0", "--db", file("reprise.db")];
+    const cases: [string[], RegExp][] = [
+      [["--tls-cert", file("missing.pem"), "--tls-key", file("a.key")], /^reprise: --tls-cert: cannot read .*missing\.pem: ENOENT/],
+      [["--tls-cert", file("notes.txt"), "--tls-key", file("a.key")], /^reprise: --tls-cert: .*notes\.txt is not a PEM certificate/],
+      [["--tls-cert", file("a.pem"), "--tls-key", file("a.pem")], /^reprise: --tls-key: .*a\.pem is not a PEM private key/],
+      [["--tls-cert", file("a.pem"), "--tls-key", file("b.key")], /^reprise: --tls-key: .*b\.key does not belong to the certificate in --tls-cert/],
+      [["--tls-cert", file("a.pem"), "--tls-key", file("a.key"), "--tls-client-ca", file("notes.txt")], /^reprise: --tls-client-ca: .*notes\.txt is not a PEM certificate/],
+      [["--auth-tokens", file("missing.tokens")], /^reprise: --auth-tokens: cannot read .*missing\.tokens/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await serve(...db, ...args);
+      expect(result.code, args.join(" ")).toBe(2);
+      expect(result.stderr.split("\n").filter(Boolean), args.join(" ")).toEqual([expect.stringMatching(message)]);
+    }
+    expect(existsSync(file("reprise.db"))).toBe(false);
+  });
+
+  test("a --db whose folder does not exist fails naming --db and the folder", async () => {
+    const missing = join(tempDir(), "no-such-folder");
+    const result = await serve("--listen", "127.0.0.1:0", "--db", join(missing, "reprise.db"));
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(`reprise: --db: the folder ${missing} does not exist\n`);
+    expect(existsSync(missing)).toBe(false);
+  });
+});
+
+describe("durations in serve options", () => {
+  test("a duration needs its unit (ms, s, m, h or d): a bare number is refused, naming the option", () => {
+    expect(loadServeConfig({ "min-lease-duration": "30s", "max-lease-duration": "2h" }, {})).toMatchObject({ minLeaseMs: 30_000, maxLeaseMs: 7_200_000 });
+    expect(() => loadServeConfig({ "min-lease-duration": "30" }, {})).toThrow('--min-lease-duration: give it a unit, as in 30s or 30ms; got "30"');
+    expect(() => loadServeConfig({}, { REPRISE_MAX_LEASE_DURATION: "60000" })).toThrow(/^REPRISE_MAX_LEASE_DURATION: give it a unit/);
+  });
+
+  test("--help shows every duration's default with its unit", async () => {
+    const help = await run(process.execPath, [CLI, "serve", "--help"]);
+    expect(help.stdout).toMatch(/--min-lease-duration[^\n]*\n\s+default: 10ms;/);
+    expect(help.stdout).toMatch(/--max-lease-duration[^\n]*\n\s+default: 1h;/);
+    expect([formatDuration(10), formatDuration(90_000), formatDuration(86_400_000), formatDuration(1500)]).toEqual(["10ms", "90s", "1d", "1500ms"]);
+  });
+});
