@@ -193,7 +193,7 @@ describe("submitting", () => {
     }
   });
 
-  test("a submit's own retries override the task's declared policy, even 0", async () => {
+  test("a submit's own retries override the task's declared policy, even 0, false or new Retries({ limit: 0 })", async () => {
     const env = await clientEnv();
     try {
       await env.worker().task("declared_twice", { retries: 2 }, () => {
@@ -202,9 +202,11 @@ describe("submitting", () => {
       const client = env.client();
       const more = await client.submit("declared_twice", null, { retries: new Retries({ limit: 3, backoff: [0, 0] }) });
       const none = await client.submit("declared_twice", null, { retries: 0 });
-      await Promise.all([more.result().catch(() => undefined), none.result().catch(() => undefined)]);
+      const off = await client.submit("declared_twice", null, { retries: false });
+      const zero = await client.submit("declared_twice", null, { retries: new Retries({ limit: 0 }) });
+      await Promise.all([more, none, off, zero].map((handle) => handle.result().catch(() => undefined)));
       expect((await more.get()).attempts).toHaveLength(4);
-      expect((await none.get()).attempts).toHaveLength(1);
+      for (const handle of [none, off, zero]) expect((await handle.get()).attempts).toHaveLength(1);
     } finally {
       await env.close();
     }

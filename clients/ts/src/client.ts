@@ -48,7 +48,8 @@ export class Client {
    */
   async submit<Result = unknown>(task: string, args?: unknown, options: SubmitOptions = {}): Promise<ExecutionHandle<Result>> {
     const { codec } = this.options;
-    const explicitNoRetries = options.retries === 0 || options.retries === false;
+    const { retries } = options;
+    const explicitNoRetries = retries === 0 || retries === false || (typeof retries === "object" && retries.limit === 0);
     const request = {
       task,
       arguments: { data: codec.encode(args), contentType: codec.contentType },

@@ -28,8 +28,8 @@ const (
 // The request of ExecutionService.Submit.
 type SubmitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The name of the task to run: 1 to 256 bytes of UTF-8 with no whitespace or
-	// control characters. No worker needs to have declared it yet.
+	// The name of the task to run: 1 to 256 bytes of UTF-8 with no whitespace,
+	// control or format characters. No worker needs to have declared it yet.
 	Task string `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
 	// The arguments passed to every attempt. Absent means empty data with no
 	// content type.

@@ -282,8 +282,8 @@ func (x *RetryPolicy) GetBackoffMax() *durationpb.Duration {
 // the per-attempt timeout for every attempt leased after it.
 type TaskDefinition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The task's name: 1 to 256 bytes of UTF-8 with no whitespace or control
-	// characters. INVALID_ARGUMENT otherwise.
+	// The task's name: 1 to 256 bytes of UTF-8 with no whitespace, control or
+	// format characters. INVALID_ARGUMENT otherwise.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The retry policy for executions whose Submit carries none. Absent means no
 	// retries (at most once).

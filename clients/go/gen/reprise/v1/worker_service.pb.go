@@ -28,7 +28,8 @@ const (
 // The request of WorkerService.DeclareTasks.
 type DeclareTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Identifies the worker, for operators. 1 to 256 bytes.
+	// Identifies the worker, for operators. At most 256 bytes; empty is
+	// accepted, but leaves operators nothing to tell workers apart by.
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// The tasks this worker runs. At most the batch limit (1000 by default).
 	Tasks         []*TaskDefinition `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
@@ -120,7 +121,8 @@ func (*DeclareTasksResponse) Descriptor() ([]byte, []int) {
 // The request of WorkerService.LeaseAttempts.
 type LeaseAttemptsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Identifies the worker; recorded on each attempt. 1 to 256 bytes.
+	// Identifies the worker; recorded on each attempt. At most 256 bytes; empty
+	// is accepted.
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// The task names to lease. Required: at least 1, at most the batch limit
 	// (1000 by default).

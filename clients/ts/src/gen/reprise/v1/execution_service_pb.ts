@@ -26,8 +26,8 @@ export const file_reprise_v1_execution_service: GenFile = /*@__PURE__*/
  */
 export type SubmitRequest = Message<"reprise.v1.SubmitRequest"> & {
   /**
-   * The name of the task to run: 1 to 256 bytes of UTF-8 with no whitespace or
-   * control characters. No worker needs to have declared it yet.
+   * The name of the task to run: 1 to 256 bytes of UTF-8 with no whitespace,
+   * control or format characters. No worker needs to have declared it yet.
    *
    * @generated from field: string task = 1;
    */

@@ -90,8 +90,8 @@ export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
  */
 export type TaskDefinition = Message<"reprise.v1.TaskDefinition"> & {
   /**
-   * The task's name: 1 to 256 bytes of UTF-8 with no whitespace or control
-   * characters. INVALID_ARGUMENT otherwise.
+   * The task's name: 1 to 256 bytes of UTF-8 with no whitespace, control or
+   * format characters. INVALID_ARGUMENT otherwise.
    *
    * @generated from field: string name = 1;
    */

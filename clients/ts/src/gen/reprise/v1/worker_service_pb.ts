@@ -26,7 +26,8 @@ export const file_reprise_v1_worker_service: GenFile = /*@__PURE__*/
  */
 export type DeclareTasksRequest = Message<"reprise.v1.DeclareTasksRequest"> & {
   /**
-   * Identifies the worker, for operators. 1 to 256 bytes.
+   * Identifies the worker, for operators. At most 256 bytes; empty is
+   * accepted, but leaves operators nothing to tell workers apart by.
    *
    * @generated from field: string worker_id = 1;
    */
@@ -69,7 +70,8 @@ export const DeclareTasksResponseSchema: GenMessage<DeclareTasksResponse> = /*@_
  */
 export type LeaseAttemptsRequest = Message<"reprise.v1.LeaseAttemptsRequest"> & {
   /**
-   * Identifies the worker; recorded on each attempt. 1 to 256 bytes.
+   * Identifies the worker; recorded on each attempt. At most 256 bytes; empty
+   * is accepted.
    *
    * @generated from field: string worker_id = 1;
    */
