@@ -73,7 +73,10 @@ type PanicError struct {
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // FailureTyper lets an error choose the failure type the coordinator records
-// (Failure.type). Without it, the type is the Go type of the innermost error.
+// (Failure.type). Without it, the type is the Go type of the first error in
+// the chain that is more than a wrapper (fmt.Errorf's %w, errors.Join,
+// RetryAfter, Permanent) or a bare errors.New message, such as
+// "main.HTTPError"; a chain of only those is "error".
 type FailureTyper interface {
 	FailureType() string
 }

@@ -2,6 +2,7 @@ package reprise
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 
@@ -45,8 +46,11 @@ func failureOf(err error, when func(error) bool) *reprisev1.Failure {
 }
 
 // failureType names the error's kind: its own FailureType if it has one, else
-// the Go type of the innermost error, since wrappers such as fmt.Errorf's say
-// nothing about what went wrong.
+// the Go type of the first error in its chain (in errors.As order) that is
+// more than a wrapper or a bare message, as %T prints it without the leading
+// "*". Wrappers such as fmt.Errorf's %w, errors.Join, RetryAfter and
+// Permanent say nothing about what went wrong, and neither does the
+// *errors.errorString of errors.New: a chain with nothing else is "error".
 func failureType(err error) string {
 	var typer FailureTyper
 	if errors.As(err, &typer) {
@@ -56,14 +60,46 @@ func failureType(err error) string {
 	if errors.As(err, &panicked) {
 		return "panic"
 	}
-	for {
-		inner := errors.Unwrap(err)
-		if inner == nil {
-			break
-		}
-		err = inner
+	if named := namedErrorType(err); named != "" {
+		return named
 	}
-	return strings.TrimPrefix(reflect.TypeOf(err).String(), "*")
+	return "error"
+}
+
+// Types that carry no kind of their own, found from the values the standard
+// library returns rather than by name, so a rename there cannot slip by.
+var (
+	bareMessageType   = reflect.TypeOf(errors.New(""))
+	plainWrapperTypes = map[reflect.Type]bool{
+		reflect.TypeOf(fmt.Errorf("%w", errors.New(""))):                   true,
+		reflect.TypeOf(fmt.Errorf("%w%w", errors.New(""), errors.New(""))): true,
+		reflect.TypeOf(errors.Join(errors.New(""))):                        true,
+		reflect.TypeOf((*RetryAfterError)(nil)):                            true,
+		reflect.TypeOf((*PermanentError)(nil)):                             true,
+	}
+)
+
+// namedErrorType is the type name of the first error in err's chain that is
+// neither a plain wrapper nor a bare message, or "" if there is none.
+func namedErrorType(err error) string {
+	if err == nil {
+		return ""
+	}
+	t := reflect.TypeOf(err)
+	if t != bareMessageType && !plainWrapperTypes[t] {
+		return strings.TrimPrefix(t.String(), "*")
+	}
+	switch wrapper := err.(type) {
+	case interface{ Unwrap() error }:
+		return namedErrorType(wrapper.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, inner := range wrapper.Unwrap() {
+			if named := namedErrorType(inner); named != "" {
+				return named
+			}
+		}
+	}
+	return ""
 }
 
 func truncate(s string, maxBytes int) string {

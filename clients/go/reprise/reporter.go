@@ -2,6 +2,7 @@ package reprise
 
 import (
 	"context"
+	"time"
 
 	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
 	"google.golang.org/grpc/codes"
@@ -107,8 +108,36 @@ func (r *runner) receive(batch []queuedOutcome, receipts []*reprisev1.OutcomeRec
 		if i >= len(receipts) {
 			continue
 		}
-		if receipt := receipts[i]; !receipt.GetAccepted() {
+		receipt := receipts[i]
+		switch {
+		case !receipt.GetAccepted():
 			r.log.Info("reprise: outcome refused", "execution_id", q.attempt.leased.GetExecutionId(), "attempt", q.attempt.leased.GetAttempt(), "reason", receipt.GetReason())
+		case q.outcome.GetFailure() != nil:
+			r.logFailedAttempt(q.attempt.leased, q.outcome.GetFailure(), receipt)
 		}
 	}
+}
+
+// logFailedAttempt logs an accepted failure at info with what the
+// coordinator decided: a retry and when it may start, or none. A failed
+// attempt is the handler's news, not the worker's trouble, so it is not a
+// warning; the caller learns of a final failure from the execution itself.
+func (r *runner) logFailedAttempt(leased *reprisev1.LeasedAttempt, f *reprisev1.Failure, receipt *reprisev1.OutcomeReceipt) {
+	attrs := []any{
+		"task", leased.GetTask(),
+		"execution_id", leased.GetExecutionId(),
+		"attempt", leased.GetAttempt(),
+		"error_type", f.GetType(),
+		"error_message", f.GetMessage(),
+		"will_retry", receipt.GetWillRetry(),
+	}
+	if !receipt.GetWillRetry() {
+		r.log.Info("reprise: attempt failed; no retry, the execution has failed", attrs...)
+		return
+	}
+	if at := receipt.GetNextAttemptAt(); at != nil {
+		next := at.AsTime()
+		attrs = append(attrs, "next_attempt_at", next, "retry_in", max(0, time.Until(next)).Round(time.Millisecond))
+	}
+	r.log.Info("reprise: attempt failed; retry scheduled", attrs...)
 }

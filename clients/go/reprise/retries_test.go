@@ -138,12 +138,39 @@ type typedFailure struct{}
 func (typedFailure) Error() string       { return "typed" }
 func (typedFailure) FailureType() string { return "QuotaExceeded" }
 
-func TestFailureTypeIsTheInnermostErrorOrItsOwnName(t *testing.T) {
-	if got := failureOf(fmt.Errorf("ctx: %w", &httpError{500}), nil).GetType(); got != "reprise.httpError" {
-		t.Errorf("type = %q, want reprise.httpError", got)
-	}
-	if got := failureOf(fmt.Errorf("ctx: %w", typedFailure{}), nil).GetType(); got != "QuotaExceeded" {
-		t.Errorf("type = %q, want QuotaExceeded", got)
+// causeError is a user's error type that wraps a lower-level cause.
+type causeError struct{ cause error }
+
+func (e *causeError) Error() string { return "fetching: " + e.cause.Error() }
+func (e *causeError) Unwrap() error { return e.cause }
+
+type valueError struct{}
+
+func (valueError) Error() string { return "by value" }
+
+func TestFailureTypeNamesTheUsersErrorTypeNotErrorsErrorString(t *testing.T) {
+	bare := errors.New("upstream unavailable")
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"the user's type itself", &httpError{500}, "reprise.httpError"},
+		{"a value type", valueError{}, "reprise.valueError"},
+		{"under fmt.Errorf's %w", fmt.Errorf("GET /a: %w", fmt.Errorf("retrying: %w", &httpError{503})), "reprise.httpError"},
+		{"the user's type, not the cause it wraps", fmt.Errorf("ctx: %w", &causeError{bare}), "reprise.causeError"},
+		{"under RetryAfter and Permanent", Permanent(RetryAfter(time.Second, fmt.Errorf("x: %w", &httpError{429}))), "reprise.httpError"},
+		{"the first named one under errors.Join", errors.Join(bare, &httpError{502}), "reprise.httpError"},
+		{"the first named one under several %w", fmt.Errorf("%w; %w", bare, valueError{}), "reprise.valueError"},
+		{"its own FailureType", fmt.Errorf("ctx: %w", typedFailure{}), "QuotaExceeded"},
+		{"a bare errors.New is just an error", bare, "error"},
+		{"a sentinel under %w is just an error", fmt.Errorf("attempt 1: %w", bare), "error"},
+		{"fmt.Errorf without %w is just an error", fmt.Errorf("HTTP %d", 503), "error"},
+		{"Permanent of a bare message is just an error", Permanent(bare), "error"},
+	} {
+		if got := failureOf(c.err, nil).GetType(); got != c.want {
+			t.Errorf("%s: type = %q, want %q", c.name, got, c.want)
+		}
 	}
 }
 

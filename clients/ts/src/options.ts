@@ -37,7 +37,10 @@ export interface WorkerOptions extends ConnectionOptions {
   abortGrace?: number;
   /** Encodes results and decodes arguments. Default JSON. */
   codec?: Codec;
-  /** Where refused reports and connection trouble are logged. Default JSON lines on stderr. */
+  /**
+   * Where failed attempts and their retries (info), refused reports and
+   * connection trouble are logged. Default JSON lines on stderr, warn and up.
+   */
   logger?: Logger;
 }
 

@@ -5,13 +5,14 @@
 // expired meanwhile, a cancelled execution) are logged and dropped.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceClient } from "./grpc.js";
-import type { OutcomeSchema } from "./gen/reprise/v1/types_pb.js";
+import type { OutcomeReceipt, OutcomeSchema } from "./gen/reprise/v1/types_pb.js";
 import type { WorkerService } from "./gen/reprise/v1/worker_service_pb.js";
 import { Backoff } from "./backoff.js";
 import type { ReconnectOptions } from "./backoff.js";
 import { describeError, isTransient } from "./connection.js";
-import type { Logger } from "./log.js";
-import { sleep } from "./time.js";
+import type { FailureInit } from "./failure.js";
+import type { LogFields, Logger } from "./log.js";
+import { sleep, timestampToMs } from "./time.js";
 
 const MAX_OUTCOMES_PER_REPORT = 1000;
 const REPORT_DEADLINE_MS = 30_000;
@@ -81,7 +82,7 @@ export class OutcomeReporter {
         this.backoff.reset();
         if (this.unreachable) this.logger.info("coordinator reachable again; outcomes re-sent", { outcomes: batch.length });
         this.unreachable = false;
-        batch.forEach((pending, i) => this.settle(pending, receipts[i]?.accepted ?? false, receipts[i]?.reason ?? "no receipt"));
+        batch.forEach((pending, i) => this.settle(pending, receipts[i]));
       } catch (error) {
         if (isTransient(error)) {
           if (!this.unreachable) this.logger.warn("cannot report outcomes; keeping them to re-send", { error: describeError(error), outcomes: batch.length });
@@ -95,17 +96,41 @@ export class OutcomeReporter {
     }
   }
 
-  private settle(pending: PendingOutcome, accepted: boolean, reason: string): void {
-    if (!accepted) {
+  private settle(pending: PendingOutcome, receipt: OutcomeReceipt | undefined): void {
+    if (!receipt?.accepted) {
       this.logger.warn("outcome refused by the coordinator; dropped", {
         execution_id: pending.executionId,
         task: pending.task,
         attempt: pending.attempt,
         outcome: String(pending.outcome.outcome?.case),
-        reason,
+        reason: receipt?.reason ?? "no receipt",
       });
+    } else if (pending.outcome.outcome?.case === "failure") {
+      this.failedAttempt(pending, pending.outcome.outcome.value, receipt);
     }
     pending.settled();
+  }
+
+  /**
+   * Logs an accepted failure at info with what the coordinator decided: a
+   * retry and when it may start, or none. A failed attempt is the handler's
+   * news, not the worker's trouble, so it is not a warning.
+   */
+  private failedAttempt(pending: PendingOutcome, failure: FailureInit, receipt: OutcomeReceipt): void {
+    const fields: LogFields = {
+      task: pending.task,
+      execution_id: pending.executionId,
+      attempt: pending.attempt,
+      error_type: failure.type ?? "",
+      error_message: failure.message ?? "",
+      will_retry: receipt.willRetry,
+    };
+    const nextAttemptAt = receipt.willRetry ? timestampToMs(receipt.nextAttemptAt) : undefined;
+    if (nextAttemptAt !== undefined) {
+      fields.next_attempt_at = new Date(nextAttemptAt).toISOString();
+      fields.retry_in_ms = Math.max(0, nextAttemptAt - Date.now());
+    }
+    this.logger.info(receipt.willRetry ? "attempt failed; retry scheduled" : "attempt failed; no retry, the execution has failed", fields);
   }
 
   /**

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Callable
 
 import grpc
@@ -11,6 +12,8 @@ import grpc
 from reprise.v1 import types_pb2, worker_service_pb2
 
 from ._backoff import Backoff, is_transient
+from ._durations import from_timestamp
+from .context import AttemptContext
 
 log = logging.getLogger("reprise.worker")
 
@@ -22,11 +25,18 @@ RPC_TIMEOUT = 10.0
 class OutcomeReporter:
     """Sends outcomes until each has a receipt. Resends through a coordinator
     restart (a result must not be lost because the coordinator blinked), and
-    calls `settled(token)` once the coordinator accepted or refused it."""
+    calls `settled(token)` once the coordinator accepted or refused it.
+    `attempt_of(token)` names the attempt in the log line of a failure."""
 
-    def __init__(self, report: Callable[..., worker_service_pb2.ReportOutcomesResponse], settled: Callable[[bytes], None]):
+    def __init__(
+        self,
+        report: Callable[..., worker_service_pb2.ReportOutcomesResponse],
+        settled: Callable[[bytes], None],
+        attempt_of: Callable[[bytes], AttemptContext | None],
+    ):
         self._report = report
         self._settled = settled
+        self._attempt_of = attempt_of
         self._changed = threading.Condition()
         self._queue: list[types_pb2.Outcome] = []
         self._closing = False
@@ -82,6 +92,8 @@ class OutcomeReporter:
             for outcome, receipt in zip(batch, response.receipts):
                 if not receipt.accepted:
                     log.warning("reprise: coordinator refused an outcome: %s", receipt.reason)
+                elif outcome.HasField("failure"):
+                    log_failed_attempt(self._attempt_of(outcome.lease_token), outcome.failure, receipt)
                 self._settled(outcome.lease_token)
             return
 
@@ -111,3 +123,33 @@ class OutcomeReporter:
     def _settle_all(self, batch: list[types_pb2.Outcome]) -> None:
         for outcome in batch:
             self._settled(outcome.lease_token)
+
+
+def log_failed_attempt(context: AttemptContext | None, failure: types_pb2.Failure, receipt: types_pb2.OutcomeReceipt) -> None:
+    """Logs an accepted failure at INFO with what the coordinator decided: a
+    retry and when it may start, or none. The same facts are on the record
+    (`extra`), for handlers that write structured logs."""
+    task, execution_id, attempt = (context.task, context.execution_id, context.attempt) if context else ("?", "?", 0)
+    next_attempt_at = None
+    if receipt.will_retry and receipt.HasField("next_attempt_at"):
+        next_attempt_at = datetime.fromtimestamp(from_timestamp(receipt.next_attempt_at), timezone.utc)
+    if not receipt.will_retry:
+        decision = "no retry, the execution has failed"
+    elif next_attempt_at is None:
+        decision = "retry scheduled"
+    else:
+        seconds = max(0.0, next_attempt_at.timestamp() - time.time())
+        decision = f"retry at {next_attempt_at.isoformat(timespec='milliseconds')} (in {seconds:.1f} s)"
+    log.info(
+        "reprise: %s[%s] attempt %d failed with %s: %s; %s",
+        task, execution_id, attempt, failure.type, failure.message, decision,
+        extra={
+            "task": task,
+            "execution_id": execution_id,
+            "attempt": attempt,
+            "error_type": failure.type,
+            "error_message": failure.message,
+            "will_retry": receipt.will_retry,
+            "next_attempt_at": next_attempt_at,
+        },
+    )

@@ -117,7 +117,7 @@ class Worker:
             self._channel.close()
             self._stopped = True
             raise
-        self._reporter = OutcomeReporter(stub.ReportOutcomes, self._inflight.settle)
+        self._reporter = OutcomeReporter(stub.ReportOutcomes, self._inflight.settle, self._inflight.get)
         self._heartbeater = Heartbeater(stub.Heartbeat, self._inflight, self.worker_id, self.options.lease_duration / 3)
         self._lease_thread = threading.Thread(target=self._lease_loop, args=(declared,), name="reprise-lease", daemon=True)
         self._reporter.start()
