@@ -1,4 +1,4 @@
-// The `retries` forms and `when` of the TypeScript client (DESIGN.md section 1),
+// The `retries` forms and `when` of the TypeScript client (docs/semantics.md),
 // a worker-requested retry delay, and how errors are reported, against a real
 // coordinator.
 import { describe, expect, test } from "vitest";
@@ -46,7 +46,7 @@ const failing =
   };
 
 describe("retries forms map onto the wire RetryPolicy", () => {
-  test("retries: N, Retries, true and limit null send the policies of DESIGN.md section 1, with explicit backoffs", () => {
+  test("retries: N, Retries, true and limit null send the wire policies of docs/semantics.md, with explicit backoffs", () => {
     expect(wire(retryPolicy(undefined))).toBeUndefined();
     expect(wire(retryPolicy(0))).toBeUndefined();
     expect(wire(retryPolicy(false))).toBeUndefined();

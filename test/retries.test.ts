@@ -1,4 +1,4 @@
-// The retry rules of DESIGN.md sections 1 and 2, end to end over gRPC, on a
+// The retry rules of docs/semantics.md, end to end over gRPC, on a
 // fake clock: the coordinator computes every schedule itself.
 import { AttemptState, ExecutionState } from "@reprise/client/wire";
 import { afterEach, describe, expect, test } from "vitest";

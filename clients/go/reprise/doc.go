@@ -5,7 +5,7 @@
 // Client submits executions and waits for their results through every retry.
 //
 // Retry semantics follow Coflux's "Automatic retries" (see the repository's
-// DESIGN.md, section 1):
+// docs/semantics.md, "Retry policies"):
 //
 //	reprise.Retries{}                 at most once (the default)
 //	reprise.Immediate(n)              n retries, each right after the failure

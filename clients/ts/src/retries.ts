@@ -1,4 +1,4 @@
-// The `retries` forms of a task (DESIGN.md section 1) and their wire
+// The `retries` forms of a task (docs/semantics.md) and their wire
 // RetryPolicy. Backoffs are always sent explicitly: on the wire an absent
 // backoff means 0, except for an unlimited policy, where it means [1 s, 60 s],
 // and being explicit keeps the client's meaning independent of that rule.
