@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `reprise` command. Environment variables are read here and nowhere else.
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "./args.js";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
@@ -11,7 +11,7 @@ import { backupDatabase, checkBackupPaths } from "./backup.js";
 import { COMMANDS, EXIT } from "./commands.js";
 import { ConfigError, SERVE_OPTIONS, loadServeConfig, serveHelp } from "./config.js";
 import type { ServeConfig } from "./config.js";
-import { jsonLogger } from "./log.js";
+import { announce, jsonLogger } from "./log.js";
 import type { Logger } from "./log.js";
 import { protosCommand } from "./protos.js";
 import { buildInfo, sqliteBinding } from "./runtime.js";
@@ -28,13 +28,14 @@ Commands:
   submit    submit an execution: reprise submit TASK [--args JSON] [--retries N] [--wait]
   watch     follow an execution until it ends: reprise watch ID
   cancel    cancel an execution: reprise cancel ID
+  workers   the workers seen lately and their tasks: reprise workers [--task T]
   backup    copy a database online while the coordinator serves it:
             reprise backup --db ./reprise.db OUT
   protos    write the API's .proto files under DIR/reprise/v1/: reprise protos DIR
 
 reprise --version prints the version, the commit, and the Node and SQLite versions.
 
-ls, show, submit, watch and cancel talk to --addr (default 127.0.0.1:50051, or
+ls, show, submit, watch, cancel and workers talk to --addr (default 127.0.0.1:50051, or
 REPRISE_ADDR) and take --json. Exit codes: 0 ok; 1 the execution did not
 succeed (submit --wait, watch); 2 bad usage; 3 the call failed.
 
@@ -87,7 +88,7 @@ function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
 }
 
 async function serve(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandLine({
     args,
     options: {
       help: { type: "boolean" },
@@ -105,7 +106,7 @@ async function serve(args: string[]): Promise<number> {
   const metricsNote = server.metricsPort === null ? "" : `; metrics on http://${config.metricsListen!.replace(/:\d+$/, `:${server.metricsPort}`)}/metrics`;
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      process.stderr.write(`reprise: ${signal}; shutting down\n`);
+      announce(`reprise: ${signal}; shutting down`, { signal });
       server.shutdown(3000).finally(() => {
         log.flush();
         resolve();
@@ -115,13 +116,14 @@ async function serve(args: string[]): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
   });
   // Said only once the handlers are in place: whoever reads it may send SIGTERM at once.
-  process.stderr.write(`reprise: serving on ${config.listen.replace(/:\d+$/, `:${server.port}`)} with ${config.db}${metricsNote}\n`);
+  const address = config.listen.replace(/:\d+$/, `:${server.port}`);
+  announce(`reprise: serving on ${address} with ${config.db}${metricsNote}`, { listen: address, db: config.db });
   await stopped;
   return 0;
 }
 
 async function backup(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { db: { type: "string" }, help: { type: "boolean" } }, allowPositionals: true });
+  const { values, positionals } = parseCommandLine({ args, options: { db: { type: "string" }, help: { type: "boolean" } }, allowPositionals: true });
   if (values.help) {
     process.stdout.write("Usage: reprise backup [--db ./reprise.db] OUT\n\nWrites a consistent copy of the database to OUT (a new file) while the coordinator keeps serving.\nRestore by stopping the coordinator and starting it with --db OUT.\n");
     return 0;
@@ -158,6 +160,7 @@ async function main(argv: string[]): Promise<number> {
     case "submit":
     case "watch":
     case "cancel":
+    case "workers":
       return COMMANDS[command]!(rest);
     case "protos":
       return protosCommand(rest);

@@ -3,11 +3,12 @@
 // --json for scripts; human output is tables with relative times.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { parseCommandLine } from "./args.js";
 import type { ParseArgsConfig } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { toJson } from "@bufbuild/protobuf";
 import { Client } from "@reprise/client";
-import { ExecutionSchema, ExecutionService, ExecutionState, AttemptState, createServiceClient } from "@reprise/client/wire";
+import { ExecutionSchema, ExecutionService, ExecutionState, AttemptState, ListWorkersResponseSchema, createServiceClient } from "@reprise/client/wire";
 import type { Attempt, Execution, RetryPolicy, ServiceClient } from "@reprise/client/wire";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { ConfigError } from "./config.js";
@@ -170,7 +171,7 @@ function payloadText(payload: { data: Uint8Array; contentType: string }): string
 // ---- commands --------------------------------------------------------------
 
 async function ls(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandLine({
     args,
     options: { ...COMMON, task: { type: "string" }, state: { type: "string" }, limit: { type: "string" }, retrying: { type: "boolean" } },
   });
@@ -226,7 +227,7 @@ function requireId(positionals: string[], command: string): string {
 }
 
 async function show(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: COMMON, allowPositionals: true });
+  const { values, positionals } = parseCommandLine({ args, options: COMMON, allowPositionals: true });
   if (values.help) {
     process.stdout.write(`Usage: reprise show ID\n\nShows an execution and its attempt timeline: each attempt's state, worker, start,\nduration, error, whether it was retryable, and the delay and policy that followed.\n\n${COMMON_HELP}`);
     return EXIT.ok;
@@ -243,7 +244,7 @@ async function show(args: string[]): Promise<number> {
 }
 
 async function cancel(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: COMMON, allowPositionals: true });
+  const { values, positionals } = parseCommandLine({ args, options: COMMON, allowPositionals: true });
   if (values.help) {
     process.stdout.write(`Usage: reprise cancel ID\n\nCancels an execution: a pending one never runs; a running one is told to stop at its\nnext heartbeat. An ended execution is left as it is.\n\n${COMMON_HELP}`);
     return EXIT.ok;
@@ -300,7 +301,7 @@ async function follow(c: Context, id: string, onSnapshot: (e: Execution) => void
 }
 
 async function watch(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: COMMON, allowPositionals: true });
+  const { values, positionals } = parseCommandLine({ args, options: COMMON, allowPositionals: true });
   if (values.help) {
     process.stdout.write(`Usage: reprise watch ID\n\nPrints every change of an execution until it ends (with --json, one snapshot per line).\nExits 0 when it succeeds and 1 otherwise.\n\n${COMMON_HELP}`);
     return EXIT.ok;
@@ -323,6 +324,30 @@ async function watch(args: string[]): Promise<number> {
   }
 }
 
+const SECONDS_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "300" (seconds, as the clients count), or with a unit: "250ms", "30s", "5m", "1h", "2d". Milliseconds, or null when malformed. */
+export function secondsOrDuration(raw: string): number | null {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
+  return match ? Math.round(Number(match[1]) * SECONDS_UNIT_MS[match[2] ?? "s"]!) : null;
+}
+
+/** How long `submit --wait` waits for a first attempt before it says that no worker may serve the task. */
+const NO_WORKER_WARNING_MS = 5000;
+
+/** Says on stderr who, if anyone, has served `task`: submit --wait when the first attempt does not come. */
+async function warnNoWorker(c: Context, task: string): Promise<void> {
+  const { workers } = await c.client.listWorkers({ task }, { metadata: c.metadata });
+  const now = Date.now();
+  const last = workers[0];
+  const seen = last?.lastSeenAt ? timestampToMs(last.lastSeenAt) : null;
+  process.stderr.write(
+    last === undefined || seen === null
+      ? `reprise: warning: no worker has declared or asked for work of ${task} in the last 7 days; is a worker for it running?\n`
+      : `reprise: warning: no attempt yet; a worker last asked for work of ${task} ${relative(seen, now)} (${last.id})${now - seen > 60_000 ? "; is it still running?" : "; it may be busy"}\n`,
+  );
+}
+
 function retryPolicy(retries: string | undefined, backoff: string | undefined): RetryPolicy | undefined {
   if (retries === undefined) {
     if (backoff !== undefined) throw new ConfigError("--backoff: needs --retries");
@@ -331,27 +356,27 @@ function retryPolicy(retries: string | undefined, backoff: string | undefined): 
   const unlimited = retries === "true";
   const limit = unlimited ? 0 : Number(retries);
   if (!unlimited && (!/^\d+$/.test(retries) || limit > 10_000)) throw new ConfigError(`--retries: must be a whole number or "true"; got ${JSON.stringify(retries)}`);
-  let range: [number, number] | undefined;
+  let rangeMs: [number, number] | undefined;
   if (backoff !== undefined) {
-    const parts = backoff.split(",").map(Number);
-    if (parts.length !== 2 || parts.some((p) => !Number.isFinite(p) || p < 0) || parts[0]! > parts[1]!) {
-      throw new ConfigError(`--backoff: must be MIN,MAX in seconds with MIN <= MAX, for example 300,600; got ${JSON.stringify(backoff)}`);
+    const parts = backoff.split(",").map(secondsOrDuration);
+    if (parts.length !== 2 || parts.some((p) => p === null) || parts[0]! > parts[1]!) {
+      throw new ConfigError(`--backoff: must be MIN,MAX with MIN <= MAX, in seconds or with units, for example 300,600 or 5m,10m; got ${JSON.stringify(backoff)}`);
     }
-    range = parts as [number, number];
+    rangeMs = parts as [number, number];
   } else if (unlimited) {
-    range = [1, 60];
+    rangeMs = [1000, 60_000];
   }
   return {
     $typeName: "reprise.v1.RetryPolicy",
     limit,
     unlimited,
-    backoffMin: range ? msToDuration(Math.round(range[0] * 1000)) : undefined,
-    backoffMax: range ? msToDuration(Math.round(range[1] * 1000)) : undefined,
+    backoffMin: rangeMs ? msToDuration(rangeMs[0]) : undefined,
+    backoffMax: rangeMs ? msToDuration(rangeMs[1]) : undefined,
   };
 }
 
 async function submit(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandLine({
     args,
     options: {
       ...COMMON,
@@ -372,8 +397,9 @@ async function submit(args: string[]): Promise<number> {
 Submits an execution of TASK and prints its id.
   --args JSON        the arguments, as JSON (default null)
   --retries N|true   N retries, or unlimited; without it the task's declared policy applies
-  --backoff MIN,MAX  seconds before the first and the last retry (random within for unlimited)
-  --delay S          seconds before the first attempt may start
+  --backoff MIN,MAX  the delay before the first and the last retry (random within for unlimited);
+                     seconds, or with a unit: 300,600 or 5m,10m
+  --delay D          how long before the first attempt may start: seconds, or 250ms, 5m, 1h
   --key K            idempotency key: a repeat returns the existing execution
   --label k=v        a label (repeatable)
   --wait             follow it through every retry, print the result, and exit 0 only if it succeeded
@@ -388,8 +414,8 @@ ${COMMON_HELP}`);
   } catch {
     throw new ConfigError(`--args: not valid JSON: ${raw}`);
   }
-  const delaySeconds = values.delay === undefined ? 0 : Number(values.delay);
-  if (!Number.isFinite(delaySeconds) || delaySeconds < 0) throw new ConfigError(`--delay: must be a number of seconds; got ${JSON.stringify(values.delay)}`);
+  const delayMs = values.delay === undefined ? 0 : secondsOrDuration(values.delay);
+  if (delayMs === null) throw new ConfigError(`--delay: must be seconds or a duration with a unit, such as 90, 250ms, 5m or 1h; got ${JSON.stringify(values.delay)}`);
   const labels: Record<string, string> = {};
   for (const label of values.label ?? []) {
     const eq = label.indexOf("=");
@@ -404,7 +430,7 @@ ${COMMON_HELP}`);
         arguments: { data: new TextEncoder().encode(raw), contentType: "application/json" },
         retryPolicy: retryPolicy(values.retries, values.backoff),
         idempotencyKey: values.key ?? "",
-        delay: delaySeconds > 0 ? msToDuration(Math.round(delaySeconds * 1000)) : undefined,
+        delay: delayMs > 0 ? msToDuration(delayMs) : undefined,
         labels,
       },
       { metadata: c.metadata },
@@ -416,13 +442,43 @@ ${COMMON_HELP}`);
     }
     if (!c.json) process.stderr.write(`submitted ${execution.id}\n`);
     let previous: Execution | undefined;
+    const nobody = setTimeout(() => {
+      if (previous?.state === ExecutionState.PENDING && previous.attempts.length === 0 && ms(previous.nextAttemptAt)! <= Date.now()) {
+        void warnNoWorker(c, execution.task).catch(() => undefined);
+      }
+    }, NO_WORKER_WARNING_MS);
     const final = await follow(c, execution.id, (e) => {
       if (!c.json) for (const line of progressLines(previous, e, c.style, Date.now())) process.stderr.write(line + "\n");
       previous = e;
-    });
+    }).finally(() => clearTimeout(nobody));
     if (c.json) c.out(JSON.stringify(asJson(final), null, 2) + "\n");
     else if (final.result) c.out(new TextDecoder().decode(final.result.data) + "\n");
     return final.state === ExecutionState.SUCCEEDED ? EXIT.ok : EXIT.notSucceeded;
+  } finally {
+    c.client.raw.close();
+  }
+}
+
+async function workers(args: string[]): Promise<number> {
+  const { values } = parseCommandLine({ args, options: { ...COMMON, task: { type: "string" } } });
+  if (values.help) {
+    process.stdout.write(`Usage: reprise workers [--task T]\n\nLists the workers seen in the last 7 days, most recently seen first, with the tasks\neach declared or asked for work of.\n  --task T       only the workers of task T\n\n${COMMON_HELP}`);
+    return EXIT.ok;
+  }
+  const c = connect(values);
+  try {
+    const reply = await c.client.listWorkers({ task: values.task ?? "" }, { metadata: c.metadata });
+    if (c.json) {
+      c.out(JSON.stringify(toJson(ListWorkersResponseSchema, reply), null, 2) + "\n");
+      return EXIT.ok;
+    }
+    if (reply.workers.length === 0) {
+      c.out(values.task === undefined ? "no worker seen in the last 7 days\n" : `no worker of ${values.task} seen in the last 7 days\n`);
+      return EXIT.ok;
+    }
+    const now = Date.now();
+    c.out(table(c.style, ["WORKER", "LAST SEEN", "TASKS"], reply.workers.map((w) => [w.id, relative(ms(w.lastSeenAt)!, now), w.tasks.join(", ")])));
+    return EXIT.ok;
   } finally {
     c.client.raw.close();
   }
@@ -443,4 +499,5 @@ export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   submit: explained(submit),
   watch: explained(watch),
   cancel: explained(cancel),
+  workers: explained(workers),
 };

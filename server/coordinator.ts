@@ -25,7 +25,7 @@ import { newExecutionId } from "./ids.js";
 import { Scheduler } from "./scheduler.js";
 import { storedPolicy, toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "./store.js";
-import type { AttemptRef, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord } from "./store.js";
+import type { AttemptRef, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord, WorkerRecord } from "./store.js";
 import { durationToMs, msToTimestamp } from "./time.js";
 import { quote } from "./validate.js";
 import { WatchHub } from "./watch-hub.js";
@@ -70,6 +70,12 @@ export const isTerminal = (state: number) => state !== E.pending && state !== E.
 // gone stale.
 const EXPIRY_SLICE = 500;
 
+/** A worker is written down at most this often per task: a long-polling worker calls many times a second. */
+const WORKER_SEEN_EVERY_MS = 5000;
+/** Workers not seen for this long are forgotten. */
+export const WORKER_MEMORY_MS = 7 * 86_400_000;
+const MAX_WORKERS_LISTED = 1000;
+
 /** The calls whose synchronous part is measured as an event-loop hold, each under its own name. */
 const MEASURED_CALLS = ["submit", "get", "list", "cancel", "declare", "lease", "returnLeases", "heartbeat", "report"] as const;
 
@@ -96,6 +102,9 @@ export class Coordinator {
   private closed = false;
   private readonly timerHold: HoldObserver;
   private readonly hold: Record<(typeof MEASURED_CALLS)[number], HoldObserver>;
+  /** When each worker and task was last written down, by `${workerId} ${task}`. */
+  private readonly workerWrittenAt = new Map<string, number>();
+  private workersForgottenAt = 0;
 
   constructor(options: CoordinatorOptions) {
     this.store = options.store;
@@ -232,6 +241,7 @@ export class Coordinator {
   async declare(workerId: string, tasks: DeclaredTask[]): Promise<void> {
     const records = timed(this.hold.declare, () => this.store.write(() => {
       const now = this.clock.now();
+      this.workerSeen(workerId, tasks.map((task) => task.name), now, true);
       return tasks.map((task) => {
         const record = { ...task, workerId, declaredAt: now };
         this.store.taskUpsert(record);
@@ -244,8 +254,41 @@ export class Coordinator {
     await this.store.committed();
   }
 
+  /** The workers seen in the last WORKER_MEMORY_MS, most recent first; with `task`, those of that task. */
+  async listWorkers(task: string | undefined): Promise<WorkerRecord[]> {
+    const workers = this.store.workerList({ task, seenSince: this.clock.now() - WORKER_MEMORY_MS, limit: MAX_WORKERS_LISTED });
+    await this.store.committed();
+    return workers;
+  }
+
+  /**
+   * Writes down that a worker was seen, at most every WORKER_SEEN_EVERY_MS per
+   * task unless `always`, and forgets, at most hourly, those gone a week.
+   * Runs inside the caller's write.
+   */
+  private workerSeen(workerId: string, tasks: readonly string[], now: number, always = false): void {
+    const due = always ? tasks : this.workerTasksToWrite(workerId, tasks, now);
+    if (due.length === 0) return;
+    this.store.workerSeen({ workerId, tasks: due, at: now });
+    for (const task of due) this.workerWrittenAt.set(`${workerId} ${task}`, now);
+    if (now - this.workersForgottenAt >= 3_600_000) {
+      this.workersForgottenAt = now;
+      this.store.workerForget(now - WORKER_MEMORY_MS);
+      for (const [key, at] of this.workerWrittenAt) if (at < now - WORKER_SEEN_EVERY_MS) this.workerWrittenAt.delete(key);
+    }
+  }
+
+  private workerTasksToWrite(workerId: string, tasks: readonly string[], now: number): readonly string[] {
+    return tasks.filter((task) => now - (this.workerWrittenAt.get(`${workerId} ${task}`) ?? -Infinity) >= WORKER_SEEN_EVERY_MS);
+  }
+
   /** Leases due attempts at once, or waits up to `waitMs` for some to come due. */
   async lease(request: LeaseRequest & { waitMs: number }, signal: AbortSignal): Promise<LeasedAttempt[]> {
+    // Checked before writing: most calls of a busy worker have nothing to write down.
+    const now = this.clock.now();
+    if (this.workerTasksToWrite(request.workerId, request.tasks, now).length > 0) {
+      this.store.write(() => this.workerSeen(request.workerId, request.tasks, now));
+    }
     const leased = this.leaseDue(request);
     if (leased.length > 0 || request.waitMs === 0 || this.closed) {
       await this.store.committed();

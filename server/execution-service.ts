@@ -7,6 +7,7 @@ import type { ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
 import { encodePolicy } from "./coordinator.js";
 import type { Coordinator, SubmitParams } from "./coordinator.js";
 import { fixedLimits } from "./limits.js";
+import { msToTimestamp } from "./time.js";
 import type { Limits } from "./limits.js";
 import type { ConnectionQuota } from "./quota.js";
 import {
@@ -115,6 +116,14 @@ export function executionService(
     async cancelExecution(request) {
       checkExecutionId(request.executionId);
       return { execution: await coordinator.cancel(request.executionId) };
+    },
+
+    async listWorkers(request) {
+      if (request.task !== "") checkTaskName(request.task, "task", limits);
+      const workers = await coordinator.listWorkers(request.task === "" ? undefined : request.task);
+      return {
+        workers: workers.map((worker) => ({ id: worker.id, tasks: worker.tasks, lastSeenAt: msToTimestamp(worker.lastSeenAt) })),
+      };
     },
   };
 }

@@ -31,5 +31,13 @@ export function jsonLogger(level: LogLevel, destination: number | NodeJS.Writabl
   };
 }
 
+/**
+ * A line every operator must see whatever the level (the address served, the
+ * stop), in the shape of the JSON log lines, so that stderr stays pure JSON.
+ */
+export function announce(message: string, fields: LogFields = {}): void {
+  process.stderr.write(`${JSON.stringify({ level: "info", time: new Date().toISOString(), ...fields, msg: message })}\n`);
+}
+
 const nothing = () => {};
 export const silentLogger: Logger = { debug: nothing, info: nothing, warn: nothing, error: nothing, flush: nothing };

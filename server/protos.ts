@@ -3,7 +3,7 @@
 // language from the executable alone.
 import { existsSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "./args.js";
 import { ConfigError } from "./config.js";
 import { apiProtos } from "./runtime.js";
 import { makeDirectory } from "./unpack.js";
@@ -82,7 +82,7 @@ export function writeProtos(dir: string): { written: string[]; keptTemplate: str
 }
 
 export function protosCommand(args: string[]): number {
-  const { values, positionals } = parseArgs({ args, options: { help: { type: "boolean" } }, allowPositionals: true });
+  const { values, positionals } = parseCommandLine({ args, options: { help: { type: "boolean" } }, allowPositionals: true });
   if (values.help) {
     process.stdout.write(HELP);
     return 0;

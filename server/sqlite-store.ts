@@ -7,7 +7,7 @@ import { Ownership } from "./ownership.js";
 import { migrations, sqliteBinding } from "./runtime.js";
 import type { HoldMeter, HoldObserver } from "./holds.js";
 import { AttemptStateNumber, ExecutionStateNumber } from "./store.js";
-import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord } from "./store.js";
+import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord, WorkerRecord } from "./store.js";
 
 export type Durability = "normal" | "full";
 
@@ -408,6 +408,24 @@ export class SqliteStore implements Store {
         "retentionDeleteExecution",
         "DELETE FROM executions WHERE seq = ? AND finished_at IS NOT NULL AND finished_at < ?",
       ),
+      workerSeen: s(
+        "workerSeen",
+        `INSERT INTO worker_tasks (worker_id, task, last_seen_at) VALUES (?, ?, ?)
+         ON CONFLICT (worker_id, task) DO UPDATE SET last_seen_at = max(last_seen_at, excluded.last_seen_at)`,
+      ),
+      // Every worker: its rows by recency; the caller groups them by worker.
+      workerListRecent: s(
+        "workerListRecent",
+        "SELECT worker_id, task, last_seen_at FROM worker_tasks WHERE last_seen_at >= ? ORDER BY last_seen_at DESC LIMIT ?",
+        "raw",
+      ),
+      workerListOfTask: s(
+        "workerListOfTask",
+        "SELECT worker_id FROM worker_tasks WHERE task = ? AND last_seen_at >= ? ORDER BY last_seen_at DESC LIMIT ?",
+        "pluck",
+      ),
+      workerTasks: s("workerTasks", "SELECT task, last_seen_at FROM worker_tasks WHERE worker_id = ?", "raw"),
+      workerForget: s("workerForget", "DELETE FROM worker_tasks WHERE last_seen_at < ?"),
     };
   }
 
@@ -849,5 +867,37 @@ export class SqliteStore implements Store {
       deleted++;
     }
     return { deleted, nextSeq: rows.length < params.limit ? null : rows[rows.length - 1]![0] + 1 };
+  }
+
+  workerSeen(params: { workerId: string; tasks: readonly string[]; at: number }): void {
+    for (const task of params.tasks) this.statements.workerSeen.run(params.workerId, task, params.at);
+  }
+
+  workerList(params: { task?: string; seenSince: number; limit: number }): WorkerRecord[] {
+    const workers = new Map<string, WorkerRecord>();
+    const add = (id: string, task: string, seenAt: number) => {
+      const worker = workers.get(id);
+      if (!worker) workers.set(id, { id, tasks: [task], lastSeenAt: seenAt });
+      else {
+        worker.tasks.push(task);
+        worker.lastSeenAt = Math.max(worker.lastSeenAt, seenAt);
+      }
+    };
+    if (params.task === undefined) {
+      // Rows come newest first, so the first `limit` workers met are the most recent.
+      const rows = this.statements.workerListRecent.all(params.seenSince, params.limit * 16) as [string, string, number][];
+      for (const [id, task, seenAt] of rows) if (workers.has(id) || workers.size < params.limit) add(id, task, seenAt);
+    } else {
+      for (const id of this.statements.workerListOfTask.all(params.task, params.seenSince, params.limit) as string[]) {
+        for (const [task, seenAt] of this.statements.workerTasks.all(id) as [string, number][]) if (seenAt >= params.seenSince) add(id, task, seenAt);
+      }
+    }
+    const list = [...workers.values()];
+    for (const worker of list) worker.tasks.sort();
+    return list.sort((a, b) => b.lastSeenAt - a.lastSeenAt || (a.id < b.id ? -1 : 1));
+  }
+
+  workerForget(before: number): void {
+    this.statements.workerForget.run(before);
   }
 }

@@ -86,6 +86,13 @@ export interface AttemptRecord {
   retryPolicy: Uint8Array | null;
 }
 
+export interface WorkerRecord {
+  id: string;
+  /** Sorted. */
+  tasks: string[];
+  lastSeenAt: number;
+}
+
 /** What leasing an execution needs of it. */
 export type DueExecution = Pick<ExecutionRecord, "seq" | "id" | "task" | "arguments" | "labels" | "attemptCount"> & { nextAttemptAt: number };
 
@@ -194,4 +201,11 @@ export interface Store {
    * next step starts, or null when the walk reached its end.
    */
   executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): { deleted: number; nextSeq: number | null };
+
+  /** Records that `workerId` was seen at `at`, declaring `tasks` or asking for work of them. */
+  workerSeen(params: { workerId: string; tasks: readonly string[]; at: number }): void;
+  /** Workers seen at or after `seenSince`, most recently seen first, at most `limit`; with `task`, only those of that task. */
+  workerList(params: { task?: string; seenSince: number; limit: number }): WorkerRecord[];
+  /** Forgets every worker and task last seen before `before`. */
+  workerForget(before: number): void;
 }

@@ -57,6 +57,31 @@ describe("reprise serve", () => {
     }
   });
 
+  test("a mistyped option names the nearest real one, and a value that starts with a dash meets the option's own rule", async () => {
+    const cases: [string[], string][] = [
+      [["submit", "t", "--retires", "3"], "reprise: unknown option --retires; did you mean --retries?\n"],
+      [["serve", "--lisen", "127.0.0.1:0"], "reprise: unknown option --lisen; did you mean --listen?\n"],
+      [["submit", "t", "--retries", "-1"], 'reprise: --retries: must be a whole number or "true"; got "-1"\n'],
+      [["ls", "--limit", "-5"], "reprise: --limit: must be a whole number from 1 to 1000\n"],
+      [["submit", "t", "--retries", "--wait"], "reprise: --retries: needs a value\n"],
+    ];
+    for (const [args, stderr] of cases) expect(await reprise(...args), args.join(" ")).toMatchObject({ code: 2, stderr });
+  });
+
+  test("every line reprise serve writes to stderr is JSON, from the address it serves to its stop", async () => {
+    const c = await spawnCoordinator(join(tempDir(), "reprise.db"), undefined, ["--log-level", "debug"]);
+    await c.executions.submit({ task: "t" });
+    c.closeClients();
+    c.child.kill("SIGTERM");
+    await c.exited;
+    const lines = c.stderr().split("\n").filter(Boolean);
+    expect(lines.length).toBeGreaterThan(3);
+    for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
+    expect(lines.map((line) => (JSON.parse(line) as { msg: string }).msg)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^reprise: serving on 127\.0\.0\.1:\d+ with /), "execution submitted", "reprise: SIGTERM; shutting down"]),
+    );
+  });
+
   test("an unknown command prints the usage and exits 2", async () => {
     const { code, stderr } = await reprise("launch");
     expect(code).toBe(2);

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
 import { tempDir } from "./helpers.js";
-import { coordinatorAddress } from "../server/commands.js";
+import { coordinatorAddress, secondsOrDuration } from "../server/commands.js";
 import { CLI, freePort, spawnCoordinator } from "./process-helpers.js";
 import type { ChildCoordinator } from "./process-helpers.js";
 import { fail, leaseNow, succeed } from "./wire-helpers.js";
@@ -151,5 +151,10 @@ describe("reaching the coordinator", () => {
     expect(coordinatorAddress("[::1]")).toBe("[::1]:50051");
     expect(coordinatorAddress("[::1]:7000")).toBe("[::1]:7000");
     expect(coordinatorAddress("::1")).toBe("[::1]:50051");
+  });
+
+  test("submit's --delay and --backoff take seconds, as the clients count, or a duration with its unit", () => {
+    expect(["90", "1.5", "250ms", "30s", "5m", "1h", "2d"].map(secondsOrDuration)).toEqual([90_000, 1500, 250, 30_000, 300_000, 3_600_000, 172_800_000]);
+    expect(["-1", "5 min", "", "1e3"].map(secondsOrDuration)).toEqual([null, null, null, null]);
   });
 });

@@ -55,6 +55,11 @@ const ACCESS: Record<string, string[]> = {
   retentionWalk: ["rowid"],
   retentionDeleteAttempts: ["sqlite_autoindex_attempts_1"],
   retentionDeleteExecution: ["rowid", "sqlite_autoindex_attempts_1"],
+  workerSeen: [],
+  workerListRecent: ["worker_tasks_seen"],
+  workerListOfTask: ["worker_tasks_task"],
+  workerTasks: ["primary key"],
+  workerForget: ["worker_tasks_seen"],
   begin: [],
   commit: [],
   rollback: [],
@@ -76,7 +81,8 @@ const BOUNDED_WALKS: Record<string, string> = {
 /** Statements allowed to scan executions or attempts, with the reason. None: no such scan is on any path. */
 const ALLOWED_SCANS: Record<string, string> = {};
 
-const HISTORY_TABLES = new Set(["executions", "attempts"]);
+/** Tables that grow with use: executions and attempts with history, worker_tasks with workers that come and go. */
+const HISTORY_TABLES = new Set(["executions", "attempts", "worker_tasks"]);
 
 interface Access {
   table: string;
@@ -89,11 +95,11 @@ interface Access {
 
 /** Reads one line of EXPLAIN QUERY PLAN, with the statement's aliases resolved to table names. */
 function parsePlanLine(detail: string, aliases: Map<string, string>): Access | null {
-  const match = /^(SCAN|SEARCH) (\w+)(?: USING (?:COVERING )?(?:INDEX (\w+)|(INTEGER PRIMARY KEY)))?(?: \((.*)\))?/.exec(detail);
+  const match = /^(SCAN|SEARCH) (\w+)(?: USING (?:COVERING )?(?:INDEX (\w+)|(INTEGER PRIMARY KEY)|(PRIMARY KEY)))?(?: \((.*)\))?/.exec(detail);
   if (!match) return null;
   const table = aliases.get(match[2]!) ?? match[2]!;
-  const index = match[3] ?? (match[4] ? "rowid" : match[1] === "SEARCH" ? "rowid" : "table");
-  const range = match[5] ?? "";
+  const index = match[3] ?? (match[4] ? "rowid" : match[5] ? "primary key" : match[1] === "SEARCH" ? "rowid" : "table");
+  const range = match[6] ?? "";
   return {
     table,
     kind: match[1] === "SCAN" ? "scan" : "search",

@@ -148,6 +148,7 @@ describe("group commit", () => {
         { version: 1, name: "0001_init.sql" },
         { version: 2, name: "0002_lighter_indexes.sql" },
         { version: 3, name: "0003_history_indexes.sql" },
+        { version: 4, name: "0004_workers.sql" },
       ]);
       expect(db.prepare("SELECT id FROM executions").all()).toEqual([{ id: "kept" }]);
     } finally {

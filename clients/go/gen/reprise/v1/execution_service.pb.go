@@ -680,6 +680,99 @@ func (x *CancelExecutionResponse) GetExecution() *Execution {
 	return nil
 }
 
+// The request of ExecutionService.ListWorkers.
+type ListWorkersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only workers that declared or asked for work of this task. Empty means
+	// every worker.
+	Task          string `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListWorkersRequest) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+// The response of ExecutionService.ListWorkers.
+type ListWorkersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most recently seen first; at most 1000.
+	Workers       []*Worker `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersResponse) Reset() {
+	*x = ListWorkersResponse{}
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersResponse) ProtoMessage() {}
+
+func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListWorkersResponse) GetWorkers() []*Worker {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
 var File_reprise_v1_execution_service_proto protoreflect.FileDescriptor
 
 const file_reprise_v1_execution_service_proto_rawDesc = "" +
@@ -725,14 +818,19 @@ const file_reprise_v1_execution_service_proto_rawDesc = "" +
 	"\x16CancelExecutionRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"N\n" +
 	"\x17CancelExecutionResponse\x123\n" +
-	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution2\x86\x04\n" +
+	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution\"(\n" +
+	"\x12ListWorkersRequest\x12\x12\n" +
+	"\x04task\x18\x01 \x01(\tR\x04task\"C\n" +
+	"\x13ListWorkersResponse\x12,\n" +
+	"\aworkers\x18\x01 \x03(\v2\x12.reprise.v1.WorkerR\aworkers2\xd6\x04\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.reprise.v1.SubmitRequest\x1a\x1a.reprise.v1.SubmitResponse\x12N\n" +
 	"\vSubmitBatch\x12\x1e.reprise.v1.SubmitBatchRequest\x1a\x1f.reprise.v1.SubmitBatchResponse\x12Q\n" +
 	"\fGetExecution\x12\x1f.reprise.v1.GetExecutionRequest\x1a .reprise.v1.GetExecutionResponse\x12W\n" +
 	"\x0eListExecutions\x12!.reprise.v1.ListExecutionsRequest\x1a\".reprise.v1.ListExecutionsResponse\x12Y\n" +
 	"\x0eWatchExecution\x12!.reprise.v1.WatchExecutionRequest\x1a\".reprise.v1.WatchExecutionResponse0\x01\x12Z\n" +
-	"\x0fCancelExecution\x12\".reprise.v1.CancelExecutionRequest\x1a#.reprise.v1.CancelExecutionResponseB\xb4\x01\n" +
+	"\x0fCancelExecution\x12\".reprise.v1.CancelExecutionRequest\x1a#.reprise.v1.CancelExecutionResponse\x12N\n" +
+	"\vListWorkers\x12\x1e.reprise.v1.ListWorkersRequest\x1a\x1f.reprise.v1.ListWorkersResponseB\xb4\x01\n" +
 	"\x0ecom.reprise.v1B\x15ExecutionServiceProtoP\x01ZBgithub.com/reprise-dev/reprise/clients/go/gen/reprise/v1;reprisev1\xa2\x02\x03RXX\xaa\x02\n" +
 	"Reprise.V1\xca\x02\n" +
 	"Reprise\\V1\xe2\x02\x16Reprise\\V1\\GPBMetadata\xea\x02\vReprise::V1b\x06proto3"
@@ -749,7 +847,7 @@ func file_reprise_v1_execution_service_proto_rawDescGZIP() []byte {
 	return file_reprise_v1_execution_service_proto_rawDescData
 }
 
-var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*SubmitRequest)(nil),           // 0: reprise.v1.SubmitRequest
 	(*SubmitResponse)(nil),          // 1: reprise.v1.SubmitResponse
@@ -763,43 +861,49 @@ var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*WatchExecutionResponse)(nil),  // 9: reprise.v1.WatchExecutionResponse
 	(*CancelExecutionRequest)(nil),  // 10: reprise.v1.CancelExecutionRequest
 	(*CancelExecutionResponse)(nil), // 11: reprise.v1.CancelExecutionResponse
-	nil,                             // 12: reprise.v1.SubmitRequest.LabelsEntry
-	(*Payload)(nil),                 // 13: reprise.v1.Payload
-	(*RetryPolicy)(nil),             // 14: reprise.v1.RetryPolicy
-	(*durationpb.Duration)(nil),     // 15: google.protobuf.Duration
-	(*Execution)(nil),               // 16: reprise.v1.Execution
-	(ExecutionState)(0),             // 17: reprise.v1.ExecutionState
+	(*ListWorkersRequest)(nil),      // 12: reprise.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),     // 13: reprise.v1.ListWorkersResponse
+	nil,                             // 14: reprise.v1.SubmitRequest.LabelsEntry
+	(*Payload)(nil),                 // 15: reprise.v1.Payload
+	(*RetryPolicy)(nil),             // 16: reprise.v1.RetryPolicy
+	(*durationpb.Duration)(nil),     // 17: google.protobuf.Duration
+	(*Execution)(nil),               // 18: reprise.v1.Execution
+	(ExecutionState)(0),             // 19: reprise.v1.ExecutionState
+	(*Worker)(nil),                  // 20: reprise.v1.Worker
 }
 var file_reprise_v1_execution_service_proto_depIdxs = []int32{
-	13, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
-	14, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
-	15, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
-	12, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
-	16, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
+	15, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
+	16, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
+	17, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
+	14, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
+	18, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
 	0,  // 5: reprise.v1.SubmitBatchRequest.submissions:type_name -> reprise.v1.SubmitRequest
 	1,  // 6: reprise.v1.SubmitBatchResponse.results:type_name -> reprise.v1.SubmitResponse
-	16, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
-	17, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
-	16, // 9: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
-	16, // 10: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
-	16, // 11: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
-	0,  // 12: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
-	2,  // 13: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
-	4,  // 14: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
-	6,  // 15: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
-	8,  // 16: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
-	10, // 17: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
-	1,  // 18: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
-	3,  // 19: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
-	5,  // 20: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
-	7,  // 21: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
-	9,  // 22: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
-	11, // 23: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	18, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
+	19, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
+	18, // 9: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
+	18, // 10: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
+	18, // 11: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
+	20, // 12: reprise.v1.ListWorkersResponse.workers:type_name -> reprise.v1.Worker
+	0,  // 13: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
+	2,  // 14: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
+	4,  // 15: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
+	6,  // 16: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
+	8,  // 17: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
+	10, // 18: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
+	12, // 19: reprise.v1.ExecutionService.ListWorkers:input_type -> reprise.v1.ListWorkersRequest
+	1,  // 20: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
+	3,  // 21: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
+	5,  // 22: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
+	7,  // 23: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
+	9,  // 24: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
+	11, // 25: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
+	13, // 26: reprise.v1.ExecutionService.ListWorkers:output_type -> reprise.v1.ListWorkersResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_execution_service_proto_init() }
@@ -814,7 +918,7 @@ func file_reprise_v1_execution_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_execution_service_proto_rawDesc), len(file_reprise_v1_execution_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	ExecutionService_ListExecutions_FullMethodName  = "/reprise.v1.ExecutionService/ListExecutions"
 	ExecutionService_WatchExecution_FullMethodName  = "/reprise.v1.ExecutionService/WatchExecution"
 	ExecutionService_CancelExecution_FullMethodName = "/reprise.v1.ExecutionService/CancelExecution"
+	ExecutionService_ListWorkers_FullMethodName     = "/reprise.v1.ExecutionService/ListWorkers"
 )
 
 // ExecutionServiceClient is the client API for ExecutionService service.
@@ -101,6 +102,15 @@ type ExecutionServiceClient interface {
 	// Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
 	// when no execution has that id.
 	CancelExecution(ctx context.Context, in *CancelExecutionRequest, opts ...grpc.CallOption) (*CancelExecutionResponse, error)
+	// ListWorkers lists the workers the coordinator has heard from in the last
+	// 7 days, most recently seen first, each with the tasks it declared or asked
+	// for work of. A worker is seen when it calls DeclareTasks or LeaseAttempts;
+	// a long-polling worker is seen at least every few seconds. Use it to tell
+	// why an execution stays PENDING: no worker serves its task, or none has
+	// for a while.
+	//
+	// Fails with INVALID_ARGUMENT for a malformed `task`.
+	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
 }
 
 type executionServiceClient struct {
@@ -180,6 +190,16 @@ func (c *executionServiceClient) CancelExecution(ctx context.Context, in *Cancel
 	return out, nil
 }
 
+func (c *executionServiceClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkersResponse)
+	err := c.cc.Invoke(ctx, ExecutionService_ListWorkers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutionServiceServer is the server API for ExecutionService service.
 // All implementations must embed UnimplementedExecutionServiceServer
 // for forward compatibility.
@@ -251,6 +271,15 @@ type ExecutionServiceServer interface {
 	// Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
 	// when no execution has that id.
 	CancelExecution(context.Context, *CancelExecutionRequest) (*CancelExecutionResponse, error)
+	// ListWorkers lists the workers the coordinator has heard from in the last
+	// 7 days, most recently seen first, each with the tasks it declared or asked
+	// for work of. A worker is seen when it calls DeclareTasks or LeaseAttempts;
+	// a long-polling worker is seen at least every few seconds. Use it to tell
+	// why an execution stays PENDING: no worker serves its task, or none has
+	// for a while.
+	//
+	// Fails with INVALID_ARGUMENT for a malformed `task`.
+	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
 	mustEmbedUnimplementedExecutionServiceServer()
 }
 
@@ -278,6 +307,9 @@ func (UnimplementedExecutionServiceServer) WatchExecution(*WatchExecutionRequest
 }
 func (UnimplementedExecutionServiceServer) CancelExecution(context.Context, *CancelExecutionRequest) (*CancelExecutionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelExecution not implemented")
+}
+func (UnimplementedExecutionServiceServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWorkers not implemented")
 }
 func (UnimplementedExecutionServiceServer) mustEmbedUnimplementedExecutionServiceServer() {}
 func (UnimplementedExecutionServiceServer) testEmbeddedByValue()                          {}
@@ -401,6 +433,24 @@ func _ExecutionService_CancelExecution_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutionService_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).ListWorkers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutionService_ListWorkers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).ListWorkers(ctx, req.(*ListWorkersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecutionService_ServiceDesc is the grpc.ServiceDesc for ExecutionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -427,6 +477,10 @@ var ExecutionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelExecution",
 			Handler:    _ExecutionService_CancelExecution_Handler,
+		},
+		{
+			MethodName: "ListWorkers",
+			Handler:    _ExecutionService_ListWorkers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

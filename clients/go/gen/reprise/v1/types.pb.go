@@ -1067,6 +1067,71 @@ func (x *OutcomeReceipt) GetNextAttemptAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// A worker the coordinator has heard from (ExecutionService.ListWorkers).
+type Worker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The worker_id it gave in DeclareTasks or LeaseAttempts.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The tasks it declared or asked for work of, by name, sorted.
+	Tasks []string `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// The last DeclareTasks or LeaseAttempts call from it, to within 5 s: a
+	// long-poll counts when it starts.
+	LastSeenAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_seen_at,json=lastSeenAt,proto3" json:"last_seen_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Worker) Reset() {
+	*x = Worker{}
+	mi := &file_reprise_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Worker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Worker) ProtoMessage() {}
+
+func (x *Worker) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Worker.ProtoReflect.Descriptor instead.
+func (*Worker) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Worker) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Worker) GetTasks() []string {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *Worker) GetLastSeenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeenAt
+	}
+	return nil
+}
+
 var File_reprise_v1_types_proto protoreflect.FileDescriptor
 
 const file_reprise_v1_types_proto_rawDesc = "" +
@@ -1152,7 +1217,12 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
 	"will_retry\x18\x03 \x01(\bR\twillRetry\x12B\n" +
-	"\x0fnext_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt*\x83\x02\n" +
+	"\x0fnext_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"l\n" +
+	"\x06Worker\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05tasks\x18\x02 \x03(\tR\x05tasks\x12<\n" +
+	"\flast_seen_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastSeenAt*\x83\x02\n" +
 	"\x0eExecutionState\x12\x1f\n" +
 	"\x1bEXECUTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17EXECUTION_STATE_PENDING\x10\x01\x12\x1b\n" +
@@ -1188,7 +1258,7 @@ func file_reprise_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_reprise_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_reprise_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_reprise_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_reprise_v1_types_proto_goTypes = []any{
 	(ExecutionState)(0),           // 0: reprise.v1.ExecutionState
 	(AttemptState)(0),             // 1: reprise.v1.AttemptState
@@ -1201,46 +1271,48 @@ var file_reprise_v1_types_proto_goTypes = []any{
 	(*LeasedAttempt)(nil),         // 8: reprise.v1.LeasedAttempt
 	(*Outcome)(nil),               // 9: reprise.v1.Outcome
 	(*OutcomeReceipt)(nil),        // 10: reprise.v1.OutcomeReceipt
-	nil,                           // 11: reprise.v1.Execution.LabelsEntry
-	nil,                           // 12: reprise.v1.LeasedAttempt.LabelsEntry
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*Worker)(nil),                // 11: reprise.v1.Worker
+	nil,                           // 12: reprise.v1.Execution.LabelsEntry
+	nil,                           // 13: reprise.v1.LeasedAttempt.LabelsEntry
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_reprise_v1_types_proto_depIdxs = []int32{
-	13, // 0: reprise.v1.RetryPolicy.backoff_min:type_name -> google.protobuf.Duration
-	13, // 1: reprise.v1.RetryPolicy.backoff_max:type_name -> google.protobuf.Duration
+	14, // 0: reprise.v1.RetryPolicy.backoff_min:type_name -> google.protobuf.Duration
+	14, // 1: reprise.v1.RetryPolicy.backoff_max:type_name -> google.protobuf.Duration
 	2,  // 2: reprise.v1.TaskDefinition.retry_policy:type_name -> reprise.v1.RetryPolicy
-	13, // 3: reprise.v1.TaskDefinition.timeout:type_name -> google.protobuf.Duration
-	13, // 4: reprise.v1.Failure.retry_after:type_name -> google.protobuf.Duration
+	14, // 3: reprise.v1.TaskDefinition.timeout:type_name -> google.protobuf.Duration
+	14, // 4: reprise.v1.Failure.retry_after:type_name -> google.protobuf.Duration
 	1,  // 5: reprise.v1.Attempt.state:type_name -> reprise.v1.AttemptState
-	14, // 6: reprise.v1.Attempt.scheduled_at:type_name -> google.protobuf.Timestamp
-	14, // 7: reprise.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	14, // 8: reprise.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 6: reprise.v1.Attempt.scheduled_at:type_name -> google.protobuf.Timestamp
+	15, // 7: reprise.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	15, // 8: reprise.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
 	5,  // 9: reprise.v1.Attempt.failure:type_name -> reprise.v1.Failure
 	2,  // 10: reprise.v1.Attempt.retry_policy:type_name -> reprise.v1.RetryPolicy
-	14, // 11: reprise.v1.Attempt.lease_expires_at:type_name -> google.protobuf.Timestamp
+	15, // 11: reprise.v1.Attempt.lease_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 12: reprise.v1.Execution.state:type_name -> reprise.v1.ExecutionState
 	4,  // 13: reprise.v1.Execution.arguments:type_name -> reprise.v1.Payload
 	2,  // 14: reprise.v1.Execution.retry_policy:type_name -> reprise.v1.RetryPolicy
 	6,  // 15: reprise.v1.Execution.attempts:type_name -> reprise.v1.Attempt
 	4,  // 16: reprise.v1.Execution.result:type_name -> reprise.v1.Payload
 	5,  // 17: reprise.v1.Execution.failure:type_name -> reprise.v1.Failure
-	14, // 18: reprise.v1.Execution.next_attempt_at:type_name -> google.protobuf.Timestamp
-	14, // 19: reprise.v1.Execution.created_at:type_name -> google.protobuf.Timestamp
-	14, // 20: reprise.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	11, // 21: reprise.v1.Execution.labels:type_name -> reprise.v1.Execution.LabelsEntry
-	14, // 22: reprise.v1.LeasedAttempt.lease_expires_at:type_name -> google.protobuf.Timestamp
+	15, // 18: reprise.v1.Execution.next_attempt_at:type_name -> google.protobuf.Timestamp
+	15, // 19: reprise.v1.Execution.created_at:type_name -> google.protobuf.Timestamp
+	15, // 20: reprise.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	12, // 21: reprise.v1.Execution.labels:type_name -> reprise.v1.Execution.LabelsEntry
+	15, // 22: reprise.v1.LeasedAttempt.lease_expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 23: reprise.v1.LeasedAttempt.arguments:type_name -> reprise.v1.Payload
-	14, // 24: reprise.v1.LeasedAttempt.timeout_at:type_name -> google.protobuf.Timestamp
-	12, // 25: reprise.v1.LeasedAttempt.labels:type_name -> reprise.v1.LeasedAttempt.LabelsEntry
+	15, // 24: reprise.v1.LeasedAttempt.timeout_at:type_name -> google.protobuf.Timestamp
+	13, // 25: reprise.v1.LeasedAttempt.labels:type_name -> reprise.v1.LeasedAttempt.LabelsEntry
 	4,  // 26: reprise.v1.Outcome.result:type_name -> reprise.v1.Payload
 	5,  // 27: reprise.v1.Outcome.failure:type_name -> reprise.v1.Failure
-	14, // 28: reprise.v1.OutcomeReceipt.next_attempt_at:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	15, // 28: reprise.v1.OutcomeReceipt.next_attempt_at:type_name -> google.protobuf.Timestamp
+	15, // 29: reprise.v1.Worker.last_seen_at:type_name -> google.protobuf.Timestamp
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_types_proto_init() }
@@ -1258,7 +1330,7 @@ func file_reprise_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_types_proto_rawDesc), len(file_reprise_v1_types_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

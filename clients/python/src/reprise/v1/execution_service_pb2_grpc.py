@@ -69,6 +69,11 @@ class ExecutionServiceStub:
                 request_serializer=reprise_dot_v1_dot_execution__service__pb2.CancelExecutionRequest.SerializeToString,
                 response_deserializer=reprise_dot_v1_dot_execution__service__pb2.CancelExecutionResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/reprise.v1.ExecutionService/ListWorkers',
+                request_serializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -169,6 +174,20 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """ListWorkers lists the workers the coordinator has heard from in the last
+        7 days, most recently seen first, each with the tasks it declared or asked
+        for work of. A worker is seen when it calls DeclareTasks or LeaseAttempts;
+        a long-polling worker is seen at least every few seconds. Use it to tell
+        why an execution stays PENDING: no worker serves its task, or none has
+        for a while.
+
+        Fails with INVALID_ARGUMENT for a malformed `task`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +220,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.CancelExecution,
                     request_deserializer=reprise_dot_v1_dot_execution__service__pb2.CancelExecutionRequest.FromString,
                     response_serializer=reprise_dot_v1_dot_execution__service__pb2.CancelExecutionResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -370,6 +394,33 @@ class ExecutionService:
             '/reprise.v1.ExecutionService/CancelExecution',
             reprise_dot_v1_dot_execution__service__pb2.CancelExecutionRequest.SerializeToString,
             reprise_dot_v1_dot_execution__service__pb2.CancelExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reprise.v1.ExecutionService/ListWorkers',
+            reprise_dot_v1_dot_execution__service__pb2.ListWorkersRequest.SerializeToString,
+            reprise_dot_v1_dot_execution__service__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

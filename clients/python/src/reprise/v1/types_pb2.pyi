@@ -198,3 +198,13 @@ class OutcomeReceipt(_message.Message):
     will_retry: bool
     next_attempt_at: _timestamp_pb2.Timestamp
     def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., will_retry: _Optional[bool] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Worker(_message.Message):
+    __slots__ = ("id", "tasks", "last_seen_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tasks: _containers.RepeatedScalarFieldContainer[str]
+    last_seen_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

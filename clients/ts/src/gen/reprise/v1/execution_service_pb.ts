@@ -9,7 +9,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
-import type { Execution, ExecutionState, Payload, RetryPolicy } from "./types_pb.js";
+import type { Execution, ExecutionState, Payload, RetryPolicy, Worker } from "./types_pb.js";
 import { file_reprise_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file reprise/v1/execution_service.proto.
  */
 export const file_reprise_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJyZXByaXNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpyZXByaXNlLnYxIp0CCg1TdWJtaXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSJgoJYXJndW1lbnRzGAIgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgDIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKBmxhYmVscxgGIAMoCzIlLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDlN1Ym1pdFJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uEhAKCGV4aXN0aW5nGAIgASgIIkQKElN1Ym1pdEJhdGNoUmVxdWVzdBIuCgtzdWJtaXNzaW9ucxgBIAMoCzIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdCJCChNTdWJtaXRCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlIisKE0dldEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkAKFEdldEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIncKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIMCgR0YXNrGAEgASgJEikKBXN0YXRlGAIgASgOMhoucmVwcmlzZS52MS5FeGVjdXRpb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJcChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEikKCmV4ZWN1dGlvbnMYASADKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJCChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi4KFkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkMKF0NhbmNlbEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uMoYEChBFeGVjdXRpb25TZXJ2aWNlEj8KBlN1Ym1pdBIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdBoaLnJlcHJpc2UudjEuU3VibWl0UmVzcG9uc2USTgoLU3VibWl0QmF0Y2gSHi5yZXByaXNlLnYxLlN1Ym1pdEJhdGNoUmVxdWVzdBofLnJlcHJpc2UudjEuU3VibWl0QmF0Y2hSZXNwb25zZRJRCgxHZXRFeGVjdXRpb24SHy5yZXByaXNlLnYxLkdldEV4ZWN1dGlvblJlcXVlc3QaIC5yZXByaXNlLnYxLkdldEV4ZWN1dGlvblJlc3BvbnNlElcKDkxpc3RFeGVjdXRpb25zEiEucmVwcmlzZS52MS5MaXN0RXhlY3V0aW9uc1JlcXVlc3QaIi5yZXByaXNlLnYxLkxpc3RFeGVjdXRpb25zUmVzcG9uc2USWQoOV2F0Y2hFeGVjdXRpb24SIS5yZXByaXNlLnYxLldhdGNoRXhlY3V0aW9uUmVxdWVzdBoiLnJlcHJpc2UudjEuV2F0Y2hFeGVjdXRpb25SZXNwb25zZTABEloKD0NhbmNlbEV4ZWN1dGlvbhIiLnJlcHJpc2UudjEuQ2FuY2VsRXhlY3V0aW9uUmVxdWVzdBojLnJlcHJpc2UudjEuQ2FuY2VsRXhlY3V0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_reprise_v1_types]);
+  fileDesc("CiJyZXByaXNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpyZXByaXNlLnYxIp0CCg1TdWJtaXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSJgoJYXJndW1lbnRzGAIgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgDIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKBmxhYmVscxgGIAMoCzIlLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDlN1Ym1pdFJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uEhAKCGV4aXN0aW5nGAIgASgIIkQKElN1Ym1pdEJhdGNoUmVxdWVzdBIuCgtzdWJtaXNzaW9ucxgBIAMoCzIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdCJCChNTdWJtaXRCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlIisKE0dldEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkAKFEdldEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIncKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIMCgR0YXNrGAEgASgJEikKBXN0YXRlGAIgASgOMhoucmVwcmlzZS52MS5FeGVjdXRpb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJcChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEikKCmV4ZWN1dGlvbnMYASADKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJCChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi4KFkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkMKF0NhbmNlbEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIiIKEkxpc3RXb3JrZXJzUmVxdWVzdBIMCgR0YXNrGAEgASgJIjoKE0xpc3RXb3JrZXJzUmVzcG9uc2USIwoHd29ya2VycxgBIAMoCzISLnJlcHJpc2UudjEuV29ya2VyMtYEChBFeGVjdXRpb25TZXJ2aWNlEj8KBlN1Ym1pdBIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdBoaLnJlcHJpc2UudjEuU3VibWl0UmVzcG9uc2USTgoLU3VibWl0QmF0Y2gSHi5yZXByaXNlLnYxLlN1Ym1pdEJhdGNoUmVxdWVzdBofLnJlcHJpc2UudjEuU3VibWl0QmF0Y2hSZXNwb25zZRJRCgxHZXRFeGVjdXRpb24SHy5yZXByaXNlLnYxLkdldEV4ZWN1dGlvblJlcXVlc3QaIC5yZXByaXNlLnYxLkdldEV4ZWN1dGlvblJlc3BvbnNlElcKDkxpc3RFeGVjdXRpb25zEiEucmVwcmlzZS52MS5MaXN0RXhlY3V0aW9uc1JlcXVlc3QaIi5yZXByaXNlLnYxLkxpc3RFeGVjdXRpb25zUmVzcG9uc2USWQoOV2F0Y2hFeGVjdXRpb24SIS5yZXByaXNlLnYxLldhdGNoRXhlY3V0aW9uUmVxdWVzdBoiLnJlcHJpc2UudjEuV2F0Y2hFeGVjdXRpb25SZXNwb25zZTABEloKD0NhbmNlbEV4ZWN1dGlvbhIiLnJlcHJpc2UudjEuQ2FuY2VsRXhlY3V0aW9uUmVxdWVzdBojLnJlcHJpc2UudjEuQ2FuY2VsRXhlY3V0aW9uUmVzcG9uc2USTgoLTGlzdFdvcmtlcnMSHi5yZXByaXNlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBofLnJlcHJpc2UudjEuTGlzdFdvcmtlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_reprise_v1_types]);
 
 /**
  * The request of ExecutionService.Submit.
@@ -355,6 +355,49 @@ export const CancelExecutionResponseSchema: GenMessage<CancelExecutionResponse> 
   messageDesc(file_reprise_v1_execution_service, 11);
 
 /**
+ * The request of ExecutionService.ListWorkers.
+ *
+ * @generated from message reprise.v1.ListWorkersRequest
+ */
+export type ListWorkersRequest = Message<"reprise.v1.ListWorkersRequest"> & {
+  /**
+   * Only workers that declared or asked for work of this task. Empty means
+   * every worker.
+   *
+   * @generated from field: string task = 1;
+   */
+  task: string;
+};
+
+/**
+ * Describes the message reprise.v1.ListWorkersRequest.
+ * Use `create(ListWorkersRequestSchema)` to create a new message.
+ */
+export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_execution_service, 12);
+
+/**
+ * The response of ExecutionService.ListWorkers.
+ *
+ * @generated from message reprise.v1.ListWorkersResponse
+ */
+export type ListWorkersResponse = Message<"reprise.v1.ListWorkersResponse"> & {
+  /**
+   * Most recently seen first; at most 1000.
+   *
+   * @generated from field: repeated reprise.v1.Worker workers = 1;
+   */
+  workers: Worker[];
+};
+
+/**
+ * Describes the message reprise.v1.ListWorkersResponse.
+ * Use `create(ListWorkersResponseSchema)` to create a new message.
+ */
+export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_execution_service, 13);
+
+/**
  * ExecutionService is called by callers and operators. Every RPC fails with
  * INVALID_ARGUMENT, naming the field, when its request is malformed; with
  * UNAUTHENTICATED or PERMISSION_DENIED when auth is enabled and the caller's
@@ -471,6 +514,23 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof CancelExecutionRequestSchema;
     output: typeof CancelExecutionResponseSchema;
+  },
+  /**
+   * ListWorkers lists the workers the coordinator has heard from in the last
+   * 7 days, most recently seen first, each with the tasks it declared or asked
+   * for work of. A worker is seen when it calls DeclareTasks or LeaseAttempts;
+   * a long-polling worker is seen at least every few seconds. Use it to tell
+   * why an execution stays PENDING: no worker serves its task, or none has
+   * for a while.
+   *
+   * Fails with INVALID_ARGUMENT for a malformed `task`.
+   *
+   * @generated from rpc reprise.v1.ExecutionService.ListWorkers
+   */
+  listWorkers: {
+    methodKind: "unary";
+    input: typeof ListWorkersRequestSchema;
+    output: typeof ListWorkersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_reprise_v1_execution_service, 0);
