@@ -148,9 +148,12 @@ function serverCredentials(tls: ServerOptions["tls"]): grpc.ServerCredentials {
 
 /** Opens the store, turning the failures an operator can fix into errors that name --db. */
 function openStore(open: () => SqliteStore, db: string): SqliteStore {
+  const lockExisted = existsSync(lockPathOf(db));
   try {
     return open();
   } catch (error) {
+    // A start that failed leaves no lock file of its own beside whatever --db named.
+    if (!lockExisted) rmSync(lockPathOf(db), { force: true });
     if (error instanceof DatabaseInUseError) throw new ConfigError(`--db: ${error.message}`);
     if (!existsSync(dirname(db))) throw new ConfigError(`--db: the folder ${dirname(db)} does not exist`);
     if ((error as { code?: string }).code === "SQLITE_CANTOPEN" || (error as { code?: string }).code === "SQLITE_NOTADB") {

@@ -126,35 +126,42 @@ function attemptFromRow(row: Row): AttemptRecord {
   };
 }
 
-/** A prepared statement that tells how long each run held the event loop. */
+/**
+ * A prepared statement that tells how long each run held the event loop. It
+ * passes `arguments` on as they are: a rest parameter would copy them into a
+ * new array at every run of every statement.
+ */
 class TimedStatement {
   constructor(
     private readonly statement: Database.Statement,
     private readonly observe: HoldObserver,
   ) {}
 
-  run(...params: unknown[]): Database.RunResult {
+  run(...params: unknown[]): Database.RunResult;
+  run(): Database.RunResult {
     const started = performance.now();
     try {
-      return this.statement.run(...params);
+      return this.statement.run.apply(this.statement, arguments as unknown as unknown[]);
     } finally {
       this.observe(performance.now() - started);
     }
   }
 
-  get(...params: unknown[]): unknown {
+  get(...params: unknown[]): unknown;
+  get(): unknown {
     const started = performance.now();
     try {
-      return this.statement.get(...params);
+      return this.statement.get.apply(this.statement, arguments as unknown as unknown[]);
     } finally {
       this.observe(performance.now() - started);
     }
   }
 
-  all(...params: unknown[]): unknown[] {
+  all(...params: unknown[]): unknown[];
+  all(): unknown[] {
     const started = performance.now();
     try {
-      return this.statement.all(...params);
+      return this.statement.all.apply(this.statement, arguments as unknown as unknown[]);
     } finally {
       this.observe(performance.now() - started);
     }
@@ -497,17 +504,22 @@ export class SqliteStore implements Store {
     this.countChanges.push(task, state, delta);
   }
 
-  /** The open batch's count changes, added up by task and state. */
-  private pendingCounts(): Map<string, { task: string; state: number; delta: number }> {
-    const sums = new Map<string, { task: string; state: number; delta: number }>();
+  /** The open batch's count changes, added up by task and state; none that sum to 0. */
+  private pendingCounts(): { task: string; state: number; delta: number }[] {
+    // By task, then by state number (1 to 7): no key to build per change.
+    const byTask = new Map<string, Int32Array>();
     const changes = this.countChanges;
     for (let i = 0; i < changes.length; i += 3) {
       const task = changes[i] as string;
-      const state = changes[i + 1] as number;
-      const key = `${state}:${task}`;
-      const sum = sums.get(key);
-      if (sum) sum.delta += changes[i + 2] as number;
-      else sums.set(key, { task, state, delta: changes[i + 2] as number });
+      let deltas = byTask.get(task);
+      if (!deltas) byTask.set(task, (deltas = new Int32Array(8)));
+      deltas[changes[i + 1] as number]! += changes[i + 2] as number;
+    }
+    const sums: { task: string; state: number; delta: number }[] = [];
+    for (const [task, deltas] of byTask) {
+      deltas.forEach((delta, state) => {
+        if (delta !== 0) sums.push({ task, state, delta });
+      });
     }
     return sums;
   }
@@ -526,9 +538,7 @@ export class SqliteStore implements Store {
     this.changesInBatch = 0;
     const started = performance.now();
     try {
-      for (const { task, state, delta } of counts.values()) {
-        if (delta !== 0) this.statements.countAdd.run(task, state, delta);
-      }
+      for (const { task, state, delta } of counts) this.statements.countAdd.run(task, state, delta);
       this.control.commit.run();
     } catch (error) {
       if (this.db.inTransaction) this.control.rollback.run();
@@ -836,7 +846,8 @@ export class SqliteStore implements Store {
     for (const row of this.statements.countByTaskAndState.all() as { task: string; state: number; count: number }[]) {
       counts.set(`${row.state}:${row.task}`, row);
     }
-    for (const [key, { task, state, delta }] of this.pendingCounts()) {
+    for (const { task, state, delta } of this.pendingCounts()) {
+      const key = `${state}:${task}`;
       const row = counts.get(key);
       if (row) row.count += delta;
       else counts.set(key, { task, state, count: delta });

@@ -4,7 +4,7 @@
 // built executable (`npm run build:binary`; .ci/run sets it), the same
 // commands and a served coordinator are checked on it, run with an empty
 // environment.
-import { execFile, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -211,4 +211,43 @@ describe.runIf(EXECUTABLE !== undefined)("the single executable, with an empty e
       await exited;
     }
   }, 30_000);
+
+  test("every command works from it: serve with TLS, tokens, metrics and full durability; submit, ls, show, cancel, watch, workers, backup", async () => {
+    const dir = tempDir();
+    const file = (name: string) => join(dir, name);
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", file("key.pem"), "-out", file("cert.pem"), "-days", "1",
+      "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], { stdio: "pipe" });
+    const token = "admin-token-for-the-executable";
+    writeFileSync(file("tokens"), `admin ${token}\n`);
+    const env = empty(dir);
+    const child = spawn(EXECUTABLE!, ["serve", "--listen", "127.0.0.1:0", "--db", file("reprise.db"), "--tls-cert", file("cert.pem"), "--tls-key", file("key.pem"),
+      "--auth-tokens", file("tokens"), "--metrics-listen", "127.0.0.1:0", "--durability", "full"], { env, stdio: ["ignore", "ignore", "pipe"] });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    try {
+      let stderr = "";
+      const [address, metrics] = await new Promise<[string, string]>((resolve, reject) => {
+        child.stderr!.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString();
+          const match = /serving on (127\.0\.0\.1:\d+) .*metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(stderr);
+          if (match) resolve([match[1]!, match[2]!]);
+        });
+        child.once("exit", (code) => reject(new Error(`the executable exited with ${code}: ${stderr}`)));
+      });
+      const cli = (...args: string[]) => exec(EXECUTABLE!, [...args, "--addr", address, "--tls-ca", file("cert.pem"), "--token", token], env);
+      const submitted = await cli("submit", "report", "--args", '{"day":1}', "--key", "day-1", "--retries", "2", "--backoff", "1s,5s");
+      expect(submitted.code).toBe(0);
+      const id = submitted.stdout.trim();
+      expect((await cli("ls", "--state", "pending")).stdout).toContain(id);
+      expect((await cli("show", id)).stdout).toContain(id);
+      expect(await cli("cancel", id)).toMatchObject({ code: 0, stdout: expect.stringContaining("CANCELLED") });
+      expect((await cli("watch", id, "--json")).code).toBe(1);
+      expect((await cli("workers")).stdout).toBe("no worker seen in the last 7 days\n");
+      expect((await exec(EXECUTABLE!, ["ls", "--addr", address, "--tls-ca", file("cert.pem")], env)).stderr).toContain("UNAUTHENTICATED");
+      expect(await (await fetch(metrics)).text()).toContain('reprise_executions{task="report",state="cancelled"} 1');
+      expect(await exec(EXECUTABLE!, ["backup", "--db", file("reprise.db"), file("copy.db")], env)).toMatchObject({ code: 0 });
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
+  }, 60_000);
 });

@@ -1,7 +1,7 @@
 // Mistakes an operator can make when starting `reprise serve`, each answered by
 // one line that names the option, exit code 2, and nothing left behind.
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import type { Server } from "node:net";
 import { join } from "node:path";
@@ -91,6 +91,17 @@ describe("starting reprise serve", () => {
       expect(result.stderr.split("\n").filter(Boolean), args.join(" ")).toEqual([expect.stringMatching(message)]);
     }
     expect(existsSync(file("reprise.db"))).toBe(false);
+  });
+
+  test("a --db that is not a database, or is a folder, fails naming --db and leaves nothing beside it", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "notes.txt"), "not a database, but long enough to be read as one: ".repeat(100));
+    const notes = await serve("--listen", "127.0.0.1:0", "--db", join(dir, "notes.txt"));
+    expect(notes).toMatchObject({ code: 2, stderr: `reprise: --db: cannot open ${join(dir, "notes.txt")} as a database: file is not a database\n` });
+    mkdirSync(join(dir, "folder"));
+    const folder = await serve("--listen", "127.0.0.1:0", "--db", join(dir, "folder"));
+    expect(folder).toMatchObject({ code: 2, stderr: `reprise: --db: cannot open ${join(dir, "folder")} as a database: unable to open database file\n` });
+    expect(readdirSync(dir).sort()).toEqual(["folder", "notes.txt"]);
   });
 
   test("a --db whose folder does not exist fails naming --db and the folder", async () => {
