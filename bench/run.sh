@@ -76,14 +76,15 @@ take_snapshot() {
   mkdir -p "$snapshot/server" "$snapshot/clients/ts" "$snapshot/node_modules/@reprise"
   # proto/ too: the coordinator finds its root, and reads the API's protos, there.
   cp -a package.json dist proto "$snapshot/"
-  cp -a server/migrations "$snapshot/server/"
+  mkdir -p "$snapshot/server/store/sqlite"
+  cp -a server/store/sqlite/migrations "$snapshot/server/store/sqlite/"
   cp -a clients/ts/package.json clients/ts/dist "$snapshot/clients/ts/"
   local module
   for module in node_modules/* node_modules/.bin; do
     [[ $module == node_modules/@reprise ]] || ln -s "$root/$module" "$snapshot/node_modules/"
   done
   ln -s ../../clients/ts "$snapshot/node_modules/@reprise/client"
-  (cd "$snapshot" && node -e 'Promise.all([import("./clients/ts/dist/index.js"), import("./dist/server/server.js")]).then(() => process.exit(0), (e) => { console.error(String(e)); process.exit(1) })')
+  (cd "$snapshot" && node -e 'Promise.all([import("./clients/ts/dist/index.js"), import("./dist/server/api/server.js")]).then(() => process.exit(0), (e) => { console.error(String(e)); process.exit(1) })')
 }
 for try in 1 2 3 4 5 6; do
   take_snapshot && break

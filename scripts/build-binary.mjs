@@ -28,7 +28,7 @@ const require = createRequire(join(ROOT, "package.json"));
 /**
  * Bundled libraries that read .proto files next to their own code, at load
  * time or when a service is added. Their `__dirname` becomes a call that
- * unpacks the protos from the executable (server/runtime.ts:
+ * unpacks the protos from the executable (server/runtime/runtime.ts:
  * bundledPackageDir). @grpc/grpc-js reads its own protos only for channelz
  * and ORCA load reports, when they are served or asked for, which the
  * coordinator and the CLI never do: never turn them on in the executable.
@@ -69,7 +69,7 @@ function commit() {
   }
 }
 
-/** A set of files unpacked together into a cache folder named by the sha256 of the set (see server/unpack.ts). */
+/** A set of files unpacked together into a cache folder named by the sha256 of the set (see server/runtime/unpack.ts). */
 function packedSet(prefix, files, assets) {
   const entries = files.map(({ path, source }) => {
     const asset = `${prefix}/${path}`;
@@ -116,7 +116,7 @@ mkdirSync(WORK, { recursive: true });
 mkdirSync(dirname(OUTPUT), { recursive: true });
 
 step("bundling the CLI and better-sqlite3 with esbuild");
-const runtimeModule = join(ROOT, "dist/server/runtime.js");
+const runtimeModule = join(ROOT, "dist/server/runtime/runtime.js");
 const rewritten = new Set();
 const protoDirPlugin = {
   name: "unpacked-proto-dirs",
@@ -140,7 +140,7 @@ const common = {
   target: "node20",
   legalComments: "eof",
   logLevel: "warning",
-  // server/runtime.ts reads import.meta.url only under node, never inside the executable.
+  // server/runtime/runtime.ts reads import.meta.url only under node, never inside the executable.
   logOverride: { "empty-import-meta": "silent" },
 };
 await esbuild.build({ ...common, entryPoints: [join(ROOT, "dist/server/cli.js")], outfile: join(WORK, "reprise.cjs"), plugins: [protoDirPlugin] });
@@ -155,8 +155,8 @@ const protos = filesUnder(join(protoRoot, "reprise/v1"), ".proto").map((file) =>
   assets[asset] = file;
   return asset;
 });
-const migrations = filesUnder(join(ROOT, "server/migrations"), ".sql").map((file) => {
-  const asset = `migrations/${slash(relative(join(ROOT, "server/migrations"), file))}`;
+const migrations = filesUnder(join(ROOT, "server/store/sqlite/migrations"), ".sql").map((file) => {
+  const asset = `migrations/${slash(relative(join(ROOT, "server/store/sqlite/migrations"), file))}`;
   assets[asset] = file;
   return asset;
 });

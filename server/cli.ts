@@ -1,23 +1,23 @@
 #!/usr/bin/env node
 // The `reprise` command. Environment variables are read here and nowhere else.
-import { parseCommandLine } from "./args.js";
+import { parseCommandLine } from "./operator/args.js";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { status } from "@grpc/grpc-js";
 import Database from "better-sqlite3";
-import { AuthFileError, Authorizer } from "./auth.js";
-import { backupDatabase, checkBackupPaths } from "./backup.js";
-import { COMMANDS, EXIT } from "./commands.js";
-import { ConfigError, SERVE_OPTIONS, loadServeConfig, serveHelp } from "./config.js";
-import type { ServeConfig } from "./config.js";
-import { announce, jsonLogger } from "./log.js";
-import type { Logger } from "./log.js";
-import { protosCommand } from "./protos.js";
-import { buildInfo, sqliteBinding } from "./runtime.js";
-import { UnpackError } from "./unpack.js";
-import { startServer } from "./server.js";
-import type { ServerOptions } from "./server.js";
+import { AuthFileError, Authorizer } from "./api/auth.js";
+import { backupDatabase, checkBackupPaths } from "./operator/backup.js";
+import { COMMANDS, EXIT } from "./operator/commands.js";
+import { ConfigError, SERVE_OPTIONS, loadServeConfig, serveHelp } from "./operator/config.js";
+import type { ServeConfig } from "./operator/config.js";
+import { announce, jsonLogger } from "./operator/log.js";
+import type { Logger } from "./operator/log.js";
+import { protosCommand } from "./operator/protos.js";
+import { buildInfo, sqliteBinding } from "./runtime/runtime.js";
+import { UnpackError } from "./runtime/unpack.js";
+import { startServer } from "./api/server.js";
+import type { ServerOptions } from "./api/server.js";
 
 const USAGE = `Usage: reprise <command> [options]
 

@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import { toBinary, create } from "@bufbuild/protobuf";
 import { ExecutionState, RetryPolicySchema } from "@reprise/client/wire";
 import { describe, expect, test } from "vitest";
-import { SqliteStore } from "../server/sqlite-store.js";
+import { SqliteStore } from "../server/store/sqlite/sqlite-store.js";
 import { checkInvariants } from "./chaos/invariants.js";
 import { seconds, tempDir } from "./helpers.js";
 

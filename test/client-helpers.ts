@@ -8,7 +8,7 @@ import type { ClientOptions, Execution, LogFields, Logger, WorkerOptions } from 
 import { afterEach } from "vitest";
 import { startTestCoordinator, toMs } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";
-import type { ServerOptions } from "../server/server.js";
+import type { ServerOptions } from "../server/api/server.js";
 
 const open = new Set<string>();
 let serial = 0;

@@ -8,7 +8,7 @@ import {
   Retries,
 } from "@reprise/client";
 import type { Codec } from "@reprise/client";
-import { Authorizer } from "../server/auth.js";
+import { Authorizer } from "../server/api/auth.js";
 import { Gate, clientEnv } from "./client-helpers.js";
 import { json, millis, until } from "./helpers.js";
 

@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
-import { BUF_GEN_EXAMPLE } from "../server/protos.js";
-import { UnpackError, cacheCandidates, makeDirectory, unpack } from "../server/unpack.js";
-import type { PackedFile } from "../server/unpack.js";
+import { BUF_GEN_EXAMPLE } from "../server/operator/protos.js";
+import { UnpackError, cacheCandidates, makeDirectory, unpack } from "../server/runtime/unpack.js";
+import type { PackedFile } from "../server/runtime/unpack.js";
 import { tempDir } from "./helpers.js";
 import { CLI } from "./process-helpers.js";
 

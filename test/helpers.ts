@@ -10,9 +10,9 @@ import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { ExecutionService, WorkerService, createServiceClient } from "@reprise/client/wire";
 import type { ServiceClient } from "@reprise/client/wire";
 import { afterEach } from "vitest";
-import type { Clock, TimerHandle } from "../server/clock.js";
-import { startServer } from "../server/server.js";
-import type { RunningServer, ServerOptions } from "../server/server.js";
+import type { Clock, TimerHandle } from "../server/coordinator/clock.js";
+import { startServer } from "../server/api/server.js";
+import type { RunningServer, ServerOptions } from "../server/api/server.js";
 
 /** A clock that moves only when told to, firing due timers in order. */
 export class FakeClock implements Clock {

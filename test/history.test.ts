@@ -5,12 +5,12 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, test } from "vitest";
-import { EventLoopHolds, WARN_HOLD_MS } from "../server/holds.js";
-import type { LogFields, Logger } from "../server/log.js";
-import { silentLogger } from "../server/log.js";
-import { SqliteStore, UNINDEXED_LIST_WINDOW } from "../server/sqlite-store.js";
-import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/store.js";
-import type { ExecutionRecord } from "../server/store.js";
+import { EventLoopHolds, WARN_HOLD_MS } from "../server/operator/holds.js";
+import type { LogFields, Logger } from "../server/operator/log.js";
+import { silentLogger } from "../server/operator/log.js";
+import { SqliteStore, UNINDEXED_LIST_WINDOW } from "../server/store/sqlite/sqlite-store.js";
+import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/store/store.js";
+import type { ExecutionRecord } from "../server/store/store.js";
 import { FakeClock, startTestCoordinator, tempDir } from "./helpers.js";
 import { stateOf, submit } from "./wire-helpers.js";
 import { ExecutionState } from "@reprise/client/wire";

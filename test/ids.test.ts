@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { newExecutionId } from "../server/ids.js";
+import { newExecutionId } from "../server/coordinator/ids.js";
 
 describe("execution ids", () => {
   test("execution ids are UUIDv7: unique, and ordered by the moment they were made", () => {

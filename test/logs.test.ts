@@ -1,7 +1,7 @@
 // The coordinator's log lines: JSON, with states by name.
 import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, test } from "vitest";
-import { jsonLogger } from "../server/log.js";
+import { jsonLogger } from "../server/operator/log.js";
 import { FakeClock, startTestCoordinator } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";
 import { fail, leaseNow, submit } from "./wire-helpers.js";

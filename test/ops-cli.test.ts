@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
 import { tempDir } from "./helpers.js";
-import { coordinatorAddress, secondsOrDuration } from "../server/commands.js";
+import { coordinatorAddress, secondsOrDuration } from "../server/operator/commands.js";
 import { CLI, freePort, spawnCoordinator } from "./process-helpers.js";
 import type { ChildCoordinator } from "./process-helpers.js";
 import { fail, leaseNow, succeed } from "./wire-helpers.js";

@@ -2,7 +2,7 @@
 import { create } from "@bufbuild/protobuf";
 import { RetryPolicySchema } from "@reprise/client/wire";
 import { describe, expect, test } from "vitest";
-import { resolvePolicy, retryDelayMs } from "../server/policy.js";
+import { resolvePolicy, retryDelayMs } from "../server/coordinator/policy.js";
 import { seconds } from "./helpers.js";
 
 const policy = (init: Parameters<typeof create<typeof RetryPolicySchema>>[1]) => resolvePolicy(create(RetryPolicySchema, init));

@@ -3,8 +3,8 @@
 // of deleted executions are free again.
 import { status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, test } from "vitest";
-import { loadServeConfig } from "../server/config.js";
-import { retentionIntervalMs } from "../server/retention.js";
+import { loadServeConfig } from "../server/operator/config.js";
+import { retentionIntervalMs } from "../server/coordinator/retention.js";
 import { FakeClock, seconds, startTestCoordinator } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";
 import { fail, get, leaseNow, submit, succeed } from "./wire-helpers.js";

@@ -5,9 +5,9 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { ExecutionService, WorkerService, createServiceClient } from "@reprise/client/wire";
 import { describe, expect, test } from "vitest";
-import { Authorizer } from "../server/auth.js";
-import { startServer } from "../server/server.js";
-import type { RunningServer, ServerOptions } from "../server/server.js";
+import { Authorizer } from "../server/api/auth.js";
+import { startServer } from "../server/api/server.js";
+import type { RunningServer, ServerOptions } from "../server/api/server.js";
 import { seconds, startTestCoordinator, tempDir, until } from "./helpers.js";
 
 /** A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, made with openssl. */

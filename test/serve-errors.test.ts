@@ -7,7 +7,7 @@ import type { Server } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
-import { formatDuration, loadServeConfig } from "../server/config.js";
+import { formatDuration, loadServeConfig } from "../server/operator/config.js";
 import { tempDir } from "./helpers.js";
 import { CLI, spawnCoordinator } from "./process-helpers.js";
 

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { SqliteStore } from "../server/sqlite-store.js";
-import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/store.js";
+import { SqliteStore } from "../server/store/sqlite/sqlite-store.js";
+import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/store/store.js";
 
 /**
  * The index each statement must use on executions and attempts ("rowid" for

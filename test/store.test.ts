@@ -3,8 +3,8 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, test } from "vitest";
-import { SqliteStore } from "../server/sqlite-store.js";
-import { ExecutionStateNumber } from "../server/store.js";
+import { SqliteStore } from "../server/store/sqlite/sqlite-store.js";
+import { ExecutionStateNumber } from "../server/store/store.js";
 import { tempDir } from "./helpers.js";
 
 const newExecution = (id: string) => ({

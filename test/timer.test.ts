@@ -1,7 +1,7 @@
 // The scheduler's one timer, on the real clock and on a fake one.
 import { describe, expect, test } from "vitest";
-import { systemClock } from "../server/clock.js";
-import { Scheduler } from "../server/scheduler.js";
+import { systemClock } from "../server/coordinator/clock.js";
+import { Scheduler } from "../server/coordinator/scheduler.js";
 import { FakeClock, millis, startTestCoordinator, toMs } from "./helpers.js";
 import { fail, leaseNow, submit } from "./wire-helpers.js";
 

@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { ExecutionState, LeaseAttemptsRequestSchema } from "@reprise/client/wire";
 import { describe, expect, test } from "vitest";
-import { Coordinator } from "../server/coordinator.js";
-import { DEFAULT_LIMITS } from "../server/limits.js";
-import { ConnectionQuota } from "../server/quota.js";
-import { SqliteStore } from "../server/sqlite-store.js";
-import { workerService } from "../server/worker-service.js";
+import { Coordinator } from "../server/coordinator/coordinator.js";
+import { DEFAULT_LIMITS } from "../server/api/limits.js";
+import { ConnectionQuota } from "../server/api/quota.js";
+import { SqliteStore } from "../server/store/sqlite/sqlite-store.js";
+import { workerService } from "../server/api/worker-service.js";
 import { tempDir } from "./helpers.js";
 
 describe("undelivered leases", () => {

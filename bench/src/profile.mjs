@@ -34,7 +34,7 @@ function category(url, functionName) {
   if (url.startsWith("node:internal/streams") || url === "node:net" || url.startsWith("node:internal/stream_base")) return "streams / net (node core)";
   if (url.includes("/@bufbuild/protobuf/") || url.includes("/clients/ts/dist/gen/")) return "protobuf encode / decode";
   if (url.includes("better-sqlite3")) return "SQLite (better-sqlite3 and the store module's statements)";
-  if (url.endsWith("/dist/server/sqlite-store.js")) return "SQLite (better-sqlite3 and the store module's statements)";
+  if (url.endsWith("/dist/server/store/sqlite/sqlite-store.js")) return "SQLite (better-sqlite3 and the store module's statements)";
   if (url.includes("/dist/server/")) return "coordinator logic";
   if (url.endsWith("/clients/ts/dist/grpc.js")) return "grpc adapter (clients/ts/src/grpc.ts)";
   if (url.includes("/clients/ts/dist/")) return "@reprise/client";

@@ -25,7 +25,7 @@ function versionOf(dir, name) {
 
 function builtAt() {
   try {
-    return statSync(join(repriseRoot, "dist/server/coordinator.js")).mtime.toISOString();
+    return statSync(join(repriseRoot, "dist/server/coordinator/coordinator.js")).mtime.toISOString();
   } catch {
     return "unknown";
   }

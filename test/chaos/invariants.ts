@@ -3,8 +3,8 @@
 import Database from "better-sqlite3";
 import { fromBinary } from "@bufbuild/protobuf";
 import { ExecutionState, RetryPolicySchema } from "@reprise/client/wire";
-import { resolvePolicy, retryDelayMs } from "../../server/policy.js";
-import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../../server/store.js";
+import { resolvePolicy, retryDelayMs } from "../../server/coordinator/policy.js";
+import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../../server/store/store.js";
 import { CHAOS_TASKS } from "./policies.js";
 
 export interface ChaosFindings {

@@ -1,8 +1,8 @@
 // WorkerService: validates each request, naming the bad field, and hands it to
 // the coordinator. Stale tokens are never errors: they are answered per token.
 import type { ServiceHandlers, WorkerService } from "@reprise/client/wire";
-import { encodePolicy } from "./coordinator.js";
-import type { Coordinator } from "./coordinator.js";
+import { encodePolicy } from "../coordinator/coordinator.js";
+import type { Coordinator } from "../coordinator/coordinator.js";
 import { callSignal } from "./execution-service.js";
 import { fixedLimits } from "./limits.js";
 import type { Limits } from "./limits.js";

@@ -6,7 +6,7 @@ import type { Failure, Payload, RetryPolicy } from "@reprise/client/wire";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { fixedLimits as limits } from "./limits.js";
 import type { Limits } from "./limits.js";
-import { durationToMs } from "./time.js";
+import { durationToMs } from "../coordinator/time.js";
 
 /**
  * A caller's value quoted for an error message, cut short: status messages

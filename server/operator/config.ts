@@ -2,9 +2,9 @@
 // its environment variable and its validation, in one place. Flags win over
 // environment variables, which win over defaults.
 import type { LogLevel } from "./log.js";
-import { DEFAULT_LIMITS } from "./limits.js";
-import type { Limits } from "./limits.js";
-import type { Durability } from "./sqlite-store.js";
+import { DEFAULT_LIMITS } from "../api/limits.js";
+import type { Limits } from "../api/limits.js";
+import type { Durability } from "../store/sqlite/sqlite-store.js";
 
 /** Every option of `reprise serve`; the limits are those of server/limits.ts. */
 export interface ServeConfig extends Limits {

@@ -14,7 +14,7 @@ import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { ConfigError } from "./config.js";
 import { clockTime, duration, paint, relative, stateText, table, terminalStyle } from "./format.js";
 import type { Style } from "./format.js";
-import { durationToMs, msToDuration, timestampToMs } from "./time.js";
+import { durationToMs, msToDuration, timestampToMs } from "../coordinator/time.js";
 
 /** Exit codes: 0 ok (and, for submit --wait, succeeded); 1 the execution did not succeed; 2 usage; 3 the call failed. */
 export const EXIT = { ok: 0, notSucceeded: 1, usage: 2, callFailed: 3 } as const;

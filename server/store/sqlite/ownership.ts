@@ -9,7 +9,7 @@
 // there before the lock is taken, and can be read while it is held.
 import { hostname } from "node:os";
 import Database from "better-sqlite3";
-import { sqliteBinding } from "./runtime.js";
+import { sqliteBinding } from "../../runtime/runtime.js";
 
 export class DatabaseInUseError extends Error {}
 

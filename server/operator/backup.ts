@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { ConfigError } from "./config.js";
-import { sqliteBinding } from "./runtime.js";
+import { sqliteBinding } from "../runtime/runtime.js";
 
 export interface BackupResult {
   pages: number;

@@ -4,10 +4,10 @@ import { create } from "@bufbuild/protobuf";
 import { ExecutionState, WatchExecutionResponseSchema } from "@reprise/client/wire";
 import type { ExecutionService, ServiceHandlers, SubmitRequest } from "@reprise/client/wire";
 import type { ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
-import { encodePolicy } from "./coordinator.js";
-import type { Coordinator, SubmitParams } from "./coordinator.js";
+import { encodePolicy } from "../coordinator/coordinator.js";
+import type { Coordinator, SubmitParams } from "../coordinator/coordinator.js";
 import { fixedLimits } from "./limits.js";
-import { msToTimestamp } from "./time.js";
+import { msToTimestamp } from "../coordinator/time.js";
 import type { Limits } from "./limits.js";
 import type { ConnectionQuota } from "./quota.js";
 import {

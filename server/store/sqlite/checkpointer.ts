@@ -7,7 +7,7 @@
 // automatic checkpoint stays as a backstop with a high threshold, for when
 // this thread falls behind or is gone.
 import { Worker } from "node:worker_threads";
-import { sqliteForThreads } from "./runtime.js";
+import { sqliteForThreads } from "../../runtime/runtime.js";
 
 /** The thread's code, CommonJS, evaluated as is: it opens the database and checkpoints on request. */
 const THREAD = `

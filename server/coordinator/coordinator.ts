@@ -12,22 +12,22 @@ import type { Execution, LeasedAttempt, Outcome, OutcomeReceipt, RetryPolicy } f
 import { systemClock } from "./clock.js";
 import type { Clock } from "./clock.js";
 import { decodeLeaseToken, encodeLeaseToken, newLeaseSecret, secretsEqual } from "./lease-token.js";
-import type { Logger } from "./log.js";
-import { silentLogger } from "./log.js";
+import type { Logger } from "../operator/log.js";
+import { silentLogger } from "../operator/log.js";
 import { LongPolls } from "./long-polls.js";
 import type { LeaseRequest, Poller } from "./long-polls.js";
-import { noMetrics } from "./metrics.js";
-import type { CoordinatorMetrics } from "./metrics.js";
+import { noMetrics } from "../operator/metrics.js";
+import type { CoordinatorMetrics } from "../operator/metrics.js";
 import { retryDelayMs } from "./policy.js";
-import { noHolds, timed } from "./holds.js";
-import type { HoldMeter, HoldObserver } from "./holds.js";
+import { noHolds, timed } from "../operator/holds.js";
+import type { HoldMeter, HoldObserver } from "../operator/holds.js";
 import { newExecutionId } from "./ids.js";
 import { Scheduler } from "./scheduler.js";
 import { storedPolicy, toExecution, toPayload } from "./snapshot.js";
-import { AttemptStateNumber as A, ExecutionStateNumber as E } from "./store.js";
-import type { AttemptRef, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord, WorkerRecord } from "./store.js";
+import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
+import type { AttemptRef, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord, WorkerRecord } from "../store/store.js";
 import { durationToMs, msToTimestamp } from "./time.js";
-import { quote } from "./validate.js";
+import { quote } from "../api/validate.js";
 import { WatchHub } from "./watch-hub.js";
 
 export interface CoordinatorOptions {

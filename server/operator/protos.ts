@@ -5,8 +5,8 @@ import { existsSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseCommandLine } from "./args.js";
 import { ConfigError } from "./config.js";
-import { apiProtos } from "./runtime.js";
-import { makeDirectory } from "./unpack.js";
+import { apiProtos } from "../runtime/runtime.js";
+import { makeDirectory } from "../runtime/unpack.js";
 
 const HELP = `Usage: reprise protos DIR
 

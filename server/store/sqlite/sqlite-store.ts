@@ -2,12 +2,12 @@
 // group commit (every write of one event-loop turn shares one transaction).
 import Database from "better-sqlite3";
 import { Checkpointer } from "./checkpointer.js";
-import { noHolds } from "./holds.js";
+import { noHolds } from "../../operator/holds.js";
 import { Ownership } from "./ownership.js";
-import { migrations, sqliteBinding } from "./runtime.js";
-import type { HoldMeter, HoldObserver } from "./holds.js";
-import { AttemptStateNumber, ExecutionStateNumber } from "./store.js";
-import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord, WorkerRecord } from "./store.js";
+import { migrations, sqliteBinding } from "../../runtime/runtime.js";
+import type { HoldMeter, HoldObserver } from "../../operator/holds.js";
+import { AttemptStateNumber, ExecutionStateNumber } from "../store.js";
+import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord, WorkerRecord } from "../store.js";
 
 export type Durability = "normal" | "full";
 

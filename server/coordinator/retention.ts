@@ -4,10 +4,10 @@
 // it, and deletes in small batches with a turn of the event loop between them,
 // so that RPCs and timer ticks get in between and no batch causes a stall.
 import type { Clock, TimerHandle } from "./clock.js";
-import type { HoldMeter, HoldObserver } from "./holds.js";
-import { noHolds } from "./holds.js";
-import type { Logger } from "./log.js";
-import type { Store } from "./store.js";
+import type { HoldMeter, HoldObserver } from "../operator/holds.js";
+import { noHolds } from "../operator/holds.js";
+import type { Logger } from "../operator/log.js";
+import type { Store } from "../store/store.js";
 
 export interface RetentionOptions {
   store: Store;

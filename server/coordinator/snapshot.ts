@@ -4,7 +4,7 @@ import { RetryPolicySchema } from "@reprise/client/wire";
 import type { Attempt, Execution, Failure, Payload, RetryPolicy } from "@reprise/client/wire";
 import { resolvePolicy } from "./policy.js";
 import type { ResolvedPolicy } from "./policy.js";
-import type { AttemptRecord, ExecutionRecord, FailureRecord, PayloadRecord } from "./store.js";
+import type { AttemptRecord, ExecutionRecord, FailureRecord, PayloadRecord } from "../store/store.js";
 import { msToDuration, msToTimestamp } from "./time.js";
 
 /** A stored policy, decoded, and resolved into the retry math (null: it allows no retries). */

@@ -39,13 +39,13 @@ interface Manifest {
 let manifest: Manifest | undefined;
 const embedded = (): Manifest => (manifest ??= JSON.parse(getAsset("manifest.json", "utf8")) as Manifest);
 
-/** The checkout or package root under node: above server/ in the sources, above dist/server/ when built. */
+/** The checkout or package root under node: the nearest folder above this module that holds proto/reprise/v1. */
 function root(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  for (const candidate of [join(here, ".."), join(here, "../..")]) {
+  for (let candidate = here, up = 0; up < 5; candidate = dirname(candidate), up++) {
     if (existsSync(join(candidate, "proto/reprise/v1"))) return candidate;
   }
-  throw new Error(`the Reprise protos were not found near ${here}`);
+  throw new Error(`the Reprise protos were not found above ${here}`);
 }
 
 const unpacked = new Map<PackedSet, { folder: string; value: unknown }>();
@@ -84,6 +84,9 @@ export function sqliteForThreads(): { driver: string; nativeBinding: string | un
   return { driver: join(folder, "better-sqlite3.cjs"), nativeBinding: join(folder, "better_sqlite3.node") };
 }
 
+/** Where the SQLite store's migrations live in a checkout or package. */
+export const MIGRATIONS_DIR = "server/store/sqlite/migrations";
+
 /** The migrations, `0001_init.sql` first. */
 export function migrations(): { name: string; sql: string }[] {
   const named = (name: string) => /^\d{4}_.*\.sql$/.test(name);
@@ -93,7 +96,7 @@ export function migrations(): { name: string; sql: string }[] {
       .filter((m) => named(m.name))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
-  const dir = join(root(), "server/migrations");
+  const dir = join(root(), MIGRATIONS_DIR);
   return readdirSync(dir)
     .filter(named)
     .sort()
