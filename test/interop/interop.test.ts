@@ -178,7 +178,8 @@ describe.runIf(process.env.REPRISE_INTEROP === "1")("interop: TypeScript, Python
     const result = await handle.result({ signal: AbortSignal.timeout(WAIT_MS) });
 
     expect(result).toEqual({ lang: "go", attempt: 2, echo: args });
-    expect(go.output()).toContain(`started handoff ${handle.id} attempt 2`);
+    // The result can arrive before the worker's own line has been read from its pipe.
+    await go.waitFor(new RegExp(`started handoff ${handle.id} attempt 2`), WAIT_MS);
     const execution = await handle.get();
     expect(summary(execution)).toEqual([
       { number: 1, state: "ABANDONED", workerId: "py-doomed" },
