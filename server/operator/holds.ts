@@ -67,20 +67,6 @@ export class EventLoopHolds implements HoldMeter {
     };
   }
 
-  /** The longest hold seen by any operation, as the upper bound of its bucket in ms (Infinity past the last). */
-  get longestBoundMs(): number {
-    let longest = 0;
-    for (const { buckets } of this.operations.values()) {
-      for (let i = buckets.length - 1; i >= 0; i--) {
-        if (buckets[i]! > 0) {
-          longest = Math.max(longest, BOUNDS_MS[i] ?? Infinity);
-          break;
-        }
-      }
-    }
-    return longest;
-  }
-
   /** The metric in the shape a prom-client Registry serializes (registered with registerMetric). */
   get() {
     const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
