@@ -4,9 +4,13 @@ import Database from "better-sqlite3";
 import { Checkpointer } from "./checkpointer.js";
 import { noHolds } from "../../operator/holds.js";
 import { Ownership } from "./ownership.js";
+import { attemptFromRow, blob, executionFromRow, failureParams, labelsJson, parseLabels } from "./rows.js";
+import type { Row } from "./rows.js";
+import { TimedStatement, prepareStatements } from "./statements.js";
+import type { Statements } from "./statements.js";
 import { migrations, sqliteBinding } from "../../runtime/runtime.js";
-import type { HoldMeter, HoldObserver } from "../../operator/holds.js";
-import { AttemptStateNumber, ExecutionStateNumber } from "../store.js";
+import type { HoldMeter } from "../../operator/holds.js";
+import { ExecutionStateNumber } from "../store.js";
 import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord, WorkerRecord } from "../store.js";
 
 export type Durability = "normal" | "full";
@@ -44,133 +48,12 @@ export const UNINDEXED_LIST_WINDOW = 10_000;
 const BACKSTOP_CHECKPOINT_PAGES = 4000;
 
 const PENDING = ExecutionStateNumber.pending;
-// Hot statements bind positional parameters: binding by name costs a property
-// lookup per parameter on every run.
-const FINISH = `UPDATE executions SET state = ?, finished_at = ?, next_attempt_at = NULL, result = ?, result_type = ?,
-  failure_type = ?, failure_message = ?, failure_stack = ?, failure_non_retryable = ?, failure_retry_after_ms = ?,
-  version = version + 1`;
 const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
-const ATTEMPT_RUNNING = AttemptStateNumber.running;
-
-type Row = Record<string, unknown>;
-
-/** better-sqlite3 binds Buffers, not plain Uint8Arrays. */
-function blob(bytes: Uint8Array): Buffer;
-function blob(bytes: Uint8Array | null | undefined): Buffer | null;
-function blob(bytes: Uint8Array | null | undefined): Buffer | null {
-  if (bytes === null || bytes === undefined) return null;
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-function failureFromRow(row: Row): FailureRecord | null {
-  if (row.failure_type === null) return null;
-  return {
-    type: row.failure_type as string,
-    message: row.failure_message as string,
-    stackTrace: row.failure_stack as string,
-    nonRetryable: row.failure_non_retryable === 1,
-    retryAfterMs: row.failure_retry_after_ms as number,
-  };
-}
-
-/** failure_type, failure_message, failure_stack, failure_non_retryable, failure_retry_after_ms. */
-function failureParams(failure: FailureRecord | null | undefined): unknown[] {
-  if (!failure) return [null, null, null, null, null];
-  return [failure.type, failure.message, failure.stackTrace, failure.nonRetryable ? 1 : 0, failure.retryAfterMs];
-}
-
-// Most executions carry no labels: skip JSON for them.
-const labelsJson = (labels: Record<string, string>) => {
-  for (const _ in labels) return JSON.stringify(labels);
-  return "{}";
-};
-const parseLabels = (json: string): Record<string, string> => (json === "{}" ? {} : (JSON.parse(json) as Record<string, string>));
-
-function executionFromRow(row: Row): ExecutionRecord {
-  return {
-    seq: row.seq as number,
-    id: row.id as string,
-    task: row.task as string,
-    state: row.state as number,
-    version: row.version as number,
-    arguments: { data: row.arguments as Buffer, contentType: row.arguments_type as string },
-    retryPolicy: (row.retry_policy as Buffer | null) ?? null,
-    result: row.result === null ? null : { data: row.result as Buffer, contentType: row.result_type as string },
-    failure: failureFromRow(row),
-    nextAttemptAt: row.next_attempt_at as number | null,
-    createdAt: row.created_at as number,
-    finishedAt: row.finished_at as number | null,
-    idempotencyKey: row.idempotency_key as string | null,
-    labels: parseLabels(row.labels as string),
-    attemptCount: row.attempt_count as number,
-  };
-}
-
-function attemptFromRow(row: Row): AttemptRecord {
-  return {
-    id: row.id as number,
-    executionSeq: row.execution_seq as number,
-    number: row.number as number,
-    state: row.state as number,
-    workerId: row.worker_id as string,
-    scheduledAt: row.scheduled_at as number,
-    startedAt: row.started_at as number,
-    finishedAt: row.finished_at as number | null,
-    leaseSecret: row.lease_secret as Buffer,
-    leaseMs: row.lease_ms as number,
-    leaseExpiresAt: row.lease_expires_at as number,
-    timeoutAt: row.timeout_at as number | null,
-    failure: failureFromRow(row),
-    retryPolicy: (row.retry_policy as Buffer | null) ?? null,
-  };
-}
-
-/**
- * A prepared statement that tells how long each run held the event loop. It
- * passes `arguments` on as they are: a rest parameter would copy them into a
- * new array at every run of every statement.
- */
-class TimedStatement {
-  constructor(
-    private readonly statement: Database.Statement,
-    private readonly observe: HoldObserver,
-  ) {}
-
-  run(...params: unknown[]): Database.RunResult;
-  run(): Database.RunResult {
-    const started = performance.now();
-    try {
-      return this.statement.run.apply(this.statement, arguments as unknown as unknown[]);
-    } finally {
-      this.observe(performance.now() - started);
-    }
-  }
-
-  get(...params: unknown[]): unknown;
-  get(): unknown {
-    const started = performance.now();
-    try {
-      return this.statement.get.apply(this.statement, arguments as unknown as unknown[]);
-    } finally {
-      this.observe(performance.now() - started);
-    }
-  }
-
-  all(...params: unknown[]): unknown[];
-  all(): unknown[] {
-    const started = performance.now();
-    try {
-      return this.statement.all.apply(this.statement, arguments as unknown as unknown[]);
-    } finally {
-      this.observe(performance.now() - started);
-    }
-  }
-}
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
-  private readonly statements: ReturnType<SqliteStore["prepare"]>;
+  private readonly statements: Statements;
   /** Transaction control, prepared once rather than parsed at every change. */
   private readonly control: Record<"begin" | "commit" | "rollback" | "savepoint" | "release" | "rollbackToSavepoint", TimedStatement>;
   /** Every statement this store prepared, by name, for the plan guard and the hold metric. */
@@ -207,7 +90,7 @@ export class SqliteStore implements Store {
       // the hot index pages stay in memory, and RSS stays under 200 MB.
       this.db.pragma("cache_size = -32768");
       this.migrate();
-      this.statements = this.prepare();
+      this.statements = prepareStatements((name, sql, mode) => this.statement(name, sql, mode));
       this.control = {
         begin: this.statement("begin", "BEGIN IMMEDIATE"),
         commit: this.statement("commit", "COMMIT"),
@@ -268,172 +151,6 @@ export class SqliteStore implements Store {
     if (mode === "pluck") prepared.pluck();
     this.prepared.set(name, sql);
     return new TimedStatement(prepared, this.holds.observer(name));
-  }
-
-  private prepare() {
-    const s = (name: string, sql: string, mode?: "raw" | "pluck") => this.statement(name, sql, mode);
-    const listColumns = "SELECT * FROM executions";
-    return {
-      taskGet: s("taskGet", "SELECT * FROM tasks WHERE name = ?"),
-      taskUpsert: s(
-        "taskUpsert",
-        `INSERT INTO tasks (name, retry_policy, timeout_ms, worker_id, declared_at)
-         VALUES (@name, @retry_policy, @timeout_ms, @worker_id, @declared_at)
-         ON CONFLICT (name) DO UPDATE SET retry_policy = excluded.retry_policy, timeout_ms = excluded.timeout_ms,
-           worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
-      ),
-      executionInsert: s(
-        "executionInsert",
-        `INSERT INTO executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
-           idempotency_key, labels)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      executionGet: s("executionGet", "SELECT * FROM executions WHERE id = ?"),
-      executionGetBySeq: s("executionGetBySeq", "SELECT * FROM executions WHERE seq = ?"),
-      executionGetByKey: s("executionGetByKey", "SELECT * FROM executions WHERE idempotency_key = ?"),
-      // One statement per filter, so that each walks its own index newest first.
-      // The state lists repeat the indexes' `state <> 3` so that the planner
-      // knows a bound state can use them. SUCCEEDED has no index: its lists
-      // walk a window of seq values, which bounds the rows read per page.
-      executionList: s("executionList", `${listColumns} WHERE seq < ? ORDER BY seq DESC LIMIT ?`),
-      executionListByTask: s("executionListByTask", `${listColumns} WHERE task = ? AND seq < ? ORDER BY seq DESC LIMIT ?`),
-      executionListByState: s(
-        "executionListByState",
-        `${listColumns} WHERE state = ? AND state <> ${SUCCEEDED} AND seq < ? ORDER BY seq DESC LIMIT ?`,
-      ),
-      executionListByTaskAndState: s(
-        "executionListByTaskAndState",
-        `${listColumns} WHERE task = ? AND state = ? AND state <> ${SUCCEEDED} AND seq < ? ORDER BY seq DESC LIMIT ?`,
-      ),
-      executionListSucceeded: s(
-        "executionListSucceeded",
-        `${listColumns} WHERE seq < ? AND seq >= ? AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT ?`,
-      ),
-      executionListSucceededByTask: s(
-        "executionListSucceededByTask",
-        `${listColumns} WHERE task = ? AND seq < ? AND seq >= ? AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT ?`,
-      ),
-      executionMinSeq: s("executionMinSeq", "SELECT min(seq) FROM executions", "pluck"),
-      executionMaxSeq: s("executionMaxSeq", "SELECT max(seq) FROM executions", "pluck"),
-      // Only what a lease needs, as arrays: seq, id, task, arguments, arguments_type, labels, next_attempt_at, attempt_count.
-      executionListDueOne: s(
-        "executionListDue",
-        `SELECT seq, id, task, arguments, arguments_type, labels, next_attempt_at, attempt_count FROM executions
-         WHERE state = ${PENDING} AND task = ? AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?`,
-        "raw",
-      ),
-      executionSetRetry: s(
-        "executionSetRetry",
-        `UPDATE executions SET state = ${PENDING}, next_attempt_at = ?, version = version + 1 WHERE seq = ? AND state = ${RUNNING}`,
-      ),
-      executionFinishRunning: s("executionFinishRunning", `${FINISH} WHERE seq = ? AND state = ${RUNNING}`),
-      executionFinishPending: s("executionFinishPending", `${FINISH} WHERE seq = ? AND state = ${PENDING}`),
-      executionStart: s(
-        "executionStart",
-        `UPDATE executions SET state = ${RUNNING}, next_attempt_at = NULL, attempt_count = attempt_count + 1, version = version + 1
-         WHERE seq = ? AND state = ${PENDING} AND attempt_count = ?`,
-      ),
-      attemptInsert: s(
-        "attemptInsert",
-        `INSERT INTO attempts (execution_seq, number, state, worker_id, scheduled_at, started_at, lease_secret, lease_ms,
-           lease_expires_at, timeout_at)
-         VALUES (?, ?, ${ATTEMPT_RUNNING}, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      // Only what deciding an attempt's fate needs, as an array (see attemptGet).
-      attemptGet: s(
-        "attemptGet",
-        `SELECT a.execution_seq, a.number, a.state, a.worker_id, a.scheduled_at, a.started_at, a.lease_secret, a.lease_ms,
-           a.lease_expires_at, a.timeout_at, e.id, e.task, e.retry_policy
-         FROM attempts a JOIN executions e ON e.seq = a.execution_seq WHERE a.id = ?`,
-        "raw",
-      ),
-      attemptList: s("attemptList", "SELECT * FROM attempts WHERE execution_seq = ? ORDER BY number"),
-      attemptGetRunning: s("attemptGetRunning", `SELECT * FROM attempts WHERE execution_seq = ? AND state = ${ATTEMPT_RUNNING}`),
-      attemptExtendLease: s(
-        "attemptExtendLease",
-        `UPDATE attempts SET lease_expires_at = @lease_expires_at
-         WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret`,
-      ),
-      attemptFinish: s(
-        "attemptFinish",
-        `UPDATE attempts SET state = ?, finished_at = ?, retry_policy = ?,
-           failure_type = ?, failure_message = ?, failure_stack = ?, failure_non_retryable = ?, failure_retry_after_ms = ?
-         WHERE id = ? AND state = ${ATTEMPT_RUNNING} AND lease_secret = ?`,
-      ),
-      attemptDelete: s(
-        "attemptDelete",
-        `DELETE FROM attempts WHERE id = @id AND state = ${ATTEMPT_RUNNING} AND lease_secret = @lease_secret
-         RETURNING execution_seq, number, scheduled_at`,
-      ),
-      executionUnstart: s(
-        "executionUnstart",
-        `UPDATE executions SET state = ${PENDING}, next_attempt_at = @scheduled_at, attempt_count = @number - 1, version = version + 1
-         WHERE seq = @seq AND state = ${RUNNING} AND attempt_count = @number
-         RETURNING task`,
-      ),
-      // Two statements, each walking its own partial index in deadline order.
-      // One statement with UNION (or OR) of the two plans as a scan of every
-      // attempt ever made.
-      attemptListLeaseExpired: s(
-        "attemptListLeaseExpired",
-        `SELECT id FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?`,
-        "pluck",
-      ),
-      attemptListTimedOut: s(
-        "attemptListTimedOut",
-        `SELECT id FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL AND timeout_at <= ? ORDER BY timeout_at LIMIT ?`,
-        "pluck",
-      ),
-      nextPendingAt: s(
-        "nextPendingAt",
-        `SELECT min(next_attempt_at) FROM executions WHERE state = ${PENDING} AND next_attempt_at > ?`,
-        "pluck",
-      ),
-      nextLeaseExpiry: s("nextLeaseExpiry", `SELECT min(lease_expires_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING}`, "pluck"),
-      nextTimeout: s(
-        "nextTimeout",
-        `SELECT min(timeout_at) FROM attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL`,
-        "pluck",
-      ),
-      countByTaskAndState: s("countByTaskAndState", "SELECT task, state, count FROM execution_counts WHERE count <> 0"),
-      countAdd: s(
-        "countAdd",
-        `INSERT INTO execution_counts (task, state, count) VALUES (?, ?, ?)
-         ON CONFLICT (task, state) DO UPDATE SET count = count + excluded.count`,
-      ),
-      // Due PENDING executions are few unless workers fall behind; the delayed
-      // ones (a million waiting retries, say) are the rest of the PENDING count.
-      countDue: s("countDue", `SELECT count(*) FROM executions WHERE state = ${PENDING} AND next_attempt_at <= ?`, "pluck"),
-      // Retention: a walk in seq order that reads exactly the rows it is given.
-      retentionWalk: s(
-        "retentionWalk",
-        "SELECT seq, task, state, created_at, finished_at FROM executions WHERE seq >= ? ORDER BY seq LIMIT ?",
-        "raw",
-      ),
-      retentionDeleteAttempts: s("retentionDeleteAttempts", "DELETE FROM attempts WHERE execution_seq = ?"),
-      retentionDeleteExecution: s(
-        "retentionDeleteExecution",
-        "DELETE FROM executions WHERE seq = ? AND finished_at IS NOT NULL AND finished_at < ?",
-      ),
-      workerSeen: s(
-        "workerSeen",
-        `INSERT INTO worker_tasks (worker_id, task, last_seen_at) VALUES (?, ?, ?)
-         ON CONFLICT (worker_id, task) DO UPDATE SET last_seen_at = max(last_seen_at, excluded.last_seen_at)`,
-      ),
-      // Every worker: its rows by recency; the caller groups them by worker.
-      workerListRecent: s(
-        "workerListRecent",
-        "SELECT worker_id, task, last_seen_at FROM worker_tasks WHERE last_seen_at >= ? ORDER BY last_seen_at DESC LIMIT ?",
-        "raw",
-      ),
-      workerListOfTask: s(
-        "workerListOfTask",
-        "SELECT worker_id FROM worker_tasks WHERE task = ? AND last_seen_at >= ? ORDER BY last_seen_at DESC LIMIT ?",
-        "pluck",
-      ),
-      workerTasks: s("workerTasks", "SELECT task, last_seen_at FROM worker_tasks WHERE worker_id = ?", "raw"),
-      workerForget: s("workerForget", "DELETE FROM worker_tasks WHERE last_seen_at < ?"),
-    };
   }
 
   /** Transactions committed since the store was opened. */
