@@ -22,6 +22,7 @@ import { retryDelayMs } from "./policy.js";
 import { noHolds, timed } from "../operator/holds.js";
 import type { HoldMeter, HoldObserver } from "../operator/holds.js";
 import { newExecutionId } from "./ids.js";
+import { WorkerRegistry } from "./workers.js";
 import { Scheduler } from "./scheduler.js";
 import { storedPolicy, toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
@@ -70,12 +71,6 @@ export const isTerminal = (state: number) => state !== E.pending && state !== E.
 // gone stale.
 const EXPIRY_SLICE = 500;
 
-/** A worker is written down at most this often per task: a long-polling worker calls many times a second. */
-const WORKER_SEEN_EVERY_MS = 5000;
-/** Workers not seen for this long are forgotten. */
-export const WORKER_MEMORY_MS = 7 * 86_400_000;
-const MAX_WORKERS_LISTED = 1000;
-
 /** The calls whose synchronous part is measured as an event-loop hold, each under its own name. */
 const MEASURED_CALLS = ["submit", "get", "list", "cancel", "declare", "lease", "returnLeases", "heartbeat", "report"] as const;
 
@@ -102,9 +97,7 @@ export class Coordinator {
   private closed = false;
   private readonly timerHold: HoldObserver;
   private readonly hold: Record<(typeof MEASURED_CALLS)[number], HoldObserver>;
-  /** When each worker and task was last written down, by `${workerId} ${task}`. */
-  private readonly workerWrittenAt = new Map<string, number>();
-  private workersForgottenAt = 0;
+  private readonly workers: WorkerRegistry;
 
   constructor(options: CoordinatorOptions) {
     this.store = options.store;
@@ -113,6 +106,7 @@ export class Coordinator {
     this.log = options.log ?? silentLogger;
     this.metrics = options.metrics ?? noMetrics;
     this.scheduler = new Scheduler(this.clock, () => this.onTimer());
+    this.workers = new WorkerRegistry(this.store);
     const holds = options.holds ?? noHolds;
     this.timerHold = holds.observer("timer");
     this.hold = Object.fromEntries(MEASURED_CALLS.map((name) => [name, holds.observer(name)])) as Coordinator["hold"];
@@ -241,7 +235,7 @@ export class Coordinator {
   async declare(workerId: string, tasks: DeclaredTask[]): Promise<void> {
     const records = timed(this.hold.declare, () => this.store.write(() => {
       const now = this.clock.now();
-      this.workerSeen(workerId, tasks.map((task) => task.name), now, true);
+      this.workers.seen(workerId, tasks.map((task) => task.name), now, true);
       return tasks.map((task) => {
         const record = { ...task, workerId, declaredAt: now };
         this.store.taskUpsert(record);
@@ -254,40 +248,19 @@ export class Coordinator {
     await this.store.committed();
   }
 
-  /** The workers seen in the last WORKER_MEMORY_MS, most recent first; with `task`, those of that task. */
+  /** The workers seen lately, most recent first; with `task`, those of that task. */
   async listWorkers(task: string | undefined): Promise<WorkerRecord[]> {
-    const workers = this.store.workerList({ task, seenSince: this.clock.now() - WORKER_MEMORY_MS, limit: MAX_WORKERS_LISTED });
+    const workers = this.workers.list(task, this.clock.now());
     await this.store.committed();
     return workers;
-  }
-
-  /**
-   * Writes down that a worker was seen, at most every WORKER_SEEN_EVERY_MS per
-   * task unless `always`, and forgets, at most hourly, those gone a week.
-   * Runs inside the caller's write.
-   */
-  private workerSeen(workerId: string, tasks: readonly string[], now: number, always = false): void {
-    const due = always ? tasks : this.workerTasksToWrite(workerId, tasks, now);
-    if (due.length === 0) return;
-    this.store.workerSeen({ workerId, tasks: due, at: now });
-    for (const task of due) this.workerWrittenAt.set(`${workerId} ${task}`, now);
-    if (now - this.workersForgottenAt >= 3_600_000) {
-      this.workersForgottenAt = now;
-      this.store.workerForget(now - WORKER_MEMORY_MS);
-      for (const [key, at] of this.workerWrittenAt) if (at < now - WORKER_SEEN_EVERY_MS) this.workerWrittenAt.delete(key);
-    }
-  }
-
-  private workerTasksToWrite(workerId: string, tasks: readonly string[], now: number): readonly string[] {
-    return tasks.filter((task) => now - (this.workerWrittenAt.get(`${workerId} ${task}`) ?? -Infinity) >= WORKER_SEEN_EVERY_MS);
   }
 
   /** Leases due attempts at once, or waits up to `waitMs` for some to come due. */
   async lease(request: LeaseRequest & { waitMs: number }, signal: AbortSignal): Promise<LeasedAttempt[]> {
     // Checked before writing: most calls of a busy worker have nothing to write down.
     const now = this.clock.now();
-    if (this.workerTasksToWrite(request.workerId, request.tasks, now).length > 0) {
-      this.store.write(() => this.workerSeen(request.workerId, request.tasks, now));
+    if (this.workers.due(request.workerId, request.tasks, now).length > 0) {
+      this.store.write(() => this.workers.seen(request.workerId, request.tasks, now));
     }
     const leased = this.leaseDue(request);
     if (leased.length > 0 || request.waitMs === 0 || this.closed) {
