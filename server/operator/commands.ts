@@ -11,7 +11,7 @@ import { Client } from "@reprise/client";
 import { ExecutionSchema, ExecutionService, ExecutionState, AttemptState, ListWorkersResponseSchema, createServiceClient } from "@reprise/client/wire";
 import type { Attempt, Execution, RetryPolicy, ServiceClient } from "@reprise/client/wire";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { ConfigError } from "./config.js";
+import { ConfigError, parseDurationMs } from "./config.js";
 import { clockTime, duration, paint, relative, stateText, table, terminalStyle } from "./format.js";
 import type { Style } from "./format.js";
 import { durationToMs, msToDuration, timestampToMs } from "../coordinator/time.js";
@@ -324,13 +324,8 @@ async function watch(args: string[]): Promise<number> {
   }
 }
 
-const SECONDS_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** "300" (seconds, as the clients count), or with a unit: "250ms", "30s", "5m", "1h", "2d". Milliseconds, or null when malformed. */
-export function secondsOrDuration(raw: string): number | null {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
-  return match ? Math.round(Number(match[1]) * SECONDS_UNIT_MS[match[2] ?? "s"]!) : null;
-}
+export const secondsOrDuration = (raw: string): number | null => parseDurationMs(raw, "s");
 
 /** How long `submit --wait` waits for a first attempt before it says that no worker may serve the task. */
 const NO_WORKER_WARNING_MS = 5000;

@@ -63,16 +63,23 @@ const nonEmpty = (raw: string, name: string): string => {
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /**
- * "250ms", "30s", "5m", "1h" or "7d". A number needs its unit: a bare "30"
- * could mean seconds to one reader and milliseconds to the next.
+ * "250ms", "30s", "1.5m", "1h" or "7d" in milliseconds, or null when malformed.
+ * A bare number means `bareUnit`, and is malformed without one.
  */
+export function parseDurationMs(raw: string, bareUnit?: "s"): number | null {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
+  const unit = match?.[2] ?? bareUnit;
+  return match && unit ? Math.round(Number(match[1]) * UNIT_MS[unit]!) : null;
+}
+
+/** A serve option's duration. It needs its unit: a bare "30" could mean seconds to one reader and milliseconds to the next. */
 function duration(raw: string, name: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)$/.exec(raw);
-  if (!match) {
+  const ms = parseDurationMs(raw);
+  if (ms === null) {
     const hint = /^\d+$/.test(raw) ? `give it a unit, as in ${raw}s or ${raw}ms` : "must be a duration such as 250ms, 30s, 5m, 1h or 7d";
     throw new ConfigError(`${name}: ${hint}; got ${JSON.stringify(raw)}`);
   }
-  return Number(match[1]) * UNIT_MS[match[2]!]!;
+  return ms;
 }
 
 /** Milliseconds in the largest unit that divides them: 3600000 is "1h". */
