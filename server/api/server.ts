@@ -229,8 +229,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   ).catch(async (error: unknown) => {
     await store.close();
     // A coordinator that never served leaves no new database behind.
-    if (createdDatabase) for (const suffix of ["", "-wal", "-shm"]) rmSync(options.db + suffix, { force: true });
-    if (createdDatabase) rmSync(lockPathOf(options.db), { force: true });
+    if (createdDatabase) for (const path of [options.db, `${options.db}-wal`, `${options.db}-shm`, lockPathOf(options.db)]) rmSync(path, { force: true });
     const reason = /\[listen (\w+): ([^\]]*?) \S+\]/.exec(String((error as Error).message));
     throw reason ? new ConfigError(`--listen: cannot listen on ${options.listen}: ${reason[2]} (${reason[1]})`) : error;
   });

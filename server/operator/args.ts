@@ -37,7 +37,7 @@ export function parseCommandLine<T extends ParseArgsConfig & { args: string[] }>
 }
 
 /** The known option closest to `given` by edit distance, if it is close enough to be a typo. */
-export function nearestOption(given: string, known: readonly string[]): string | undefined {
+function nearestOption(given: string, known: readonly string[]): string | undefined {
   let best: { option: string; distance: number } | undefined;
   for (const option of known) {
     const distance = editDistance(given, option);

@@ -44,7 +44,7 @@ interface Context {
   out: (text: string) => void;
 }
 
-export const DEFAULT_PORT = 50051;
+const DEFAULT_PORT = 50051;
 
 /** The address to dial: HOST alone means the coordinator's default port, not the transport's (443). */
 export function coordinatorAddress(raw: string): string {

@@ -85,7 +85,7 @@ export function sqliteForThreads(): { driver: string; nativeBinding: string | un
 }
 
 /** Where the SQLite store's migrations live in a checkout or package. */
-export const MIGRATIONS_DIR = "server/store/sqlite/migrations";
+const MIGRATIONS_DIR = "server/store/sqlite/migrations";
 
 /** The migrations, `0001_init.sql` first. */
 export function migrations(): { name: string; sql: string }[] {

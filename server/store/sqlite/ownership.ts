@@ -13,7 +13,7 @@ import { sqliteBinding } from "../../runtime/runtime.js";
 
 export class DatabaseInUseError extends Error {}
 
-export interface Owner {
+interface Owner {
   pid: number;
   host: string;
   startedAt: string;
