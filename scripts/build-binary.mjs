@@ -143,7 +143,8 @@ const common = {
   // server/runtime/runtime.ts reads import.meta.url only under node, never inside the executable.
   logOverride: { "empty-import-meta": "silent" },
 };
-await esbuild.build({ ...common, entryPoints: [join(ROOT, "dist/server/cli.js")], outfile: join(WORK, "reprise.cjs"), plugins: [protoDirPlugin] });
+// pg loads pg-native only when asked for it, which Reprise never does.
+await esbuild.build({ ...common, entryPoints: [join(ROOT, "dist/server/cli.js")], outfile: join(WORK, "reprise.cjs"), plugins: [protoDirPlugin], external: ["pg-native"] });
 await esbuild.build({ ...common, entryPoints: [require.resolve("better-sqlite3")], outfile: join(WORK, "better-sqlite3.cjs") });
 for (const { name } of READS_PROTOS) if (!rewritten.has(name)) fail(`no module of ${name} was rewritten to find its protos; check READS_PROTOS`);
 
@@ -155,11 +156,13 @@ const protos = filesUnder(join(protoRoot, "reprise/v1"), ".proto").map((file) =>
   assets[asset] = file;
   return asset;
 });
-const migrations = filesUnder(join(ROOT, "server/store/sqlite/migrations"), ".sql").map((file) => {
-  const asset = `migrations/${slash(relative(join(ROOT, "server/store/sqlite/migrations"), file))}`;
-  assets[asset] = file;
-  return asset;
-});
+const migrations = ["sqlite", "postgres"].flatMap((store) =>
+  filesUnder(join(ROOT, `server/store/${store}/migrations`), ".sql").map((file) => {
+    const asset = `migrations/${store}/${slash(relative(join(ROOT, `server/store/${store}/migrations`), file))}`;
+    assets[asset] = file;
+    return asset;
+  }),
+);
 const sqlite = packedSet(
   "sqlite",
   [

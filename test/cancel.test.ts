@@ -37,7 +37,7 @@ describe("cancellation", () => {
     const [leased] = await leaseNow(c, ["t"]);
     await fail(c, leased!);
     expect((await cancel(execution.id)).state).toBe(ExecutionState.CANCELLED);
-    clock.advance(3600_000);
+    await clock.advance(3600_000);
     await leaseNow(c, ["t"], 0);
     const done = await get(c, execution.id);
     expect(done.state).toBe(ExecutionState.CANCELLED);
@@ -57,7 +57,7 @@ describe("cancellation", () => {
     const refused = await fail(c, leased!);
     expect(refused).toMatchObject({ accepted: false, reason: "the execution was cancelled" });
     expect((await succeed(c, leased!)).accepted).toBe(false);
-    clock.advance(3600_000);
+    await clock.advance(3600_000);
     await leaseNow(c, ["t"], 0);
     expect((await get(c, execution.id)).state).toBe(ExecutionState.CANCELLED);
   });
@@ -68,7 +68,7 @@ describe("cancellation", () => {
     const [leased] = await leaseNow(c, ["t"]);
     await succeed(c, leased!);
     const before = await get(c, execution.id);
-    clock.advance(1000);
+    await clock.advance(1000);
     expect(await cancel(execution.id)).toEqual(before);
   });
 

@@ -1,7 +1,7 @@
 // Leases, heartbeats, abandonment, timeouts and fencing, on a fake clock.
 import { AttemptState, ExecutionState } from "@reprise/client/wire";
 import { afterEach, describe, expect, test } from "vitest";
-import { FakeClock, millis, seconds, startTestCoordinator, toMs, until } from "./helpers.js";
+import { FakeClock, committedState, millis, seconds, startTestCoordinator, toMs, until } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";
 import { fail, get, leaseNow, submit, succeed } from "./wire-helpers.js";
 
@@ -24,13 +24,13 @@ describe("abandonment", () => {
     await start();
     const execution = await submit(c, "charge_card");
     const [leased] = await leaseNow(c, ["charge_card"], 1, 30_000);
-    clock.advance(30_000);
+    await clock.advance(30_000);
     const done = await get(c, execution.id);
     expect(done.state).toBe(ExecutionState.ABANDONED);
     expect(done.attempts.map((a) => a.state)).toEqual([AttemptState.ABANDONED]);
     expect(done.failure?.type).toBe("Abandoned");
     expect(done.failure?.message).toContain("lease");
-    clock.advance(24 * 3600_000);
+    await clock.advance(24 * 3600_000);
     await leaseNow(c, ["charge_card"], 0);
     expect((await succeed(c, leased!)).accepted).toBe(false);
   });
@@ -39,12 +39,12 @@ describe("abandonment", () => {
     await start();
     const execution = await submit(c, "t", { retryPolicy: { limit: 1, backoffMin: seconds(5) } });
     await leaseNow(c, ["t"], 1, 1000);
-    clock.advance(1000);
+    await clock.advance(1000);
     const waiting = await get(c, execution.id);
     expect(waiting.state).toBe(ExecutionState.PENDING);
     expect(waiting.attempts[0]!.state).toBe(AttemptState.ABANDONED);
     expect(toMs(waiting.nextAttemptAt)).toBe(toMs(waiting.attempts[0]!.finishedAt) + 5000);
-    clock.advance(5000);
+    await clock.advance(5000);
     const [retry] = await leaseNow(c, ["t"]);
     expect(retry!.attempt).toBe(2);
   });
@@ -54,7 +54,7 @@ describe("abandonment", () => {
     await c.workers.declareTasks({ workerId: "w", tasks: [{ name: "t", retryPolicy: { limit: 1 } }] });
     const execution = await submit(c, "t");
     await leaseNow(c, ["t"], 1, 1000);
-    clock.advance(1000);
+    await clock.advance(1000);
     expect((await get(c, execution.id)).state).toBe(ExecutionState.PENDING);
   });
 
@@ -64,13 +64,13 @@ describe("abandonment", () => {
     const [leased] = await leaseNow(c, ["t"], 1, 10_000);
     expect(toMs(leased!.leaseExpiresAt)).toBe(clock.now() + 10_000);
     for (let i = 0; i < 5; i++) {
-      clock.advance(9000);
+      await clock.advance(9000);
       expect(await heartbeat(leased!.leaseToken)).toMatchObject({ cancelRequested: [], lost: [] });
     }
     const running = await get(c, execution.id);
     expect(running.state).toBe(ExecutionState.RUNNING);
     expect(toMs(running.attempts[0]!.leaseExpiresAt)).toBe(clock.now() + 10_000);
-    clock.advance(10_000);
+    await clock.advance(10_000);
     expect((await get(c, execution.id)).state).toBe(ExecutionState.ABANDONED);
     expect((await heartbeat(leased!.leaseToken)).lost).toEqual([leased!.leaseToken]);
   });
@@ -90,13 +90,13 @@ describe("timeouts", () => {
     const execution = await submit(c, "slow");
     const [leased] = await leaseNow(c, ["slow"], 1, 25_000);
     expect(toMs(leased!.timeoutAt) - clock.now()).toBe(60_000);
-    clock.advance(20_000);
+    await clock.advance(20_000);
     await heartbeat(leased!.leaseToken);
-    clock.advance(20_000);
+    await clock.advance(20_000);
     await heartbeat(leased!.leaseToken);
     const running = await get(c, execution.id);
     expect(toMs(running.attempts[0]!.leaseExpiresAt)).toBe(toMs(leased!.timeoutAt));
-    clock.advance(20_000);
+    await clock.advance(20_000);
     const retrying = await get(c, execution.id);
     expect(retrying.attempts[0]!.state).toBe(AttemptState.TIMED_OUT);
     expect(retrying.attempts[0]!.failure?.type).toBe("TimedOut");
@@ -110,7 +110,7 @@ describe("timeouts", () => {
     await c.workers.declareTasks({ workerId: "w", tasks: [{ name: "slow", timeout: seconds(5) }] });
     const execution = await submit(c, "slow");
     const [leased] = await leaseNow(c, ["slow"], 1, 30_000);
-    clock.advance(5000);
+    await clock.advance(5000);
     expect((await heartbeat(leased!.leaseToken)).lost).toEqual([leased!.leaseToken]);
     const done = await get(c, execution.id);
     expect(done.state).toBe(ExecutionState.TIMED_OUT);
@@ -124,7 +124,7 @@ describe("timeouts", () => {
     await c.workers.declareTasks({ workerId: "w", tasks: [{ name: "t", timeout: seconds(10) }] });
     const abandoned = await submit(c, "t");
     await leaseNow(c, ["t"], 1, 4000);
-    clock.advance(60_000);
+    await clock.advance(60_000);
     expect((await get(c, abandoned.id)).state).toBe(ExecutionState.ABANDONED);
   });
 
@@ -146,7 +146,7 @@ describe("lease fencing", () => {
     await start();
     const execution = await submit(c, "t", { retryPolicy: { limit: 1 } });
     const [first] = await leaseNow(c, ["t"], 1, 1000);
-    clock.advance(1000);
+    await clock.advance(1000);
     const [second] = await leaseNow(c, ["t"], 1, 1000);
     const stale = await succeed(c, first!);
     expect(stale.accepted).toBe(false);
@@ -229,13 +229,7 @@ describe("lease fencing", () => {
     const execution = await submit(c, "t");
     await leaseNow(c, ["t"]);
     // A connection of its own sees only what is committed.
-    const { default: Database } = await import("better-sqlite3");
-    const reader = new Database(c.dbPath, { readonly: true });
-    try {
-      expect(reader.prepare("SELECT state FROM executions WHERE id = ?").pluck().get(execution.id)).toBe(ExecutionState.RUNNING);
-    } finally {
-      reader.close();
-    }
+    expect(await committedState(c.dbPath, execution.id)).toBe(ExecutionState.RUNNING);
   });
 });
 
@@ -256,9 +250,9 @@ describe("long-poll", () => {
     await start();
     const poll = c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], wait: seconds(2) });
     await until(() => c.server.coordinator.stats.longPolls === 1);
-    clock.advance(1999);
+    await clock.advance(1999);
     expect(c.server.coordinator.stats.longPolls).toBe(1);
-    clock.advance(1);
+    await clock.advance(1);
     expect((await poll).attempts).toEqual([]);
     expect(c.server.coordinator.stats.nextWakeAt).toBeNull();
   });
@@ -270,7 +264,7 @@ describe("long-poll", () => {
     expect(c.server.coordinator.stats.nextWakeAt).toBe(toMs(leased!.leaseExpiresAt));
     await fail(c, leased!);
     expect((await get(c, execution.id)).state).toBe(ExecutionState.FAILED);
-    clock.advance(30_000);
+    await clock.advance(30_000);
     expect(c.server.coordinator.stats.nextWakeAt).toBeNull();
     expect(clock.nextTimerAt).toBeNull();
   });

@@ -24,7 +24,7 @@ describe("retention", () => {
     c = await startTestCoordinator({ clock, retainMs: HOUR });
     const old = await submit(c, "t", { idempotencyKey: "order-1" });
     await succeed(c, (await leaseNow(c, ["t"]))[0]!);
-    clock.advance(30 * 60_000);
+    await clock.advance(30 * 60_000);
     const young = await submit(c, "t", { idempotencyKey: "order-2", retryPolicy: { limit: 1 } });
     await fail(c, (await leaseNow(c, ["t"]))[0]!);
     await fail(c, (await leaseNow(c, ["t"]))[0]!);
@@ -32,7 +32,7 @@ describe("retention", () => {
     const youngBefore = await get(c, young.id);
     expect(youngBefore.attempts).toHaveLength(2);
 
-    clock.advance(31 * 60_000);
+    await clock.advance(31 * 60_000);
     await c.server.retention!.pass();
     await c.server.retention!.pass();
 
@@ -48,7 +48,7 @@ describe("retention", () => {
     c = await startTestCoordinator({ clock, retainMs: HOUR });
     const first = await submit(c, "t", { idempotencyKey: "order-1" });
     await succeed(c, (await leaseNow(c, ["t"]))[0]!);
-    clock.advance(2 * HOUR);
+    await clock.advance(2 * HOUR);
     await c.server.retention!.pass();
     await c.server.retention!.pass();
     const again = await submit(c, "t", { idempotencyKey: "order-1" });

@@ -29,9 +29,9 @@ describe("retry schedule", () => {
     for (let attempt = 1; attempt <= 6; attempt++) {
       if (attempt > 1) {
         const due = toMs((await get(c, execution.id)).nextAttemptAt);
-        clock.advanceTo(due - 1);
+        await clock.advanceTo(due - 1);
         await leaseNow(c, ["send_notification"], 0);
-        clock.advanceTo(due);
+        await clock.advanceTo(due);
       }
       const [leased] = await leaseNow(c, ["send_notification"]);
       expect(leased!.attempt).toBe(attempt);
@@ -57,7 +57,7 @@ describe("retry schedule", () => {
     const poll = c.workers.leaseAttempts({ workerId: "w", tasks: ["t"], wait: seconds(60) });
     await until(() => c.server.coordinator.stats.longPolls === 1, 5000, "the long-poll to wait");
     expect(c.server.coordinator.stats.nextWakeAt).toBe(toMs(receipt.nextAttemptAt));
-    clock.advanceTo(toMs(receipt.nextAttemptAt));
+    await clock.advanceTo(toMs(receipt.nextAttemptAt));
     const { attempts } = await poll;
     expect(attempts.map((a) => [a.executionId, a.attempt])).toEqual([[execution.id, 2]]);
   });
@@ -88,7 +88,7 @@ describe("retry schedule", () => {
       const receipt = await fail(c, leased!);
       expect(receipt.willRetry).toBe(true);
       delays.push(toMs(receipt.nextAttemptAt) - clock.now());
-      clock.advanceTo(toMs(receipt.nextAttemptAt));
+      await clock.advanceTo(toMs(receipt.nextAttemptAt));
     }
     expect(delays).toEqual([10_000, 155_000, 300_000]);
   });
@@ -102,7 +102,7 @@ describe("retry schedule", () => {
       const [leased] = await leaseNow(c, ["critical_task"]);
       const receipt = await fail(c, leased!);
       delays.push(toMs(receipt.nextAttemptAt) - clock.now());
-      clock.advanceTo(toMs(receipt.nextAttemptAt));
+      await clock.advanceTo(toMs(receipt.nextAttemptAt));
     }
     expect(delays).toEqual([1000, 60_000]);
   });
@@ -129,7 +129,7 @@ describe("retry schedule", () => {
     expect(done.state).toBe(ExecutionState.FAILED);
     expect(done.attempts).toHaveLength(1);
     expect(done.retryPolicy).toBeUndefined();
-    clock.advance(3600_000);
+    await clock.advance(3600_000);
     await leaseNow(c, ["once"], 0);
   });
 
@@ -139,11 +139,11 @@ describe("retry schedule", () => {
     const [first] = await leaseNow(c, ["http"]);
     const r1 = await fail(c, first!, { retryAfterSeconds: 7 });
     expect(toMs(r1.nextAttemptAt) - clock.now()).toBe(7000);
-    clock.advanceTo(toMs(r1.nextAttemptAt));
+    await clock.advanceTo(toMs(r1.nextAttemptAt));
     const [second] = await leaseNow(c, ["http"]);
     const r2 = await fail(c, second!);
     expect(toMs(r2.nextAttemptAt) - clock.now()).toBe(200_000);
-    clock.advanceTo(toMs(r2.nextAttemptAt));
+    await clock.advanceTo(toMs(r2.nextAttemptAt));
     const [third] = await leaseNow(c, ["http"]);
     expect((await fail(c, third!, { retryAfterSeconds: 5 })).willRetry).toBe(false);
     expect((await get(c, execution.id)).state).toBe(ExecutionState.FAILED);
@@ -161,9 +161,9 @@ describe("retry schedule", () => {
     await start();
     const execution = await submit(c, "later", { delay: seconds(90) });
     expect(toMs(execution.nextAttemptAt) - toMs(execution.createdAt)).toBe(90_000);
-    clock.advance(89_999);
+    await clock.advance(89_999);
     await leaseNow(c, ["later"], 0);
-    clock.advance(1);
+    await clock.advance(1);
     const [leased] = await leaseNow(c, ["later"]);
     const running = await get(c, leased!.executionId);
     expect(toMs(running.attempts[0]!.scheduledAt)).toBe(toMs(execution.createdAt) + 90_000);
@@ -223,7 +223,7 @@ describe("which policy applies", () => {
     const [first] = await leaseNow(c, ["t"]);
     await fail(c, first!);
     await c.workers.declareTasks({ workerId: "w", tasks: [{ name: "t", retryPolicy: { limit: 4, backoffMin: seconds(2) } }] });
-    clock.advance(1000);
+    await clock.advance(1000);
     const [second] = await leaseNow(c, ["t"]);
     await fail(c, second!);
     const done = await get(c, execution.id);

@@ -132,40 +132,46 @@ async function buildHistory(path: string, executions: number): Promise<void> {
   const store = new SqliteStore({ path });
   const now = Date.UTC(2026, 0, 1);
   for (let start = 0; start < executions; start += 1000) {
-    store.write(() => {
+    await store.write(async (tx) => {
       for (let i = start; i < Math.min(executions, start + 1000); i++) {
         const task = TASKS[i % TASKS.length]!;
-        const record = store.executionInsert({
+        // Those that stay PENDING are delayed, or due a moment after the others, so that leasing passes them over.
+        const stays = i % 97 === 0 || i % 101 === 0;
+        const record = await tx.executionInsert({
           id: `e${i}`,
           task,
           state: E.pending,
           arguments: { data: new Uint8Array([1]), contentType: "" },
           retryPolicy: null,
-          nextAttemptAt: now + (i % 97 === 0 ? 3_600_000 : 0),
+          nextAttemptAt: now + (i % 97 === 0 ? 3_600_000 : stays ? 1 : 0),
           createdAt: now,
           idempotencyKey: i % 5 === 0 ? `key-${i}` : null,
           labels: {},
         });
-        if (i % 97 === 0 || i % 101 === 0) continue; // stays PENDING: delayed, or due
-        const attemptId = store.attemptStart({
-          executionSeq: record.seq,
-          task,
-          number: 1,
-          workerId: "w",
-          scheduledAt: now,
-          startedAt: now,
-          leaseSecret: new Uint8Array(16),
-          leaseMs: 30_000,
-          leaseExpiresAt: now + 30_000,
-          timeoutAt: i % 3 === 0 ? now + 60_000 : null,
-        })!;
+        if (!record) throw new Error(`execution e${i} was not inserted`);
+        if (stays) continue;
+        const [due, ...more] = await tx.executionClaimDue({ tasks: [task], now, limit: 2 });
+        if (due?.seq !== record.seq || more.length > 0) throw new Error(`leasing e${i} claimed ${[due, ...more].map((d) => d?.id)}`);
+        const [attemptId] = await tx.attemptInsert([
+          {
+            executionSeq: record.seq,
+            number: due.attemptCount + 1,
+            workerId: "w",
+            scheduledAt: due.nextAttemptAt,
+            startedAt: now,
+            leaseSecret: new Uint8Array(16),
+            leaseMs: 30_000,
+            leaseExpiresAt: now + 30_000,
+            timeoutAt: i % 3 === 0 ? now + 60_000 : null,
+          },
+        ]);
         if (i % 103 === 0) continue; // stays RUNNING
         const failed = i % 20 === 0;
         const cancelled = i % 41 === 0;
         const attemptState = failed ? A.failed : cancelled ? A.cancelled : A.succeeded;
         const failure = failed ? { type: "E", message: "m", stackTrace: "", nonRetryable: true, retryAfterMs: 0 } : null;
-        store.attemptFinish({ id: attemptId, leaseSecret: new Uint8Array(16), state: attemptState, finishedAt: now, failure, retryPolicy: null });
-        store.executionFinish({
+        await tx.attemptFinish({ id: attemptId!, leaseSecret: new Uint8Array(16), state: attemptState, finishedAt: now, failure, retryPolicy: null });
+        await tx.executionFinish({
           seq: record.seq,
           task,
           from: "running",
@@ -175,7 +181,6 @@ async function buildHistory(path: string, executions: number): Promise<void> {
         });
       }
     });
-    await store.committed();
   }
   await store.close();
 }

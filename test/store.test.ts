@@ -23,12 +23,13 @@ describe("group commit", () => {
   test("writes that arrive in one event-loop turn share one transaction", async () => {
     const store = new SqliteStore({ path: join(tempDir(), "db") });
     try {
-      for (let i = 0; i < 100; i++) store.write(() => store.executionInsert(newExecution(`e${i}`)));
+      // Launched in one turn, none awaited before the next is launched.
+      const writes = Array.from({ length: 100 }, (_, i) => store.write(async (tx) => tx.executionInsert(newExecution(`e${i}`))));
       expect(store.commits).toBe(0);
-      await store.committed();
+      const records = await Promise.all(writes);
       expect(store.commits).toBe(1);
-      store.write(() => store.executionInsert(newExecution("next-turn")));
-      await store.committed();
+      expect(new Set(records.map((r) => r?.seq)).size).toBe(100);
+      await store.write(async (tx) => tx.executionInsert(newExecution("next-turn")));
       expect(store.commits).toBe(2);
     } finally {
       await store.close();
@@ -39,21 +40,24 @@ describe("group commit", () => {
     const path = join(tempDir(), "db");
     const store = new SqliteStore({ path });
     try {
-      store.write(() => store.executionInsert(newExecution("a")));
-      expect(() =>
-        store.write(() => {
-          store.executionInsert(newExecution("b"));
-          throw new Error("boom");
-        }),
-      ).toThrow("boom");
-      store.write(() => store.executionInsert(newExecution("c")));
-      await store.committed();
+      const a = store.write(async (tx) => tx.executionInsert(newExecution("a")));
+      const b = store.write(async (tx) => {
+        await tx.executionInsert(newExecution("b"));
+        throw new Error("boom");
+      });
+      const c = store.write(async (tx) => tx.executionInsert(newExecution("c")));
+      // The failed change is told at once, without waiting for the batch.
+      await expect(b).rejects.toThrow("boom");
+      expect(store.commits).toBe(0);
+      await Promise.all([a, c]);
+      expect(store.commits).toBe(1);
     } finally {
       await store.close();
     }
     const reopened = new SqliteStore({ path });
     try {
-      expect(["a", "b", "c"].map((id) => reopened.executionGet(id)?.id)).toEqual(["a", undefined, "c"]);
+      const ids = await reopened.read(async (tx) => Promise.all(["a", "b", "c"].map(async (id) => (await tx.executionGet(id))?.id)));
+      expect(ids).toEqual(["a", undefined, "c"]);
     } finally {
       await reopened.close();
     }
@@ -63,12 +67,14 @@ describe("group commit", () => {
     const store = new SqliteStore({ path: join(tempDir(), "db") });
     try {
       const events: string[] = [];
-      store.write(() => {
-        store.executionInsert(newExecution("a"));
-        store.afterCommit(() => events.push(`effect after ${store.commits} commits`));
+      const written = store.write(async (tx) => {
+        await tx.executionInsert(newExecution("a"));
+        tx.afterCommit(() => events.push(`effect after ${store.commits} commits`));
       });
-      expect(events).toEqual([]);
-      await store.committed();
+      // A later change of the same batch: the first one has run, its batch has not committed.
+      const seenInBatch = store.write(async () => [...events]);
+      expect(await seenInBatch).toEqual([]);
+      await written;
       expect(events).toEqual(["effect after 1 commits"]);
     } finally {
       await store.close();
@@ -79,18 +85,18 @@ describe("group commit", () => {
     const store = new SqliteStore({ path: join(tempDir(), "db") });
     try {
       const events: string[] = [];
-      store.write(() => store.afterCommit(() => events.push("a")));
-      expect(() =>
-        store.write(() => {
-          store.afterCommit(() => events.push("b"));
-          throw new Error("boom");
-        }),
-      ).toThrow("boom");
-      store.write(() => {
-        store.executionInsert(newExecution("c"));
-        store.afterCommit(() => events.push("c"));
+      const a = store.write(async (tx) => tx.afterCommit(() => events.push("a")));
+      const b = store.write(async (tx) => {
+        tx.afterCommit(() => events.push("b"));
+        throw new Error("boom");
       });
-      await store.committed();
+      const c = store.write(async (tx) => {
+        await tx.executionInsert(newExecution("c"));
+        tx.afterCommit(() => events.push("c"));
+      });
+      await expect(b).rejects.toThrow("boom");
+      await Promise.all([a, c]);
+      expect(store.commits).toBe(1);
       expect(events).toEqual(["a", "c"]);
     } finally {
       await store.close();
@@ -106,8 +112,7 @@ describe("group commit", () => {
       const pagesInFile = () => statSync(path).size / 4096;
       const before = pagesInFile();
       for (let i = 0; i < 200 && store.checkpoints < 2; i++) {
-        store.write(() => store.executionInsert({ ...newExecution(`e${i}`), arguments: { data: new Uint8Array(2000), contentType: "" } }));
-        await store.committed();
+        await store.write(async (tx) => tx.executionInsert({ ...newExecution(`e${i}`), arguments: { data: new Uint8Array(2000), contentType: "" } }));
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       expect(store.checkpoints).toBeGreaterThanOrEqual(2);
@@ -125,10 +130,9 @@ describe("group commit", () => {
       const path = join(tempDir(), "db");
       const store = new SqliteStore({ path });
       for (let batch = 0; batch < 200; batch++) {
-        store.write(() => {
-          for (let j = 0; j < 100; j++) store.executionInsert(newExecution(`e${batch}-${j}`));
+        await store.write(async (tx) => {
+          for (let j = 0; j < 100; j++) await tx.executionInsert(newExecution(`e${batch}-${j}`));
         });
-        await store.committed();
       }
       await store.close();
       expect([existsSync(`${path}-wal`), existsSync(`${path}-shm`)]).toEqual([false, false]);
@@ -138,8 +142,10 @@ describe("group commit", () => {
   test("migrations are applied once and recorded, so reopening a database keeps its data", async () => {
     const path = join(tempDir(), "db");
     const store = new SqliteStore({ path });
-    store.write(() => store.executionInsert(newExecution("kept")));
+    // Not awaited: closing commits what is pending.
+    const written = store.write(async (tx) => tx.executionInsert(newExecution("kept")));
     await store.close();
+    expect((await written)?.id).toBe("kept");
     const again = new SqliteStore({ path });
     await again.close();
     const db = new Database(path, { readonly: true });

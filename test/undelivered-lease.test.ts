@@ -35,8 +35,7 @@ describe("undelivered leases", () => {
       expect(attempt!.attempt).toBe(1);
       expect((await coordinator.get(execution.id)).attempts.map((a) => a.workerId)).toEqual(["w2"]);
     } finally {
-      coordinator.shutdown();
-      await store.committed();
+      await coordinator.shutdown();
       await store.close();
     }
   });

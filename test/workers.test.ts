@@ -1,12 +1,10 @@
 // The workers the coordinator has heard from: ListWorkers, `reprise workers`,
 // and `submit --wait` saying why nothing runs.
 import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { status } from "@grpc/grpc-js";
-import Database from "better-sqlite3";
 import { afterEach, describe, expect, test } from "vitest";
-import { FakeClock, seconds, startTestCoordinator, tempDir, toMs } from "./helpers.js";
+import { FakeClock, committedRows, freshDatabase, seconds, startTestCoordinator, tempDir, testStore, toMs } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";
 import { CLI, spawnCoordinator } from "./process-helpers.js";
 
@@ -26,7 +24,7 @@ describe("ListWorkers", () => {
     const clock = new FakeClock();
     c = await startTestCoordinator({ clock });
     await c.workers.declareTasks({ workerId: "billing-1", tasks: [{ name: "charge" }, { name: "refund" }] });
-    clock.advance(10_000);
+    await clock.advance(10_000);
     await c.workers.leaseAttempts({ workerId: "mailer-1", tasks: ["send_email"] });
     const { workers } = await c.executions.listWorkers({});
     expect(workers.map((w) => ({ id: w.id, tasks: w.tasks, lastSeenAt: toMs(w.lastSeenAt) }))).toEqual([
@@ -45,12 +43,13 @@ describe("ListWorkers", () => {
     await expect(c.executions.listWorkers({ task: "has space" })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^task/) });
   });
 
-  test("a long-polling worker is written down at most every 5 s per task, and its last-seen time moves on", async () => {
+  // Counted by the SQLite statement's hold metric; the throttle is the coordinator's, the same for both stores.
+  test.skipIf(testStore === "postgres")("a long-polling worker is written down at most every 5 s per task, and its last-seen time moves on", async () => {
     const clock = new FakeClock();
     c = await startTestCoordinator({ clock });
     for (let i = 0; i < 10; i++) await c.workers.leaseAttempts({ workerId: "w", tasks: ["t"] });
     expect(writesOf(c)).toBe(1);
-    clock.advance(5000);
+    await clock.advance(5000);
     await c.workers.leaseAttempts({ workerId: "w", tasks: ["t"] });
     expect(writesOf(c)).toBe(2);
     expect(toMs((await c.executions.listWorkers({})).workers[0]!.lastSeenAt)).toBe(clock.now());
@@ -63,18 +62,13 @@ describe("ListWorkers", () => {
     clock.jump(8 * 86_400_000);
     await c.workers.leaseAttempts({ workerId: "here", tasks: ["t"] });
     expect((await c.executions.listWorkers({})).workers.map((w) => w.id)).toEqual(["here"]);
-    const db = new Database(c.dbPath, { readonly: true });
-    try {
-      expect(db.prepare("SELECT worker_id FROM worker_tasks").pluck().all()).toEqual(["here"]);
-    } finally {
-      db.close();
-    }
+    expect((await committedRows(c.dbPath, "SELECT worker_id FROM worker_tasks")).map((row) => row.worker_id)).toEqual(["here"]);
   });
 });
 
 describe("reprise workers and submit --wait", () => {
   test("reprise workers lists the workers with their tasks and when each was last seen", async () => {
-    const coordinator = await spawnCoordinator(join(tempDir(), "reprise.db"));
+    const coordinator = await spawnCoordinator(await freshDatabase());
     try {
       await coordinator.workers.declareTasks({ workerId: "billing-1", tasks: [{ name: "charge" }, { name: "refund" }] });
       const { stdout } = await run(process.execPath, [CLI, "workers", "--addr", coordinator.address], { env: { ...process.env, NO_COLOR: "1" } });
@@ -89,7 +83,7 @@ describe("reprise workers and submit --wait", () => {
   });
 
   test("submit --wait on a task that no worker serves says so after 5 s instead of waiting in silence", async () => {
-    const coordinator = await spawnCoordinator(join(tempDir(), "reprise.db"));
+    const coordinator = await spawnCoordinator(await freshDatabase());
     try {
       const waiting = run(process.execPath, [CLI, "submit", "nobody_serves_this", "--wait", "--addr", coordinator.address], { timeout: 8000 }).catch(
         (error: { stderr: string }) => error,
@@ -106,7 +100,7 @@ describe("reprise workers and submit --wait", () => {
   });
 
   test("submit --wait names the worker that last asked for the task, and when, when nothing has started", async () => {
-    const coordinator = await spawnCoordinator(join(tempDir(), "reprise.db"));
+    const coordinator = await spawnCoordinator(await freshDatabase());
     try {
       await coordinator.workers.leaseAttempts({ workerId: "stuck-worker", tasks: ["other"], wait: seconds(0) });
       await coordinator.workers.declareTasks({ workerId: "stuck-worker", tasks: [{ name: "slow_task" }] });

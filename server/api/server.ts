@@ -8,7 +8,7 @@ import type { DescriptorProto, FileDescriptorProto } from "@bufbuild/protobuf/wk
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
-import { ExecutionService, ExecutionState, WorkerService, implementService, serviceDefinition } from "@reprise/client/wire";
+import { ExecutionService, ExecutionState, StatusError, WorkerService, implementService, serviceDefinition } from "@reprise/client/wire";
 import type { ImplementOptions } from "@reprise/client/wire";
 import { existsSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
@@ -29,12 +29,15 @@ import type { Logger } from "../operator/log.js";
 import { silentLogger } from "../operator/log.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { Durability } from "../store/sqlite/sqlite-store.js";
+import { PostgresStore } from "../store/postgres/postgres-store.js";
+import { StoreUnavailableError } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import { workerService } from "./worker-service.js";
 
 export interface ServerOptions {
   /** host:port to listen on; port 0 picks a free one. */
   listen: string;
-  /** The SQLite database file. */
+  /** A postgres:// or postgresql:// URL selects the PostgreSQL store; anything else is a SQLite database file. */
   db: string;
   durability: Durability;
   /** Limits an operator may change; the rest of DEFAULT_LIMITS applies. */
@@ -61,7 +64,7 @@ export interface RunningServer {
   readonly coordinator: Coordinator;
   /** Retention, when `retainMs` is set. */
   readonly retention: Retention | null;
-  /** How long store statements, commits and timer ticks held the event loop. */
+  /** How long SQLite statements and commits held the event loop. */
   readonly holds: EventLoopHolds;
   /**
    * Stops new calls, answers long-polls empty, ends watches with UNAVAILABLE,
@@ -146,6 +149,29 @@ function serverCredentials(tls: ServerOptions["tls"]): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined);
 }
 
+/** True when `db` names a PostgreSQL database rather than a SQLite file. */
+export const isPostgresUrl = (db: string) => /^postgres(ql)?:\/\//i.test(db);
+
+/** The URL without its password, for logs and errors. */
+export function redactUrl(db: string): string {
+  try {
+    const url = new URL(db);
+    if (url.password) url.password = "***";
+    return url.toString();
+  } catch {
+    return db.replace(/:[^:@/]*@/, ":***@");
+  }
+}
+
+async function openPostgres(db: string, log: Logger, onCommit?: (changes: number, ms: number) => void): Promise<PostgresStore> {
+  try {
+    return await PostgresStore.open({ url: db, onWarning: (message) => log.warn(message), onCommit });
+  } catch (error) {
+    const reason = error instanceof StoreUnavailableError ? error.message : `${(error as Error).message}`;
+    throw new ConfigError(`--db: cannot use the PostgreSQL database ${redactUrl(db)}: ${reason}`);
+  }
+}
+
 /** Opens the store, turning the failures an operator can fix into errors that name --db. */
 function openStore(open: () => SqliteStore, db: string): SqliteStore {
   const lockExisted = existsSync(lockPathOf(db));
@@ -170,33 +196,42 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // or surface, so its lines go to the log at debug.
   const grpcLine = (message: unknown, ...rest: unknown[]) => log.debug("grpc", { message: [message, ...rest].map(String).join(" ") });
   grpc.setLogger({ error: grpcLine, info: grpcLine, debug: grpcLine });
-  const clock = options.clock ?? systemClock;
-  let store: SqliteStore | undefined;
+  let store: Store | undefined;
+  let stopping: Promise<void> | null = null;
   let coordinator: Coordinator | undefined;
   const metrics = options.metricsListen
     ? new PrometheusMetrics({
-        executionCounts: () =>
-          store!.executionCountByTaskAndState().map(({ task, state, count }) => ({ task, state: ExecutionState[state]!.toLowerCase(), count })),
-        pendingCounts: (now) => store!.executionCountPending(now),
+        executionCounts: async () =>
+          (await store!.read(async (tx) => tx.executionCountByTaskAndState())).map(({ task, state, count }) => ({
+            task,
+            state: ExecutionState[state]!.toLowerCase(),
+            count,
+          })),
+        pendingCounts: (now) => store!.read(async (tx) => tx.executionCountPending(now)),
         longPolls: () => coordinator!.stats.longPolls,
         watches: () => coordinator!.stats.watches,
-        now: () => clock.now(),
+        now: (): number => clock.now(),
       })
     : undefined;
   const holds = new EventLoopHolds(log);
   metrics?.registry.registerMetric(holds as never);
-  const createdDatabase = !existsSync(options.db);
-  store = openStore(() =>
-    new SqliteStore({
-      path: options.db,
-      durability: options.durability,
-      onCommit: metrics && ((changes, ms) => metrics.commit(changes, ms)),
-      onWarning: (message) => log.warn(message),
-      holds,
-    }),
-  options.db);
-  coordinator = new Coordinator({ store, clock, random: options.random, log, metrics, holds });
-  const retention = options.retainMs === undefined ? null : new Retention({ store, clock, retainMs: options.retainMs, log, holds });
+  const postgres = isPostgresUrl(options.db);
+  const createdDatabase = !postgres && !existsSync(options.db);
+  store = postgres
+    ? await openPostgres(options.db, log, metrics && ((changes, ms) => metrics.commit(changes, ms)))
+    : openStore(() =>
+        new SqliteStore({
+          path: options.db,
+          durability: options.durability,
+          onCommit: metrics && ((changes, ms) => metrics.commit(changes, ms)),
+          onWarning: (message) => log.warn(message),
+          holds,
+        }),
+      options.db);
+  // On PostgreSQL every node reads the database's clock, so that all decide on one.
+  const clock: Clock = options.clock ?? (store instanceof PostgresStore ? store.clock : systemClock);
+  coordinator = new Coordinator({ store, clock, random: options.random, log, metrics });
+  const retention = options.retainMs === undefined ? null : new Retention({ store, clock, retainMs: options.retainMs, log });
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const server = new grpc.Server({
     // One payload plus headroom: a larger message is refused by the transport,
@@ -209,6 +244,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     "grpc.max_concurrent_streams": limits.maxWatchesPerConnection + limits.maxLongPollsPerConnection + 100,
   });
   const implementOptions: ImplementOptions = {
+    statusOf: (error) =>
+      error instanceof StoreUnavailableError ? new StatusError(grpc.status.UNAVAILABLE, `${error.message}; try again`) : undefined,
     onInternalError: (method, error) =>
       log.error("request failed", { method, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
     authorize: options.authorizer && ((service, method, metadata) => options.authorizer!.check(service, method, metadata)),
@@ -222,12 +259,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   server.addService(serviceDefinition(WorkerService), implementService(WorkerService, workerService(coordinator, limits, longPolls), implementOptions));
   const health = new HealthImplementation({ "": "SERVING", ...Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING" as const])) });
   health.addToServer(server);
+  store.onAvailability?.((available) => {
+    if (stopping) return;
+    for (const name of ["", ...SERVICE_NAMES]) health.setStatus(name, available ? "SERVING" : "NOT_SERVING");
+    if (available) log.info("the database is reachable again");
+    else log.warn("the database cannot be reached; calls fail with UNAVAILABLE until it is back");
+  });
   reflectionService().addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(options.listen, serverCredentials(options.tls), (error, port) => (error ? reject(error) : resolve(port))),
   ).catch(async (error: unknown) => {
-    await store.close();
+    await store!.close();
     // A coordinator that never served leaves no new database behind.
     if (createdDatabase) for (const path of [options.db, `${options.db}-wal`, `${options.db}-shm`, lockPathOf(options.db)]) rmSync(path, { force: true });
     const reason = /\[listen (\w+): ([^\]]*?) \S+\]/.exec(String((error as Error).message));
@@ -236,9 +279,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const metricsServer = metrics && options.metricsListen ? await serveMetrics(metrics, options.metricsListen) : null;
   coordinator.start();
   retention?.start();
-  log.info("serving", { listen: options.listen, port, db: options.db, durability: options.durability, tls: !!options.tls, auth: !!options.authorizer });
+  log.info("serving", { listen: options.listen, port, db: postgres ? redactUrl(options.db) : options.db, durability: options.durability, tls: !!options.tls, auth: !!options.authorizer });
 
-  let stopping: Promise<void> | null = null;
   return {
     port,
     metricsPort: metricsServer?.port ?? null,
@@ -248,7 +290,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     shutdown(graceMs = 3000) {
       stopping ??= (async () => {
         for (const name of ["", ...SERVICE_NAMES]) health.setStatus(name, "NOT_SERVING");
-        coordinator.shutdown();
+        const ticked = coordinator.shutdown();
         await retention?.stop();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
@@ -260,7 +302,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             resolve();
           });
         });
-        await store.committed().catch(() => undefined);
+        await ticked;
         await store.close();
         if (metricsServer) await new Promise((resolve) => metricsServer.server.close(resolve));
         log.info("stopped");

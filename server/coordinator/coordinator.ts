@@ -1,10 +1,12 @@
-// The coordinator: every decision about executions and attempts. It keeps the
-// schedule and history in the store, decides every retry, wakes long-polling
-// workers when work comes due, and pushes each change to the watchers.
+// The coordinator: every decision about executions and attempts, for every
+// store. It keeps the schedule and history in the store, decides every retry,
+// wakes long-polling workers when work comes due, and pushes each change to
+// the watchers: those of this node directly, those of other nodes sharing the
+// store through its peers.
 //
-// Every change runs inside store.write(), synchronously, so that a read and the
-// guarded update that follows it cannot interleave with another request. Replies
-// wait for store.committed(): nothing is acknowledged before it is durable.
+// Every change runs inside store.write(), so that a read and the guarded
+// update that follows it see no other change in between. Replies wait for the
+// write to settle: nothing is acknowledged before it is durable.
 import { toBinary } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
 import { RetryPolicySchema, StatusError } from "@reprise/client/wire";
@@ -19,14 +21,12 @@ import type { LeaseRequest, Poller } from "./long-polls.js";
 import { noMetrics } from "../operator/metrics.js";
 import type { CoordinatorMetrics } from "../operator/metrics.js";
 import { retryDelayMs } from "./policy.js";
-import { noHolds, timed } from "../operator/holds.js";
-import type { HoldMeter, HoldObserver } from "../operator/holds.js";
 import { newExecutionId } from "./ids.js";
 import { WorkerRegistry } from "./workers.js";
 import { Scheduler } from "./scheduler.js";
 import { storedPolicy, toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
-import type { AttemptRef, ExecutionRecord, ExecutionRef, FailureRecord, PayloadRecord, Store, TaskRecord, WorkerRecord } from "../store/store.js";
+import type { AttemptRef, ExecutionRecord, FailureRecord, NewAttempt, PayloadRecord, PeerNews, Store, Tx, WorkerRecord } from "../store/store.js";
 import { durationToMs, msToTimestamp } from "./time.js";
 import { quote } from "../api/validate.js";
 import { WatchHub } from "./watch-hub.js";
@@ -38,8 +38,6 @@ export interface CoordinatorOptions {
   /** Uniform in [0, 1); drives the delays of unlimited retries. */
   random?: () => number;
   log?: Logger;
-  /** Told how long each timer tick held the event loop. */
-  holds?: HoldMeter;
 }
 
 export interface SubmitParams {
@@ -71,9 +69,6 @@ export const isTerminal = (state: number) => state !== E.pending && state !== E.
 // gone stale.
 const EXPIRY_SLICE = 500;
 
-/** The calls whose synchronous part is measured as an event-loop hold, each under its own name. */
-const MEASURED_CALLS = ["submit", "get", "list", "cancel", "declare", "lease", "returnLeases", "heartbeat", "report"] as const;
-
 const OUTCOME_OF_STATE: Record<number, Parameters<CoordinatorMetrics["attemptFinished"]>[1]> = {
   [A.succeeded]: "succeeded",
   [A.failed]: "failed",
@@ -91,13 +86,15 @@ export class Coordinator {
   private readonly scheduler: Scheduler;
   private readonly watchers = new WatchHub();
   private readonly polls = new LongPolls();
-  /** Task declarations by name (null: never declared). This process is the only writer, so the cache stays true. */
-  private readonly tasks = new Map<string, TaskRecord | null>();
-  private offerScheduled = false;
-  private closed = false;
-  private readonly timerHold: HoldObserver;
-  private readonly hold: Record<(typeof MEASURED_CALLS)[number], HoldObserver>;
   private readonly workers: WorkerRegistry;
+  /** News for the other nodes, gathered over one turn and told once. */
+  private news: PeerNews | null = null;
+  private offerScheduled = false;
+  private ticking: Promise<void> | null = null;
+  private tickAgain = false;
+  private closed = false;
+  /** With other nodes on the store: the real-time re-check, whatever clock decides. */
+  private recheck: NodeJS.Timeout | null = null;
 
   constructor(options: CoordinatorOptions) {
     this.store = options.store;
@@ -106,23 +103,30 @@ export class Coordinator {
     this.log = options.log ?? silentLogger;
     this.metrics = options.metrics ?? noMetrics;
     this.scheduler = new Scheduler(this.clock, () => this.onTimer());
-    this.workers = new WorkerRegistry(this.store);
-    const holds = options.holds ?? noHolds;
-    this.timerHold = holds.observer("timer");
-    this.hold = Object.fromEntries(MEASURED_CALLS.map((name) => [name, holds.observer(name)])) as Coordinator["hold"];
+    this.workers = new WorkerRegistry();
+    this.store.peers?.listen((news) => this.heard(news));
   }
 
   /** Handles whatever fell due while the coordinator was down, then arms the timer. */
   start(): void {
     this.onTimer();
+    // Work may come due on another node without news of it reaching this one
+    // (a lost notification, a node that died): look again every recheckMs.
+    const peers = this.store.peers;
+    if (peers) {
+      this.recheck = setInterval(() => this.onTimer(), peers.recheckMs);
+      this.recheck.unref();
+    }
   }
 
-  /** Long-polls return empty, watches end with UNAVAILABLE, and the timer stops. */
-  shutdown(): void {
+  /** Long-polls return empty, watches end with UNAVAILABLE, and the timer stops. Resolves once a tick under way has ended. */
+  async shutdown(): Promise<void> {
     this.closed = true;
     this.scheduler.stop();
+    if (this.recheck) clearInterval(this.recheck);
     this.polls.releaseAll();
     this.watchers.failAll(new StatusError(status.UNAVAILABLE, "the coordinator is shutting down; watch again"));
+    await this.ticking;
   }
 
   get stats() {
@@ -136,32 +140,31 @@ export class Coordinator {
     return result!;
   }
 
-  /** Submits every execution or none (one savepoint), answering in order. */
+  /** Submits every execution or none, answering in order. */
   async submitMany(batch: SubmitParams[]): Promise<{ execution: Execution; existing: boolean }[]> {
-    // Snapshots are taken in the same turn as the change: what Submit answers
+    // Snapshots are taken in the same change as the insert: what Submit answers
     // is the execution as it was created, even if a worker leases it at once.
-    const results = timed(this.hold.submit, () =>
-      this.store.write(() =>
-        batch.map((params) => {
-          const { record, existing } = this.insertExecution(params);
-          return { execution: existing ? this.snapshot(record) : toExecution(record, [], this.policyInEffect(record)), existing };
-        }),
-      ),
-    );
-    await this.store.committed();
+    const results = await this.store.write(async (tx) => {
+      const answers: { execution: Execution; existing: boolean }[] = [];
+      for (const params of batch) {
+        const { record, existing } = await this.insertExecution(tx, params);
+        answers.push({ execution: existing ? await this.snapshot(tx, record) : toExecution(record, [], await this.policyInEffect(tx, record)), existing });
+      }
+      return answers;
+    });
     for (const { execution, existing } of results) {
       if (!existing) this.log.debug("execution submitted", { execution_id: execution.id, task: execution.task });
     }
     return results;
   }
 
-  private insertExecution(params: SubmitParams): { record: ExecutionRecord; existing: boolean } {
+  private async insertExecution(tx: Tx, params: SubmitParams): Promise<{ record: ExecutionRecord; existing: boolean }> {
     if (params.idempotencyKey !== null) {
-      const found = this.store.executionGetByIdempotencyKey(params.idempotencyKey);
+      const found = await tx.executionGetByIdempotencyKey(params.idempotencyKey);
       if (found) return { record: found, existing: true };
     }
     const now = this.clock.now();
-    const record = this.store.executionInsert({
+    const record = await tx.executionInsert({
       id: newExecutionId(now),
       task: params.task,
       state: E.pending,
@@ -172,45 +175,42 @@ export class Coordinator {
       idempotencyKey: params.idempotencyKey,
       labels: params.labels,
     });
-    this.workDueAt(record.nextAttemptAt!, now);
+    // A concurrent Submit on another node took the key first: answer with its execution.
+    if (record === undefined) return { record: (await tx.executionGetByIdempotencyKey(params.idempotencyKey!))!, existing: true };
+    this.workDueAt(tx, record.task, record.nextAttemptAt!, now);
     return { record, existing: false };
   }
 
   async get(id: string): Promise<Execution> {
-    const snapshot = timed(this.hold.get, () => this.snapshot(this.requireExecution(id)));
-    await this.store.committed();
-    return snapshot;
+    return this.store.read(async (tx) => this.snapshot(tx, await this.requireExecution(tx, id)));
   }
 
   async list(params: { task?: string; state?: number; beforeSeq?: number; limit: number }) {
-    const page = timed(this.hold.list, () => {
-      const { records, nextBeforeSeq } = this.store.executionList(params);
-      return { executions: records.map((record) => this.snapshot(record)), nextBeforeSeq };
+    return this.store.read(async (tx) => {
+      const { records, nextBeforeSeq } = await tx.executionList(params);
+      const executions: Execution[] = [];
+      for (const record of records) executions.push(await this.snapshot(tx, record));
+      return { executions, nextBeforeSeq };
     });
-    await this.store.committed();
-    return page;
   }
 
   async cancel(id: string): Promise<Execution> {
-    const snapshot = timed(this.hold.cancel, () => this.store.write(() => {
-      const record = this.requireExecution(id);
+    return this.store.write(async (tx) => {
+      const record = await this.requireExecution(tx, id);
       const now = this.clock.now();
       if (record.state === E.running) {
-        const attempt = this.store.attemptGetRunning(record.seq);
+        const attempt = await tx.attemptGetRunning(record.seq);
         if (attempt) {
-          this.store.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.cancelled, finishedAt: now, failure: null, retryPolicy: null });
-          this.count((m) => m.attemptFinished(record.task, "cancelled"));
+          await tx.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.cancelled, finishedAt: now, failure: null, retryPolicy: null });
+          this.count(tx, (m) => m.attemptFinished(record.task, "cancelled"));
         }
       }
-      if (!isTerminal(record.state)) {
-        this.store.executionFinish({ seq: record.seq, task: record.task, from: "open", state: E.cancelled, finishedAt: now });
-        this.changed(record.seq);
-        this.log.info("execution cancelled", { execution_id: id, task: record.task });
+      if (!isTerminal(record.state) && (await tx.executionFinish({ seq: record.seq, task: record.task, from: "open", state: E.cancelled, finishedAt: now }))) {
+        await this.changed(tx, record.seq);
+        tx.afterCommit(() => this.log.info("execution cancelled", { execution_id: id, task: record.task }));
       }
-      return this.snapshot(this.store.executionGetBySeq(record.seq)!);
-    }));
-    await this.store.committed();
-    return snapshot;
+      return this.snapshot(tx, (await tx.executionGetBySeq(record.seq))!);
+    });
   }
 
   /**
@@ -219,54 +219,47 @@ export class Coordinator {
    * when `signal` aborts (the caller went away).
    */
   async watch(id: string, send: (snapshot: Execution) => void, signal: AbortSignal): Promise<void> {
-    await this.store.committed();
-    const record = this.requireExecution(id);
-    send(this.snapshot(record));
+    const { record, snapshot } = await this.store.read(async (tx) => {
+      const record = await this.requireExecution(tx, id);
+      return { record, snapshot: await this.snapshot(tx, record) };
+    });
+    send(snapshot);
     if (isTerminal(record.state)) return;
     if (this.closed) throw new StatusError(status.UNAVAILABLE, "the coordinator is shutting down; watch again");
     await new Promise<void>((resolve, reject) => {
       const unsubscribe = this.watchers.add(record.seq, { lastVersion: record.version, send, finish: resolve, fail: reject });
       signal.addEventListener("abort", () => { unsubscribe(); resolve(); }, { once: true });
+      // A change committed between the read above and now, on any node, would
+      // otherwise go unseen until the next one.
+      void this.republish([record.seq]);
     });
   }
 
   // ---- workers ------------------------------------------------------------
 
   async declare(workerId: string, tasks: DeclaredTask[]): Promise<void> {
-    const records = timed(this.hold.declare, () => this.store.write(() => {
+    await this.store.write(async (tx) => {
       const now = this.clock.now();
-      this.workers.seen(workerId, tasks.map((task) => task.name), now, true);
-      return tasks.map((task) => {
-        const record = { ...task, workerId, declaredAt: now };
-        this.store.taskUpsert(record);
-        return record;
-      });
-    }));
-    // Until the commit lands, decisions would see the new declaration either
-    // way: they read this same connection.
-    for (const record of records) this.tasks.set(record.name, record);
-    await this.store.committed();
+      await this.workers.seen(tx, workerId, tasks.map((task) => task.name), now, true);
+      for (const task of tasks) await tx.taskUpsert({ ...task, workerId, declaredAt: now });
+    });
   }
 
   /** The workers seen lately, most recent first; with `task`, those of that task. */
   async listWorkers(task: string | undefined): Promise<WorkerRecord[]> {
-    const workers = this.workers.list(task, this.clock.now());
-    await this.store.committed();
-    return workers;
+    return this.store.read((tx) => this.workers.list(tx, task, this.clock.now()));
   }
 
   /** Leases due attempts at once, or waits up to `waitMs` for some to come due. */
   async lease(request: LeaseRequest & { waitMs: number }, signal: AbortSignal): Promise<LeasedAttempt[]> {
-    // Checked before writing: most calls of a busy worker have nothing to write down.
     const now = this.clock.now();
-    if (this.workers.due(request.workerId, request.tasks, now).length > 0) {
-      this.store.write(() => this.workers.seen(request.workerId, request.tasks, now));
-    }
-    const leased = this.leaseDue(request);
-    if (leased.length > 0 || request.waitMs === 0 || this.closed) {
-      await this.store.committed();
-      return leased;
-    }
+    // Checked before writing: most calls of a busy worker have nothing to write down.
+    const seen = this.workers.due(request.workerId, request.tasks, now).length > 0;
+    const leased = await this.store.write(async (tx) => {
+      if (seen) await this.workers.seen(tx, request.workerId, request.tasks, now);
+      return this.leaseDue(tx, request);
+    });
+    if (leased.length > 0 || request.waitMs === 0 || this.closed) return leased;
     return new Promise((resolve, reject) => {
       const poller: Poller = { ...request, deadline: this.clock.now() + request.waitMs, resolve, reject };
       this.polls.add(poller);
@@ -282,205 +275,290 @@ export class Coordinator {
    * moved on since are left alone.
    */
   async returnLeases(tokens: Uint8Array[]): Promise<void> {
-    timed(this.hold.returnLeases, () => {
-      for (const token of tokens) {
-        this.store.write(() => {
-          const attempt = this.findAttempt(token);
-          if (typeof attempt === "string" || attempt.state !== A.running) return;
-          if (this.store.attemptReturn({ id: attempt.id, leaseSecret: attempt.leaseSecret })) {
-            this.changed(attempt.executionSeq);
-            this.workDueAt(attempt.scheduledAt, this.clock.now());
-            this.log.info("undelivered lease returned", { attempt: attempt.number, worker_id: attempt.workerId });
-          }
-        });
+    await Promise.all(tokens.map((token) => this.store.write(async (tx) => {
+      const [attempt] = await this.findAttempts(tx, [token]);
+      if (typeof attempt === "string" || attempt!.state !== A.running) return;
+      if (await tx.attemptReturn({ id: attempt!.id, leaseSecret: attempt!.leaseSecret })) {
+        await this.changed(tx, attempt!.executionSeq);
+        this.workDueAt(tx, attempt!.execution.task, attempt!.scheduledAt, this.clock.now());
+        tx.afterCommit(() => this.log.info("undelivered lease returned", { attempt: attempt!.number, worker_id: attempt!.workerId }));
       }
-    });
-    await this.store.committed();
+    })));
   }
 
   async heartbeat(tokens: Uint8Array[]): Promise<{ cancelRequested: Uint8Array[]; lost: Uint8Array[] }> {
+    const verdicts = await this.store.write(async (tx) => {
+      const found = await this.findAttempts(tx, tokens);
+      const now = this.clock.now();
+      const verdicts: ("ok" | "cancel" | "lost")[] = [];
+      const leases: { id: number; leaseSecret: Uint8Array; leaseExpiresAt: number }[] = [];
+      for (const attempt of found) {
+        if (typeof attempt === "string") verdicts.push("lost");
+        else if (attempt.state === A.cancelled) verdicts.push("cancel");
+        else if (attempt.state !== A.running || (await this.expireIfDue(tx, attempt, now)) !== null) verdicts.push("lost");
+        else {
+          const extended = now + attempt.leaseMs;
+          leases.push({ id: attempt.id, leaseSecret: attempt.leaseSecret, leaseExpiresAt: attempt.timeoutAt === null ? extended : Math.min(extended, attempt.timeoutAt) });
+          verdicts.push("ok");
+        }
+      }
+      if (leases.length > 0) await tx.attemptExtendLease(leases);
+      return verdicts;
+    });
     const cancelRequested: Uint8Array[] = [];
     const lost: Uint8Array[] = [];
-    const started = performance.now();
-    for (const token of tokens) {
-      const verdict = this.store.write(() => {
-        const found = this.findAttempt(token);
-        if (typeof found === "string") return "lost";
-        if (found.state === A.cancelled) return "cancel";
-        if (found.state !== A.running) return "lost";
-        const now = this.clock.now();
-        if (this.expireIfDue(found, now)) return "lost";
-        const extended = now + found.leaseMs;
-        const leaseExpiresAt = found.timeoutAt === null ? extended : Math.min(extended, found.timeoutAt);
-        this.store.attemptExtendLease({ id: found.id, leaseSecret: found.leaseSecret, leaseExpiresAt });
-        return "ok";
-      });
-      if (verdict === "cancel") cancelRequested.push(token);
-      else if (verdict === "lost") lost.push(token);
-    }
-    this.hold.heartbeat(performance.now() - started);
-    await this.store.committed();
+    verdicts.forEach((verdict, i) => {
+      if (verdict === "cancel") cancelRequested.push(tokens[i]!);
+      else if (verdict === "lost") lost.push(tokens[i]!);
+    });
     return { cancelRequested, lost };
   }
 
   async report(outcomes: Outcome[]): Promise<OutcomeReceipt[]> {
-    const started = performance.now();
-    let receipts: OutcomeReceipt[];
     try {
-      // One savepoint for the whole batch. Should an outcome fail to apply, the
-      // batch rolls back and each outcome is applied again in a savepoint of
-      // its own, so that the failure costs only that one.
-      receipts = this.store.write(() => outcomes.map((outcome) => this.applyOutcome(outcome)));
-    } catch {
-      receipts = outcomes.map((outcome) => this.store.write(() => this.applyOutcome(outcome)));
+      // One change for the whole batch. Should an outcome fail to apply, the
+      // batch rolls back and each outcome is applied again in a change of its
+      // own, so that the failure costs only that one.
+      return await this.store.write(async (tx) => {
+        const attempts = await this.findAttempts(tx, outcomes.map((outcome) => outcome.leaseToken));
+        const receipts: OutcomeReceipt[] = [];
+        for (let i = 0; i < outcomes.length; i++) receipts.push(await this.applyOutcome(tx, outcomes[i]!, attempts[i]!));
+        return receipts;
+      });
+    } catch (error) {
+      if (outcomes.length === 1) throw error;
+      return Promise.all(outcomes.map((outcome) => this.store.write(async (tx) => {
+        const [attempt] = await this.findAttempts(tx, [outcome.leaseToken]);
+        return this.applyOutcome(tx, outcome, attempt!);
+      })));
     }
-    this.hold.report(performance.now() - started);
-    await this.store.committed();
-    return receipts;
   }
 
   // ---- internals ----------------------------------------------------------
 
-  private requireExecution(id: string): ExecutionRecord {
-    const record = this.store.executionGet(id);
+  private async requireExecution(tx: Tx, id: string): Promise<ExecutionRecord> {
+    const record = await tx.executionGet(id);
     if (!record) throw new StatusError(status.NOT_FOUND, `execution_id: no execution ${quote(id)}`);
     return record;
   }
 
-  private task(name: string): TaskRecord | null {
-    let task = this.tasks.get(name);
-    if (task === undefined) this.tasks.set(name, (task = this.store.taskGet(name) ?? null));
-    return task;
+  /** The serialized policy that applies now: the Submit's own, else the task's declaration, read in this change. */
+  private async policyInEffect(tx: Tx, execution: { task: string; retryPolicy: Uint8Array | null }): Promise<Uint8Array | null> {
+    return execution.retryPolicy ?? (await tx.taskGet(execution.task))?.retryPolicy ?? null;
   }
 
-  private policyInEffect(execution: { task: string; retryPolicy: Uint8Array | null }): Uint8Array | null {
-    return execution.retryPolicy ?? this.task(execution.task)?.retryPolicy ?? null;
+  /** Counts a metric once the change commits; costs nothing when metrics are off. */
+  private count(tx: Tx, effect: (metrics: CoordinatorMetrics) => void): void {
+    if (this.metrics !== noMetrics) tx.afterCommit(() => effect(this.metrics));
   }
 
-  /** Counts a metric once the current batch commits; costs nothing when metrics are off. */
-  private count(effect: (metrics: CoordinatorMetrics) => void): void {
-    if (this.metrics !== noMetrics) this.store.afterCommit(() => effect(this.metrics));
+  private async snapshot(tx: Tx, record: ExecutionRecord): Promise<Execution> {
+    return toExecution(record, await tx.attemptList(record.seq), await this.policyInEffect(tx, record));
   }
 
-  private snapshot(record: ExecutionRecord): Execution {
-    return toExecution(record, this.store.attemptList(record.seq), this.policyInEffect(record));
-  }
-
-  /** Queues the new state of a changed execution for its watchers, delivered after commit. */
-  private changed(seq: number): void {
+  /**
+   * Queues the new state of a changed execution for the watchers of this node,
+   * delivered after commit, and tells the other nodes.
+   */
+  private async changed(tx: Tx, seq: number): Promise<void> {
+    if (this.store.peers) tx.afterCommit(() => this.tell((news) => news.executions.push(seq)));
     if (!this.watchers.watching(seq)) return;
-    const record = this.store.executionGetBySeq(seq)!;
-    const snapshot = this.snapshot(record);
-    this.store.afterCommit(() => this.watchers.publish(seq, record.version, snapshot, isTerminal(record.state)));
+    const record = (await tx.executionGetBySeq(seq))!;
+    const snapshot = await this.snapshot(tx, record);
+    tx.afterCommit(() => this.watchers.publish(seq, record.version, snapshot, isTerminal(record.state)));
   }
 
-  /** Wakes waiting workers now, or arms the timer for when the work comes due. */
-  private workDueAt(dueAt: number, now: number): void {
-    if (dueAt <= now) this.offerWorkSoon();
-    else this.scheduler.consider(dueAt);
+  /** Re-reads executions that another node changed and sends what is new to their watchers here. */
+  private async republish(seqs: number[]): Promise<void> {
+    const watched = seqs.filter((seq) => this.watchers.watching(seq));
+    if (watched.length === 0) return;
+    try {
+      const snapshots = await this.store.read(async (tx) => {
+        const found: { seq: number; record: ExecutionRecord; snapshot: Execution }[] = [];
+        for (const seq of watched) {
+          const record = await tx.executionGetBySeq(seq);
+          if (record) found.push({ seq, record, snapshot: await this.snapshot(tx, record) });
+        }
+        return found;
+      });
+      for (const { seq, record, snapshot } of snapshots) this.watchers.publish(seq, record.version, snapshot, isTerminal(record.state));
+    } catch (error) {
+      this.log.warn("reading changed executions for watchers failed; the next change brings them up to date", { error: String(error) });
+    }
+  }
+
+  /** Wakes waiting workers once the change commits, or arms the timer for when the work comes due; tells the other nodes. */
+  private workDueAt(tx: Tx, task: string, dueAt: number, now: number): void {
+    // With group commit, a lease offered now shares this change's commit and
+    // goes out with its reply; elsewhere the work is visible only after it.
+    if (dueAt <= now && this.store.groupCommit) this.offerWorkSoon();
+    tx.afterCommit(() => {
+      if (dueAt <= now) this.offerWorkSoon();
+      else this.scheduler.consider(dueAt);
+      if (this.store.peers) this.tell((news) => news.due.set(task, Math.min(dueAt, news.due.get(task) ?? Infinity)));
+    });
+  }
+
+  /** Adds to the news of this turn, told to the other nodes at its end. */
+  private tell(add: (news: PeerNews) => void): void {
+    if (this.news === null) {
+      this.news = { executions: [], due: new Map() };
+      queueMicrotask(() => {
+        const news = this.news!;
+        this.news = null;
+        this.store.peers!.tell(news);
+      });
+    }
+    add(this.news);
+  }
+
+  /** News from another node (or null: anything may have been missed). */
+  private heard(news: PeerNews | null): void {
+    if (this.closed) return;
+    if (news === null) {
+      void this.republish(this.watchers.watched());
+      this.offerWorkSoon();
+      this.scheduler.armAt(this.clock.now());
+      return;
+    }
+    if (news.executions.length > 0) void this.republish(news.executions);
+    const now = this.clock.now();
+    for (const dueAt of news.due.values()) {
+      if (dueAt <= now) this.offerWorkSoon();
+      else this.scheduler.consider(dueAt);
+    }
   }
 
   private offerWorkSoon(): void {
     if (this.offerScheduled || this.polls.size === 0) return;
     this.offerScheduled = true;
-    // At the end of this turn, before its batch commits: the lease then shares
-    // the submit's (or the failure's) transaction and goes out with its reply.
     queueMicrotask(() => {
       this.offerScheduled = false;
-      try {
-        this.offerWork();
-      } catch (error) {
-        // The batch rolled back what it leased; the pollers wait for the next offer or their deadline.
-        this.log.error("offering work to waiting workers failed", { error: String(error) });
-      }
+      this.offerWork();
     });
   }
 
-  /** Offers due work to waiting pollers, oldest first. */
+  /** Offers due work to every waiting poller, oldest first. */
   private offerWork(): void {
-    for (const poller of this.polls.list()) {
-      const leased = this.leaseDue(poller);
-      if (leased.length === 0 || !this.polls.remove(poller)) continue;
-      this.store.committed().then(() => poller.resolve(leased), poller.reject);
+    for (const poller of this.polls.list()) void this.offerTo(poller);
+  }
+
+  private async offerTo(poller: Poller): Promise<void> {
+    if (poller.offering) {
+      poller.offerAgain = true;
+      return;
+    }
+    poller.offering = true;
+    try {
+      do {
+        poller.offerAgain = false;
+        const leased = await this.store.write((tx) => this.leaseDue(tx, poller));
+        if (leased.length === 0) continue;
+        if (this.polls.remove(poller)) poller.resolve(leased);
+        // The poller was answered meanwhile (its wait ran out, or it went away): nobody will receive these.
+        else await this.returnLeases(leased.map((attempt) => attempt.leaseToken));
+        return;
+      } while (poller.offerAgain && this.polls.has(poller));
+    } catch (error) {
+      // The change rolled back what it leased; the poller waits for the next offer or its deadline.
+      this.log.error("offering work to a waiting worker failed", { worker_id: poller.workerId, error: String(error) });
+    } finally {
+      poller.offering = false;
     }
   }
 
-  private leaseDue(request: LeaseRequest): LeasedAttempt[] {
-    return timed(this.hold.lease, () => this.store.write(() => {
-      const now = this.clock.now();
-      const due = this.store.executionListDue({ tasks: request.tasks, now, limit: request.maxAttempts });
-      const leased: LeasedAttempt[] = [];
-      for (const record of due) {
-        const timeoutMs = this.task(record.task)?.timeoutMs ?? null;
-        const timeoutAt = timeoutMs === null ? null : now + timeoutMs;
-        const leaseExpiresAt = timeoutAt === null ? now + request.leaseMs : Math.min(now + request.leaseMs, timeoutAt);
-        const leaseSecret = newLeaseSecret();
-        const number = record.attemptCount + 1;
-        const attemptId = this.store.attemptStart({
-          executionSeq: record.seq,
-          task: record.task,
-          number,
-          workerId: request.workerId,
-          scheduledAt: record.nextAttemptAt,
-          startedAt: now,
-          leaseSecret,
-          leaseMs: request.leaseMs,
-          leaseExpiresAt,
-          timeoutAt,
-        });
-        if (attemptId === undefined) continue;
-        this.changed(record.seq);
-        const dueToStartMs = now - record.nextAttemptAt;
-        this.count((m) => m.attemptStarted(record.task, dueToStartMs, number > 1));
-        this.scheduler.consider(leaseExpiresAt);
-        leased.push({
-          $typeName: "reprise.v1.LeasedAttempt",
-          executionId: record.id,
-          task: record.task,
-          attempt: number,
-          leaseToken: encodeLeaseToken(attemptId, leaseSecret),
-          leaseExpiresAt: msToTimestamp(leaseExpiresAt),
-          arguments: toPayload(record.arguments),
-          timeoutAt: timeoutAt === null ? undefined : msToTimestamp(timeoutAt),
-          labels: record.labels,
-        });
-        this.log.debug("attempt leased", { execution_id: record.id, task: record.task, attempt: number, worker_id: request.workerId });
-      }
-      return leased;
-    }));
+  private async leaseDue(tx: Tx, request: LeaseRequest): Promise<LeasedAttempt[]> {
+    const now = this.clock.now();
+    const due = await tx.executionClaimDue({ tasks: request.tasks, now, limit: request.maxAttempts });
+    if (due.length === 0) return [];
+    const timeouts = new Map<string, number | null>();
+    for (const record of due) {
+      if (!timeouts.has(record.task)) timeouts.set(record.task, (await tx.taskGet(record.task))?.timeoutMs ?? null);
+    }
+    const attempts: NewAttempt[] = due.map((record) => {
+      const timeoutMs = timeouts.get(record.task)!;
+      const timeoutAt = timeoutMs === null ? null : now + timeoutMs;
+      return {
+        executionSeq: record.seq,
+        number: record.attemptCount + 1,
+        workerId: request.workerId,
+        scheduledAt: record.nextAttemptAt,
+        startedAt: now,
+        leaseSecret: newLeaseSecret(),
+        leaseMs: request.leaseMs,
+        leaseExpiresAt: timeoutAt === null ? now + request.leaseMs : Math.min(now + request.leaseMs, timeoutAt),
+        timeoutAt,
+      };
+    });
+    const ids = await tx.attemptInsert(attempts);
+    const leased: LeasedAttempt[] = [];
+    for (let i = 0; i < due.length; i++) {
+      const record = due[i]!;
+      const attempt = attempts[i]!;
+      await this.changed(tx, record.seq);
+      const dueToStartMs = now - record.nextAttemptAt;
+      this.count(tx, (m) => m.attemptStarted(record.task, dueToStartMs, attempt.number > 1));
+      leased.push({
+        $typeName: "reprise.v1.LeasedAttempt",
+        executionId: record.id,
+        task: record.task,
+        attempt: attempt.number,
+        leaseToken: encodeLeaseToken(ids[i]!, attempt.leaseSecret),
+        leaseExpiresAt: msToTimestamp(attempt.leaseExpiresAt),
+        arguments: toPayload(record.arguments),
+        timeoutAt: attempt.timeoutAt === null ? undefined : msToTimestamp(attempt.timeoutAt),
+        labels: record.labels,
+      });
+    }
+    const earliestExpiry = Math.min(...attempts.map((attempt) => attempt.leaseExpiresAt));
+    tx.afterCommit(() => {
+      this.scheduler.consider(earliestExpiry);
+      for (const attempt of leased) this.log.debug("attempt leased", { execution_id: attempt.executionId, task: attempt.task, attempt: attempt.attempt, worker_id: request.workerId });
+    });
+    return leased;
   }
 
-  /** The attempt a token names, or why it names none. Constant-time on the secret. */
-  private findAttempt(token: Uint8Array): AttemptRef | string {
-    const decoded = decodeLeaseToken(token);
-    if (!decoded) return "malformed lease token";
-    const attempt = this.store.attemptGet(decoded.attemptId);
-    if (!attempt || !secretsEqual(attempt.leaseSecret, decoded.secret)) return "unknown lease token";
-    return attempt;
+  /** The attempts that tokens name, or why each names none. Constant-time on the secret. */
+  private async findAttempts(tx: Tx, tokens: readonly Uint8Array[]): Promise<(AttemptRef | string)[]> {
+    const decoded = tokens.map(decodeLeaseToken);
+    const ids = decoded.filter((d) => d !== null).map((d) => d.attemptId);
+    const attempts = ids.length === 0 ? [] : await tx.attemptGet(ids);
+    let next = 0;
+    return decoded.map((d) => {
+      if (!d) return "malformed lease token";
+      const attempt = attempts[next++];
+      if (!attempt || !secretsEqual(attempt.leaseSecret, d.secret)) return "unknown lease token";
+      return attempt;
+    });
   }
 
-  private refused(kind: string, reason: string): OutcomeReceipt {
-    this.count((m) => m.reportRefused(kind));
+  /** The refusal of an outcome for an attempt that an earlier outcome of the same batch ended. */
+  private ended(tx: Tx, attempt: AttemptRef): OutcomeReceipt {
+    return this.refused(tx, "ended", `attempt ${attempt.number} already ended; this lease is no longer current`);
+  }
+
+  private refused(tx: Tx, kind: string, reason: string): OutcomeReceipt {
+    this.count(tx, (m) => m.reportRefused(kind));
     return receipt({ accepted: false, reason });
   }
 
-  private applyOutcome(outcome: Outcome): OutcomeReceipt {
-    if (outcome.outcome.case === undefined) return this.refused("empty", "the outcome has neither a result nor a failure");
-    const attempt = this.findAttempt(outcome.leaseToken);
-    if (typeof attempt === "string") return this.refused(attempt.startsWith("malformed") ? "malformed" : "unknown", attempt);
-    if (attempt.state === A.cancelled) return this.refused("cancelled", "the execution was cancelled");
-    if (attempt.state !== A.running) return this.refused("ended", `attempt ${attempt.number} already ended; this lease is no longer current`);
+  private async applyOutcome(tx: Tx, outcome: Outcome, attempt: AttemptRef | string): Promise<OutcomeReceipt> {
+    if (outcome.outcome.case === undefined) return this.refused(tx, "empty", "the outcome has neither a result nor a failure");
+    if (typeof attempt === "string") return this.refused(tx, attempt.startsWith("malformed") ? "malformed" : "unknown", attempt);
+    if (attempt.state === A.cancelled) return this.refused(tx, "cancelled", "the execution was cancelled");
+    if (attempt.state !== A.running) return this.ended(tx, attempt);
     const now = this.clock.now();
-    if (this.expireIfDue(attempt, now)) {
-      return this.store.attemptGet(attempt.id)!.state === A.timedOut
-        ? this.refused("timed_out", "the attempt timed out")
-        : this.refused("expired", "the lease expired");
+    const expired = await this.expireIfDue(tx, attempt, now);
+    if (expired !== null) {
+      return expired === A.timedOut ? this.refused(tx, "timed_out", "the attempt timed out") : this.refused(tx, "expired", "the lease expired");
     }
     const execution = attempt.execution;
     if (outcome.outcome.case === "result") {
       const result = outcome.outcome.value;
-      this.store.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.succeeded, finishedAt: now, failure: null, retryPolicy: null });
-      this.store.executionFinish({
+      if (!(await tx.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.succeeded, finishedAt: now, failure: null, retryPolicy: null }))) {
+        return this.ended(tx, attempt);
+      }
+      await tx.executionFinish({
         seq: execution.seq,
         task: execution.task,
         from: "running",
@@ -488,34 +566,36 @@ export class Coordinator {
         finishedAt: now,
         result: { data: result.data, contentType: result.contentType },
       });
-      this.changed(execution.seq);
-      this.count((m) => m.attemptFinished(execution.task, "succeeded"));
-      this.log.debug("attempt succeeded", { execution_id: execution.id, task: execution.task, attempt: attempt.number });
+      await this.changed(tx, execution.seq);
+      this.count(tx, (m) => m.attemptFinished(execution.task, "succeeded"));
       return receipt({ accepted: true });
     }
     const failure = outcome.outcome.value;
-    const decision = this.endAttempt(attempt, execution, A.failed, now, {
+    const decision = await this.endAttempt(tx, attempt, A.failed, now, {
       type: failure.type,
       message: failure.message,
       stackTrace: failure.stackTrace,
       nonRetryable: failure.nonRetryable,
       retryAfterMs: failure.retryAfter ? durationToMs(failure.retryAfter) : 0,
     });
+    if (decision === undefined) return this.ended(tx, attempt);
     return receipt({ accepted: true, willRetry: decision !== null, nextAttemptAt: decision === null ? undefined : msToTimestamp(decision) });
   }
 
   /**
    * Ends a RUNNING attempt as FAILED, ABANDONED or TIMED_OUT and decides what
-   * follows under the policy in effect now. Returns when the retry is due, or
-   * null when the execution ended.
+   * follows under the policy in effect now, read in this change. Returns when
+   * the retry is due, null when the execution ended, or undefined when the
+   * attempt had ended already (earlier in the same change).
    */
-  private endAttempt(attempt: AttemptRef, execution: ExecutionRef, state: number, now: number, failure: FailureRecord): number | null {
-    const policyBytes = this.policyInEffect(execution);
+  private async endAttempt(tx: Tx, attempt: AttemptRef, state: number, now: number, failure: FailureRecord): Promise<number | null | undefined> {
+    const execution = attempt.execution;
+    const policyBytes = await this.policyInEffect(tx, execution);
     const policy = policyBytes === null ? null : storedPolicy(policyBytes).resolved;
     const retryable = !(state === A.failed && failure.nonRetryable);
     let delayMs = retryable && policy ? retryDelayMs(policy, attempt.number, this.random) : null;
     if (delayMs !== null && failure.retryAfterMs > 0) delayMs = failure.retryAfterMs;
-    this.store.attemptFinish({
+    const finished = await tx.attemptFinish({
       id: attempt.id,
       leaseSecret: attempt.leaseSecret,
       state,
@@ -523,36 +603,37 @@ export class Coordinator {
       failure,
       retryPolicy: policy ? policyBytes : null,
     });
+    if (!finished) return undefined;
     const fields = { execution_id: execution.id, task: execution.task, attempt: attempt.number, error_type: failure.type };
-    this.count((m) => {
+    this.count(tx, (m) => {
       m.attemptFinished(execution.task, OUTCOME_OF_STATE[state]!);
       if (delayMs !== null) m.retryScheduled(execution.task);
     });
-    if (state !== A.failed) this.log.info(state === A.timedOut ? "attempt timed out" : "attempt abandoned", { ...fields, message: failure.message });
+    if (state !== A.failed) tx.afterCommit(() => this.log.info(state === A.timedOut ? "attempt timed out" : "attempt abandoned", { ...fields, message: failure.message }));
     if (delayMs !== null) {
       const nextAttemptAt = now + delayMs;
-      this.store.executionSetRetry({ seq: execution.seq, task: execution.task, nextAttemptAt });
-      this.changed(execution.seq);
-      this.workDueAt(nextAttemptAt, now);
-      this.log.info("retry scheduled", { ...fields, attempt_state: OUTCOME_OF_STATE[state], delay_ms: delayMs });
+      await tx.executionSetRetry({ seq: execution.seq, task: execution.task, nextAttemptAt });
+      await this.changed(tx, execution.seq);
+      this.workDueAt(tx, execution.task, nextAttemptAt, now);
+      tx.afterCommit(() => this.log.info("retry scheduled", { ...fields, attempt_state: OUTCOME_OF_STATE[state], delay_ms: delayMs }));
       return nextAttemptAt;
     }
-    this.store.executionFinish({ seq: execution.seq, task: execution.task, from: "running", state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
-    this.changed(execution.seq);
-    this.log.info("execution ended", { ...fields, state: OUTCOME_OF_STATE[state] });
+    await tx.executionFinish({ seq: execution.seq, task: execution.task, from: "running", state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
+    await this.changed(tx, execution.seq);
+    tx.afterCommit(() => this.log.info("execution ended", { ...fields, state: OUTCOME_OF_STATE[state] }));
     return null;
   }
 
   /**
-   * Ends a RUNNING attempt whose lease or timeout has passed. When both have,
+   * Ends a RUNNING attempt whose lease or timeout has passed, and returns the
+   * state it ended in (null when neither has passed). When both have,
    * whichever came first decides; heartbeats never extend a lease past the
    * timeout, so a timeout at or before the lease expiry is a timeout.
    */
-  private expireIfDue(attempt: AttemptRef, now: number): boolean {
+  private async expireIfDue(tx: Tx, attempt: AttemptRef, now: number): Promise<number | null> {
     const timedOut = attempt.timeoutAt !== null && attempt.timeoutAt <= attempt.leaseExpiresAt;
     const deadline = timedOut ? attempt.timeoutAt! : attempt.leaseExpiresAt;
-    if (deadline > now) return false;
-    const execution = attempt.execution;
+    if (deadline > now) return null;
     const failure: FailureRecord = timedOut
       ? {
           type: "TimedOut",
@@ -568,44 +649,61 @@ export class Coordinator {
           nonRetryable: false,
           retryAfterMs: 0,
         };
-    this.endAttempt(attempt, execution, timedOut ? A.timedOut : A.abandoned, now, failure);
-    return true;
+    const state = timedOut ? A.timedOut : A.abandoned;
+    return (await this.endAttempt(tx, attempt, state, now, failure)) === undefined ? null : state;
   }
 
+  /** Resolves once no timer tick is under way (tests on a fake clock wait for it). */
+  async idle(): Promise<void> {
+    while (this.ticking) await this.ticking;
+  }
+
+  /** Runs one tick at a time: a timer that fires during a tick runs another once it ends. */
   private onTimer(): void {
-    const started = performance.now();
-    try {
-      this.tick();
-    } finally {
-      this.timerHold(performance.now() - started);
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
     }
+    this.ticking = this.tick()
+      .catch((error: unknown) => {
+        // The store could not be read (for PostgreSQL: unreachable). Try again shortly.
+        this.log.error("the timer could not read the store; it tries again in a second", { error: String(error) });
+        if (!this.closed) this.scheduler.consider(this.clock.now() + 1000);
+      })
+      .finally(() => {
+        this.ticking = null;
+        if (this.tickAgain && !this.closed) {
+          this.tickAgain = false;
+          this.onTimer();
+        }
+      });
   }
 
-  private tick(): void {
+  private async tick(): Promise<void> {
     const now = this.clock.now();
-    const expired = this.store.attemptListExpired({ now, limit: EXPIRY_SLICE });
-    let ended = 0;
-    for (const id of expired) {
-      try {
-        if (this.store.write(() => {
-          const attempt = this.store.attemptGet(id);
-          return attempt !== undefined && attempt.state === A.running && this.expireIfDue(attempt, now);
-        })) ended++;
-      } catch (error) {
+    const expired = await this.store.read(async (tx) => tx.attemptListExpired({ now, limit: EXPIRY_SLICE }));
+    const ended = await Promise.all(expired.map((id) =>
+      this.store.write(async (tx) => {
+        // An attempt that another node is ending right now is left to it.
+        const [attempt] = await tx.attemptGet([id], { skipLocked: true });
+        return attempt !== undefined && attempt.state === A.running && (await this.expireIfDue(tx, attempt, now)) !== null;
+      }).catch((error: unknown) => {
         this.log.error("expiring an attempt failed", { attempt_id: id, error: String(error) });
-      }
-    }
+        return false;
+      }),
+    ));
     this.offerWork();
     this.polls.expire(now);
     if (this.closed) return;
     // A full slice that ended something may have more behind it: the next
     // slice runs in a tick of its own, after whatever arrived meanwhile.
-    if (expired.length === EXPIRY_SLICE && ended > 0) this.scheduler.armAt(now);
-    else this.rearm(now);
+    if (expired.length === EXPIRY_SLICE && ended.some(Boolean)) this.scheduler.armAt(now);
+    else await this.rearm(now);
   }
 
-  private rearm(now: number): void {
-    const deadlines = [this.store.nextDeadline(now), this.polls.earliestDeadline()].filter((t): t is number => t !== null);
+  private async rearm(now: number): Promise<void> {
+    const deadlines = [await this.store.read(async (tx) => tx.nextDeadline(now)), this.polls.earliestDeadline()].filter((t): t is number => t !== null);
+    if (this.closed) return;
     this.scheduler.armAt(deadlines.length === 0 ? null : Math.min(...deadlines));
   }
 }

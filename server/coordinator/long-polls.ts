@@ -12,6 +12,10 @@ export interface LeaseRequest {
 
 export interface Poller extends LeaseRequest {
   deadline: number;
+  /** An offer of work to this poller is under way. */
+  offering?: boolean;
+  /** Work came due during that offer: look again once it ends. */
+  offerAgain?: boolean;
   resolve(attempts: LeasedAttempt[]): void;
   reject(error: unknown): void;
 }
@@ -30,6 +34,10 @@ export class LongPolls {
 
   add(poller: Poller): void {
     this.waiting.add(poller);
+  }
+
+  has(poller: Poller): boolean {
+    return this.waiting.has(poller);
   }
 
   /** Removes a poller; false if it was already answered. */

@@ -4,8 +4,6 @@
 // it, and deletes in small batches with a turn of the event loop between them,
 // so that RPCs and timer ticks get in between and no batch causes a stall.
 import type { Clock, TimerHandle } from "./clock.js";
-import type { HoldMeter, HoldObserver } from "../operator/holds.js";
-import { noHolds } from "../operator/holds.js";
 import type { Logger } from "../operator/log.js";
 import type { Store } from "../store/store.js";
 
@@ -15,7 +13,6 @@ export interface RetentionOptions {
   /** Executions that finished longer ago than this are deleted. */
   retainMs: number;
   log: Logger;
-  holds?: HoldMeter;
   /** Executions walked per batch (one transaction). */
   batchSize?: number;
 }
@@ -32,11 +29,8 @@ export class Retention {
   private timer: TimerHandle | null = null;
   private running: Promise<number> | null = null;
   private stopped = false;
-  private readonly hold: HoldObserver;
 
-  constructor(private readonly options: RetentionOptions) {
-    this.hold = (options.holds ?? noHolds).observer("retention");
-  }
+  constructor(private readonly options: RetentionOptions) {}
 
   /** Runs a first pass at once, then one every retentionIntervalMs. */
   start(): void {
@@ -77,10 +71,8 @@ export class Retention {
     let total = 0;
     let fromSeq: number | null = 0;
     while (fromSeq !== null && !this.stopped) {
-      const started = performance.now();
-      const step = store.write(() => store.executionDeleteFinished({ finishedBefore, fromSeq: fromSeq!, limit }));
-      this.hold(performance.now() - started);
-      await store.committed();
+      const from: number = fromSeq;
+      const step = await store.write(async (tx) => tx.executionDeleteFinished({ finishedBefore, fromSeq: from, limit }));
       total += step.deleted;
       fromSeq = step.nextSeq;
       // A turn of the event loop, so that whatever arrived meanwhile runs before the next batch.

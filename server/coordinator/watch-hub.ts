@@ -25,6 +25,11 @@ export class WatchHub {
     return this.bySeq.has(seq);
   }
 
+  /** The executions watched now. */
+  watched(): number[] {
+    return [...this.bySeq.keys()];
+  }
+
   add(seq: number, watcher: Watcher): () => void {
     let set = this.bySeq.get(seq);
     if (!set) this.bySeq.set(seq, (set = new Set()));

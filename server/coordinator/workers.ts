@@ -3,7 +3,7 @@
 // tasks. A long-polling worker calls many times a second, so each worker and
 // task is written down at most every few seconds, and forgotten a week after
 // it was last seen.
-import type { Store, WorkerRecord } from "../store/store.js";
+import type { Tx, WorkerRecord } from "../store/store.js";
 
 /** A worker is written down at most this often per task. */
 const SEEN_EVERY_MS = 5000;
@@ -17,8 +17,6 @@ export class WorkerRegistry {
   private readonly writtenAt = new Map<string, number>();
   private forgottenAt = 0;
 
-  constructor(private readonly store: Store) {}
-
   /** The tasks of `workerId` whose last-seen time is due to be written at `now`; none for most calls. */
   due(workerId: string, tasks: readonly string[], now: number): readonly string[] {
     return tasks.filter((task) => now - (this.writtenAt.get(`${workerId} ${task}`) ?? -Infinity) >= SEEN_EVERY_MS);
@@ -27,22 +25,22 @@ export class WorkerRegistry {
   /**
    * Writes down that a worker was seen, for the tasks that are due unless
    * `always`, and forgets, at most hourly, those gone a week. Runs inside the
-   * caller's write.
+   * caller's change.
    */
-  seen(workerId: string, tasks: readonly string[], now: number, always = false): void {
+  async seen(tx: Tx, workerId: string, tasks: readonly string[], now: number, always = false): Promise<void> {
     const due = always ? tasks : this.due(workerId, tasks, now);
     if (due.length === 0) return;
-    this.store.workerSeen({ workerId, tasks: due, at: now });
+    await tx.workerSeen({ workerId, tasks: due, at: now });
     for (const task of due) this.writtenAt.set(`${workerId} ${task}`, now);
     if (now - this.forgottenAt >= FORGET_EVERY_MS) {
       this.forgottenAt = now;
-      this.store.workerForget(now - WORKER_MEMORY_MS);
+      await tx.workerForget(now - WORKER_MEMORY_MS);
       for (const [key, at] of this.writtenAt) if (at < now - SEEN_EVERY_MS) this.writtenAt.delete(key);
     }
   }
 
   /** The workers seen in the last WORKER_MEMORY_MS, most recent first; with `task`, those of that task. */
-  list(task: string | undefined, now: number): WorkerRecord[] {
-    return this.store.workerList({ task, seenSince: now - WORKER_MEMORY_MS, limit: MAX_LISTED });
+  async list(tx: Tx, task: string | undefined, now: number): Promise<WorkerRecord[]> {
+    return tx.workerList({ task, seenSince: now - WORKER_MEMORY_MS, limit: MAX_LISTED });
   }
 }

@@ -1,4 +1,4 @@
-// How long each store statement, commit and timer tick holds the event loop.
+// How long each SQLite statement and commit holds the event loop.
 // better-sqlite3 runs on the event loop, so one slow statement stalls every
 // RPC at once: this makes such a stall visible, as the histogram
 // reprise_event_loop_hold_seconds and as a warning that names the statement.
@@ -31,19 +31,9 @@ export interface HoldMeter {
 
 export const noHolds: HoldMeter = { observer: () => () => {} };
 
-/** Runs `work` and tells `observe` how long it held the event loop. */
-export function timed<T>(observe: HoldObserver, work: () => T): T {
-  const started = performance.now();
-  try {
-    return work();
-  } finally {
-    observe(performance.now() - started);
-  }
-}
-
 export class EventLoopHolds implements HoldMeter {
   readonly name = "reprise_event_loop_hold_seconds";
-  readonly help = "How long one store statement, commit or timer tick held the event loop, by operation.";
+  readonly help = "How long one SQLite statement or commit held the event loop, by operation.";
   readonly type = "histogram";
   readonly aggregator = "sum";
   private readonly operations = new Map<string, Operation>();

@@ -25,8 +25,8 @@ export const noMetrics: CoordinatorMetrics = {
 
 /** Read at scrape time. */
 export interface MetricsSources {
-  executionCounts(): { task: string; state: string; count: number }[];
-  pendingCounts(now: number): { due: number; delayed: number };
+  executionCounts(): Promise<{ task: string; state: string; count: number }[]>;
+  pendingCounts(now: number): Promise<{ due: number; delayed: number }>;
   longPolls(): number;
   watches(): number;
   now(): number;
@@ -55,9 +55,10 @@ export class PrometheusMetrics implements CoordinatorMetrics {
       help: "Executions in the database, by task and state.",
       labelNames: ["task", "state"],
       registers,
-      collect() {
+      async collect() {
+        const counts = await sources.executionCounts();
         this.reset();
-        for (const { task, state, count } of sources.executionCounts()) this.set({ task, state }, count);
+        for (const { task, state, count } of counts) this.set({ task, state }, count);
       },
     });
     new Gauge({
@@ -65,8 +66,8 @@ export class PrometheusMetrics implements CoordinatorMetrics {
       help: "PENDING executions: due now (waiting for a worker) or delayed (a future start or retry).",
       labelNames: ["when"],
       registers,
-      collect() {
-        const { due, delayed } = sources.pendingCounts(sources.now());
+      async collect() {
+        const { due, delayed } = await sources.pendingCounts(sources.now());
         this.set({ when: "due" }, due);
         this.set({ when: "delayed" }, delayed);
       },

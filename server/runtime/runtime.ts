@@ -28,7 +28,7 @@ interface Manifest {
   commit: string;
   /** Asset names of the API's protos, "proto/reprise/v1/….proto". */
   protos: string[];
-  /** Asset names of the migrations, "migrations/0001_….sql". */
+  /** Asset names of the migrations, "migrations/sqlite/0001_….sql" and "migrations/postgres/0001_….sql". */
   migrations: string[];
   /** The SQLite addon and the better-sqlite3 code for the checkpoint thread. */
   sqlite: PackedSet;
@@ -84,19 +84,21 @@ export function sqliteForThreads(): { driver: string; nativeBinding: string | un
   return { driver: join(folder, "better-sqlite3.cjs"), nativeBinding: join(folder, "better_sqlite3.node") };
 }
 
-/** Where the SQLite store's migrations live in a checkout or package. */
-const MIGRATIONS_DIR = "server/store/sqlite/migrations";
+/** Where each store's migrations live in a checkout or package. */
+const migrationsDir = (store: "sqlite" | "postgres") => `server/store/${store}/migrations`;
 
-/** The migrations, `0001_init.sql` first. */
-export function migrations(): { name: string; sql: string }[] {
+/** A store's migrations, `0001_….sql` first. */
+export function migrations(store: "sqlite" | "postgres"): { name: string; sql: string }[] {
   const named = (name: string) => /^\d{4}_.*\.sql$/.test(name);
   if (inExecutable) {
+    const prefix = `migrations/${store}/`;
     return embedded()
-      .migrations.map((asset) => ({ name: asset.slice("migrations/".length), sql: getAsset(asset, "utf8") }))
+      .migrations.filter((asset) => asset.startsWith(prefix))
+      .map((asset) => ({ name: asset.slice(prefix.length), sql: getAsset(asset, "utf8") }))
       .filter((m) => named(m.name))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
-  const dir = join(root(), MIGRATIONS_DIR);
+  const dir = join(root(), migrationsDir(store));
   return readdirSync(dir)
     .filter(named)
     .sort()

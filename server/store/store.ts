@@ -1,7 +1,14 @@
-// The storage interface. All SQL lives behind it (sqlite-store.ts), so that a
-// PostgreSQL store can follow. Methods are named noun-first and take a params
-// object; every state change is guarded on the current state (and, for
+// The storage interface. All SQL lives behind it, in sqlite/ and postgres/, and
+// one coordinator decides for both. Methods are named noun-first and take a
+// params object; every state change is guarded on the current state (and, for
 // attempts, the lease secret) and reports whether it applied.
+//
+// A store runs each change as a transaction of its own kind: SQLite puts every
+// change of one event-loop turn into one transaction (group commit), one change
+// at a time; PostgreSQL gives each change its own transaction on a pooled
+// connection, and runs it again after a serialization failure or a deadlock.
+// Either way a change's reads and the guarded writes that follow them see no
+// other change in between, and its promise settles once it is durable.
 
 /** Numbers of the proto enum reprise.v1.ExecutionState. */
 export const ExecutionStateNumber = {
@@ -93,7 +100,7 @@ export interface WorkerRecord {
   lastSeenAt: number;
 }
 
-/** What leasing an execution needs of it. */
+/** What leasing an execution needs of it; `attemptCount` counts the attempts before the one now starting. */
 export type DueExecution = Pick<ExecutionRecord, "seq" | "id" | "task" | "arguments" | "labels" | "attemptCount"> & { nextAttemptAt: number };
 
 /** An attempt as deciding its fate needs it: no outcome fields, with its execution. */
@@ -108,41 +115,44 @@ export interface ExecutionRef {
   retryPolicy: Uint8Array | null;
 }
 
-export interface Store {
-  /**
-   * Runs `change` atomically (all or nothing) inside the current group-commit
-   * batch. Every change made in one event-loop turn shares one transaction,
-   * committed on the next turn; it is durable only once `committed()` settles.
-   */
-  write<T>(change: () => T): T;
-  /** Resolves once every change made so far is committed; rejects if that commit failed. */
-  committed(): Promise<void>;
-  /** Runs `effect` after the current batch commits, and never if it rolls back. */
+/** A value, or a promise of one: SQLite answers at once, PostgreSQL over the network. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** A new RUNNING attempt of an execution that executionClaimDue moved to RUNNING. */
+export type NewAttempt = Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy">;
+
+/** The reads and writes of one change; valid only until that change settles. */
+export interface Tx {
+  /** Runs `effect` once this change is committed, and never if it rolls back or runs again. */
   afterCommit(effect: () => void): void;
-  /** Commits what is pending and closes; resolves once every file handle is closed. */
-  close(): Promise<void>;
 
-  taskGet(name: string): TaskRecord | undefined;
-  taskUpsert(task: TaskRecord): void;
+  taskGet(name: string): Awaitable<TaskRecord | undefined>;
+  taskUpsert(task: TaskRecord): Awaitable<void>;
 
-  executionInsert(params: Omit<ExecutionRecord, "seq" | "version" | "result" | "failure" | "finishedAt" | "attemptCount">): ExecutionRecord;
-  executionGet(id: string): ExecutionRecord | undefined;
-  executionGetBySeq(seq: number): ExecutionRecord | undefined;
-  executionGetByIdempotencyKey(key: string): ExecutionRecord | undefined;
+  /** Inserts a PENDING execution; undefined when its idempotency key is taken (by a change committed meanwhile). */
+  executionInsert(params: Omit<ExecutionRecord, "seq" | "version" | "result" | "failure" | "finishedAt" | "attemptCount">): Awaitable<ExecutionRecord | undefined>;
+  executionGet(id: string): Awaitable<ExecutionRecord | undefined>;
+  executionGetBySeq(seq: number): Awaitable<ExecutionRecord | undefined>;
+  executionGetByIdempotencyKey(key: string): Awaitable<ExecutionRecord | undefined>;
   /**
    * Newest first, at most `limit`; `beforeSeq` pages. A page may come back
    * short, even empty, while `nextBeforeSeq` says that more may follow: a walk
    * that no index narrows reads a bounded window of rows per page.
    */
-  executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): {
+  executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): Awaitable<{
     records: ExecutionRecord[];
     /** Where the next page starts, or null after the last. */
     nextBeforeSeq: number | null;
-  };
-  /** PENDING executions of `tasks` due at `now`, oldest due first. */
-  executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[];
+  }>;
+  /**
+   * Moves up to `limit` PENDING executions of `tasks` that are due at `now`,
+   * oldest due first, to RUNNING, and returns them; the caller starts an
+   * attempt of each (attemptInsert) in the same change. Executions that another
+   * node is claiming at the same moment are skipped, never waited for.
+   */
+  executionClaimDue(params: { tasks: readonly string[]; now: number; limit: number }): Awaitable<DueExecution[]>;
   /** RUNNING -> PENDING, due again at `nextAttemptAt` (a retry). Guarded on RUNNING. */
-  executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number }): boolean;
+  executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number }): Awaitable<boolean>;
   /** Guarded on the current state: RUNNING, or either PENDING or RUNNING ("open"). */
   executionFinish(params: {
     seq: number;
@@ -152,21 +162,22 @@ export interface Store {
     finishedAt: number;
     result?: PayloadRecord;
     failure?: FailureRecord;
-  }): boolean;
+  }): Awaitable<boolean>;
 
+  /** Inserts RUNNING attempts of executions that this change claimed; returns their ids, in order. */
+  attemptInsert(attempts: NewAttempt[]): Awaitable<number[]>;
   /**
-   * PENDING -> RUNNING with a new attempt. Guarded on PENDING, so an
-   * execution never has two attempts RUNNING. Returns the new attempt's id,
-   * or undefined when the execution was no longer PENDING.
+   * Attempts with the executions they belong to, in the order of `ids`
+   * (undefined for an unknown id). Inside a change, PostgreSQL locks them
+   * until the change ends; with `skipLocked`, those that another change holds
+   * are left out (undefined), not waited for.
    */
-  attemptStart(params: Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy"> & { task: string }): number | undefined;
-  /** An attempt with the execution it belongs to. */
-  attemptGet(id: number): AttemptRef | undefined;
-  attemptList(executionSeq: number): AttemptRecord[];
+  attemptGet(ids: readonly number[], options?: { skipLocked?: boolean }): Awaitable<(AttemptRef | undefined)[]>;
+  attemptList(executionSeq: number): Awaitable<AttemptRecord[]>;
   /** The RUNNING attempt of an execution, if any. */
-  attemptGetRunning(executionSeq: number): AttemptRecord | undefined;
-  /** Guarded on RUNNING and the lease secret. */
-  attemptExtendLease(params: { id: number; leaseSecret: Uint8Array; leaseExpiresAt: number }): boolean;
+  attemptGetRunning(executionSeq: number): Awaitable<AttemptRecord | undefined>;
+  /** Each guarded on RUNNING and the lease secret; returns how many applied. */
+  attemptExtendLease(leases: { id: number; leaseSecret: Uint8Array; leaseExpiresAt: number }[]): Awaitable<number>;
   /** RUNNING -> `state`. Guarded on RUNNING and the lease secret. */
   attemptFinish(params: {
     id: number;
@@ -175,23 +186,23 @@ export interface Store {
     finishedAt: number;
     failure: FailureRecord | null;
     retryPolicy: Uint8Array | null;
-  }): boolean;
+  }): Awaitable<boolean>;
   /**
    * Deletes a RUNNING attempt that was never delivered and puts its execution
    * back to PENDING, due at the attempt's `scheduled_at`. Guarded on RUNNING
    * and the lease secret, and on the attempt being the execution's last.
    */
-  attemptReturn(params: { id: number; leaseSecret: Uint8Array }): boolean;
-  /** The ids of RUNNING attempts whose lease or timeout has passed at `now`. */
-  attemptListExpired(params: { now: number; limit: number }): number[];
+  attemptReturn(params: { id: number; leaseSecret: Uint8Array }): Awaitable<boolean>;
+  /** The ids of RUNNING attempts whose lease or timeout has passed at `now`, earliest first. */
+  attemptListExpired(params: { now: number; limit: number }): Awaitable<number[]>;
 
   /** The earliest future moment something is due: a PENDING start, a lease expiry or a timeout. */
-  nextDeadline(now: number): number | null;
+  nextDeadline(now: number): Awaitable<number | null>;
 
   /** Execution counts by task and state number, for metrics; kept as states change, never counted from the rows. */
-  executionCountByTaskAndState(): { task: string; state: number; count: number }[];
+  executionCountByTaskAndState(): Awaitable<{ task: string; state: number; count: number }[]>;
   /** PENDING executions due at `now` and due later. */
-  executionCountPending(now: number): { due: number; delayed: number };
+  executionCountPending(now: number): Awaitable<{ due: number; delayed: number }>;
 
   /**
    * One step of retention: walks at most `limit` executions from `fromSeq` on,
@@ -200,12 +211,65 @@ export interface Store {
    * `finishedBefore` (none from there on can qualify). `nextSeq` is where the
    * next step starts, or null when the walk reached its end.
    */
-  executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): { deleted: number; nextSeq: number | null };
+  executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): Awaitable<{ deleted: number; nextSeq: number | null }>;
 
   /** Records that `workerId` was seen at `at`, declaring `tasks` or asking for work of them. */
-  workerSeen(params: { workerId: string; tasks: readonly string[]; at: number }): void;
+  workerSeen(params: { workerId: string; tasks: readonly string[]; at: number }): Awaitable<void>;
   /** Workers seen at or after `seenSince`, most recently seen first, at most `limit`; with `task`, only those of that task. */
-  workerList(params: { task?: string; seenSince: number; limit: number }): WorkerRecord[];
+  workerList(params: { task?: string; seenSince: number; limit: number }): Awaitable<WorkerRecord[]>;
   /** Forgets every worker and task last seen before `before`. */
-  workerForget(before: number): void;
+  workerForget(before: number): Awaitable<void>;
+}
+
+export interface Store {
+  /**
+   * Runs `change` atomically, all or nothing, and settles once it is durable:
+   * with its value after the commit, or with its error after the rollback. A
+   * change may run more than once (PostgreSQL runs it again after a
+   * serialization failure or a deadlock), so everything it does beyond the
+   * store goes through `tx.afterCommit`.
+   */
+  write<T>(change: (tx: Tx) => Promise<T>): Promise<T>;
+  /** Runs `query` over committed data only; it must not write. */
+  read<T>(query: (tx: Tx) => Promise<T>): Promise<T>;
+  /**
+   * True when every change of one event-loop turn commits together (SQLite):
+   * work offered to a waiting worker in the same turn as the change that made
+   * it due goes out in the same commit.
+   */
+  readonly groupCommit: boolean;
+  /** How the nodes sharing this store tell each other of changes; null when one process is the only one. */
+  readonly peers: Peers | null;
+  /** Told when the store becomes unreachable (false) and reachable again (true); absent for a local file. */
+  onAvailability?(listener: (available: boolean) => void): void;
+  /** Finishes what is under way and closes; resolves once every connection and file handle is closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * What one node tells the others after a commit: executions that changed (so
+ * that watches elsewhere follow them) and tasks whose work comes due (so that
+ * long-polls elsewhere wake). Receivers re-read the store; news is a hint.
+ */
+export interface PeerNews {
+  executions: number[];
+  /** Task name to the earliest moment work of it comes due, in ms since the epoch. */
+  due: Map<string, number>;
+}
+
+export interface Peers {
+  /** Tells the other nodes; news of one turn is coalesced into one message. */
+  tell(news: PeerNews): void;
+  /** Called with every news from another node, and with `null` after a reconnect, when anything may have been missed. */
+  listen(listener: (news: PeerNews | null) => void): void;
+  /** How often, at least, a node re-reads the store for work that came due elsewhere, should news be lost. */
+  readonly recheckMs: number;
+}
+
+/** The store cannot be reached (a database restart, a network loss): the call may be tried again. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreUnavailableError";
+  }
 }

@@ -108,6 +108,8 @@ export function serviceDefinition(service: GenService<GenServiceMethods>): grpc.
 export interface ImplementOptions {
   /** Receives every error that was not a StatusError; the caller sees only INTERNAL. */
   onInternalError(method: string, error: unknown): void;
+  /** Turns an error that is not a StatusError into one (for example UNAVAILABLE), or returns undefined for INTERNAL. */
+  statusOf?(error: unknown): StatusError | undefined;
   /** Runs before each handler; throws a StatusError (for example UNAUTHENTICATED) to refuse the call. */
   authorize?(service: string, method: string, metadata: grpc.Metadata): void;
 }
@@ -123,7 +125,8 @@ export function implementService<S extends GenService<GenServiceMethods>>(
   options: ImplementOptions,
 ): grpc.UntypedServiceImplementation {
   const implementation: grpc.UntypedServiceImplementation = {};
-  const toStatus = (method: string, error: unknown): Partial<grpc.StatusObject> => {
+  const toStatus = (method: string, thrown: unknown): Partial<grpc.StatusObject> => {
+    const error = thrown instanceof StatusError ? thrown : (options.statusOf?.(thrown) ?? thrown);
     // The message travels in an HTTP/2 trailer; an oversized one would break the stream.
     if (error instanceof StatusError) return { code: error.code, details: error.message.length > 2000 ? `${error.message.slice(0, 2000)}…` : error.message };
     options.onInternalError(method, error);

@@ -1,17 +1,20 @@
 // The SQLite store: better-sqlite3 in WAL mode, append-only migrations, and
-// group commit (every write of one event-loop turn shares one transaction).
+// group commit (every change of one event-loop turn shares one transaction).
+// Changes run one at a time, each in a savepoint of its own, so that one that
+// fails rolls back alone; its promise settles once the whole batch commits.
+// This process is the only one that writes the file (see ownership.ts).
 import Database from "better-sqlite3";
 import { Checkpointer } from "./checkpointer.js";
 import { noHolds } from "../../operator/holds.js";
 import { Ownership } from "./ownership.js";
-import { attemptFromRow, blob, executionFromRow, failureParams, labelsJson, parseLabels } from "./rows.js";
-import type { Row } from "./rows.js";
+import { WorkerList, attemptFromRow, blob, executionFromRow, executionInsertValues, failureParams, insertedExecution, parseLabels } from "../rows.js";
+import type { Row } from "../rows.js";
 import { TimedStatement, prepareStatements } from "./statements.js";
 import type { Statements } from "./statements.js";
 import { migrations, sqliteBinding } from "../../runtime/runtime.js";
 import type { HoldMeter } from "../../operator/holds.js";
 import { ExecutionStateNumber } from "../store.js";
-import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, Store, TaskRecord, WorkerRecord } from "../store.js";
+import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, NewAttempt, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
 
 export type Durability = "normal" | "full";
 
@@ -51,7 +54,18 @@ const PENDING = ExecutionStateNumber.pending;
 const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
 
-export class SqliteStore implements Store {
+/** The promise `body` returns, or a rejected one if it throws before returning one. */
+function settled<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return body();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+export class SqliteStore implements Store, Tx {
+  readonly peers = null;
+  readonly groupCommit = true;
   private readonly db: Database.Database;
   private readonly statements: Statements;
   /** Transaction control, prepared once rather than parsed at every change. */
@@ -66,6 +80,13 @@ export class SqliteStore implements Store {
   private countChanges: (string | number)[] = [];
   private flushScheduled = false;
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /** Changes and reads waiting for the one under way to settle, in order. */
+  private readonly queue: (() => void)[] = [];
+  private busy = false;
+  /** Task declarations as committed, by name (null: never declared); this process is the only writer. */
+  private readonly tasks = new Map<string, TaskRecord | null>();
+  /** Tasks declared in the open batch: read from the database until it commits. */
+  private readonly tasksInBatch = new Set<string>();
   private effects: (() => void)[] = [];
   private commitCount = 0;
   private changesInBatch = 0;
@@ -134,7 +155,7 @@ export class SqliteStore implements Store {
     const applied = new Set(
       (this.db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map((r) => r.version),
     );
-    for (const { name: file, sql } of migrations()) {
+    for (const { name: file, sql } of migrations("sqlite")) {
       const version = Number(file.slice(0, 4));
       if (applied.has(version)) continue;
       this.db.transaction(() => {
@@ -158,53 +179,112 @@ export class SqliteStore implements Store {
     return this.commitCount;
   }
 
-  write<T>(change: () => T): T {
-    const control = this.control;
-    if (!this.db.inTransaction) {
-      control.begin.run();
-      this.scheduleFlush();
-    }
-    this.changesInBatch++;
-    // Each change in its own savepoint: one that fails rolls back alone, and
-    // the rest of the batch still commits.
-    control.savepoint.run();
-    const effects = this.effects.length;
-    const countChanges = this.countChanges.length;
-    let result: T;
-    try {
-      result = change();
-    } catch (error) {
-      if (this.db.inTransaction) {
-        control.rollbackToSavepoint.run();
-        control.release.run();
-        // What the change queued for after the commit did not happen.
-        this.effects.length = effects;
-        this.countChanges.length = countChanges;
-      } else {
-        // SQLite rolled back the whole batch (an I/O error, a full disk):
-        // nothing in it will commit, so nobody waiting on it may hear otherwise.
-        this.abandonBatch(error);
-      }
-      throw error;
-    }
-    control.release.run();
-    return result;
+  write<T>(change: (tx: Tx) => Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => this.enqueue(() => this.runChange(change, resolve, reject)));
   }
 
-  committed(): Promise<void> {
-    if (!this.db.inTransaction) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  read<T>(query: (tx: Tx) => Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) =>
+      this.enqueue(() => {
+        settled(() => query(this)).then(
+          (value) => {
+            this.next();
+            // What the open batch holds is not committed yet: answer once it is.
+            if (this.db.inTransaction) this.waiters.push({ resolve: () => resolve(value), reject });
+            else resolve(value);
+          },
+          (error: unknown) => {
+            this.next();
+            reject(error);
+          },
+        );
+      }),
+    );
+  }
+
+  /** Runs `job` now if nothing else runs, else after what is queued before it. */
+  private enqueue(job: () => void): void {
+    if (this.busy) this.queue.push(job);
+    else {
+      this.busy = true;
+      job();
+    }
+  }
+
+  private next(): void {
+    const job = this.queue.shift();
+    if (job) job();
+    else this.busy = false;
+  }
+
+  private runChange<T>(change: (tx: Tx) => Promise<T>, resolve: (value: T) => void, reject: (error: unknown) => void): void {
+    const control = this.control;
+    let effects: number;
+    let countChanges: number;
+    try {
+      if (!this.db.inTransaction) {
+        control.begin.run();
+        this.scheduleFlush();
+      }
+      this.changesInBatch++;
+      // Each change in its own savepoint: one that fails rolls back alone, and
+      // the rest of the batch still commits.
+      control.savepoint.run();
+      effects = this.effects.length;
+      countChanges = this.countChanges.length;
+    } catch (error) {
+      this.next();
+      reject(error);
+      return;
+    }
+    settled(() => change(this)).then(
+      (value) => {
+        try {
+          control.release.run();
+          this.waiters.push({ resolve: () => resolve(value), reject });
+        } catch (error) {
+          reject(error);
+        }
+        this.next();
+      },
+      (error: unknown) => {
+        try {
+          if (this.db.inTransaction) {
+            control.rollbackToSavepoint.run();
+            control.release.run();
+            // What the change queued for after the commit did not happen.
+            this.effects.length = effects;
+            this.countChanges.length = countChanges;
+            this.tasks.clear();
+          } else {
+            // SQLite rolled back the whole batch (an I/O error, a full disk):
+            // nothing in it will commit, so nobody waiting on it may hear otherwise.
+            this.abandonBatch(error);
+          }
+        } catch (rollbackError) {
+          this.abandonBatch(rollbackError);
+          if (this.db.inTransaction) this.control.rollback.run();
+        } finally {
+          reject(error);
+          this.next();
+        }
+      },
+    );
   }
 
   afterCommit(effect: () => void): void {
-    if (!this.db.inTransaction) effect();
-    else this.effects.push(effect);
+    this.effects.push(effect);
   }
 
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => {
+      this.flushScheduled = false;
+      // A change still under way (it awaits something beyond this store) keeps the batch open.
+      if (this.busy) this.scheduleFlush();
+      else this.flush();
+    });
   }
 
   private abandonBatch(error: unknown): void {
@@ -213,6 +293,8 @@ export class SqliteStore implements Store {
     this.effects = [];
     this.countChanges = [];
     this.changesInBatch = 0;
+    this.tasks.clear();
+    this.tasksInBatch.clear();
     for (const waiter of waiters) waiter.reject(error);
   }
 
@@ -242,8 +324,7 @@ export class SqliteStore implements Store {
   }
 
   /** Commits the open batch, then settles its waiters and runs its effects. */
-  flush(): void {
-    this.flushScheduled = false;
+  private flush(): void {
     if (!this.db.inTransaction) return;
     const waiters = this.waiters;
     const effects = this.effects;
@@ -259,9 +340,12 @@ export class SqliteStore implements Store {
       this.control.commit.run();
     } catch (error) {
       if (this.db.inTransaction) this.control.rollback.run();
+      this.tasks.clear();
+      this.tasksInBatch.clear();
       for (const waiter of waiters) waiter.reject(error);
       return;
     }
+    this.tasksInBatch.clear();
     this.commitCount++;
     const ended = performance.now();
     this.onCommit(changes, ended - started);
@@ -271,7 +355,9 @@ export class SqliteStore implements Store {
   }
 
   /** Commits what is pending and closes the database; resolves once the checkpoint thread has closed its connection too. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    // What is queued runs first; then the last batch commits.
+    await new Promise<void>((resolve) => this.enqueue(() => (this.next(), resolve())));
     this.flush();
     this.db.close();
     // The thread closes after the writer, so that its close is the last one,
@@ -283,18 +369,23 @@ export class SqliteStore implements Store {
   }
 
   taskGet(name: string): TaskRecord | undefined {
+    const cached = this.tasks.get(name);
+    if (cached !== undefined) return cached ?? undefined;
     const row = this.statements.taskGet.get(name) as Row | undefined;
-    if (!row) return undefined;
-    return {
+    const task = row && {
       name: row.name as string,
       retryPolicy: (row.retry_policy as Buffer | null) ?? null,
       timeoutMs: row.timeout_ms as number | null,
       workerId: row.worker_id as string,
       declaredAt: row.declared_at as number,
     };
+    if (!this.tasksInBatch.has(name)) this.tasks.set(name, task ?? null);
+    return task;
   }
 
   taskUpsert(task: TaskRecord): void {
+    this.tasks.delete(task.name);
+    this.tasksInBatch.add(task.name);
     this.statements.taskUpsert.run({
       name: task.name,
       retry_policy: blob(task.retryPolicy),
@@ -304,41 +395,12 @@ export class SqliteStore implements Store {
     });
   }
 
-  executionInsert(params: Parameters<Store["executionInsert"]>[0]): ExecutionRecord {
+  executionInsert(params: Parameters<Tx["executionInsert"]>[0]): ExecutionRecord {
     // The record is built here rather than read back with RETURNING *, which
     // costs more than the insert itself.
-    const { lastInsertRowid } = this.statements.executionInsert.run(
-      params.id,
-      params.task,
-      params.state,
-      blob(params.arguments.data),
-      params.arguments.contentType,
-      blob(params.retryPolicy),
-      params.nextAttemptAt,
-      params.createdAt,
-      params.idempotencyKey,
-      labelsJson(params.labels),
-    );
+    const { lastInsertRowid } = this.statements.executionInsert.run(...executionInsertValues(params));
     this.countChange(params.task, params.state, 1);
-    // Spelled out rather than spread from params: copying with a spread and
-    // adding fields cost more than the insert itself (V8 builds a new shape).
-    return {
-      seq: Number(lastInsertRowid),
-      id: params.id,
-      task: params.task,
-      state: params.state,
-      version: 1,
-      arguments: params.arguments,
-      retryPolicy: params.retryPolicy,
-      result: null,
-      failure: null,
-      nextAttemptAt: params.nextAttemptAt,
-      createdAt: params.createdAt,
-      finishedAt: null,
-      idempotencyKey: params.idempotencyKey,
-      labels: params.labels,
-      attemptCount: 0,
-    };
+    return insertedExecution(Number(lastInsertRowid), params);
   }
 
   executionGet(id: string): ExecutionRecord | undefined {
@@ -356,7 +418,7 @@ export class SqliteStore implements Store {
     return row && executionFromRow(row);
   }
 
-  executionList(params: Parameters<Store["executionList"]>[0]): ReturnType<Store["executionList"]> {
+  executionList(params: Parameters<Tx["executionList"]>[0]): Awaited<ReturnType<Tx["executionList"]>> {
     const { task, state, limit } = params;
     const before = params.beforeSeq ?? Number.MAX_SAFE_INTEGER;
     const statements = this.statements;
@@ -391,7 +453,20 @@ export class SqliteStore implements Store {
     return (this.statements.executionMaxSeq.get() as number | null) ?? 0;
   }
 
-  executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[] {
+  executionClaimDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[] {
+    const due = this.executionListDue(params);
+    let claimed = 0;
+    for (const record of due) {
+      // Guarded on PENDING and the attempt count: an execution never has two attempts RUNNING.
+      if (this.statements.executionStart.run(record.seq, record.attemptCount).changes !== 1) continue;
+      this.moved(record.task, PENDING, RUNNING);
+      due[claimed++] = record;
+    }
+    due.length = claimed;
+    return due;
+  }
+
+  private executionListDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[] {
     // One indexed range scan per task, merged: cheaper than one query with
     // IN (...) and ORDER BY, which cannot use the index for ordering.
     const due: DueExecution[] = [];
@@ -428,7 +503,7 @@ export class SqliteStore implements Store {
     this.countChange(task, to, 1);
   }
 
-  executionFinish(params: Parameters<Store["executionFinish"]>[0]): boolean {
+  executionFinish(params: Parameters<Tx["executionFinish"]>[0]): boolean {
     // "open" tries RUNNING, then PENDING: each guarded statement knows the
     // state it leaves, which the counts need.
     if (this.finishFrom(this.statements.executionFinishRunning, params)) {
@@ -442,7 +517,7 @@ export class SqliteStore implements Store {
     return false;
   }
 
-  private finishFrom(statement: TimedStatement, params: Parameters<Store["executionFinish"]>[0]): boolean {
+  private finishFrom(statement: TimedStatement, params: Parameters<Tx["executionFinish"]>[0]): boolean {
     const info = statement.run(
       params.state,
       params.finishedAt,
@@ -454,25 +529,29 @@ export class SqliteStore implements Store {
     return info.changes === 1;
   }
 
-  attemptStart(params: Parameters<Store["attemptStart"]>[0]): number | undefined {
-    const started = this.statements.executionStart.run(params.executionSeq, params.number - 1);
-    if (started.changes !== 1) return undefined;
-    this.moved(params.task, PENDING, RUNNING);
-    const { lastInsertRowid } = this.statements.attemptInsert.run(
-      params.executionSeq,
-      params.number,
-      params.workerId,
-      params.scheduledAt,
-      params.startedAt,
-      blob(params.leaseSecret),
-      params.leaseMs,
-      params.leaseExpiresAt,
-      params.timeoutAt,
+  attemptInsert(attempts: NewAttempt[]): number[] {
+    return attempts.map((attempt) =>
+      Number(
+        this.statements.attemptInsert.run(
+          attempt.executionSeq,
+          attempt.number,
+          attempt.workerId,
+          attempt.scheduledAt,
+          attempt.startedAt,
+          blob(attempt.leaseSecret),
+          attempt.leaseMs,
+          attempt.leaseExpiresAt,
+          attempt.timeoutAt,
+        ).lastInsertRowid,
+      ),
     );
-    return Number(lastInsertRowid);
   }
 
-  attemptGet(id: number): AttemptRef | undefined {
+  attemptGet(ids: readonly number[]): (AttemptRef | undefined)[] {
+    return ids.map((id) => this.attemptGetOne(id));
+  }
+
+  private attemptGetOne(id: number): AttemptRef | undefined {
     const row = this.statements.attemptGet.get(id) as unknown[] | undefined;
     if (!row) return undefined;
     const executionSeq = row[0] as number;
@@ -501,17 +580,19 @@ export class SqliteStore implements Store {
     return row && attemptFromRow(row);
   }
 
-  attemptExtendLease(params: { id: number; leaseSecret: Uint8Array; leaseExpiresAt: number }): boolean {
-    return (
-      this.statements.attemptExtendLease.run({
-        id: params.id,
-        lease_secret: blob(params.leaseSecret),
-        lease_expires_at: params.leaseExpiresAt,
-      }).changes === 1
-    );
+  attemptExtendLease(leases: { id: number; leaseSecret: Uint8Array; leaseExpiresAt: number }[]): number {
+    let extended = 0;
+    for (const lease of leases) {
+      extended += this.statements.attemptExtendLease.run({
+        id: lease.id,
+        lease_secret: blob(lease.leaseSecret),
+        lease_expires_at: lease.leaseExpiresAt,
+      }).changes;
+    }
+    return extended;
   }
 
-  attemptFinish(params: Parameters<Store["attemptFinish"]>[0]): boolean {
+  attemptFinish(params: Parameters<Tx["attemptFinish"]>[0]): boolean {
     const info = this.statements.attemptFinish.run(
       params.state,
       params.finishedAt,
@@ -602,27 +683,17 @@ export class SqliteStore implements Store {
   }
 
   workerList(params: { task?: string; seenSince: number; limit: number }): WorkerRecord[] {
-    const workers = new Map<string, WorkerRecord>();
-    const add = (id: string, task: string, seenAt: number) => {
-      const worker = workers.get(id);
-      if (!worker) workers.set(id, { id, tasks: [task], lastSeenAt: seenAt });
-      else {
-        worker.tasks.push(task);
-        worker.lastSeenAt = Math.max(worker.lastSeenAt, seenAt);
-      }
-    };
+    const workers = new WorkerList(params.limit);
     if (params.task === undefined) {
       // Rows come newest first, so the first `limit` workers met are the most recent.
       const rows = this.statements.workerListRecent.all(params.seenSince, params.limit * 16) as [string, string, number][];
-      for (const [id, task, seenAt] of rows) if (workers.has(id) || workers.size < params.limit) add(id, task, seenAt);
+      for (const [id, task, seenAt] of rows) workers.add(id, task, seenAt);
     } else {
       for (const id of this.statements.workerListOfTask.all(params.task, params.seenSince, params.limit) as string[]) {
-        for (const [task, seenAt] of this.statements.workerTasks.all(id) as [string, number][]) if (seenAt >= params.seenSince) add(id, task, seenAt);
+        for (const [task, seenAt] of this.statements.workerTasks.all(id) as [string, number][]) if (seenAt >= params.seenSince) workers.add(id, task, seenAt);
       }
     }
-    const list = [...workers.values()];
-    for (const worker of list) worker.tasks.sort();
-    return list.sort((a, b) => b.lastSeenAt - a.lastSeenAt || (a.id < b.id ? -1 : 1));
+    return workers.list();
   }
 
   workerForget(before: number): void {

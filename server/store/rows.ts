@@ -1,10 +1,11 @@
-// Rows of the SQLite store and the records of store.ts: how each column is
-// read, and how each value is bound.
-import type { AttemptRecord, ExecutionRecord, FailureRecord } from "../store.js";
+// Rows of both stores and the records of store.ts: how each column is read,
+// and how each value is bound. The two schemas name their columns alike;
+// booleans are 0/1 in SQLite and true/false in PostgreSQL, which accepts 0/1.
+import type { AttemptRecord, ExecutionRecord, FailureRecord, Tx, WorkerRecord } from "./store.js";
 
 export type Row = Record<string, unknown>;
 
-/** better-sqlite3 binds Buffers, not plain Uint8Arrays. */
+/** Both drivers bind Buffers, not plain Uint8Arrays. */
 export function blob(bytes: Uint8Array): Buffer;
 export function blob(bytes: Uint8Array | null | undefined): Buffer | null;
 export function blob(bytes: Uint8Array | null | undefined): Buffer | null {
@@ -18,7 +19,7 @@ export function failureFromRow(row: Row): FailureRecord | null {
     type: row.failure_type as string,
     message: row.failure_message as string,
     stackTrace: row.failure_stack as string,
-    nonRetryable: row.failure_non_retryable === 1,
+    nonRetryable: Boolean(row.failure_non_retryable),
     retryAfterMs: row.failure_retry_after_ms as number,
   };
 }
@@ -73,4 +74,71 @@ export function attemptFromRow(row: Row): AttemptRecord {
     failure: failureFromRow(row),
     retryPolicy: (row.retry_policy as Buffer | null) ?? null,
   };
+}
+
+/** The values of an execution insert, in the column order both stores' executionInsert statements use. */
+export function executionInsertValues(params: Parameters<Tx["executionInsert"]>[0]): unknown[] {
+  return [
+    params.id,
+    params.task,
+    params.state,
+    blob(params.arguments.data),
+    params.arguments.contentType,
+    blob(params.retryPolicy),
+    params.nextAttemptAt,
+    params.createdAt,
+    params.idempotencyKey,
+    labelsJson(params.labels),
+  ];
+}
+
+/** The record of an execution just inserted as `seq`, built from what was inserted rather than read back. */
+export function insertedExecution(seq: number, params: Parameters<Tx["executionInsert"]>[0]): ExecutionRecord {
+  // Spelled out rather than spread from params: copying with a spread and
+  // adding fields cost more than the insert itself (V8 builds a new shape).
+  return {
+    seq,
+    id: params.id,
+    task: params.task,
+    state: params.state,
+    version: 1,
+    arguments: params.arguments,
+    retryPolicy: params.retryPolicy,
+    result: null,
+    failure: null,
+    nextAttemptAt: params.nextAttemptAt,
+    createdAt: params.createdAt,
+    finishedAt: null,
+    idempotencyKey: params.idempotencyKey,
+    labels: params.labels,
+    attemptCount: 0,
+  };
+}
+
+/**
+ * Workers from (worker, task, last seen) rows that come most recently seen
+ * first: each with its tasks sorted, at most `limit` of them, most recently
+ * seen first.
+ */
+export class WorkerList {
+  private readonly workers = new Map<string, WorkerRecord>();
+
+  constructor(private readonly limit: number) {}
+
+  /** Adds one row; a new worker beyond the limit is left out. */
+  add(id: string, task: string, seenAt: number): void {
+    const worker = this.workers.get(id);
+    if (!worker) {
+      if (this.workers.size < this.limit) this.workers.set(id, { id, tasks: [task], lastSeenAt: seenAt });
+    } else {
+      worker.tasks.push(task);
+      worker.lastSeenAt = Math.max(worker.lastSeenAt, seenAt);
+    }
+  }
+
+  list(): WorkerRecord[] {
+    const list = [...this.workers.values()];
+    for (const worker of list) worker.tasks.sort();
+    return list.sort((a, b) => b.lastSeenAt - a.lastSeenAt || (a.id < b.id ? -1 : 1));
+  }
 }

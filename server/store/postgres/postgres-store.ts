@@ -1,0 +1,623 @@
+// The PostgreSQL store: node-postgres, pooled, with named prepared statements.
+// Each change is a transaction of its own at READ COMMITTED, run again after a
+// serialization failure or a deadlock. Rows a change decides on are locked
+// (FOR UPDATE) when read, and every state change is guarded on the current
+// state and the lease secret, so that any number of coordinator nodes can
+// share one database: each attempt is claimed, extended and ended once.
+import pg from "pg";
+import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, NewAttempt, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
+import { AttemptStateNumber, ExecutionStateNumber, StoreUnavailableError } from "../store.js";
+import { migrations } from "../../runtime/runtime.js";
+import { WorkerList, attemptFromRow, blob, executionFromRow, executionInsertValues, failureParams, insertedExecution, parseLabels } from "../rows.js";
+import type { Row } from "../rows.js";
+import { DatabaseClock } from "./clock.js";
+import { isConnectionLoss, isRetryable, unavailableOr } from "./errors.js";
+import { CHANNEL, PostgresPeers } from "./peers.js";
+
+const PENDING = ExecutionStateNumber.pending;
+const RUNNING = ExecutionStateNumber.running;
+const SUCCEEDED = ExecutionStateNumber.succeeded;
+const ATTEMPT_RUNNING = AttemptStateNumber.running;
+
+/** How many rows a SUCCEEDED list walks per page (see the SQLite store). */
+const UNINDEXED_LIST_WINDOW = 10_000;
+/** A transaction that lost a race is run again at most this many times. */
+const MAX_RUNS = 10;
+/** Count changes are folded into execution_counts at most this often. */
+const FOLD_COUNTS_EVERY_MS = 10_000;
+/** pg_advisory_lock keys: migrations, and folding counts. */
+const MIGRATION_LOCK = 0x72657072; // "repr"
+const FOLD_LOCK = 0x72657073;
+
+// bigint columns hold milliseconds and ids, all well inside 2^53.
+const types = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+};
+
+export interface PostgresStoreOptions {
+  /** postgres:// or postgresql:// URL. */
+  url: string;
+  /** Pooled connections for changes and reads (default 10); one more is held for LISTEN. */
+  poolSize?: number;
+  onWarning?: (message: string) => void;
+  /** Called after each committed change with how long its COMMIT took. */
+  onCommit?: (changes: number, ms: number) => void;
+}
+
+
+const EXECUTION_COLUMNS = `seq, id, task, state, version, arguments, arguments_type, retry_policy, result, result_type,
+  failure_type, failure_message, failure_stack, failure_non_retryable, failure_retry_after_ms, next_attempt_at, created_at,
+  finished_at, idempotency_key, labels, attempt_count`;
+
+/** Every statement, by name: node-postgres prepares each once per connection. */
+const SQL = {
+  taskGet: "SELECT name, retry_policy, timeout_ms, worker_id, declared_at FROM reprise.tasks WHERE name = $1",
+  taskUpsert: `INSERT INTO reprise.tasks (name, retry_policy, timeout_ms, worker_id, declared_at) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (name) DO UPDATE SET retry_policy = excluded.retry_policy, timeout_ms = excluded.timeout_ms,
+      worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
+  executionInsert: `INSERT INTO reprise.executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
+      idempotency_key, labels)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING seq`,
+  executionGet: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1`,
+  executionGetForUpdate: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1 FOR UPDATE`,
+  executionGetBySeq: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE seq = $1`,
+  executionGetByKey: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE idempotency_key = $1`,
+  executionList: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE seq < $1 ORDER BY seq DESC LIMIT $2`,
+  executionListByTask: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE task = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
+  executionListByState: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE state = $1 AND state <> ${SUCCEEDED} AND seq < $2
+    ORDER BY seq DESC LIMIT $3`,
+  executionListByTaskAndState: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions
+    WHERE task = $1 AND state = $2 AND state <> ${SUCCEEDED} AND seq < $3 ORDER BY seq DESC LIMIT $4`,
+  executionListSucceeded: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions
+    WHERE seq < $1 AND seq >= $2 AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT $3`,
+  executionListSucceededByTask: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions
+    WHERE task = $1 AND seq < $2 AND seq >= $3 AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT $4`,
+  executionMaxSeq: "SELECT max(seq) AS seq FROM reprise.executions",
+  executionMinSeq: "SELECT min(seq) AS seq FROM reprise.executions",
+  // Claim in one statement: lock due rows no other node holds, oldest due
+  // first, and move them to RUNNING.
+  executionClaimDue: `WITH due AS (
+      SELECT seq, next_attempt_at FROM reprise.executions
+      WHERE state = ${PENDING} AND task = ANY($1) AND next_attempt_at <= $2
+      ORDER BY next_attempt_at, seq LIMIT $3
+      FOR UPDATE SKIP LOCKED)
+    UPDATE reprise.executions e
+    SET state = ${RUNNING}, next_attempt_at = NULL, attempt_count = e.attempt_count + 1, version = e.version + 1
+    FROM due WHERE e.seq = due.seq
+    RETURNING e.seq, e.id, e.task, e.arguments, e.arguments_type, e.labels, due.next_attempt_at, e.attempt_count - 1 AS attempt_count`,
+  executionSetRetry: `UPDATE reprise.executions SET state = ${PENDING}, next_attempt_at = $1, version = version + 1
+    WHERE seq = $2 AND state = ${RUNNING}`,
+  // The old state comes from the locked row, so that counts know what was left.
+  executionFinish: `WITH old AS (SELECT seq, state FROM reprise.executions WHERE seq = $10 AND state = ANY($11) FOR UPDATE)
+    UPDATE reprise.executions e SET state = $1, finished_at = $2, next_attempt_at = NULL, result = $3, result_type = $4,
+      failure_type = $5, failure_message = $6, failure_stack = $7, failure_non_retryable = $8, failure_retry_after_ms = $9,
+      version = e.version + 1
+    FROM old WHERE e.seq = old.seq
+    RETURNING old.state AS old_state`,
+  attemptInsert: `INSERT INTO reprise.attempts (execution_seq, number, state, worker_id, scheduled_at, started_at, lease_secret, lease_ms,
+      lease_expires_at, timeout_at)
+    SELECT s, n, ${ATTEMPT_RUNNING}, w, sa, st, ls, lm, le, t
+    FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[])
+      AS v(s, n, w, sa, st, ls, lm, le, t)
+    RETURNING id, execution_seq`,
+  attemptGet: `SELECT a.*, e.id AS execution_id, e.task, e.retry_policy AS execution_retry_policy
+    FROM reprise.attempts a JOIN reprise.executions e ON e.seq = a.execution_seq WHERE a.id = ANY($1)`,
+  attemptList: "SELECT * FROM reprise.attempts WHERE execution_seq = $1 ORDER BY number",
+  attemptGetRunning: `SELECT * FROM reprise.attempts WHERE execution_seq = $1 AND state = ${ATTEMPT_RUNNING}`,
+  attemptExtendLease: `UPDATE reprise.attempts a SET lease_expires_at = v.expires
+    FROM unnest($1::bigint[], $2::bytea[], $3::bigint[]) AS v(id, secret, expires)
+    WHERE a.id = v.id AND a.state = ${ATTEMPT_RUNNING} AND a.lease_secret = v.secret`,
+  attemptFinish: `UPDATE reprise.attempts SET state = $1, finished_at = $2, retry_policy = $3,
+      failure_type = $4, failure_message = $5, failure_stack = $6, failure_non_retryable = $7, failure_retry_after_ms = $8
+    WHERE id = $9 AND state = ${ATTEMPT_RUNNING} AND lease_secret = $10`,
+  // Both or neither: the caller rolls back when the attempt went but its execution did not return.
+  attemptReturn: `WITH gone AS (
+      DELETE FROM reprise.attempts WHERE id = $1 AND state = ${ATTEMPT_RUNNING} AND lease_secret = $2
+      RETURNING execution_seq, number, scheduled_at),
+    restored AS (
+      UPDATE reprise.executions e SET state = ${PENDING}, next_attempt_at = gone.scheduled_at, attempt_count = gone.number - 1,
+        version = e.version + 1
+      FROM gone WHERE e.seq = gone.execution_seq AND e.state = ${RUNNING} AND e.attempt_count = gone.number
+      RETURNING e.task)
+    SELECT (SELECT count(*) FROM gone) AS gone, (SELECT task FROM restored) AS task`,
+  attemptListLeaseExpired: `SELECT id FROM reprise.attempts WHERE state = ${ATTEMPT_RUNNING} AND lease_expires_at <= $1
+    ORDER BY lease_expires_at LIMIT $2`,
+  attemptListTimedOut: `SELECT id FROM reprise.attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL AND timeout_at <= $1
+    ORDER BY timeout_at LIMIT $2`,
+  nextDeadline: `SELECT
+      (SELECT min(next_attempt_at) FROM reprise.executions WHERE state = ${PENDING} AND next_attempt_at > $1) AS pending,
+      (SELECT min(lease_expires_at) FROM reprise.attempts WHERE state = ${ATTEMPT_RUNNING}) AS lease,
+      (SELECT min(timeout_at) FROM reprise.attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL) AS timeout`,
+  countAdd: `INSERT INTO reprise.execution_count_changes (task, state, delta)
+    SELECT * FROM unnest($1::text[], $2::smallint[], $3::int[])`,
+  countByTaskAndState: `SELECT task, state, sum(count)::bigint AS count FROM (
+      SELECT task, state, count FROM reprise.execution_counts
+      UNION ALL SELECT task, state, delta FROM reprise.execution_count_changes) c
+    GROUP BY task, state HAVING sum(count) <> 0`,
+  countDue: `SELECT count(*)::bigint AS count FROM reprise.executions WHERE state = ${PENDING} AND next_attempt_at <= $1`,
+  countFold: `WITH moved AS (DELETE FROM reprise.execution_count_changes RETURNING task, state, delta)
+    INSERT INTO reprise.execution_counts (task, state, count)
+    SELECT task, state, sum(delta) FROM moved GROUP BY task, state
+    ON CONFLICT (task, state) DO UPDATE SET count = reprise.execution_counts.count + excluded.count`,
+  retentionWalk: "SELECT seq, task, state, created_at, finished_at FROM reprise.executions WHERE seq >= $1 ORDER BY seq LIMIT $2",
+  retentionDeleteAttempts: "DELETE FROM reprise.attempts WHERE execution_seq = ANY($1)",
+  retentionDeleteExecutions: "DELETE FROM reprise.executions WHERE seq = ANY($1) AND finished_at < $2",
+  workerSeen: `INSERT INTO reprise.worker_tasks (worker_id, task, last_seen_at) SELECT $1, unnest($2::text[]), $3
+    ON CONFLICT (worker_id, task) DO UPDATE SET last_seen_at = greatest(reprise.worker_tasks.last_seen_at, excluded.last_seen_at)`,
+  workerListRecent: `SELECT worker_id, task, last_seen_at FROM reprise.worker_tasks WHERE last_seen_at >= $1
+    ORDER BY last_seen_at DESC LIMIT $2`,
+  workerListOfTask: `SELECT worker_id FROM reprise.worker_tasks WHERE task = $1 AND last_seen_at >= $2
+    ORDER BY last_seen_at DESC LIMIT $3`,
+  workerTasks: "SELECT task, last_seen_at FROM reprise.worker_tasks WHERE worker_id = $1",
+  workerForget: "DELETE FROM reprise.worker_tasks WHERE last_seen_at < $1",
+  clock: "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now",
+  notify: "SELECT pg_notify($1, $2)",
+} as const;
+
+export type StatementName = keyof typeof SQL;
+
+/** Every statement this store runs, by name: what the plan guard explains. */
+export const statementTexts: ReadonlyMap<string, string> = new Map(Object.entries(SQL));
+
+export class PostgresStore implements Store {
+  readonly groupCommit = false;
+  readonly peers: PostgresPeers;
+  readonly clock: DatabaseClock;
+  private readonly pool: pg.Pool;
+  private readonly warn: (message: string) => void;
+  private readonly availability: ((available: boolean) => void)[] = [];
+  private available = true;
+  private foldTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  private constructor(private readonly options: PostgresStoreOptions) {
+    this.warn = options.onWarning ?? (() => {});
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      types,
+      connectionTimeoutMillis: 5000,
+      application_name: "reprise",
+    });
+    // An idle pooled connection that breaks (the server restarted) is dropped; the next change opens a new one.
+    this.pool.on("error", (error) => this.warn(`a pooled PostgreSQL connection failed: ${error.message}`));
+    this.clock = new DatabaseClock(async () => (await this.query("clock", [])).rows[0]!.now as number);
+    this.peers = new PostgresPeers({
+      connect: () => new pg.Client({ connectionString: options.url, types, application_name: "reprise-listen" }),
+      notify: (payload) => this.query("notify", [CHANNEL, payload]),
+      onWarning: this.warn,
+      onConnected: (connected) => this.setAvailable(connected),
+    });
+  }
+
+  /** Connects, applies the migrations under an advisory lock, starts listening and measures the clock. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const store = new PostgresStore(options);
+    try {
+      await store.migrate();
+      await store.peers.start();
+      await store.clock.start(store.warn);
+    } catch (error) {
+      await store.close();
+      throw unavailableOr(error);
+    }
+    store.foldTimer = setInterval(() => void store.foldCounts().catch(() => undefined), FOLD_COUNTS_EVERY_MS);
+    store.foldTimer.unref();
+    return store;
+  }
+
+  /** Told when the database becomes unreachable (false) and reachable again (true). */
+  onAvailability(listener: (available: boolean) => void): void {
+    this.availability.push(listener);
+  }
+
+  private setAvailable(available: boolean): void {
+    if (available === this.available) return;
+    this.available = available;
+    for (const listener of this.availability) listener(available);
+  }
+
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      // Nodes that start together wait here for one another: each migration is applied once.
+      await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+      await client.query("CREATE SCHEMA IF NOT EXISTS reprise");
+      await client.query(`CREATE TABLE IF NOT EXISTS reprise.schema_migrations (
+        version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      const applied = new Set((await client.query("SELECT version FROM reprise.schema_migrations")).rows.map((row: Row) => row.version as number));
+      const known = migrations("postgres");
+      const newest = Math.max(0, ...known.map((m) => Number(m.name.slice(0, 4))));
+      const ahead = [...applied].filter((version) => version > newest);
+      if (ahead.length > 0) {
+        throw new Error(`the database was migrated by a newer Reprise (migration ${Math.max(...ahead)}; this one knows up to ${newest}): upgrade this node`);
+      }
+      for (const { name, sql } of known) {
+        const version = Number(name.slice(0, 4));
+        if (applied.has(version)) continue;
+        await client.query("BEGIN");
+        try {
+          await client.query(sql);
+          await client.query("INSERT INTO reprise.schema_migrations (version, name) VALUES ($1, $2)", [version, name]);
+          await client.query("COMMIT");
+        } catch (error) {
+          await client.query("ROLLBACK").catch(() => undefined);
+          throw error;
+        }
+      }
+    } finally {
+      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
+      client.release();
+    }
+  }
+
+  /** One statement on any pooled connection, outside a transaction. */
+  private async query(name: StatementName, values: unknown[]): Promise<pg.QueryResult> {
+    try {
+      return await this.pool.query({ name, text: SQL[name], values });
+    } catch (error) {
+      throw unavailableOr(error);
+    }
+  }
+
+  write<T>(change: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.transaction(change, true);
+  }
+
+  read<T>(query: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.transaction(query, false);
+  }
+
+  private async transaction<T>(body: (tx: Tx) => Promise<T>, write: boolean): Promise<T> {
+    if (this.closed) throw new StoreUnavailableError("the store is closed");
+    for (let run = 1; ; run++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (error) {
+        throw unavailableOr(error);
+      }
+      const tx = new PostgresTx(client, write);
+      let broken: Error | undefined;
+      try {
+        // Reads see one snapshot, so that an execution and its attempts agree.
+        await client.query(write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        const value = await body(tx);
+        if (write) await tx.flushCounts();
+        const committing = performance.now();
+        await client.query("COMMIT");
+        if (write) this.options.onCommit?.(1, performance.now() - committing);
+        for (const effect of tx.effects) effect();
+        this.setAvailable(true);
+        return value;
+      } catch (error) {
+        if (isConnectionLoss(error)) broken = error as Error;
+        else await client.query("ROLLBACK").catch((rollbackError: Error) => (broken = rollbackError));
+        if (isRetryable(error) && run < MAX_RUNS) {
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * run));
+          continue;
+        }
+        throw unavailableOr(error);
+      } finally {
+        // A connection that failed is closed rather than handed to the next change.
+        client.release(broken);
+      }
+    }
+  }
+
+  /** Folds the appended count changes into execution_counts, by one node at a time. */
+  private async foldCounts(): Promise<void> {
+    await this.write(async (tx) => {
+      if (await (tx as PostgresTx).tryLock(FOLD_LOCK)) await (tx as PostgresTx).run("countFold", []);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.foldTimer) clearInterval(this.foldTimer);
+    this.clock.stop();
+    await this.peers.close();
+    await this.pool.end().catch(() => undefined);
+  }
+}
+
+class PostgresTx implements Tx {
+  readonly effects: (() => void)[] = [];
+  /** Count changes of this transaction: task, state, delta, … appended before COMMIT. */
+  private readonly counts: (string | number)[] = [];
+  /** Task declarations read in this transaction. */
+  private readonly tasks = new Map<string, TaskRecord | undefined>();
+
+  constructor(
+    private readonly client: pg.PoolClient,
+    private readonly writing: boolean,
+  ) {}
+
+  run(name: StatementName, values: unknown[]): Promise<pg.QueryResult> {
+    return this.client.query({ name, text: SQL[name], values });
+  }
+
+  async tryLock(key: number): Promise<boolean> {
+    return (await this.client.query("SELECT pg_try_advisory_xact_lock($1) AS locked", [key])).rows[0]!.locked as boolean;
+  }
+
+  afterCommit(effect: () => void): void {
+    this.effects.push(effect);
+  }
+
+  private moved(task: string, from: number, to: number): void {
+    this.counts.push(task, from, -1, task, to, 1);
+  }
+
+  async flushCounts(): Promise<void> {
+    if (this.counts.length === 0) return;
+    const sums = new Map<string, number>();
+    for (let i = 0; i < this.counts.length; i += 3) {
+      const key = `${this.counts[i + 1]} ${this.counts[i]}`;
+      sums.set(key, (sums.get(key) ?? 0) + (this.counts[i + 2] as number));
+    }
+    const tasks: string[] = [];
+    const states: number[] = [];
+    const deltas: number[] = [];
+    for (const [key, delta] of sums) {
+      if (delta === 0) continue;
+      const space = key.indexOf(" ");
+      states.push(Number(key.slice(0, space)));
+      tasks.push(key.slice(space + 1));
+      deltas.push(delta);
+    }
+    if (tasks.length > 0) await this.run("countAdd", [tasks, states, deltas]);
+  }
+
+  async taskGet(name: string): Promise<TaskRecord | undefined> {
+    if (this.tasks.has(name)) return this.tasks.get(name);
+    const row = (await this.run("taskGet", [name])).rows[0] as Row | undefined;
+    const task = row && {
+      name: row.name as string,
+      retryPolicy: (row.retry_policy as Buffer | null) ?? null,
+      timeoutMs: row.timeout_ms as number | null,
+      workerId: row.worker_id as string,
+      declaredAt: row.declared_at as number,
+    };
+    this.tasks.set(name, task);
+    return task;
+  }
+
+  async taskUpsert(task: TaskRecord): Promise<void> {
+    await this.run("taskUpsert", [task.name, blob(task.retryPolicy), task.timeoutMs, task.workerId, task.declaredAt]);
+    this.tasks.set(task.name, task);
+  }
+
+  async executionInsert(params: Parameters<Tx["executionInsert"]>[0]): Promise<ExecutionRecord | undefined> {
+    const { rows } = await this.run("executionInsert", executionInsertValues(params));
+    if (rows.length === 0) return undefined;
+    this.counts.push(params.task, params.state, 1);
+    return insertedExecution(rows[0]!.seq as number, params);
+  }
+
+  private async one(name: StatementName, values: unknown[]): Promise<ExecutionRecord | undefined> {
+    const row = (await this.run(name, values)).rows[0] as Row | undefined;
+    return row && executionFromRow(row);
+  }
+
+  executionGet(id: string): Promise<ExecutionRecord | undefined> {
+    // A change locks the execution it reads by id (a cancel), so that it decides on its current state.
+    return this.one(this.writing ? "executionGetForUpdate" : "executionGet", [id]);
+  }
+
+  executionGetBySeq(seq: number): Promise<ExecutionRecord | undefined> {
+    return this.one("executionGetBySeq", [seq]);
+  }
+
+  executionGetByIdempotencyKey(key: string): Promise<ExecutionRecord | undefined> {
+    return this.one("executionGetByKey", [key]);
+  }
+
+  async executionList(params: Parameters<Tx["executionList"]>[0]): Promise<Awaited<ReturnType<Tx["executionList"]>>> {
+    const { task, state, limit } = params;
+    const before = params.beforeSeq ?? Number.MAX_SAFE_INTEGER;
+    let result: pg.QueryResult;
+    let windowFloor: number | null = null;
+    if (state === SUCCEEDED) {
+      const top = before === Number.MAX_SAFE_INTEGER ? (((await this.run("executionMaxSeq", [])).rows[0]!.seq as number | null) ?? 0) + 1 : before;
+      windowFloor = Math.max(0, top - UNINDEXED_LIST_WINDOW);
+      result = task === undefined
+        ? await this.run("executionListSucceeded", [top, windowFloor, limit + 1])
+        : await this.run("executionListSucceededByTask", [task, top, windowFloor, limit + 1]);
+    } else if (state !== undefined) {
+      result = task === undefined
+        ? await this.run("executionListByState", [state, before, limit + 1])
+        : await this.run("executionListByTaskAndState", [task, state, before, limit + 1]);
+    } else {
+      result = task === undefined ? await this.run("executionList", [before, limit + 1]) : await this.run("executionListByTask", [task, before, limit + 1]);
+    }
+    const rows = result.rows as Row[];
+    const records = rows.slice(0, limit).map(executionFromRow);
+    if (rows.length > limit) return { records, nextBeforeSeq: records[records.length - 1]!.seq };
+    if (windowFloor === null) return { records, nextBeforeSeq: null };
+    const lowest = (await this.run("executionMinSeq", [])).rows[0]!.seq as number | null;
+    return { records, nextBeforeSeq: lowest !== null && lowest < windowFloor ? windowFloor : null };
+  }
+
+  async executionClaimDue(params: { tasks: readonly string[]; now: number; limit: number }): Promise<DueExecution[]> {
+    const { rows } = await this.run("executionClaimDue", [params.tasks, params.now, params.limit]);
+    const due = (rows as Row[]).map((row) => ({
+      seq: row.seq as number,
+      id: row.id as string,
+      task: row.task as string,
+      arguments: { data: row.arguments as Buffer, contentType: row.arguments_type as string },
+      labels: parseLabels(row.labels as string),
+      nextAttemptAt: row.next_attempt_at as number,
+      attemptCount: row.attempt_count as number,
+    }));
+    // UPDATE … RETURNING keeps no order: put the oldest due first again.
+    due.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || a.seq - b.seq);
+    for (const record of due) this.moved(record.task, PENDING, RUNNING);
+    return due;
+  }
+
+  async executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number }): Promise<boolean> {
+    if ((await this.run("executionSetRetry", [params.nextAttemptAt, params.seq])).rowCount !== 1) return false;
+    this.moved(params.task, RUNNING, PENDING);
+    return true;
+  }
+
+  async executionFinish(params: Parameters<Tx["executionFinish"]>[0]): Promise<boolean> {
+    const { rows } = await this.run("executionFinish", [
+      params.state,
+      params.finishedAt,
+      blob(params.result?.data),
+      params.result?.contentType ?? null,
+      ...failureParams(params.failure),
+      params.seq,
+      params.from === "open" ? [PENDING, RUNNING] : [RUNNING],
+    ]);
+    if (rows.length !== 1) return false;
+    this.moved(params.task, rows[0]!.old_state as number, params.state);
+    return true;
+  }
+
+  async attemptInsert(attempts: NewAttempt[]): Promise<number[]> {
+    const { rows } = await this.run("attemptInsert", [
+      attempts.map((a) => a.executionSeq),
+      attempts.map((a) => a.number),
+      attempts.map((a) => a.workerId),
+      attempts.map((a) => a.scheduledAt),
+      attempts.map((a) => a.startedAt),
+      attempts.map((a) => blob(a.leaseSecret)),
+      attempts.map((a) => a.leaseMs),
+      attempts.map((a) => a.leaseExpiresAt),
+      attempts.map((a) => a.timeoutAt),
+    ]);
+    const idBySeq = new Map((rows as Row[]).map((row) => [row.execution_seq as number, row.id as number]));
+    return attempts.map((a) => idBySeq.get(a.executionSeq)!);
+  }
+
+  async attemptGet(ids: readonly number[], options?: { skipLocked?: boolean }): Promise<(AttemptRef | undefined)[]> {
+    // In a change, the attempts and their executions are locked until it ends:
+    // whatever this change decides about them, no other node decides meanwhile.
+    const lock = !this.writing ? "" : options?.skipLocked ? " ORDER BY a.id FOR UPDATE OF a, e SKIP LOCKED" : " ORDER BY a.id FOR UPDATE OF a, e";
+    const { rows } = await this.client.query({ name: `attemptGet${lock === "" ? "" : options?.skipLocked ? "SkipLocked" : "ForUpdate"}`, text: SQL.attemptGet + lock, values: [ids] });
+    const byId = new Map<number, AttemptRef>();
+    for (const row of rows as Row[]) {
+      const execution = { seq: row.execution_seq as number, id: row.execution_id as string, task: row.task as string, retryPolicy: (row.execution_retry_policy as Buffer | null) ?? null };
+      byId.set(row.id as number, Object.assign(attemptFromRow(row), { execution }));
+    }
+    return ids.map((id) => byId.get(id));
+  }
+
+  async attemptList(executionSeq: number): Promise<AttemptRecord[]> {
+    return ((await this.run("attemptList", [executionSeq])).rows as Row[]).map(attemptFromRow);
+  }
+
+  async attemptGetRunning(executionSeq: number): Promise<AttemptRecord | undefined> {
+    const row = (await this.run("attemptGetRunning", [executionSeq])).rows[0] as Row | undefined;
+    return row && attemptFromRow(row);
+  }
+
+  async attemptExtendLease(leases: { id: number; leaseSecret: Uint8Array; leaseExpiresAt: number }[]): Promise<number> {
+    const result = await this.run("attemptExtendLease", [leases.map((l) => l.id), leases.map((l) => blob(l.leaseSecret)), leases.map((l) => l.leaseExpiresAt)]);
+    return result.rowCount ?? 0;
+  }
+
+  async attemptFinish(params: Parameters<Tx["attemptFinish"]>[0]): Promise<boolean> {
+    const result = await this.run("attemptFinish", [
+      params.state,
+      params.finishedAt,
+      blob(params.retryPolicy),
+      ...failureParams(params.failure),
+      params.id,
+      blob(params.leaseSecret),
+    ]);
+    return result.rowCount === 1;
+  }
+
+  async attemptReturn(params: { id: number; leaseSecret: Uint8Array }): Promise<boolean> {
+    const row = (await this.run("attemptReturn", [params.id, blob(params.leaseSecret)])).rows[0] as Row;
+    if (Number(row.gone) === 0) return false;
+    // Both or neither: a half-undone lease would break the attempt count. Throwing rolls the change back.
+    if (row.task === null) throw new Error(`attempt ${params.id} is not the running attempt of its execution`);
+    this.moved(row.task as string, RUNNING, PENDING);
+    return true;
+  }
+
+  async attemptListExpired(params: { now: number; limit: number }): Promise<number[]> {
+    const expired = ((await this.run("attemptListLeaseExpired", [params.now, params.limit])).rows as Row[]).map((row) => row.id as number);
+    if (expired.length >= params.limit) return expired;
+    const timedOut = ((await this.run("attemptListTimedOut", [params.now, params.limit - expired.length])).rows as Row[]).map((row) => row.id as number);
+    return timedOut.length === 0 ? expired : [...new Set([...expired, ...timedOut])];
+  }
+
+  async nextDeadline(now: number): Promise<number | null> {
+    const row = (await this.run("nextDeadline", [now])).rows[0] as Row;
+    const candidates = [row.pending, row.lease, row.timeout].filter((t): t is number => t !== null);
+    return candidates.length === 0 ? null : Math.min(...candidates);
+  }
+
+  async executionCountByTaskAndState(): Promise<{ task: string; state: number; count: number }[]> {
+    return ((await this.run("countByTaskAndState", [])).rows as Row[]).map((row) => ({
+      task: row.task as string,
+      state: row.state as number,
+      count: row.count as number,
+    }));
+  }
+
+  async executionCountPending(now: number): Promise<{ due: number; delayed: number }> {
+    let pending = 0;
+    for (const { state, count } of await this.executionCountByTaskAndState()) if (state === PENDING) pending += count;
+    const due = (await this.run("countDue", [now])).rows[0]!.count as number;
+    return { due, delayed: Math.max(0, pending - due) };
+  }
+
+  async executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): Promise<{ deleted: number; nextSeq: number | null }> {
+    const rows = (await this.run("retentionWalk", [params.fromSeq, params.limit])).rows as Row[];
+    const doomed: Row[] = [];
+    let reachedEnd = rows.length < params.limit;
+    for (const row of rows) {
+      // finished_at >= created_at: from here on nothing can have finished early enough.
+      if ((row.created_at as number) >= params.finishedBefore) {
+        reachedEnd = true;
+        break;
+      }
+      if (row.finished_at !== null && (row.finished_at as number) < params.finishedBefore) doomed.push(row);
+    }
+    if (doomed.length > 0) {
+      const seqs = doomed.map((row) => row.seq as number);
+      await this.run("retentionDeleteAttempts", [seqs]);
+      const deleted = await this.run("retentionDeleteExecutions", [seqs, params.finishedBefore]);
+      // All or none (the change rolls back): attempts never outlive their execution.
+      if (deleted.rowCount !== seqs.length) throw new Error("executions changed while retention was deleting them");
+      for (const row of doomed) this.counts.push(row.task as string, row.state as number, -1);
+    }
+    return { deleted: doomed.length, nextSeq: reachedEnd ? null : (rows[rows.length - 1]!.seq as number) + 1 };
+  }
+
+  async workerSeen(params: { workerId: string; tasks: readonly string[]; at: number }): Promise<void> {
+    await this.run("workerSeen", [params.workerId, params.tasks, params.at]);
+  }
+
+  async workerList(params: { task?: string; seenSince: number; limit: number }): Promise<WorkerRecord[]> {
+    const workers = new WorkerList(params.limit);
+    if (params.task === undefined) {
+      // Rows come newest first, so the first `limit` workers met are the most recent.
+      for (const row of (await this.run("workerListRecent", [params.seenSince, params.limit * 16])).rows as Row[]) {
+        workers.add(row.worker_id as string, row.task as string, row.last_seen_at as number);
+      }
+    } else {
+      for (const { worker_id: id } of (await this.run("workerListOfTask", [params.task, params.seenSince, params.limit])).rows as { worker_id: string }[]) {
+        for (const row of (await this.run("workerTasks", [id])).rows as Row[]) {
+          if ((row.last_seen_at as number) >= params.seenSince) workers.add(id, row.task as string, row.last_seen_at as number);
+        }
+      }
+    }
+    return workers.list();
+  }
+
+  async workerForget(before: number): Promise<void> {
+    await this.run("workerForget", [before]);
+  }
+}
