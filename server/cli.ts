@@ -16,7 +16,7 @@ import type { Logger } from "./operator/log.js";
 import { protosCommand } from "./operator/protos.js";
 import { buildInfo, sqliteBinding } from "./runtime/runtime.js";
 import { UnpackError } from "./runtime/unpack.js";
-import { startServer } from "./api/server.js";
+import { isPostgresUrl, redactUrl, startServer } from "./api/server.js";
 import type { ServerOptions } from "./api/server.js";
 
 const USAGE = `Usage: reprise <command> [options]
@@ -117,7 +117,8 @@ async function serve(args: string[]): Promise<number> {
   });
   // Said only once the handlers are in place: whoever reads it may send SIGTERM at once.
   const address = config.listen.replace(/:\d+$/, `:${server.port}`);
-  announce(`reprise: serving on ${address} with ${config.db}${metricsNote}`, { listen: address, db: config.db });
+  const db = isPostgresUrl(config.db) ? redactUrl(config.db) : config.db;
+  announce(`reprise: serving on ${address} with ${db}${metricsNote}`, { listen: address, db });
   await stopped;
   return 0;
 }
@@ -130,6 +131,7 @@ async function backup(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new ConfigError("backup: give exactly one output file, for example: reprise backup --db ./reprise.db ./reprise-backup.db");
   const source = values.db ?? process.env.REPRISE_DB ?? "./reprise.db";
+  if (isPostgresUrl(source)) throw new ConfigError("backup: --db names a PostgreSQL database; back it up with pg_dump (see docs/postgres.md)");
   checkBackupPaths(source, positionals[0]!);
   process.stderr.write(`reprise: backing up ${source} to ${positionals[0]}\n`);
   const result = await backupDatabase(source, positionals[0]!);

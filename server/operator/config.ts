@@ -113,7 +113,7 @@ const path = (raw: string, name: string): string | null => nonEmpty(raw, name);
 
 export const SERVE_OPTIONS = [
   { key: "listen", flag: "listen", env: "REPRISE_LISTEN", default: "127.0.0.1:50051", help: "host:port to serve gRPC on (port 0 picks a free one)", parse: listenAddress },
-  { key: "db", flag: "db", env: "REPRISE_DB", default: "./reprise.db", help: "SQLite database file; created if missing", parse: nonEmpty },
+  { key: "db", flag: "db", env: "REPRISE_DB", default: "./reprise.db", help: "SQLite database file (created if missing), or a postgres:// URL for the PostgreSQL store", parse: nonEmpty },
   {
     key: "durability",
     flag: "durability",
