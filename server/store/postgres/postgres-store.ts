@@ -25,9 +25,10 @@ const UNINDEXED_LIST_WINDOW = 10_000;
 const MAX_RUNS = 10;
 /** Count changes are folded into execution_counts at most this often. */
 const FOLD_COUNTS_EVERY_MS = 10_000;
-/** pg_advisory_lock keys: migrations, and folding counts. */
+/** pg_advisory_lock keys: migrations, folding counts, and retention. */
 const MIGRATION_LOCK = 0x72657072; // "repr"
 const FOLD_LOCK = 0x72657073;
+const RETENTION_LOCK = 0x72657074;
 
 // bigint columns hold milliseconds and ids, all well inside 2^53.
 const types = {
@@ -574,6 +575,8 @@ class PostgresTx implements Tx {
   }
 
   async executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): Promise<{ deleted: number; nextSeq: number | null }> {
+    // One node at a time: the others find the lock taken and leave this pass to it.
+    if (!(await this.tryLock(RETENTION_LOCK))) return { deleted: 0, nextSeq: null };
     const rows = (await this.run("retentionWalk", [params.fromSeq, params.limit])).rows as Row[];
     const doomed: Row[] = [];
     let reachedEnd = rows.length < params.limit;
