@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, test } from "vitest";
-import { FakeClock, committedRows, freshDatabase, seconds, startTestCoordinator, tempDir, testStore, toMs } from "./helpers.js";
+import { FakeClock, committedRows, freshDatabase, seconds, startTestCoordinator, testStore, toMs } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";
 import { CLI, spawnCoordinator } from "./process-helpers.js";
 

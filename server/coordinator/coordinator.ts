@@ -20,16 +20,16 @@ import { LongPolls } from "./long-polls.js";
 import type { LeaseRequest, Poller } from "./long-polls.js";
 import { noMetrics } from "../operator/metrics.js";
 import type { CoordinatorMetrics } from "../operator/metrics.js";
-import { retryDelayMs } from "./policy.js";
 import { newExecutionId } from "./ids.js";
 import { WorkerRegistry } from "./workers.js";
 import { Scheduler } from "./scheduler.js";
-import { storedPolicy, toExecution, toPayload } from "./snapshot.js";
+import { toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
-import type { AttemptRef, ExecutionRecord, FailureRecord, NewAttempt, PayloadRecord, PeerNews, Store, Tx, WorkerRecord } from "../store/store.js";
-import { durationToMs, msToTimestamp } from "./time.js";
+import type { AttemptRef, ExecutionRecord, NewAttempt, PayloadRecord, PeerNews, Store, Tx, WorkerRecord } from "../store/store.js";
+import { msToTimestamp } from "./time.js";
 import { quote } from "../api/validate.js";
 import { WatchHub } from "./watch-hub.js";
+import { Outcomes } from "./outcomes.js";
 
 export interface CoordinatorOptions {
   store: Store;
@@ -56,26 +56,12 @@ export interface DeclaredTask {
   timeoutMs: number | null;
 }
 
-const TERMINAL_FROM_ATTEMPT: Record<number, number> = {
-  [A.failed]: E.failed,
-  [A.abandoned]: E.abandoned,
-  [A.timedOut]: E.timedOut,
-};
-
 export const isTerminal = (state: number) => state !== E.pending && state !== E.running;
 
 // Expired attempts are handled in slices, one per timer tick, so that one tick
 // never holds the event loop for long, even after a restart with many leases
 // gone stale.
 const EXPIRY_SLICE = 500;
-
-const OUTCOME_OF_STATE: Record<number, Parameters<CoordinatorMetrics["attemptFinished"]>[1]> = {
-  [A.succeeded]: "succeeded",
-  [A.failed]: "failed",
-  [A.abandoned]: "abandoned",
-  [A.timedOut]: "timed_out",
-  [A.cancelled]: "cancelled",
-};
 
 export class Coordinator {
   private readonly store: Store;
@@ -87,6 +73,7 @@ export class Coordinator {
   private readonly watchers = new WatchHub();
   private readonly polls = new LongPolls();
   private readonly workers: WorkerRegistry;
+  private readonly outcomes: Outcomes;
   /** News for the other nodes, gathered over one turn and told once. */
   private news: PeerNews | null = null;
   private offerScheduled = false;
@@ -104,6 +91,15 @@ export class Coordinator {
     this.metrics = options.metrics ?? noMetrics;
     this.scheduler = new Scheduler(this.clock, () => this.onTimer());
     this.workers = new WorkerRegistry();
+    this.outcomes = new Outcomes({
+      clock: this.clock,
+      random: this.random,
+      log: this.log,
+      count: (tx, effect) => this.count(tx, effect),
+      changed: (tx, seq) => this.changed(tx, seq),
+      workDueAt: (tx, task, dueAt, now) => this.workDueAt(tx, task, dueAt, now),
+      policyInEffect: (tx, execution) => this.policyInEffect(tx, execution),
+    });
     this.store.peers?.listen((news) => this.heard(news));
   }
 
@@ -295,7 +291,7 @@ export class Coordinator {
       for (const attempt of found) {
         if (typeof attempt === "string") verdicts.push("lost");
         else if (attempt.state === A.cancelled) verdicts.push("cancel");
-        else if (attempt.state !== A.running || (await this.expireIfDue(tx, attempt, now)) !== null) verdicts.push("lost");
+        else if (attempt.state !== A.running || (await this.outcomes.expireIfDue(tx, attempt, now)) !== null) verdicts.push("lost");
         else {
           const extended = now + attempt.leaseMs;
           leases.push({ id: attempt.id, leaseSecret: attempt.leaseSecret, leaseExpiresAt: attempt.timeoutAt === null ? extended : Math.min(extended, attempt.timeoutAt) });
@@ -322,14 +318,14 @@ export class Coordinator {
       return await this.store.write(async (tx) => {
         const attempts = await this.findAttempts(tx, outcomes.map((outcome) => outcome.leaseToken));
         const receipts: OutcomeReceipt[] = [];
-        for (let i = 0; i < outcomes.length; i++) receipts.push(await this.applyOutcome(tx, outcomes[i]!, attempts[i]!));
+        for (let i = 0; i < outcomes.length; i++) receipts.push(await this.outcomes.apply(tx, outcomes[i]!, attempts[i]!));
         return receipts;
       });
     } catch (error) {
       if (outcomes.length === 1) throw error;
       return Promise.all(outcomes.map((outcome) => this.store.write(async (tx) => {
         const [attempt] = await this.findAttempts(tx, [outcome.leaseToken]);
-        return this.applyOutcome(tx, outcome, attempt!);
+        return this.outcomes.apply(tx, outcome, attempt!);
       })));
     }
   }
@@ -532,127 +528,6 @@ export class Coordinator {
     });
   }
 
-  /** The refusal of an outcome for an attempt that an earlier outcome of the same batch ended. */
-  private ended(tx: Tx, attempt: AttemptRef): OutcomeReceipt {
-    return this.refused(tx, "ended", `attempt ${attempt.number} already ended; this lease is no longer current`);
-  }
-
-  private refused(tx: Tx, kind: string, reason: string): OutcomeReceipt {
-    this.count(tx, (m) => m.reportRefused(kind));
-    return receipt({ accepted: false, reason });
-  }
-
-  private async applyOutcome(tx: Tx, outcome: Outcome, attempt: AttemptRef | string): Promise<OutcomeReceipt> {
-    if (outcome.outcome.case === undefined) return this.refused(tx, "empty", "the outcome has neither a result nor a failure");
-    if (typeof attempt === "string") return this.refused(tx, attempt.startsWith("malformed") ? "malformed" : "unknown", attempt);
-    if (attempt.state === A.cancelled) return this.refused(tx, "cancelled", "the execution was cancelled");
-    if (attempt.state !== A.running) return this.ended(tx, attempt);
-    const now = this.clock.now();
-    const expired = await this.expireIfDue(tx, attempt, now);
-    if (expired !== null) {
-      return expired === A.timedOut ? this.refused(tx, "timed_out", "the attempt timed out") : this.refused(tx, "expired", "the lease expired");
-    }
-    const execution = attempt.execution;
-    if (outcome.outcome.case === "result") {
-      const result = outcome.outcome.value;
-      if (!(await tx.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.succeeded, finishedAt: now, failure: null, retryPolicy: null }))) {
-        return this.ended(tx, attempt);
-      }
-      await tx.executionFinish({
-        seq: execution.seq,
-        task: execution.task,
-        from: "running",
-        state: E.succeeded,
-        finishedAt: now,
-        result: { data: result.data, contentType: result.contentType },
-      });
-      await this.changed(tx, execution.seq);
-      this.count(tx, (m) => m.attemptFinished(execution.task, "succeeded"));
-      return receipt({ accepted: true });
-    }
-    const failure = outcome.outcome.value;
-    const decision = await this.endAttempt(tx, attempt, A.failed, now, {
-      type: failure.type,
-      message: failure.message,
-      stackTrace: failure.stackTrace,
-      nonRetryable: failure.nonRetryable,
-      retryAfterMs: failure.retryAfter ? durationToMs(failure.retryAfter) : 0,
-    });
-    if (decision === undefined) return this.ended(tx, attempt);
-    return receipt({ accepted: true, willRetry: decision !== null, nextAttemptAt: decision === null ? undefined : msToTimestamp(decision) });
-  }
-
-  /**
-   * Ends a RUNNING attempt as FAILED, ABANDONED or TIMED_OUT and decides what
-   * follows under the policy in effect now, read in this change. Returns when
-   * the retry is due, null when the execution ended, or undefined when the
-   * attempt had ended already (earlier in the same change).
-   */
-  private async endAttempt(tx: Tx, attempt: AttemptRef, state: number, now: number, failure: FailureRecord): Promise<number | null | undefined> {
-    const execution = attempt.execution;
-    const policyBytes = await this.policyInEffect(tx, execution);
-    const policy = policyBytes === null ? null : storedPolicy(policyBytes).resolved;
-    const retryable = !(state === A.failed && failure.nonRetryable);
-    let delayMs = retryable && policy ? retryDelayMs(policy, attempt.number, this.random) : null;
-    if (delayMs !== null && failure.retryAfterMs > 0) delayMs = failure.retryAfterMs;
-    const finished = await tx.attemptFinish({
-      id: attempt.id,
-      leaseSecret: attempt.leaseSecret,
-      state,
-      finishedAt: now,
-      failure,
-      retryPolicy: policy ? policyBytes : null,
-    });
-    if (!finished) return undefined;
-    const fields = { execution_id: execution.id, task: execution.task, attempt: attempt.number, error_type: failure.type };
-    this.count(tx, (m) => {
-      m.attemptFinished(execution.task, OUTCOME_OF_STATE[state]!);
-      if (delayMs !== null) m.retryScheduled(execution.task);
-    });
-    if (state !== A.failed) tx.afterCommit(() => this.log.info(state === A.timedOut ? "attempt timed out" : "attempt abandoned", { ...fields, message: failure.message }));
-    if (delayMs !== null) {
-      const nextAttemptAt = now + delayMs;
-      await tx.executionSetRetry({ seq: execution.seq, task: execution.task, nextAttemptAt });
-      await this.changed(tx, execution.seq);
-      this.workDueAt(tx, execution.task, nextAttemptAt, now);
-      tx.afterCommit(() => this.log.info("retry scheduled", { ...fields, attempt_state: OUTCOME_OF_STATE[state], delay_ms: delayMs }));
-      return nextAttemptAt;
-    }
-    await tx.executionFinish({ seq: execution.seq, task: execution.task, from: "running", state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
-    await this.changed(tx, execution.seq);
-    tx.afterCommit(() => this.log.info("execution ended", { ...fields, state: OUTCOME_OF_STATE[state] }));
-    return null;
-  }
-
-  /**
-   * Ends a RUNNING attempt whose lease or timeout has passed, and returns the
-   * state it ended in (null when neither has passed). When both have,
-   * whichever came first decides; heartbeats never extend a lease past the
-   * timeout, so a timeout at or before the lease expiry is a timeout.
-   */
-  private async expireIfDue(tx: Tx, attempt: AttemptRef, now: number): Promise<number | null> {
-    const timedOut = attempt.timeoutAt !== null && attempt.timeoutAt <= attempt.leaseExpiresAt;
-    const deadline = timedOut ? attempt.timeoutAt! : attempt.leaseExpiresAt;
-    if (deadline > now) return null;
-    const failure: FailureRecord = timedOut
-      ? {
-          type: "TimedOut",
-          message: `attempt ${attempt.number} ran past its timeout of ${attempt.timeoutAt! - attempt.startedAt} ms (at ${new Date(attempt.timeoutAt!).toISOString()})`,
-          stackTrace: "",
-          nonRetryable: false,
-          retryAfterMs: 0,
-        }
-      : {
-          type: "Abandoned",
-          message: `the lease of attempt ${attempt.number} expired at ${new Date(attempt.leaseExpiresAt).toISOString()} with no heartbeat or outcome from worker ${JSON.stringify(attempt.workerId)}`,
-          stackTrace: "",
-          nonRetryable: false,
-          retryAfterMs: 0,
-        };
-    const state = timedOut ? A.timedOut : A.abandoned;
-    return (await this.endAttempt(tx, attempt, state, now, failure)) === undefined ? null : state;
-  }
-
   /** Resolves once no timer tick is under way (tests on a fake clock wait for it). */
   async idle(): Promise<void> {
     while (this.ticking) await this.ticking;
@@ -686,7 +561,7 @@ export class Coordinator {
       this.store.write(async (tx) => {
         // An attempt that another node is ending right now is left to it.
         const [attempt] = await tx.attemptGet([id], { skipLocked: true });
-        return attempt !== undefined && attempt.state === A.running && (await this.expireIfDue(tx, attempt, now)) !== null;
+        return attempt !== undefined && attempt.state === A.running && (await this.outcomes.expireIfDue(tx, attempt, now)) !== null;
       }).catch((error: unknown) => {
         this.log.error("expiring an attempt failed", { attempt_id: id, error: String(error) });
         return false;
@@ -706,11 +581,6 @@ export class Coordinator {
     if (this.closed) return;
     this.scheduler.armAt(deadlines.length === 0 ? null : Math.min(...deadlines));
   }
-}
-
-/** An OutcomeReceipt as a literal: create() would first fill in every default. */
-function receipt({ accepted, reason = "", willRetry = false, nextAttemptAt }: Partial<Omit<OutcomeReceipt, "$typeName">> & { accepted: boolean }): OutcomeReceipt {
-  return { $typeName: "reprise.v1.OutcomeReceipt", accepted, reason, willRetry, nextAttemptAt };
 }
 
 /** Serializes a validated policy for storage. */
