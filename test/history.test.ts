@@ -18,7 +18,7 @@ import { ExecutionState } from "@reprise/client/wire";
 const SECRET = new Uint8Array(16);
 
 async function insert(tx: Tx, id: string, task: string, fields: { createdAt?: number; nextAttemptAt?: number; idempotencyKey?: string } = {}): Promise<ExecutionRecord> {
-  const record = await tx.executionInsert({
+  const record = (await tx.executionInsert([{
     id,
     task,
     state: E.pending,
@@ -28,7 +28,7 @@ async function insert(tx: Tx, id: string, task: string, fields: { createdAt?: nu
     createdAt: fields.createdAt ?? 0,
     idempotencyKey: fields.idempotencyKey ?? null,
     labels: {},
-  });
+  }]))[0];
   if (!record) throw new Error(`execution ${id} was not inserted`);
   return record;
 }

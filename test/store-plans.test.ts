@@ -137,7 +137,7 @@ async function buildHistory(path: string, executions: number): Promise<void> {
         const task = TASKS[i % TASKS.length]!;
         // Those that stay PENDING are delayed, or due a moment after the others, so that leasing passes them over.
         const stays = i % 97 === 0 || i % 101 === 0;
-        const record = await tx.executionInsert({
+        const record = (await tx.executionInsert([{
           id: `e${i}`,
           task,
           state: E.pending,
@@ -147,7 +147,7 @@ async function buildHistory(path: string, executions: number): Promise<void> {
           createdAt: now,
           idempotencyKey: i % 5 === 0 ? `key-${i}` : null,
           labels: {},
-        });
+        }]))[0];
         if (!record) throw new Error(`execution e${i} was not inserted`);
         if (stays) continue;
         const [due, ...more] = await tx.executionClaimDue({ tasks: [task], now, limit: 2 });

@@ -24,12 +24,12 @@ describe("group commit", () => {
     const store = new SqliteStore({ path: join(tempDir(), "db") });
     try {
       // Launched in one turn, none awaited before the next is launched.
-      const writes = Array.from({ length: 100 }, (_, i) => store.write(async (tx) => tx.executionInsert(newExecution(`e${i}`))));
+      const writes = Array.from({ length: 100 }, (_, i) => store.write(async (tx) => tx.executionInsert([newExecution(`e${i}`)])));
       expect(store.commits).toBe(0);
       const records = await Promise.all(writes);
       expect(store.commits).toBe(1);
-      expect(new Set(records.map((r) => r?.seq)).size).toBe(100);
-      await store.write(async (tx) => tx.executionInsert(newExecution("next-turn")));
+      expect(new Set(records.map(([r]) => r?.seq)).size).toBe(100);
+      await store.write(async (tx) => tx.executionInsert([newExecution("next-turn")]));
       expect(store.commits).toBe(2);
     } finally {
       await store.close();
@@ -40,12 +40,12 @@ describe("group commit", () => {
     const path = join(tempDir(), "db");
     const store = new SqliteStore({ path });
     try {
-      const a = store.write(async (tx) => tx.executionInsert(newExecution("a")));
+      const a = store.write(async (tx) => tx.executionInsert([newExecution("a")]));
       const b = store.write(async (tx) => {
-        await tx.executionInsert(newExecution("b"));
+        await tx.executionInsert([newExecution("b")]);
         throw new Error("boom");
       });
-      const c = store.write(async (tx) => tx.executionInsert(newExecution("c")));
+      const c = store.write(async (tx) => tx.executionInsert([newExecution("c")]));
       // The failed change is told at once, without waiting for the batch.
       await expect(b).rejects.toThrow("boom");
       expect(store.commits).toBe(0);
@@ -68,7 +68,7 @@ describe("group commit", () => {
     try {
       const events: string[] = [];
       const written = store.write(async (tx) => {
-        await tx.executionInsert(newExecution("a"));
+        await tx.executionInsert([newExecution("a")]);
         tx.afterCommit(() => events.push(`effect after ${store.commits} commits`));
       });
       // A later change of the same batch: the first one has run, its batch has not committed.
@@ -91,7 +91,7 @@ describe("group commit", () => {
         throw new Error("boom");
       });
       const c = store.write(async (tx) => {
-        await tx.executionInsert(newExecution("c"));
+        await tx.executionInsert([newExecution("c")]);
         tx.afterCommit(() => events.push("c"));
       });
       await expect(b).rejects.toThrow("boom");
@@ -112,7 +112,7 @@ describe("group commit", () => {
       const pagesInFile = () => statSync(path).size / 4096;
       const before = pagesInFile();
       for (let i = 0; i < 200 && store.checkpoints < 2; i++) {
-        await store.write(async (tx) => tx.executionInsert({ ...newExecution(`e${i}`), arguments: { data: new Uint8Array(2000), contentType: "" } }));
+        await store.write(async (tx) => tx.executionInsert([{ ...newExecution(`e${i}`), arguments: { data: new Uint8Array(2000), contentType: "" } }]));
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       expect(store.checkpoints).toBeGreaterThanOrEqual(2);
@@ -131,7 +131,7 @@ describe("group commit", () => {
       const store = new SqliteStore({ path });
       for (let batch = 0; batch < 200; batch++) {
         await store.write(async (tx) => {
-          for (let j = 0; j < 100; j++) await tx.executionInsert(newExecution(`e${batch}-${j}`));
+          for (let j = 0; j < 100; j++) await tx.executionInsert([newExecution(`e${batch}-${j}`)]);
         });
       }
       await store.close();
@@ -143,9 +143,9 @@ describe("group commit", () => {
     const path = join(tempDir(), "db");
     const store = new SqliteStore({ path });
     // Not awaited: closing commits what is pending.
-    const written = store.write(async (tx) => tx.executionInsert(newExecution("kept")));
+    const written = store.write(async (tx) => tx.executionInsert([newExecution("kept")]));
     await store.close();
-    expect((await written)?.id).toBe("kept");
+    expect((await written)[0]?.id).toBe("kept");
     const again = new SqliteStore({ path });
     await again.close();
     const db = new Database(path, { readonly: true });

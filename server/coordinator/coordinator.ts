@@ -25,7 +25,7 @@ import { WorkerRegistry } from "./workers.js";
 import { Scheduler } from "./scheduler.js";
 import { toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
-import type { AttemptRef, ExecutionRecord, NewAttempt, PayloadRecord, PeerNews, Store, Tx, WorkerRecord } from "../store/store.js";
+import type { AttemptRef, ExecutionRecord, NewAttempt, NewExecution, PayloadRecord, PeerNews, Store, Tx, WorkerRecord } from "../store/store.js";
 import { msToTimestamp } from "./time.js";
 import { quote } from "../api/validate.js";
 import { WatchHub } from "./watch-hub.js";
@@ -141,9 +141,9 @@ export class Coordinator {
     // Snapshots are taken in the same change as the insert: what Submit answers
     // is the execution as it was created, even if a worker leases it at once.
     const results = await this.store.write(async (tx) => {
+      const records = await this.insertExecutions(tx, batch);
       const answers: { execution: Execution; existing: boolean }[] = [];
-      for (const params of batch) {
-        const { record, existing } = await this.insertExecution(tx, params);
+      for (const { record, existing } of records) {
         answers.push({ execution: existing ? await this.snapshot(tx, record) : toExecution(record, [], await this.policyInEffect(tx, record)), existing });
       }
       return answers;
@@ -154,27 +154,59 @@ export class Coordinator {
     return results;
   }
 
-  private async insertExecution(tx: Tx, params: SubmitParams): Promise<{ record: ExecutionRecord; existing: boolean }> {
-    if (params.idempotencyKey !== null) {
-      const found = await tx.executionGetByIdempotencyKey(params.idempotencyKey);
-      if (found) return { record: found, existing: true };
-    }
+  /**
+   * Inserts the executions of a batch in one statement, in order; one whose
+   * idempotency key names an execution already (stored, or earlier in the
+   * batch) is answered with that one instead.
+   */
+  private async insertExecutions(tx: Tx, batch: SubmitParams[]): Promise<{ record: ExecutionRecord; existing: boolean }[]> {
     const now = this.clock.now();
-    const record = await tx.executionInsert({
-      id: newExecutionId(now),
-      task: params.task,
-      state: E.pending,
-      arguments: params.arguments,
-      retryPolicy: params.retryPolicy,
-      nextAttemptAt: now + params.delayMs,
-      createdAt: now,
-      idempotencyKey: params.idempotencyKey,
-      labels: params.labels,
-    });
-    // A concurrent Submit on another node took the key first: answer with its execution.
-    if (record === undefined) return { record: (await tx.executionGetByIdempotencyKey(params.idempotencyKey!))!, existing: true };
-    this.workDueAt(tx, record.task, record.nextAttemptAt!, now);
-    return { record, existing: false };
+    const answers: ({ record: ExecutionRecord; existing: boolean } | number)[] = [];
+    const firstWithKey = new Map<string, number>();
+    const fresh: { index: number; execution: NewExecution }[] = [];
+    for (const [index, params] of batch.entries()) {
+      const key = params.idempotencyKey;
+      if (key !== null) {
+        const first = firstWithKey.get(key);
+        if (first !== undefined) {
+          answers.push(first);
+          continue;
+        }
+        const found = await tx.executionGetByIdempotencyKey(key);
+        if (found) {
+          answers.push({ record: found, existing: true });
+          continue;
+        }
+        firstWithKey.set(key, index);
+      }
+      answers.push({ record: undefined!, existing: false });
+      fresh.push({
+        index,
+        execution: {
+          id: newExecutionId(now),
+          task: params.task,
+          state: E.pending,
+          arguments: params.arguments,
+          retryPolicy: params.retryPolicy,
+          nextAttemptAt: now + params.delayMs,
+          createdAt: now,
+          idempotencyKey: key,
+          labels: params.labels,
+        },
+      });
+    }
+    const inserted = fresh.length === 0 ? [] : await tx.executionInsert(fresh.map((f) => f.execution));
+    for (const [k, { index, execution }] of fresh.entries()) {
+      const record = inserted[k];
+      if (record === undefined) {
+        // A concurrent Submit on another node took the key first: answer with its execution.
+        answers[index] = { record: (await tx.executionGetByIdempotencyKey(execution.idempotencyKey!))!, existing: true };
+        continue;
+      }
+      answers[index] = { record, existing: false };
+      this.workDueAt(tx, record.task, record.nextAttemptAt!, now);
+    }
+    return answers.map((answer) => (typeof answer === "number" ? { record: (answers[answer] as { record: ExecutionRecord }).record, existing: true } : answer));
   }
 
   async get(id: string): Promise<Execution> {

@@ -1,7 +1,7 @@
 // Rows of both stores and the records of store.ts: how each column is read,
 // and how each value is bound. The two schemas name their columns alike;
 // booleans are 0/1 in SQLite and true/false in PostgreSQL, which accepts 0/1.
-import type { AttemptRecord, ExecutionRecord, FailureRecord, Tx, WorkerRecord } from "./store.js";
+import type { AttemptRecord, ExecutionRecord, FailureRecord, NewExecution, WorkerRecord } from "./store.js";
 
 export type Row = Record<string, unknown>;
 
@@ -77,7 +77,7 @@ export function attemptFromRow(row: Row): AttemptRecord {
 }
 
 /** The values of an execution insert, in the column order both stores' executionInsert statements use. */
-export function executionInsertValues(params: Parameters<Tx["executionInsert"]>[0]): unknown[] {
+export function executionInsertValues(params: NewExecution): unknown[] {
   return [
     params.id,
     params.task,
@@ -93,7 +93,7 @@ export function executionInsertValues(params: Parameters<Tx["executionInsert"]>[
 }
 
 /** The record of an execution just inserted as `seq`, built from what was inserted rather than read back. */
-export function insertedExecution(seq: number, params: Parameters<Tx["executionInsert"]>[0]): ExecutionRecord {
+export function insertedExecution(seq: number, params: NewExecution): ExecutionRecord {
   // Spelled out rather than spread from params: copying with a spread and
   // adding fields cost more than the insert itself (V8 builds a new shape).
   return {

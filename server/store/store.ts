@@ -118,6 +118,9 @@ export interface ExecutionRef {
 /** A value, or a promise of one: SQLite answers at once, PostgreSQL over the network. */
 export type Awaitable<T> = T | Promise<T>;
 
+/** A new execution, as executionInsert takes it. */
+export type NewExecution = Omit<ExecutionRecord, "seq" | "version" | "result" | "failure" | "finishedAt" | "attemptCount">;
+
 /** A new RUNNING attempt of an execution that executionClaimDue moved to RUNNING. */
 export type NewAttempt = Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy">;
 
@@ -129,8 +132,12 @@ export interface Tx {
   taskGet(name: string): Awaitable<TaskRecord | undefined>;
   taskUpsert(task: TaskRecord): Awaitable<void>;
 
-  /** Inserts a PENDING execution; undefined when its idempotency key is taken (by a change committed meanwhile). */
-  executionInsert(params: Omit<ExecutionRecord, "seq" | "version" | "result" | "failure" | "finishedAt" | "attemptCount">): Awaitable<ExecutionRecord | undefined>;
+  /**
+   * Inserts PENDING executions and returns their records, in order; undefined
+   * for one whose idempotency key is taken (by a change committed meanwhile, on
+   * PostgreSQL). The keys of one call must differ from each other.
+   */
+  executionInsert(executions: NewExecution[]): Awaitable<(ExecutionRecord | undefined)[]>;
   executionGet(id: string): Awaitable<ExecutionRecord | undefined>;
   executionGetBySeq(seq: number): Awaitable<ExecutionRecord | undefined>;
   executionGetByIdempotencyKey(key: string): Awaitable<ExecutionRecord | undefined>;

@@ -5,7 +5,7 @@
 // state and the lease secret, so that any number of coordinator nodes can
 // share one database: each attempt is claimed, extended and ended once.
 import pg from "pg";
-import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, NewAttempt, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
+import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, NewAttempt, NewExecution, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
 import { AttemptStateNumber, ExecutionStateNumber, StoreUnavailableError } from "../store.js";
 import { migrations } from "../../runtime/runtime.js";
 import { WorkerList, attemptFromRow, blob, executionFromRow, executionInsertValues, failureParams, insertedExecution, parseLabels } from "../rows.js";
@@ -59,9 +59,10 @@ const SQL = {
       worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
   executionInsert: `INSERT INTO reprise.executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
       idempotency_key, labels)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[], $5::text[], $6::bytea[], $7::bigint[], $8::bigint[],
+      $9::text[], $10::text[])
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING seq`,
+    RETURNING seq, id`,
   executionGet: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1`,
   executionGetForUpdate: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1 FOR UPDATE`,
   executionGetBySeq: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE seq = $1`,
@@ -393,11 +394,17 @@ class PostgresTx implements Tx {
     this.tasks.set(task.name, task);
   }
 
-  async executionInsert(params: Parameters<Tx["executionInsert"]>[0]): Promise<ExecutionRecord | undefined> {
-    const { rows } = await this.run("executionInsert", executionInsertValues(params));
-    if (rows.length === 0) return undefined;
-    this.counts.push(params.task, params.state, 1);
-    return insertedExecution(rows[0]!.seq as number, params);
+  async executionInsert(executions: NewExecution[]): Promise<(ExecutionRecord | undefined)[]> {
+    // One statement for the whole batch, column by column.
+    const columns = executions.map(executionInsertValues);
+    const { rows } = await this.run("executionInsert", Array.from({ length: 10 }, (_, c) => columns.map((values) => values[c])));
+    const seqById = new Map((rows as Row[]).map((row) => [row.id as string, row.seq as number]));
+    return executions.map((params) => {
+      const seq = seqById.get(params.id);
+      if (seq === undefined) return undefined;
+      this.counts.push(params.task, params.state, 1);
+      return insertedExecution(seq, params);
+    });
   }
 
   private async one(name: StatementName, values: unknown[]): Promise<ExecutionRecord | undefined> {

@@ -14,7 +14,7 @@ import type { Statements } from "./statements.js";
 import { migrations, sqliteBinding } from "../../runtime/runtime.js";
 import type { HoldMeter } from "../../operator/holds.js";
 import { ExecutionStateNumber } from "../store.js";
-import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, NewAttempt, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
+import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, NewAttempt, NewExecution, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
 
 export type Durability = "normal" | "full";
 
@@ -395,7 +395,11 @@ export class SqliteStore implements Store, Tx {
     });
   }
 
-  executionInsert(params: Parameters<Tx["executionInsert"]>[0]): ExecutionRecord {
+  executionInsert(executions: NewExecution[]): ExecutionRecord[] {
+    return executions.map((params) => this.executionInsertOne(params));
+  }
+
+  private executionInsertOne(params: NewExecution): ExecutionRecord {
     // The record is built here rather than read back with RETURNING *, which
     // costs more than the insert itself.
     const { lastInsertRowid } = this.statements.executionInsert.run(...executionInsertValues(params));
