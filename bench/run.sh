@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The benchmark of issues 5 and 11, one command: `npm run bench` (or `bash bench/run.sh`).
+# The benchmark of issues 5, 11 and 13, one command: `npm run bench` (or `bash bench/run.sh`).
 #
-#   bash bench/run.sh            full run: Reprise, graphile-worker and BullMQ, 3 repetitions,
-#                                and Reprise after 1,000,000 finished executions
+#   bash bench/run.sh            full run: Reprise (SQLite), Reprise on PostgreSQL with one
+#                                node and with three, graphile-worker and BullMQ,
+#                                3 repetitions, and Reprise after 1,000,000 finished executions
 #   bash bench/run.sh --smoke    tiny Reprise-only run for CI (no PostgreSQL or Redis)
 #
-# Other flags go to bench/src/main.mjs: --reps N, --systems reprise,graphile,bullmq,
+# Other flags go to bench/src/main.mjs: --reps N,
+# --systems reprise,reprise-pg,reprise-pg3,graphile,bullmq,
 # --workloads W1,...,W6, --pending N, --history N, --no-profile, --results FILE.
 #
 # It installs PostgreSQL and Redis from Debian packages when they are missing,
@@ -20,11 +22,12 @@ root=$(dirname "$bench_dir")
 cd "$root"
 
 smoke=0
-systems="reprise,graphile,bullmq"
+all_systems="reprise,reprise-pg,reprise-pg3,graphile,bullmq"
+systems=$all_systems
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
-    --smoke) smoke=1; [[ $systems == "reprise,graphile,bullmq" ]] && systems=reprise ;;
+    --smoke) smoke=1; [[ $systems == "$all_systems" ]] && systems=reprise ;;
     --systems) systems="${args[$((i + 1))]:-}" ;;
     --systems=*) systems="${args[$i]#--systems=}" ;;
   esac
@@ -76,8 +79,9 @@ take_snapshot() {
   mkdir -p "$snapshot/server" "$snapshot/clients/ts" "$snapshot/node_modules/@reprise"
   # proto/ too: the coordinator finds its root, and reads the API's protos, there.
   cp -a package.json dist proto "$snapshot/"
-  mkdir -p "$snapshot/server/store/sqlite"
+  mkdir -p "$snapshot/server/store/sqlite" "$snapshot/server/store/postgres"
   cp -a server/store/sqlite/migrations "$snapshot/server/store/sqlite/"
+  cp -a server/store/postgres/migrations "$snapshot/server/store/postgres/"
   cp -a clients/ts/package.json clients/ts/dist "$snapshot/clients/ts/"
   local module
   for module in node_modules/* node_modules/.bin; do
@@ -117,7 +121,9 @@ if want graphile || want bullmq; then
   fi
 fi
 
-if want graphile; then
+# One PostgreSQL server for graphile-worker and for Reprise's PostgreSQL store
+# (reprise-pg, reprise-pg3 create and drop a database of their own per repetition).
+if want graphile || want reprise-pg || want reprise-pg3; then
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
   if [[ -z $pg_bin || ! -x $pg_bin/initdb ]]; then
     apt_install postgresql

@@ -1,8 +1,9 @@
-// The benchmark harness of issues 5 and 11. bench/run.sh starts PostgreSQL and
-// Redis (unless --smoke) and then runs this; it starts every Reprise
+// The benchmark harness of issues 5, 11 and 13. bench/run.sh starts PostgreSQL
+// and Redis (unless --smoke) and then runs this; it starts every Reprise
 // coordinator and every worker process itself and stops them by PID.
 //
-//   node bench/src/main.mjs [--smoke] [--reps N] [--systems reprise,graphile,bullmq]
+//   node bench/src/main.mjs [--smoke] [--reps N]
+//                           [--systems reprise,reprise-pg,reprise-pg3,graphile,bullmq]
 //                           [--workloads W1,W2,W3,W4,W5,W6] [--pending N] [--history N]
 //                           [--no-profile] [--results FILE]
 import { mkdirSync, rmSync } from "node:fs";
@@ -12,7 +13,7 @@ import { parseArgs } from "node:util";
 import { killChildren, median, now, progress } from "./common.mjs";
 import { HistorySystem, buildHistory, describeProbes, probeHistory, removeDatabase, serveHistory } from "./history.mjs";
 import { profileRun } from "./profile.mjs";
-import { historyGoals, writeResults } from "./report.mjs";
+import { clusterGoals, historyGoals, writeResults } from "./report.mjs";
 import { describeLoops } from "./scrape.mjs";
 import { buildPendingRetries } from "./seed.mjs";
 import { RepriseSystem } from "./systems/reprise.mjs";
@@ -41,7 +42,7 @@ if (!Number.isSafeInteger(sizes.history) || sizes.history < 0) throw new Error(`
 // Scrapes are spaced out as a Prometheus server's would be (closer in the smoke run, to keep it short).
 const probes = { scrapes: 20, calls: 20, scrapeGapMs: smoke ? 50 : 250, callGapMs: smoke ? 20 : 100 };
 const reps = Number(flags.reps ?? (smoke ? 1 : 3));
-const systemNames = (flags.systems ?? (smoke ? "reprise" : "reprise,graphile,bullmq")).split(",");
+const systemNames = (flags.systems ?? (smoke ? "reprise" : "reprise,reprise-pg,reprise-pg3,graphile,bullmq")).split(",");
 const workloads = (flags.workloads ?? "W1,W2,W3,W4,W5,W6").split(",");
 const workDir = process.env.BENCH_WORKDIR ?? join(benchDir, ".tmp", `run-${process.pid}`);
 const timeoutMs = smoke ? 30_000 : 300_000;
@@ -59,6 +60,10 @@ async function makeSystems() {
   const systems = [];
   for (const name of systemNames) {
     if (name === "reprise") systems.push(new RepriseSystem({ workDir }));
+    else if (name === "reprise-pg" || name === "reprise-pg3") {
+      const { ReprisePgSystem } = await import("./systems/reprise-pg.mjs");
+      systems.push(new ReprisePgSystem({ workDir, pgUrl: process.env.BENCH_PG_URL, nodes: name === "reprise-pg" ? 1 : 3 }));
+    }
     else if (name === "bullmq") systems.push(new (await import("./systems/bullmq.mjs")).BullmqSystem({ redisPort: Number(process.env.BENCH_REDIS_PORT) }));
     else if (name === "graphile") systems.push(new (await import("./systems/graphile.mjs")).GraphileSystem({ pgUrl: process.env.BENCH_PG_URL }));
     else throw new Error(`unknown system ${name}`);
@@ -232,21 +237,32 @@ function scaledStart(system) {
   return system.lastStartToServingMs;
 }
 
-/** The medians table, printed and returned as markdown rows. */
+/**
+ * The medians table, printed and returned as markdown rows. One column per
+ * system, then the ratio columns: Reprise (SQLite) against each competitor,
+ * and each Reprise-on-PostgreSQL system against graphile-worker, which runs on
+ * the same PostgreSQL server. Throughput ratios are the Reprise system's over
+ * the other's, latency ratios the other's over the Reprise system's: above 1×
+ * means Reprise is better either way.
+ */
 function printTable() {
   const med = (w, s, key) => median((results[w]?.[s] ?? []).map((r) => r[key]));
-  const others = systemNames.filter((s) => s !== "reprise");
-  const label = { reprise: "Reprise", graphile: "graphile-worker", bullmq: "BullMQ" };
+  const has = (s) => systemNames.includes(s);
+  const pairs = [
+    ...(has("reprise") ? systemNames.filter((s) => s === "graphile" || s === "bullmq").map((o) => ["reprise", o]) : []),
+    ...(has("graphile") ? systemNames.filter((s) => s.startsWith("reprise-pg")).map((p) => [p, "graphile"]) : []),
+  ];
+  const label = { reprise: "Reprise", "reprise-pg": "Reprise on PG", "reprise-pg3": "Reprise on PG, 3 nodes", graphile: "graphile-worker", bullmq: "BullMQ" };
   const fmt = (v, digits = 0) => (Number.isFinite(v) ? v.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–");
   const rows = [];
-  const header = ["workload", "metric", ...systemNames.map((s) => label[s]), ...others.map((o) => `Reprise / ${label[o]}`)];
+  const header = ["workload", "metric", ...systemNames.map((s) => label[s] ?? s), ...pairs.map(([a, b]) => `${label[a]} / ${label[b]}`)];
   const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : "–");
   for (const [w, metric] of [
     ["W1", "executions/s"],
     ["W2", "executions/s"],
   ]) {
     const values = systemNames.map((s) => med(w, s, "perSecond"));
-    rows.push([w, metric, ...values.map((v) => fmt(v)), ...others.map((o) => ratio(med(w, "reprise", "perSecond"), med(w, o, "perSecond")))]);
+    rows.push([w, metric, ...values.map((v) => fmt(v)), ...pairs.map(([a, b]) => ratio(med(w, a, "perSecond"), med(w, b, "perSecond")))]);
   }
   for (const [w, keys] of [
     ["W3", ["p50", "p95", "p99", "max"]],
@@ -255,24 +271,35 @@ function printTable() {
     for (const key of keys) {
       const values = systemNames.map((s) => med(w, s, key));
       // For latencies the ratio is the other system's over Reprise's: above 1 means Reprise is faster.
-      rows.push([w, `${key} ms`, ...values.map((v) => fmt(v, 2)), ...others.map((o) => ratio(med(w, o, key), med(w, "reprise", key)))]);
+      rows.push([w, `${key} ms`, ...values.map((v) => fmt(v, 2)), ...pairs.map(([a, b]) => ratio(med(w, b, key), med(w, a, key)))]);
     }
   }
-  const blank = (v) => [v, ...Array(others.length * 2).fill("")];
+  // W5 and W6 are Reprise on SQLite only: one value in its column.
+  const only = (w, metric, v) => {
+    const row = Array(header.length).fill("");
+    row[0] = w;
+    row[1] = metric;
+    if (systemNames.includes("reprise")) row[2 + systemNames.indexOf("reprise")] = v;
+    return row;
+  };
   if (results.W5) {
-    rows.push(["W5", "W1 with pending, executions/s", ...blank(fmt(med("W5", "reprise", "perSecond")))]);
-    rows.push(["W5", "W1 with pending / W1 empty", ...blank(ratio(med("W5", "reprise", "perSecond"), med("W1", "reprise", "perSecond")))]);
-    rows.push(["W5", "start to SERVING, ms", ...blank(fmt(med("W5", "reprise", "startToServingMs")))]);
-    rows.push(["W5", "RSS after start, MiB", ...blank(fmt(med("W5", "reprise", "idleRssMiB")))]);
-    rows.push(["W5", "peak RSS during W1, MiB", ...blank(fmt(med("W5", "reprise", "peakRssMiB")))]);
+    rows.push(only("W5", "W1 with pending, executions/s", fmt(med("W5", "reprise", "perSecond"))));
+    rows.push(only("W5", "W1 with pending / W1 empty", ratio(med("W5", "reprise", "perSecond"), med("W1", "reprise", "perSecond"))));
+    rows.push(only("W5", "start to SERVING, ms", fmt(med("W5", "reprise", "startToServingMs"))));
+    rows.push(only("W5", "RSS after start, MiB", fmt(med("W5", "reprise", "idleRssMiB"))));
+    rows.push(only("W5", "peak RSS during W1, MiB", fmt(med("W5", "reprise", "peakRssMiB"))));
   }
   if (results.W6) {
-    rows.push(["W6", "durability full, executions/s", ...blank(fmt(med("W6", "reprise", "perSecond")))]);
-    rows.push(["W6", "full / normal", ...blank(ratio(med("W6", "reprise", "perSecond"), med("W1", "reprise", "perSecond")))]);
+    rows.push(only("W6", "durability full, executions/s", fmt(med("W6", "reprise", "perSecond"))));
+    rows.push(only("W6", "full / normal", ratio(med("W6", "reprise", "perSecond"), med("W1", "reprise", "perSecond"))));
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i] ?? "").length)));
   const line = (cells) => cells.map((c, i) => String(c ?? "").padEnd(widths[i])).join("  ");
-  process.stderr.write(`\nMedians of ${reps} repetition(s):\n${line(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n${rows.map(line).join("\n")}\n\n`);
+  const cluster = clusterGoals(med, systemNames);
+  process.stderr.write(
+    `\nMedians of ${reps} repetition(s):\n${line(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n${rows.map(line).join("\n")}\n\n` +
+      (cluster.length > 0 ? `Goals of issue 13 (Reprise on PostgreSQL):\n${cluster.map((g) => `  ${g.goal}: ${g.shown}${g.ok === null ? "" : g.ok ? " (met)" : " (missed)"}`).join("\n")}\n\n` : ""),
+  );
   return { header, rows, med };
 }
 

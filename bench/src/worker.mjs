@@ -4,7 +4,9 @@
 // wall-clock milliseconds with sub-millisecond resolution, comparable across
 // the processes of this machine.
 //
-//   argv[2]: JSON { system, mode, expected, concurrency, address | redisPort | pgUrl, queue }
+//   argv[2]: JSON { system, mode, expected, concurrency, queue, and
+//             address (reprise, reprise-pg) | leaseAddress + reportAddress
+//             (reprise-pg3) | redisPort (bullmq) | pgUrl (graphile) }
 //
 // Modes:
 //   noop      every attempt succeeds at once (W1, W5, W6)
@@ -12,7 +14,7 @@
 //             second succeeds (W2 with the smallest delay, W4 with 1 s)
 //   latency   records handler start minus the submit time carried in the
 //             arguments (W3)
-import { now } from "./common.mjs";
+import { now, sleep } from "./common.mjs";
 import { clientModule } from "./paths.mjs";
 
 const config = JSON.parse(process.argv[2]);
@@ -71,6 +73,101 @@ async function startReprise() {
   });
   await worker.start();
   stop = () => worker.stop({ grace: 5 });
+}
+
+/**
+ * reprise-pg3: the loop of @reprise/client's Worker (which talks to one
+ * address) written on the raw WorkerService stubs, so that it can lease from
+ * one node and report to another. DeclareTasks and LeaseAttempts go to
+ * `leaseAddress`: a long-poll (wait 30 s, lease 30 s, the Worker's defaults)
+ * for as many attempts as there are free slots. ReportOutcomes goes to
+ * `reportAddress`: every outcome of one event-loop turn in one call, one call
+ * in flight, as the Worker's reporter does. It sends no heartbeats: every
+ * attempt here ends within milliseconds of its lease, far inside the 30 s
+ * lease, and the Worker's first heartbeat would come after 10 s.
+ */
+async function startRepriseAcrossNodes() {
+  const { WorkerService, Retries, createServiceClient, retryPolicy } = await import(clientModule);
+  const leases = createServiceClient(WorkerService, config.leaseAddress);
+  const reports = createServiceClient(WorkerService, config.reportAddress);
+  const workerId = `bench-${process.pid}`;
+  const tasks = [config.queue];
+  const delay = config.retryDelayMs / 1000;
+  const retries = mode === "failonce" ? new Retries({ limit: 1, backoff: [delay, delay] }) : undefined;
+  await leases.declareTasks({ workerId, tasks: [{ name: config.queue, retryPolicy: retryPolicy(retries) }] });
+
+  const thirtySeconds = { seconds: 30n, nanos: 0 };
+  const stopping = new AbortController();
+  const decoder = new TextDecoder();
+  const result = { data: new TextEncoder().encode("null"), contentType: "application/json" };
+  const queue = [];
+  let flushing = null;
+  let scheduled = false;
+
+  const flush = async () => {
+    while (queue.length > 0) {
+      const batch = queue.splice(0, 1000);
+      try {
+        const { receipts } = await reports.reportOutcomes({ outcomes: batch }, { deadline: new Date(Date.now() + 30_000) });
+        const refused = receipts.filter((r) => !r.accepted);
+        if (refused.length > 0) process.stderr.write(`reprise-pg3 worker: ${refused.length} outcome(s) refused: ${refused[0].reason}\n`);
+      } catch (error) {
+        // Reports are the one thing a worker must not lose: send them again (the harness's timeout bounds this).
+        process.stderr.write(`reprise-pg3 worker: ReportOutcomes failed, sending again in 100 ms: ${error?.message ?? error}\n`);
+        queue.unshift(...batch);
+        await sleep(100);
+      }
+    }
+  };
+  const report = (outcome) => {
+    queue.push(outcome);
+    if (scheduled || flushing) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      flushing = flush().finally(() => {
+        flushing = null;
+      });
+    });
+  };
+
+  // The handler is synchronous, so a slot is free again as soon as run() returns.
+  const run = (leased) => {
+    let outcome;
+    try {
+      const data = leased.arguments?.data ?? new Uint8Array();
+      work(data.length === 0 ? undefined : JSON.parse(decoder.decode(data)));
+      outcome = { case: "result", value: result };
+      queueMicrotask(() => finished(leased.executionId));
+    } catch (error) {
+      outcome = { case: "failure", value: { type: error.name, message: error.message, stackTrace: error.stack ?? "" } };
+    }
+    report({ leaseToken: leased.leaseToken, outcome });
+  };
+
+  const leaseLoop = (async () => {
+    while (!stopping.signal.aborted) {
+      try {
+        const { attempts } = await leases.leaseAttempts(
+          { workerId, tasks, maxAttempts: concurrency, wait: thirtySeconds, leaseDuration: thirtySeconds },
+          { signal: stopping.signal, deadline: new Date(Date.now() + 60_000) },
+        );
+        for (const leased of attempts) run(leased);
+      } catch (error) {
+        if (stopping.signal.aborted) break;
+        process.stderr.write(`reprise-pg3 worker: LeaseAttempts failed, trying again in 100 ms: ${error?.message ?? error}\n`);
+        await sleep(100);
+      }
+    }
+  })();
+
+  stop = async () => {
+    stopping.abort();
+    await leaseLoop;
+    while (queue.length > 0 || scheduled || flushing) await (flushing ?? new Promise((resolve) => setImmediate(resolve)));
+    leases.raw.close();
+    reports.raw.close();
+  };
 }
 
 async function startBullmq() {
@@ -136,7 +233,7 @@ process.on("message", async (message) => {
 });
 process.on("disconnect", () => process.exit(0));
 
-const starters = { reprise: startReprise, bullmq: startBullmq, graphile: startGraphile };
+const starters = { reprise: startReprise, "reprise-pg": startReprise, "reprise-pg3": startRepriseAcrossNodes, bullmq: startBullmq, graphile: startGraphile };
 try {
   process.env.NO_LOG_SUCCESS = "1";
   await starters[system]();
