@@ -200,13 +200,24 @@ export interface Tx {
    * and the lease secret, and on the attempt being the execution's last.
    */
   attemptReturn(params: { id: number; leaseSecret: Uint8Array }): Awaitable<boolean>;
-  /** The ids of RUNNING attempts whose lease or timeout has passed at `now`, earliest first. */
+  /**
+   * The ids of RUNNING attempts whose lease or timeout has passed at `now`, at
+   * most `limit`, each once: those past their lease first, earliest first, then
+   * those past their timeout.
+   */
   attemptListExpired(params: { now: number; limit: number }): Awaitable<number[]>;
 
-  /** The earliest future moment something is due: a PENDING start, a lease expiry or a timeout. */
+  /**
+   * The earliest moment something is due: a future PENDING start, or a lease
+   * expiry or timeout of a RUNNING attempt (which may have passed already).
+   */
   nextDeadline(now: number): Awaitable<number | null>;
 
-  /** Execution counts by task and state number, for metrics; kept as states change, never counted from the rows. */
+  /**
+   * Execution counts by task and state number, for metrics; kept as states
+   * change, never counted from the rows. Read them with read(): inside a change,
+   * whether that change's own changes are included differs between stores.
+   */
   executionCountByTaskAndState(): Awaitable<{ task: string; state: number; count: number }[]>;
   /** PENDING executions due at `now` and due later. */
   executionCountPending(now: number): Awaitable<{ due: number; delayed: number }>;
@@ -216,7 +227,9 @@ export interface Tx {
    * oldest first, and deletes, with their attempts, those that finished before
    * `finishedBefore`. Stops early at the first execution created at or after
    * `finishedBefore` (none from there on can qualify). `nextSeq` is where the
-   * next step starts, or null when the walk reached its end.
+   * next step starts, or null when the walk reached its end. On PostgreSQL one
+   * node at a time deletes: while another holds the retention lock, a step
+   * deletes nothing and returns null.
    */
   executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): Awaitable<{ deleted: number; nextSeq: number | null }>;
 

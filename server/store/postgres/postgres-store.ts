@@ -47,6 +47,9 @@ export interface PostgresStoreOptions {
 }
 
 
+/** A task's declaration, joined as t (NULL columns when the task was never declared). */
+const TASK_COLUMNS = "t.name AS task_name, t.retry_policy AS task_retry_policy, t.timeout_ms AS task_timeout_ms, t.worker_id AS task_worker_id, t.declared_at AS task_declared_at";
+
 const EXECUTION_COLUMNS = `seq, id, task, state, version, arguments, arguments_type, retry_policy, result, result_type,
   failure_type, failure_message, failure_stack, failure_non_retryable, failure_retry_after_ms, next_attempt_at, created_at,
   finished_at, idempotency_key, labels, attempt_count`;
@@ -57,12 +60,16 @@ const SQL = {
   taskUpsert: `INSERT INTO reprise.tasks (name, retry_policy, timeout_ms, worker_id, declared_at) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (name) DO UPDATE SET retry_policy = excluded.retry_policy, timeout_ms = excluded.timeout_ms,
       worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
-  executionInsert: `INSERT INTO reprise.executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
+  // Each statement that starts a decision also brings the declarations of the
+  // tasks involved (${TASK_COLUMNS}), read in the same statement: the change
+  // then needs no round trip of its own for them.
+  executionInsert: `WITH inserted AS (INSERT INTO reprise.executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
       idempotency_key, labels)
     SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[], $5::text[], $6::bytea[], $7::bigint[], $8::bigint[],
       $9::text[], $10::text[])
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING seq, id`,
+    RETURNING seq, id, task)
+    SELECT i.seq, i.id, i.task, ${TASK_COLUMNS} FROM inserted i LEFT JOIN reprise.tasks t ON t.name = i.task`,
   executionGet: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1`,
   executionGetForUpdate: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1 FOR UPDATE`,
   executionGetBySeq: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE seq = $1`,
@@ -81,7 +88,7 @@ const SQL = {
   executionMinSeq: "SELECT min(seq) AS seq FROM reprise.executions",
   // Claim in one statement: lock due rows no other node holds, oldest due
   // first, and move them to RUNNING.
-  executionClaimDue: `WITH due AS (
+  executionClaimDue: `WITH claimed AS (WITH due AS (
       SELECT seq, next_attempt_at FROM reprise.executions
       WHERE state = ${PENDING} AND task = ANY($1) AND next_attempt_at <= $2
       ORDER BY next_attempt_at, seq LIMIT $3
@@ -89,7 +96,8 @@ const SQL = {
     UPDATE reprise.executions e
     SET state = ${RUNNING}, next_attempt_at = NULL, attempt_count = e.attempt_count + 1, version = e.version + 1
     FROM due WHERE e.seq = due.seq
-    RETURNING e.seq, e.id, e.task, e.arguments, e.arguments_type, e.labels, due.next_attempt_at, e.attempt_count - 1 AS attempt_count`,
+    RETURNING e.seq, e.id, e.task, e.arguments, e.arguments_type, e.labels, due.next_attempt_at, e.attempt_count - 1 AS attempt_count)
+    SELECT c.*, ${TASK_COLUMNS} FROM claimed c LEFT JOIN reprise.tasks t ON t.name = c.task`,
   executionSetRetry: `UPDATE reprise.executions SET state = ${PENDING}, next_attempt_at = $1, version = version + 1
     WHERE seq = $2 AND state = ${RUNNING}`,
   // The old state comes from the locked row, so that counts know what was left.
@@ -105,8 +113,9 @@ const SQL = {
     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[])
       AS v(s, n, w, sa, st, ls, lm, le, t)
     RETURNING id, execution_seq`,
-  attemptGet: `SELECT a.*, e.id AS execution_id, e.task, e.retry_policy AS execution_retry_policy
-    FROM reprise.attempts a JOIN reprise.executions e ON e.seq = a.execution_seq WHERE a.id = ANY($1)`,
+  attemptGet: `SELECT a.*, e.id AS execution_id, e.task, e.retry_policy AS execution_retry_policy, ${TASK_COLUMNS}
+    FROM reprise.attempts a JOIN reprise.executions e ON e.seq = a.execution_seq LEFT JOIN reprise.tasks t ON t.name = e.task
+    WHERE a.id = ANY($1)`,
   attemptList: "SELECT * FROM reprise.attempts WHERE execution_seq = $1 ORDER BY number",
   attemptGetRunning: `SELECT * FROM reprise.attempts WHERE execution_seq = $1 AND state = ${ATTEMPT_RUNNING}`,
   attemptExtendLease: `UPDATE reprise.attempts a SET lease_expires_at = v.expires
@@ -133,8 +142,6 @@ const SQL = {
       (SELECT min(next_attempt_at) FROM reprise.executions WHERE state = ${PENDING} AND next_attempt_at > $1) AS pending,
       (SELECT min(lease_expires_at) FROM reprise.attempts WHERE state = ${ATTEMPT_RUNNING}) AS lease,
       (SELECT min(timeout_at) FROM reprise.attempts WHERE state = ${ATTEMPT_RUNNING} AND timeout_at IS NOT NULL) AS timeout`,
-  countAdd: `INSERT INTO reprise.execution_count_changes (task, state, delta)
-    SELECT * FROM unnest($1::text[], $2::smallint[], $3::int[])`,
   countByTaskAndState: `SELECT task, state, sum(count)::bigint AS count FROM (
       SELECT task, state, count FROM reprise.execution_counts
       UNION ALL SELECT task, state, delta FROM reprise.execution_count_changes) c
@@ -288,9 +295,9 @@ export class PostgresStore implements Store {
         // Reads see one snapshot, so that an execution and its attempts agree.
         await client.query(write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
         const value = await body(tx);
-        if (write) await tx.flushCounts();
         const committing = performance.now();
-        await client.query("COMMIT");
+        // The count changes go with the COMMIT, in one round trip.
+        await client.query(write ? `${tx.countsInsert()}COMMIT` : "COMMIT");
         if (write) this.options.onCommit?.(1, performance.now() - committing);
         for (const effect of tx.effects) effect();
         this.setAvailable(true);
@@ -355,38 +362,46 @@ class PostgresTx implements Tx {
     this.counts.push(task, from, -1, task, to, 1);
   }
 
-  async flushCounts(): Promise<void> {
-    if (this.counts.length === 0) return;
+  /** The INSERT of this change's count changes, summed by task and state, with the values inlined ("" when none). */
+  countsInsert(): string {
+    if (this.counts.length === 0) return "";
     const sums = new Map<string, number>();
     for (let i = 0; i < this.counts.length; i += 3) {
       const key = `${this.counts[i + 1]} ${this.counts[i]}`;
       sums.set(key, (sums.get(key) ?? 0) + (this.counts[i + 2] as number));
     }
-    const tasks: string[] = [];
-    const states: number[] = [];
-    const deltas: number[] = [];
+    const values: string[] = [];
     for (const [key, delta] of sums) {
       if (delta === 0) continue;
       const space = key.indexOf(" ");
-      states.push(Number(key.slice(0, space)));
-      tasks.push(key.slice(space + 1));
-      deltas.push(delta);
+      values.push(`(${this.client.escapeLiteral(key.slice(space + 1))}, ${Number(key.slice(0, space))}, ${delta})`);
     }
-    if (tasks.length > 0) await this.run("countAdd", [tasks, states, deltas]);
+    return values.length === 0 ? "" : `INSERT INTO reprise.execution_count_changes (task, state, delta) VALUES ${values.join(", ")}; `;
   }
 
   async taskGet(name: string): Promise<TaskRecord | undefined> {
-    if (this.tasks.has(name)) return this.tasks.get(name);
-    const row = (await this.run("taskGet", [name])).rows[0] as Row | undefined;
-    const task = row && {
-      name: row.name as string,
-      retryPolicy: (row.retry_policy as Buffer | null) ?? null,
-      timeoutMs: row.timeout_ms as number | null,
-      workerId: row.worker_id as string,
-      declaredAt: row.declared_at as number,
-    };
-    this.tasks.set(name, task);
-    return task;
+    if (!this.tasks.has(name)) {
+      const row = (await this.run("taskGet", [name])).rows[0] as Row | undefined;
+      this.tasks.set(name, row && { name, retryPolicy: (row.retry_policy as Buffer | null) ?? null, timeoutMs: row.timeout_ms as number | null, workerId: row.worker_id as string, declaredAt: row.declared_at as number });
+    }
+    return this.tasks.get(name);
+  }
+
+  /** Remembers, for the rest of this change, the declaration of `task` that a statement joined (TASK_COLUMNS). */
+  private joinedTask(task: string, row: Row): void {
+    if (this.tasks.has(task)) return;
+    this.tasks.set(
+      task,
+      row.task_name === null
+        ? undefined
+        : {
+            name: task,
+            retryPolicy: (row.task_retry_policy as Buffer | null) ?? null,
+            timeoutMs: row.task_timeout_ms as number | null,
+            workerId: row.task_worker_id as string,
+            declaredAt: row.task_declared_at as number,
+          },
+    );
   }
 
   async taskUpsert(task: TaskRecord): Promise<void> {
@@ -398,7 +413,11 @@ class PostgresTx implements Tx {
     // One statement for the whole batch, column by column.
     const columns = executions.map(executionInsertValues);
     const { rows } = await this.run("executionInsert", Array.from({ length: 10 }, (_, c) => columns.map((values) => values[c])));
-    const seqById = new Map((rows as Row[]).map((row) => [row.id as string, row.seq as number]));
+    const seqById = new Map<string, number>();
+    for (const row of rows as Row[]) {
+      seqById.set(row.id as string, row.seq as number);
+      this.joinedTask(row.task as string, row);
+    }
     return executions.map((params) => {
       const seq = seqById.get(params.id);
       if (seq === undefined) return undefined;
@@ -453,6 +472,7 @@ class PostgresTx implements Tx {
 
   async executionClaimDue(params: { tasks: readonly string[]; now: number; limit: number }): Promise<DueExecution[]> {
     const { rows } = await this.run("executionClaimDue", [params.tasks, params.now, params.limit]);
+    for (const row of rows as Row[]) this.joinedTask(row.task as string, row);
     const due = (rows as Row[]).map((row) => ({
       seq: row.seq as number,
       id: row.id as string,
@@ -509,10 +529,12 @@ class PostgresTx implements Tx {
     // In a change, the attempts and their executions are locked until it ends:
     // whatever this change decides about them, no other node decides meanwhile.
     const lock = !this.writing ? "" : options?.skipLocked ? " ORDER BY a.id FOR UPDATE OF a, e SKIP LOCKED" : " ORDER BY a.id FOR UPDATE OF a, e";
+    // The task rows are read, not locked: a declaration committed meanwhile is seen by the next change.
     const { rows } = await this.client.query({ name: `attemptGet${lock === "" ? "" : options?.skipLocked ? "SkipLocked" : "ForUpdate"}`, text: SQL.attemptGet + lock, values: [ids] });
     const byId = new Map<number, AttemptRef>();
     for (const row of rows as Row[]) {
       const execution = { seq: row.execution_seq as number, id: row.execution_id as string, task: row.task as string, retryPolicy: (row.execution_retry_policy as Buffer | null) ?? null };
+      this.joinedTask(execution.task, row);
       byId.set(row.id as number, Object.assign(attemptFromRow(row), { execution }));
     }
     return ids.map((id) => byId.get(id));

@@ -488,10 +488,9 @@ export class SqliteStore implements Store, Tx {
         });
       }
     }
-    if (due.length > params.limit) {
-      due.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || a.seq - b.seq);
-      due.length = params.limit;
-    }
+    // Each task's rows come in due order; more than one task must be merged.
+    if (params.tasks.length > 1) due.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || a.seq - b.seq);
+    if (due.length > params.limit) due.length = params.limit;
     return due;
   }
 
