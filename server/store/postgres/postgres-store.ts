@@ -243,8 +243,19 @@ export class PostgresStore implements Store {
     for (const listener of this.availability) listener(available);
   }
 
+  /** A pooled connection; a refused or failed connect is UNAVAILABLE. */
+  private async connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (error) {
+      throw unavailableOr(error);
+    }
+  }
+
   private async migrate(): Promise<void> {
-    const client = await this.pool.connect();
+    const client = await this.connect();
+    const lost = () => {};
+    client.on("error", lost);
     try {
       // Nodes that start together wait here for one another: each migration is applied once.
       await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
@@ -273,6 +284,7 @@ export class PostgresStore implements Store {
       }
     } finally {
       await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
+      client.removeListener("error", lost);
       client.release();
     }
   }
@@ -297,14 +309,15 @@ export class PostgresStore implements Store {
   private async transaction<T>(body: (tx: Tx) => Promise<T>, write: boolean): Promise<T> {
     if (this.closed) throw new StoreUnavailableError("the store is closed");
     for (let run = 1; ; run++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (error) {
-        throw unavailableOr(error);
-      }
+      const client = await this.connect();
       const tx = new PostgresTx(client, write);
       let broken: Error | undefined;
+      // A checked-out connection that the server ends between two statements
+      // (a restart) emits "error" with nobody else listening: note it, so that
+      // the connection is dropped, rather than let it end the process. The
+      // statement under way, if any, fails on its own.
+      const lost = (error: Error) => (broken = error);
+      client.on("error", lost);
       try {
         // Reads see one snapshot, so that an execution and its attempts agree.
         await client.query(write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -326,6 +339,7 @@ export class PostgresStore implements Store {
         }
         throw unavailableOr(error);
       } finally {
+        client.removeListener("error", lost);
         // A connection that failed is closed rather than handed to the next change.
         client.release(broken);
       }
