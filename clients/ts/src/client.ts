@@ -1,4 +1,5 @@
 // The caller's side: submit executions and get handles to wait on them.
+import { setMaxListeners } from "node:events";
 import { ExecutionService } from "./gen/reprise/v1/execution_service_pb.js";
 import { createServiceClient } from "./grpc.js";
 import type { ServiceClient } from "./grpc.js";
@@ -37,6 +38,8 @@ export class Client {
     const { address, credentials, reconnect, grpcOptions, token } = this.options;
     this.executions = createServiceClient(ExecutionService, address, credentials, channelOptions(reconnect, grpcOptions, token));
     this.submits = new SubmitBatcher(this.executions);
+    // Every submit waiting to retry and every handle listens for the close: any number may.
+    setMaxListeners(0, this.closed.signal);
   }
 
   /**
