@@ -36,7 +36,7 @@ export default defineConfig({
     pool: "forks",
     server: {
       deps: {
-        inline: [/@reprise\/client/],
+        inline: [/@reprise\/(client|wire)/],
       },
     },
   },

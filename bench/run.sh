@@ -77,7 +77,8 @@ snapshot="$work/reprise"
 take_snapshot() {
   rm -rf "$snapshot"
   mkdir -p "$snapshot/server" "$snapshot/clients/ts" "$snapshot/node_modules/@reprise"
-  # proto/ too: the coordinator finds its root, and reads the API's protos, there.
+  # proto/ too: the coordinator finds its root, and reads the API's protos, there;
+  # proto/ts holds the built wire layer.
   cp -a package.json dist proto "$snapshot/"
   mkdir -p "$snapshot/server/store/sqlite" "$snapshot/server/store/postgres"
   cp -a server/store/sqlite/migrations "$snapshot/server/store/sqlite/"
@@ -88,6 +89,8 @@ take_snapshot() {
     [[ $module == node_modules/@reprise ]] || ln -s "$root/$module" "$snapshot/node_modules/"
   done
   ln -s ../../clients/ts "$snapshot/node_modules/@reprise/client"
+  # proto/ts, copied with proto/ above, is the wire layer both import.
+  ln -s ../../proto/ts "$snapshot/node_modules/@reprise/wire"
   (cd "$snapshot" && node -e 'Promise.all([import("./clients/ts/dist/index.js"), import("./dist/server/api/server.js")]).then(() => process.exit(0), (e) => { console.error(String(e)); process.exit(1) })')
 }
 for try in 1 2 3 4 5 6; do

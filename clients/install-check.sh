@@ -9,9 +9,10 @@
 #   go          a consumer module with a `replace` directive pointing at
 #               clients/go builds and runs the example worker and caller; one
 #               that uses `go work` instead builds them too.
-#   typescript  `npm pack` in clients/ts makes a tarball that installs into an
-#               empty project, where tsc compiles the example worker and caller
-#               against its types, and node runs them.
+#   typescript  `npm pack` in proto/ts (@reprise/wire) and clients/ts
+#               (@reprise/client, which depends on it) makes two tarballs that
+#               install into an empty project, where tsc compiles the example
+#               worker and caller against their types, and node runs them.
 #
 #   clients/install-check.sh [python] [go] [typescript]    (default: all three)
 #
@@ -180,13 +181,14 @@ check_go() {
 }
 
 check_typescript() {
-  local dir="$scratch/typescript" tarball
+  local dir="$scratch/typescript" tarballs
   mkdir -p "$dir/pack" "$dir/consumer"
-  echo "-- npm pack in clients/ts"
+  echo "-- npm pack in proto/ts and clients/ts"
+  (cd "$root/proto/ts" && npm pack --loglevel=warn --pack-destination "$dir/pack")
   (cd "$root/clients/ts" && npm pack --loglevel=warn --pack-destination "$dir/pack")
-  tarball="$(ls "$dir"/pack/*.tgz)"
+  tarballs=("$dir"/pack/*.tgz)
 
-  echo "-- install the tarball into an empty project"
+  echo "-- install the tarballs into an empty project"
   local typescript types_node
   typescript="$(cd "$root" && node -p 'require("./package.json").devDependencies.typescript')"
   types_node="$(cd "$root" && node -p 'require("./package.json").devDependencies["@types/node"]')"
@@ -194,7 +196,8 @@ check_typescript() {
     cd "$dir/consumer"
     npm init -y >/dev/null
     npm pkg set type=module
-    npm install --no-audit --no-fund "$tarball"
+    # Together: @reprise/client's dependency on @reprise/wire is met by the other tarball.
+    npm install --no-audit --no-fund "${tarballs[@]}"
     npm install --no-audit --no-fund --save-dev "typescript@$typescript" "@types/node@$types_node"
   )
   cp "$root"/examples/ts/{worker,caller,errors}.ts "$dir/consumer/"

@@ -3,7 +3,7 @@ import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ExecutionState } from "@reprise/client/wire";
+import { ExecutionState } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { tempDir, until } from "./helpers.js";
 import { CLI, spawnCoordinator } from "./process-helpers.js";

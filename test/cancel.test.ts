@@ -1,6 +1,6 @@
 // CancelExecution in every state.
 import { status } from "@grpc/grpc-js";
-import { AttemptState, ExecutionState } from "@reprise/client/wire";
+import { AttemptState, ExecutionState } from "@reprise/wire";
 import { afterEach, describe, expect, test } from "vitest";
 import { FakeClock, seconds, startTestCoordinator } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";

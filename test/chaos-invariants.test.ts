@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { toBinary, create } from "@bufbuild/protobuf";
-import { ExecutionState, RetryPolicySchema } from "@reprise/client/wire";
+import { ExecutionState, RetryPolicySchema } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { SqliteStore } from "../server/store/sqlite/sqlite-store.js";
 import { checkInvariants } from "./chaos/invariants.js";

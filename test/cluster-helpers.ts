@@ -2,7 +2,7 @@
 // the probes the cluster tests use: the standard health service, gRPC status
 // codes, watch streams, and direct reads of the database.
 import * as grpc from "@grpc/grpc-js";
-import type { Execution } from "@reprise/client/wire";
+import type { Execution } from "@reprise/wire";
 import pg from "pg";
 import { spawnCoordinator } from "./process-helpers.js";
 import type { ChildCoordinator } from "./process-helpers.js";

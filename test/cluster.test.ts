@@ -4,8 +4,8 @@
 // the run's PostgreSQL server; the outage test runs a server of its own, which
 // it stops and starts again.
 import { status } from "@grpc/grpc-js";
-import { AttemptState, ExecutionState } from "@reprise/client/wire";
-import type { Execution, LeasedAttempt } from "@reprise/client/wire";
+import { AttemptState, ExecutionState } from "@reprise/wire";
+import type { Execution, LeasedAttempt } from "@reprise/wire";
 import { afterEach, describe, expect, inject, test } from "vitest";
 import { json, millis, seconds, toMs, until } from "./helpers.js";
 import { startPostgres, testDatabase } from "./postgres-server.js";

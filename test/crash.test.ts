@@ -1,8 +1,8 @@
 // Crash safety: SIGKILL the real coordinator process in the middle of work and
 // restart it on the same database file.
 import { join } from "node:path";
-import { ExecutionState } from "@reprise/client/wire";
-import type { LeasedAttempt } from "@reprise/client/wire";
+import { ExecutionState } from "@reprise/wire";
+import type { LeasedAttempt } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { json, millis, seconds, tempDir, toMs, until } from "./helpers.js";
 import { spawnCoordinator } from "./process-helpers.js";

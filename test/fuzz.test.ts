@@ -3,7 +3,7 @@
 // REPRISE_FUZZ_SEED replays a run; REPRISE_FUZZ_ONLY=WatchExecution,Submit
 // limits it to some RPCs.
 import { join } from "node:path";
-import { ExecutionState } from "@reprise/client/wire";
+import { ExecutionState } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { tempDir } from "./helpers.js";
 import { fuzzCoordinator } from "./fuzz/run.js";

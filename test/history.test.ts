@@ -13,7 +13,7 @@ import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/st
 import type { ExecutionRecord, Tx } from "../server/store/store.js";
 import { FakeClock, startTestCoordinator, tempDir } from "./helpers.js";
 import { stateOf } from "./wire-helpers.js";
-import { ExecutionState } from "@reprise/client/wire";
+import { ExecutionState } from "@reprise/wire";
 
 const SECRET = new Uint8Array(16);
 

@@ -1,5 +1,5 @@
 // Leases, heartbeats, abandonment, timeouts and fencing, on a fake clock.
-import { AttemptState, ExecutionState } from "@reprise/client/wire";
+import { AttemptState, ExecutionState } from "@reprise/wire";
 import { afterEach, describe, expect, test } from "vitest";
 import { FakeClock, committedState, millis, seconds, startTestCoordinator, toMs, until } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";

@@ -1,6 +1,6 @@
 // The retry math as a pure function: the Coflux table, without a clock.
 import { create } from "@bufbuild/protobuf";
-import { RetryPolicySchema } from "@reprise/client/wire";
+import { RetryPolicySchema } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { resolvePolicy, retryDelayMs } from "../server/coordinator/policy.js";
 import { seconds } from "./helpers.js";

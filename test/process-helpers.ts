@@ -4,8 +4,8 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
-import { ExecutionService, WorkerService, createServiceClient } from "@reprise/client/wire";
-import type { ServiceClient } from "@reprise/client/wire";
+import { ExecutionService, WorkerService, createServiceClient } from "@reprise/wire";
+import type { ServiceClient } from "@reprise/wire";
 import { afterEach } from "vitest";
 import { until } from "./helpers.js";
 

@@ -1,6 +1,6 @@
 // The retry rules of docs/semantics.md, end to end over gRPC, on a
 // fake clock: the coordinator computes every schedule itself.
-import { AttemptState, ExecutionState } from "@reprise/client/wire";
+import { AttemptState, ExecutionState } from "@reprise/wire";
 import { afterEach, describe, expect, test } from "vitest";
 import { FakeClock, seconds, startTestCoordinator, toMs, until } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";

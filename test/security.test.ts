@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { ExecutionService, WorkerService, createServiceClient } from "@reprise/client/wire";
+import { ExecutionService, WorkerService, createServiceClient } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { Authorizer } from "../server/api/auth.js";
 import { startServer } from "../server/api/server.js";

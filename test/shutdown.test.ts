@@ -2,7 +2,7 @@
 // commits are flushed, and the process exits 0 within 5 s.
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import { ExecutionState } from "@reprise/client/wire";
+import { ExecutionState } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { seconds, tempDir, until } from "./helpers.js";
 import { spawnCoordinator } from "./process-helpers.js";

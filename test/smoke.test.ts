@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { ExecutionState } from "@reprise/client/wire";
+import { ExecutionState } from "@reprise/wire";
 import { json, startTestCoordinator } from "./helpers.js";
 
 describe("coordinator", () => {

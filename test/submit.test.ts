@@ -1,7 +1,7 @@
 // Submit, Get and List: idempotency keys, labels, paging, and clear errors for
 // bad input that change nothing.
 import { status } from "@grpc/grpc-js";
-import { ExecutionState } from "@reprise/client/wire";
+import { ExecutionState } from "@reprise/wire";
 import { afterEach, describe, expect, test } from "vitest";
 import { json, millis, seconds, startTestCoordinator } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";

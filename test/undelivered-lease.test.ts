@@ -2,7 +2,7 @@
 import { EventEmitter } from "node:events";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { ExecutionState, LeaseAttemptsRequestSchema } from "@reprise/client/wire";
+import { ExecutionState, LeaseAttemptsRequestSchema } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { Coordinator } from "../server/coordinator/coordinator.js";
 import { DEFAULT_LIMITS } from "../server/api/limits.js";

@@ -1,8 +1,8 @@
 // WatchExecution: current state first, every change, end after the terminal
 // state, late waiters, and any number of waiters per execution.
 import { status } from "@grpc/grpc-js";
-import { ExecutionState } from "@reprise/client/wire";
-import type { Execution } from "@reprise/client/wire";
+import { ExecutionState } from "@reprise/wire";
+import type { Execution } from "@reprise/wire";
 import { afterEach, describe, expect, test } from "vitest";
 import { FakeClock, startTestCoordinator, until } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";

@@ -1,4 +1,4 @@
-// The wire encoder and decoder (clients/ts/src/encode.ts, decode.ts) against
+// The wire encoder and decoder (proto/ts/src/encode.ts, decode.ts) against
 // protobuf-es's toBinary and fromBinary: the same bytes and the same messages
 // for every message type of the Reprise protos, with random values of every
 // field, init objects as well as messages, corrupted input, and the fallbacks.
@@ -6,9 +6,9 @@ import { ScalarType, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescField, DescMessage } from "@bufbuild/protobuf";
 import { DurationSchema, StructSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, test } from "vitest";
-import { decodeMessage, decoderCovers } from "../clients/ts/src/decode.js";
-import { encodeMessage, encoderCovers } from "../clients/ts/src/encode.js";
-import { PayloadSchema, file_reprise_v1_execution_service, file_reprise_v1_types, file_reprise_v1_worker_service } from "@reprise/client/wire";
+import { decodeMessage, decoderCovers } from "../proto/ts/src/decode.js";
+import { encodeMessage, encoderCovers } from "../proto/ts/src/encode.js";
+import { PayloadSchema, file_reprise_v1_execution_service, file_reprise_v1_types, file_reprise_v1_worker_service } from "@reprise/wire";
 
 const SCHEMAS: DescMessage[] = [
   ...[file_reprise_v1_types, file_reprise_v1_execution_service, file_reprise_v1_worker_service].flatMap((file) => file.messages),

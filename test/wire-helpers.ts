@@ -1,8 +1,8 @@
 // Small steps of the worker protocol, spoken directly over the wire, for tests
 // that pin the coordinator's rules without a client library in between.
-import type { ExecutionState, LeasedAttempt, OutcomeReceipt, RetryPolicy } from "@reprise/client/wire";
+import type { ExecutionState, LeasedAttempt, OutcomeReceipt, RetryPolicy } from "@reprise/wire";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { RetryPolicySchema, SubmitRequestSchema } from "@reprise/client/wire";
+import type { RetryPolicySchema, SubmitRequestSchema } from "@reprise/wire";
 import { expect } from "vitest";
 import type { TestCoordinator as FullTestCoordinator } from "./helpers.js";
 import { json, seconds } from "./helpers.js";

@@ -36,7 +36,7 @@ function category(url, functionName) {
   if (url.includes("better-sqlite3")) return "SQLite (better-sqlite3 and the store module's statements)";
   if (url.endsWith("/dist/server/store/sqlite/sqlite-store.js")) return "SQLite (better-sqlite3 and the store module's statements)";
   if (url.includes("/dist/server/")) return "coordinator logic";
-  if (url.endsWith("/clients/ts/dist/grpc.js")) return "grpc adapter (clients/ts/src/grpc.ts)";
+  if (url.endsWith("/proto/ts/dist/grpc.js")) return "grpc adapter (proto/ts/src/grpc.ts)";
   if (url.includes("/clients/ts/dist/")) return "@reprise/client";
   if (url.includes("/bench/src/")) return "bench harness";
   if (url.startsWith("node:")) return "node core, other (timers, events, promises)";

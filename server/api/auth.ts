@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { status } from "@grpc/grpc-js";
 import type { Metadata } from "@grpc/grpc-js";
-import { ExecutionService, StatusError, WorkerService } from "@reprise/client/wire";
+import { ExecutionService, StatusError, WorkerService } from "@reprise/wire";
 
 export const ROLES = ["worker", "caller", "admin"] as const;
 export type Role = (typeof ROLES)[number];

@@ -1,8 +1,8 @@
 // ExecutionService: validates each request, naming the bad field, and hands it
 // to the coordinator.
 import { create } from "@bufbuild/protobuf";
-import { ExecutionState, WatchExecutionResponseSchema } from "@reprise/client/wire";
-import type { ExecutionService, ServiceHandlers, SubmitRequest } from "@reprise/client/wire";
+import { ExecutionState, WatchExecutionResponseSchema } from "@reprise/wire";
+import type { ExecutionService, ServiceHandlers, SubmitRequest } from "@reprise/wire";
 import type { ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
 import { encodePolicy } from "../coordinator/coordinator.js";
 import type { Coordinator, SubmitParams } from "../coordinator/coordinator.js";

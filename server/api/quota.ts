@@ -2,7 +2,7 @@
 // (long-polls and watches), so that no client can make memory grow without
 // bound. A connection is identified by its peer address (host and port).
 import { status } from "@grpc/grpc-js";
-import { StatusError } from "@reprise/client/wire";
+import { StatusError } from "@reprise/wire";
 
 export class ConnectionQuota {
   private readonly held = new Map<string, number>();

@@ -8,8 +8,8 @@ import type { DescriptorProto, FileDescriptorProto } from "@bufbuild/protobuf/wk
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
-import { ExecutionService, ExecutionState, StatusError, WorkerService, implementService, serviceDefinition } from "@reprise/client/wire";
-import type { ImplementOptions } from "@reprise/client/wire";
+import { ExecutionService, ExecutionState, StatusError, WorkerService, implementService, serviceDefinition } from "@reprise/wire";
+import type { ImplementOptions } from "@reprise/wire";
 import { existsSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Authorizer } from "./auth.js";

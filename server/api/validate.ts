@@ -1,8 +1,8 @@
 // Request validation. Every rejection is a StatusError whose message starts
 // with the field's path, because tools often show only the message.
 import { status } from "@grpc/grpc-js";
-import { StatusError } from "@reprise/client/wire";
-import type { Failure, Payload, RetryPolicy } from "@reprise/client/wire";
+import { StatusError } from "@reprise/wire";
+import type { Failure, Payload, RetryPolicy } from "@reprise/wire";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { fixedLimits as limits } from "./limits.js";
 import type { Limits } from "./limits.js";

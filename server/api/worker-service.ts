@@ -1,6 +1,6 @@
 // WorkerService: validates each request, naming the bad field, and hands it to
 // the coordinator. Stale tokens are never errors: they are answered per token.
-import type { ServiceHandlers, WorkerService } from "@reprise/client/wire";
+import type { ServiceHandlers, WorkerService } from "@reprise/wire";
 import { encodePolicy } from "../coordinator/coordinator.js";
 import type { Coordinator } from "../coordinator/coordinator.js";
 import { callSignal } from "./execution-service.js";

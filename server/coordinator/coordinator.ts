@@ -9,8 +9,8 @@
 // write to settle: nothing is acknowledged before it is durable.
 import { toBinary } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
-import { RetryPolicySchema, StatusError } from "@reprise/client/wire";
-import type { Execution, LeasedAttempt, Outcome, OutcomeReceipt, RetryPolicy } from "@reprise/client/wire";
+import { RetryPolicySchema, StatusError } from "@reprise/wire";
+import type { Execution, LeasedAttempt, Outcome, OutcomeReceipt, RetryPolicy } from "@reprise/wire";
 import { systemClock } from "./clock.js";
 import type { Clock } from "./clock.js";
 import { decodeLeaseToken, encodeLeaseToken, newLeaseSecret, secretsEqual } from "./lease-token.js";

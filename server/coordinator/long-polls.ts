@@ -1,7 +1,7 @@
 // The LeaseAttempts calls that are waiting for work, oldest first. The
 // coordinator offers them work whenever some becomes due, and the scheduler's
 // one timer ends those whose `wait` has run out.
-import type { LeasedAttempt } from "@reprise/client/wire";
+import type { LeasedAttempt } from "@reprise/wire";
 
 export interface LeaseRequest {
   workerId: string;

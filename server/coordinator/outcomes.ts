@@ -1,7 +1,7 @@
 // What follows the end of an attempt: the retry rules applied to a failure, an
 // abandonment or a timeout under the policy in effect now, and the receipt of
 // a reported outcome. Everything here runs inside one change of the store.
-import type { Outcome, OutcomeReceipt } from "@reprise/client/wire";
+import type { Outcome, OutcomeReceipt } from "@reprise/wire";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../operator/log.js";
 import type { CoordinatorMetrics } from "../operator/metrics.js";

@@ -1,6 +1,6 @@
 // The retry math: pure functions of the policy, the failure number and a random
 // source, so that the whole Coflux table can be tested without a clock.
-import type { RetryPolicy } from "@reprise/client/wire";
+import type { RetryPolicy } from "@reprise/wire";
 import { durationToMs } from "./time.js";
 
 /** A retry policy with every default filled in. Times are whole milliseconds. */

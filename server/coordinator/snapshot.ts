@@ -1,7 +1,7 @@
 // Builds the wire form of executions and attempts from store records.
 import { fromBinary } from "@bufbuild/protobuf";
-import { RetryPolicySchema } from "@reprise/client/wire";
-import type { Attempt, Execution, Failure, Payload, RetryPolicy } from "@reprise/client/wire";
+import { RetryPolicySchema } from "@reprise/wire";
+import type { Attempt, Execution, Failure, Payload, RetryPolicy } from "@reprise/wire";
 import { resolvePolicy } from "./policy.js";
 import type { ResolvedPolicy } from "./policy.js";
 import type { AttemptRecord, ExecutionRecord, FailureRecord, PayloadRecord } from "../store/store.js";

@@ -1,7 +1,7 @@
 // The open WatchExecution streams, by execution. Each watcher receives every
 // snapshot newer than the last it was sent, in commit order, and is finished
 // after the terminal one.
-import type { Execution } from "@reprise/client/wire";
+import type { Execution } from "@reprise/wire";
 
 export interface Watcher {
   /** The version of the last snapshot sent; older or equal ones are skipped. */

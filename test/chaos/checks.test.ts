@@ -2,8 +2,8 @@
 // rows and streams made up here (no store, no server).
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { AttemptState, ExecutionSchema, ExecutionState } from "@reprise/client/wire";
-import type { Execution } from "@reprise/client/wire";
+import { AttemptState, ExecutionSchema, ExecutionState } from "@reprise/wire";
+import type { Execution } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../../server/store/store.js";
 import { checkRows } from "./invariants.js";

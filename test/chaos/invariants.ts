@@ -4,7 +4,7 @@
 // PostgreSQL (postgres-rows.ts): the checks are the same for both stores.
 import Database from "better-sqlite3";
 import { fromBinary } from "@bufbuild/protobuf";
-import { ExecutionState, RetryPolicySchema } from "@reprise/client/wire";
+import { ExecutionState, RetryPolicySchema } from "@reprise/wire";
 import { resolvePolicy, retryDelayMs } from "../../server/coordinator/policy.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../../server/store/store.js";
 import { CHAOS_TASKS } from "./policies.js";

@@ -4,8 +4,8 @@
 // message, after which its stream ends. A stream cut by a node's death is
 // opened again on the next node, as a client would.
 import * as grpc from "@grpc/grpc-js";
-import { ExecutionService, ExecutionState, AttemptState, createServiceClient } from "@reprise/client/wire";
-import type { Execution, ServiceClient } from "@reprise/client/wire";
+import { ExecutionService, ExecutionState, AttemptState, createServiceClient } from "@reprise/wire";
+import type { Execution, ServiceClient } from "@reprise/wire";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 
 export interface WatchStream {

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { toBinary } from "@bufbuild/protobuf";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { ExecutionService, WorkerService } from "@reprise/client/wire";
+import { ExecutionService, WorkerService } from "@reprise/wire";
 import { garbage, randomMessage, seededRandom } from "./generate.js";
 
 export interface FuzzReport {

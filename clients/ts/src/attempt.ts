@@ -1,7 +1,7 @@
 // One leased attempt, from its lease to the outcome to report: the handler
 // runs with its own AbortSignal, and whatever it returns or throws becomes the
 // Outcome. User code never sees the wire.
-import type { LeasedAttempt } from "./gen/reprise/v1/types_pb.js";
+import type { LeasedAttempt } from "@reprise/wire";
 import type { Codec } from "./codec.js";
 import { describeError } from "./connection.js";
 import { AttemptAbortedError, NonRetryableError } from "./errors.js";

@@ -1,8 +1,8 @@
 // The caller's side: submit executions and get handles to wait on them.
 import { setMaxListeners } from "node:events";
-import { ExecutionService } from "./gen/reprise/v1/execution_service_pb.js";
-import { createServiceClient } from "./grpc.js";
-import type { ServiceClient } from "./grpc.js";
+import { ExecutionService } from "@reprise/wire";
+import { createServiceClient } from "@reprise/wire";
+import type { ServiceClient } from "@reprise/wire";
 import { Backoff } from "./backoff.js";
 import { channelOptions, isTransient } from "./connection.js";
 import { ExecutionHandle } from "./handle.js";

@@ -1,8 +1,8 @@
 // The typed errors of the client. Callers get one Execution*Error per way an
 // execution can end badly; handlers throw RetryAfterError or NonRetryableError
 // to steer what the coordinator does next, without building wire messages.
-import { ExecutionState } from "./gen/reprise/v1/types_pb.js";
-import type { Execution } from "./gen/reprise/v1/types_pb.js";
+import { ExecutionState } from "@reprise/wire";
+import type { Execution } from "@reprise/wire";
 
 /** Why an execution did not succeed. `result()` rejects with a subclass. */
 export abstract class ExecutionError extends Error {

@@ -2,7 +2,7 @@
 // stack, whether `when` allows a retry, and any requested retry delay. User
 // code never builds a Failure itself.
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { FailureSchema } from "./gen/reprise/v1/types_pb.js";
+import type { FailureSchema } from "@reprise/wire";
 import { NonRetryableError } from "./errors.js";
 import { shouldRetry } from "./retries.js";
 import type { When } from "./retries.js";

@@ -2,10 +2,10 @@
 // it or cancel it. Waiting survives a coordinator restart: the watch is
 // opened again, with backoff, until the execution ends.
 import { equals } from "@bufbuild/protobuf";
-import { ExecutionSchema, ExecutionState } from "./gen/reprise/v1/types_pb.js";
-import type { Execution } from "./gen/reprise/v1/types_pb.js";
-import type { ExecutionService } from "./gen/reprise/v1/execution_service_pb.js";
-import type { ServiceClient } from "./grpc.js";
+import { ExecutionSchema, ExecutionState } from "@reprise/wire";
+import type { Execution } from "@reprise/wire";
+import type { ExecutionService } from "@reprise/wire";
+import type { ServiceClient } from "@reprise/wire";
 import { Backoff } from "./backoff.js";
 import { describeError, isQuotaFull, isTransient } from "./connection.js";
 import { executionError, isTerminal } from "./errors.js";

@@ -1,7 +1,7 @@
 // One Heartbeat RPC for every lease the worker holds, on one timer, well
 // inside the lease. The coordinator's answer says which attempts must stop.
-import type { ServiceClient } from "./grpc.js";
-import type { WorkerService } from "./gen/reprise/v1/worker_service_pb.js";
+import type { ServiceClient } from "@reprise/wire";
+import type { WorkerService } from "@reprise/wire";
 import type { Logger } from "./log.js";
 import { describeError } from "./connection.js";
 

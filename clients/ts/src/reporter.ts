@@ -4,9 +4,9 @@
 // result is the one thing a worker must not lose; refused ones (a lease that
 // expired meanwhile, a cancelled execution) are logged and dropped.
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ServiceClient } from "./grpc.js";
-import type { OutcomeReceipt, OutcomeSchema } from "./gen/reprise/v1/types_pb.js";
-import type { WorkerService } from "./gen/reprise/v1/worker_service_pb.js";
+import type { ServiceClient } from "@reprise/wire";
+import type { OutcomeReceipt, OutcomeSchema } from "@reprise/wire";
+import type { WorkerService } from "@reprise/wire";
 import { Backoff } from "./backoff.js";
 import type { ReconnectOptions } from "./backoff.js";
 import { describeError, isTransient } from "./connection.js";

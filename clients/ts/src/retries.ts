@@ -3,7 +3,7 @@
 // backoff means 0, except for an unlimited policy, where it means [1 s, 60 s],
 // and being explicit keeps the client's meaning independent of that rule.
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { RetryPolicySchema } from "./gen/reprise/v1/types_pb.js";
+import type { RetryPolicySchema } from "@reprise/wire";
 import { durationFromSeconds } from "./time.js";
 
 /** Coflux's default backoff range, in seconds. */

@@ -5,7 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ExecutionService, SubmitRequestSchema, SubmitResponse } from "./wire.js";
-import type { ServiceClient } from "./grpc.js";
+import type { ServiceClient } from "@reprise/wire";
 import { statusCode } from "./connection.js";
 
 type SubmitInit = MessageInitShape<typeof SubmitRequestSchema>;

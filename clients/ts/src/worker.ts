@@ -2,10 +2,10 @@
 // free slots, runs each with its own AbortSignal, keeps their leases alive
 // with batched heartbeats, and reports outcomes in micro-batches. Connection
 // trouble is retried with backoff and never reaches user code.
-import type { LeasedAttempt } from "./gen/reprise/v1/types_pb.js";
-import { WorkerService } from "./gen/reprise/v1/worker_service_pb.js";
-import { createServiceClient } from "./grpc.js";
-import type { ServiceClient } from "./grpc.js";
+import type { LeasedAttempt } from "@reprise/wire";
+import { WorkerService } from "@reprise/wire";
+import { createServiceClient } from "@reprise/wire";
+import type { ServiceClient } from "@reprise/wire";
 import { Backoff } from "./backoff.js";
 import { channelOptions, describeError, isQuotaFull, isTransient } from "./connection.js";
 import { abortAttempt, runAttempt } from "./attempt.js";
