@@ -1,7 +1,7 @@
 // The SQLite store: better-sqlite3 in WAL mode, append-only migrations, and
 // group commit (every change of one event-loop turn shares one transaction).
-// Changes run one at a time, each in a savepoint of its own, so that one that
-// fails rolls back alone; its promise settles once the whole batch commits.
+// (group-commit.ts runs the batches). Here: opening the file, migrations, the
+// execution counts, the task cache and every read and write of Tx.
 // This process is the only one that writes the file (see ownership.ts).
 import Database from "better-sqlite3";
 import { Checkpointer } from "./checkpointer.js";
@@ -10,6 +10,8 @@ import { Ownership } from "./ownership.js";
 import { WorkerList, attemptFromRow, blob, executionFromRow, executionInsertValues, failureParams, insertedExecution, parseLabels } from "../rows.js";
 import type { Row } from "../rows.js";
 import { TimedStatement, prepareStatements } from "./statements.js";
+import { GroupCommit } from "./group-commit.js";
+import type { TransactionControl } from "./group-commit.js";
 import type { Statements } from "./statements.js";
 import { migrations, sqliteBinding } from "../../runtime/runtime.js";
 import type { HoldMeter } from "../../operator/holds.js";
@@ -54,22 +56,12 @@ const PENDING = ExecutionStateNumber.pending;
 const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
 
-/** The promise `body` returns, or a rejected one if it throws before returning one. */
-function settled<T>(body: () => Promise<T>): Promise<T> {
-  try {
-    return body();
-  } catch (error) {
-    return Promise.reject(error);
-  }
-}
-
 export class SqliteStore implements Store, Tx {
   readonly peers = null;
   readonly groupCommit = true;
   private readonly db: Database.Database;
   private readonly statements: Statements;
-  /** Transaction control, prepared once rather than parsed at every change. */
-  private readonly control: Record<"begin" | "commit" | "rollback" | "savepoint" | "release" | "rollbackToSavepoint", TimedStatement>;
+  private readonly batches: GroupCommit<Tx>;
   /** Every statement this store prepared, by name, for the plan guard and the hold metric. */
   private readonly prepared = new Map<string, string>();
   private readonly holds: HoldMeter;
@@ -78,18 +70,10 @@ export class SqliteStore implements Store, Tx {
    * added up and written to execution_counts just before the batch commits.
    */
   private countChanges: (string | number)[] = [];
-  private flushScheduled = false;
-  private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
-  /** Changes and reads waiting for the one under way to settle, in order. */
-  private readonly queue: (() => void)[] = [];
-  private busy = false;
   /** Task declarations as committed, by name (null: never declared); this process is the only writer. */
   private readonly tasks = new Map<string, TaskRecord | null>();
   /** Tasks declared in the open batch: read from the database until it commits. */
   private readonly tasksInBatch = new Set<string>();
-  private effects: (() => void)[] = [];
-  private commitCount = 0;
-  private changesInBatch = 0;
   private readonly onCommit: (changes: number, ms: number) => void;
   private readonly checkpointer: Checkpointer | null = null;
   private readonly ownership: Ownership | null;
@@ -112,7 +96,8 @@ export class SqliteStore implements Store, Tx {
       this.db.pragma("cache_size = -32768");
       this.migrate();
       this.statements = prepareStatements((name, sql, mode) => this.statement(name, sql, mode));
-      this.control = {
+      // Transaction control, prepared once rather than parsed at every change.
+      const control: TransactionControl = {
         begin: this.statement("begin", "BEGIN IMMEDIATE"),
         commit: this.statement("commit", "COMMIT"),
         rollback: this.statement("rollback", "ROLLBACK"),
@@ -120,6 +105,30 @@ export class SqliteStore implements Store, Tx {
         release: this.statement("release", "RELEASE change"),
         rollbackToSavepoint: this.statement("rollbackToSavepoint", "ROLLBACK TO change"),
       };
+      this.batches = new GroupCommit<Tx>(this.db, control, this, {
+        changeStarted: () => {
+          const counted = this.countChanges.length;
+          return () => {
+            this.countChanges.length = counted;
+            this.tasks.clear();
+          };
+        },
+        beforeCommit: () => {
+          const counts = this.pendingCounts();
+          this.countChanges = [];
+          for (const { task, state, delta } of counts) this.statements.countAdd.run(task, state, delta);
+        },
+        committed: (changes, ms) => {
+          this.tasksInBatch.clear();
+          this.onCommit(changes, ms);
+          this.checkpointer?.committed(performance.now());
+        },
+        rolledBack: () => {
+          this.countChanges = [];
+          this.tasks.clear();
+          this.tasksInBatch.clear();
+        },
+      });
       if ((options.backgroundCheckpoints ?? true) && !inMemory) {
         this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
         this.checkpointer = new Checkpointer({
@@ -176,126 +185,19 @@ export class SqliteStore implements Store, Tx {
 
   /** Transactions committed since the store was opened. */
   get commits(): number {
-    return this.commitCount;
+    return this.batches.commits;
   }
 
   write<T>(change: (tx: Tx) => Promise<T>): Promise<T> {
-    return new Promise((resolve, reject) => this.enqueue(() => this.runChange(change, resolve, reject)));
+    return this.batches.write(change);
   }
 
   read<T>(query: (tx: Tx) => Promise<T>): Promise<T> {
-    return new Promise((resolve, reject) =>
-      this.enqueue(() => {
-        settled(() => query(this)).then(
-          (value) => {
-            this.next();
-            // What the open batch holds is not committed yet: answer once it is.
-            if (this.db.inTransaction) this.waiters.push({ resolve: () => resolve(value), reject });
-            else resolve(value);
-          },
-          (error: unknown) => {
-            this.next();
-            reject(error);
-          },
-        );
-      }),
-    );
-  }
-
-  /** Runs `job` now if nothing else runs, else after what is queued before it. */
-  private enqueue(job: () => void): void {
-    if (this.busy) this.queue.push(job);
-    else {
-      this.busy = true;
-      job();
-    }
-  }
-
-  private next(): void {
-    const job = this.queue.shift();
-    if (job) job();
-    else this.busy = false;
-  }
-
-  private runChange<T>(change: (tx: Tx) => Promise<T>, resolve: (value: T) => void, reject: (error: unknown) => void): void {
-    const control = this.control;
-    let effects: number;
-    let countChanges: number;
-    try {
-      if (!this.db.inTransaction) {
-        control.begin.run();
-        this.scheduleFlush();
-      }
-      this.changesInBatch++;
-      // Each change in its own savepoint: one that fails rolls back alone, and
-      // the rest of the batch still commits.
-      control.savepoint.run();
-      effects = this.effects.length;
-      countChanges = this.countChanges.length;
-    } catch (error) {
-      this.next();
-      reject(error);
-      return;
-    }
-    settled(() => change(this)).then(
-      (value) => {
-        try {
-          control.release.run();
-          this.waiters.push({ resolve: () => resolve(value), reject });
-        } catch (error) {
-          reject(error);
-        }
-        this.next();
-      },
-      (error: unknown) => {
-        try {
-          if (this.db.inTransaction) {
-            control.rollbackToSavepoint.run();
-            control.release.run();
-            // What the change queued for after the commit did not happen.
-            this.effects.length = effects;
-            this.countChanges.length = countChanges;
-            this.tasks.clear();
-          } else {
-            // SQLite rolled back the whole batch (an I/O error, a full disk):
-            // nothing in it will commit, so nobody waiting on it may hear otherwise.
-            this.abandonBatch(error);
-          }
-        } catch (rollbackError) {
-          this.abandonBatch(rollbackError);
-          if (this.db.inTransaction) this.control.rollback.run();
-        } finally {
-          reject(error);
-          this.next();
-        }
-      },
-    );
+    return this.batches.read(query);
   }
 
   afterCommit(effect: () => void): void {
-    this.effects.push(effect);
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      // A change still under way (it awaits something beyond this store) keeps the batch open.
-      if (this.busy) this.scheduleFlush();
-      else this.flush();
-    });
-  }
-
-  private abandonBatch(error: unknown): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    this.effects = [];
-    this.countChanges = [];
-    this.changesInBatch = 0;
-    this.tasks.clear();
-    this.tasksInBatch.clear();
-    for (const waiter of waiters) waiter.reject(error);
+    this.batches.afterCommit(effect);
   }
 
   /** Counts an execution in (`delta` 1) or out of (-1) a task and state, when the batch commits. */
@@ -323,42 +225,11 @@ export class SqliteStore implements Store, Tx {
     return sums;
   }
 
-  /** Commits the open batch, then settles its waiters and runs its effects. */
-  private flush(): void {
-    if (!this.db.inTransaction) return;
-    const waiters = this.waiters;
-    const effects = this.effects;
-    const changes = this.changesInBatch;
-    const counts = this.pendingCounts();
-    this.waiters = [];
-    this.effects = [];
-    this.countChanges = [];
-    this.changesInBatch = 0;
-    const started = performance.now();
-    try {
-      for (const { task, state, delta } of counts) this.statements.countAdd.run(task, state, delta);
-      this.control.commit.run();
-    } catch (error) {
-      if (this.db.inTransaction) this.control.rollback.run();
-      this.tasks.clear();
-      this.tasksInBatch.clear();
-      for (const waiter of waiters) waiter.reject(error);
-      return;
-    }
-    this.tasksInBatch.clear();
-    this.commitCount++;
-    const ended = performance.now();
-    this.onCommit(changes, ended - started);
-    this.checkpointer?.committed(ended);
-    for (const effect of effects) effect();
-    for (const waiter of waiters) waiter.resolve();
-  }
-
   /** Commits what is pending and closes the database; resolves once the checkpoint thread has closed its connection too. */
   async close(): Promise<void> {
     // What is queued runs first; then the last batch commits.
-    await new Promise<void>((resolve) => this.enqueue(() => (this.next(), resolve())));
-    this.flush();
+    await this.batches.drain();
+    this.batches.flush();
     this.db.close();
     // The thread closes after the writer, so that its close is the last one,
     // which checkpoints the WAL and deletes it. Closing both at once left the
