@@ -565,8 +565,13 @@ export class Coordinator {
     while (this.ticking) await this.ticking;
   }
 
-  /** Runs one tick at a time: a timer that fires during a tick runs another once it ends. */
+  /**
+   * Offers work that came due at once, then runs one tick at a time: a timer
+   * that fires during a tick runs another once it ends. The offer does not
+   * wait for a tick under way (on PostgreSQL one takes a few round trips).
+   */
   private onTimer(): void {
+    this.offerWork();
     if (this.ticking) {
       this.tickAgain = true;
       return;
@@ -588,6 +593,7 @@ export class Coordinator {
 
   private async tick(): Promise<void> {
     const now = this.clock.now();
+    // Retries that the sweep decides offer themselves when their change commits.
     const expired = await this.store.read(async (tx) => tx.attemptListExpired({ now, limit: EXPIRY_SLICE }));
     const ended = await Promise.all(expired.map((id) =>
       this.store.write(async (tx) => {
@@ -599,7 +605,6 @@ export class Coordinator {
         return false;
       }),
     ));
-    this.offerWork();
     this.polls.expire(now);
     if (this.closed) return;
     // A full slice that ended something may have more behind it: the next
