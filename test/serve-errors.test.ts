@@ -111,6 +111,20 @@ describe("starting reprise serve", () => {
     expect(result.stderr).toBe(`reprise: --db: the folder ${missing} does not exist\n`);
     expect(existsSync(missing)).toBe(false);
   });
+
+  test("a PostgreSQL --db that cannot be reached fails in one line naming --db, with the URL's password hidden", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    const result = await serve("--listen", "127.0.0.1:0", "--db", `postgresql://reprise:hunter2@127.0.0.1:${port}/reprise`);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      `reprise: --db: cannot use the PostgreSQL database postgresql://reprise:***@127.0.0.1:${port}/reprise: the PostgreSQL database cannot be reached: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+    );
+  });
 });
 
 describe("durations in serve options", () => {
