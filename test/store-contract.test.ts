@@ -5,7 +5,7 @@
 // behaviour that store.ts leaves open is named in store-contract-helpers.ts.
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
 // The window of a SUCCEEDED list page: 10,000 seqs in both stores (the PostgreSQL store keeps its own copy).
-import { UNINDEXED_LIST_WINDOW } from "../server/store/sqlite/sqlite-store.js";
+import { UNINDEXED_LIST_WINDOW } from "../server/store/list-page.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/store/store.js";
 import type { Store, Tx } from "../server/store/store.js";
 import {

@@ -8,6 +8,7 @@ import pg from "pg";
 import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, NewAttempt, NewExecution, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
 import { AttemptStateNumber, ExecutionStateNumber, StoreUnavailableError } from "../store.js";
 import { migrations } from "../../runtime/runtime.js";
+import { listPage } from "../list-page.js";
 import { WorkerList, attemptFromRow, blob, executionFromRow, executionInsertValues, failureParams, insertedExecution, parseLabels } from "../rows.js";
 import type { Row } from "../rows.js";
 import { DatabaseClock } from "./clock.js";
@@ -19,8 +20,6 @@ const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
 const ATTEMPT_RUNNING = AttemptStateNumber.running;
 
-/** How many rows a SUCCEEDED list walks per page (see the SQLite store). */
-const UNINDEXED_LIST_WINDOW = 10_000;
 /** A transaction that lost a race is run again at most this many times. */
 const MAX_RUNS = 10;
 /** Count changes are folded into execution_counts at most this often. */
@@ -531,30 +530,19 @@ class PostgresTx implements Tx {
     return this.one("executionGetByKey", [key]);
   }
 
-  async executionList(params: Parameters<Tx["executionList"]>[0]): Promise<Awaited<ReturnType<Tx["executionList"]>>> {
-    const { task, state, limit } = params;
-    const before = params.beforeSeq ?? Number.MAX_SAFE_INTEGER;
-    let result: pg.QueryResult;
-    let windowFloor: number | null = null;
-    if (state === SUCCEEDED) {
-      const top = before === Number.MAX_SAFE_INTEGER ? (((await this.run("executionMaxSeq", [])).rows[0]!.seq as number | null) ?? 0) + 1 : before;
-      windowFloor = Math.max(0, top - UNINDEXED_LIST_WINDOW);
-      result = task === undefined
-        ? await this.run("executionListSucceeded", [top, windowFloor, limit + 1])
-        : await this.run("executionListSucceededByTask", [task, top, windowFloor, limit + 1]);
-    } else if (state !== undefined) {
-      result = task === undefined
-        ? await this.run("executionListByState", [state, before, limit + 1])
-        : await this.run("executionListByTaskAndState", [task, state, before, limit + 1]);
-    } else {
-      result = task === undefined ? await this.run("executionList", [before, limit + 1]) : await this.run("executionListByTask", [task, before, limit + 1]);
-    }
-    const rows = result.rows as Row[];
-    const records = rows.slice(0, limit).map(executionFromRow);
-    if (rows.length > limit) return { records, nextBeforeSeq: records[records.length - 1]!.seq };
-    if (windowFloor === null) return { records, nextBeforeSeq: null };
-    const lowest = (await this.run("executionMinSeq", [])).rows[0]!.seq as number | null;
-    return { records, nextBeforeSeq: lowest !== null && lowest < windowFloor ? windowFloor : null };
+  executionList(params: Parameters<Tx["executionList"]>[0]): ReturnType<Tx["executionList"]> {
+    const { task } = params;
+    const rows = async (name: StatementName, values: unknown[]) => (await this.run(name, values)).rows as Row[];
+    const seq = async (name: StatementName) => (await this.run(name, [])).rows[0]!.seq as number | null;
+    return listPage<Row>(params, SUCCEEDED, {
+      newestSeq: () => seq("executionMaxSeq"),
+      oldestSeq: () => seq("executionMinSeq"),
+      succeeded: (top, floor, limit) =>
+        task === undefined ? rows("executionListSucceeded", [top, floor, limit]) : rows("executionListSucceededByTask", [task, top, floor, limit]),
+      inState: (state, before, limit) =>
+        task === undefined ? rows("executionListByState", [state, before, limit]) : rows("executionListByTaskAndState", [task, state, before, limit]),
+      all: (before, limit) => (task === undefined ? rows("executionList", [before, limit]) : rows("executionListByTask", [task, before, limit])),
+    }, executionFromRow);
   }
 
   async executionClaimDue(params: { tasks: readonly string[]; now: number; limit: number }): Promise<DueExecution[]> {

@@ -10,6 +10,7 @@ import { Ownership } from "./ownership.js";
 import { WorkerList, attemptFromRow, blob, executionFromRow, executionInsertValues, failureParams, insertedExecution, parseLabels } from "../rows.js";
 import type { Row } from "../rows.js";
 import { TimedStatement, prepareStatements } from "./statements.js";
+import { listPage } from "../list-page.js";
 import { GroupCommit } from "./group-commit.js";
 import type { TransactionControl } from "./group-commit.js";
 import type { Statements } from "./statements.js";
@@ -37,13 +38,6 @@ export interface SqliteStoreOptions {
   /** Told how long each statement and each commit held the event loop. */
   holds?: HoldMeter;
 }
-
-/**
- * How many rows a list page may walk when no index narrows it to the state
- * asked for (SUCCEEDED, left out of the state indexes). A page that finds fewer
- * matches in its window comes back short, and the next page goes on below it.
- */
-export const UNINDEXED_LIST_WINDOW = 10_000;
 
 /**
  * The writer's automatic checkpoint threshold, in pages, while a background
@@ -293,39 +287,23 @@ export class SqliteStore implements Store, Tx {
     return row && executionFromRow(row);
   }
 
-  executionList(params: Parameters<Tx["executionList"]>[0]): Awaited<ReturnType<Tx["executionList"]>> {
-    const { task, state, limit } = params;
-    const before = params.beforeSeq ?? Number.MAX_SAFE_INTEGER;
+  executionList(params: Parameters<Tx["executionList"]>[0]): ReturnType<Tx["executionList"]> {
+    const { task } = params;
     const statements = this.statements;
-    // One row more than the page tells whether another page follows.
-    let rows: Row[];
-    let windowFloor: number | null = null;
-    if (state === SUCCEEDED) {
-      const top = before === Number.MAX_SAFE_INTEGER ? this.newestSeq() + 1 : before;
-      windowFloor = Math.max(0, top - UNINDEXED_LIST_WINDOW);
-      rows = (task === undefined
-        ? statements.executionListSucceeded.all(top, windowFloor, limit + 1)
-        : statements.executionListSucceededByTask.all(task, top, windowFloor, limit + 1)) as Row[];
-    } else if (state !== undefined) {
-      rows = (task === undefined
-        ? statements.executionListByState.all(state, before, limit + 1)
-        : statements.executionListByTaskAndState.all(task, state, before, limit + 1)) as Row[];
-    } else {
-      rows = (task === undefined
-        ? statements.executionList.all(before, limit + 1)
-        : statements.executionListByTask.all(task, before, limit + 1)) as Row[];
-    }
-    const records = rows.slice(0, limit).map(executionFromRow);
-    if (rows.length > limit) return { records, nextBeforeSeq: records[records.length - 1]!.seq };
-    // A window walked to its floor: the next page walks the window below it, if any rows are there.
-    const lowest = windowFloor === null ? null : (statements.executionMinSeq.get() as number | null);
-    const more = windowFloor !== null && lowest !== null && lowest < windowFloor;
-    return { records, nextBeforeSeq: more ? windowFloor : null };
-  }
-
-  /** The largest seq in use (0 when the table is empty): the top of the first SUCCEEDED window. */
-  private newestSeq(): number {
-    return (this.statements.executionMaxSeq.get() as number | null) ?? 0;
+    return listPage<Row>(params, SUCCEEDED, {
+      newestSeq: () => statements.executionMaxSeq.get() as number | null,
+      oldestSeq: () => statements.executionMinSeq.get() as number | null,
+      succeeded: (top, floor, limit) =>
+        (task === undefined
+          ? statements.executionListSucceeded.all(top, floor, limit)
+          : statements.executionListSucceededByTask.all(task, top, floor, limit)) as Row[],
+      inState: (state, before, limit) =>
+        (task === undefined
+          ? statements.executionListByState.all(state, before, limit)
+          : statements.executionListByTaskAndState.all(task, state, before, limit)) as Row[],
+      all: (before, limit) =>
+        (task === undefined ? statements.executionList.all(before, limit) : statements.executionListByTask.all(task, before, limit)) as Row[],
+    }, executionFromRow);
   }
 
   executionClaimDue(params: { tasks: readonly string[]; now: number; limit: number }): DueExecution[] {

@@ -1,0 +1,55 @@
+// How both stores page through executions, newest first. A list of one state
+// other than SUCCEEDED, or of no state, walks an index and fills its pages.
+// SUCCEEDED is left out of the state indexes (it is most of the history), so a
+// SUCCEEDED page walks a window of UNINDEXED_LIST_WINDOW seq values instead: a
+// page may come back short while the next one starts below the window.
+import type { Awaitable, Tx } from "./store.js";
+
+/** How many rows a SUCCEEDED page may walk. */
+export const UNINDEXED_LIST_WINDOW = 10_000;
+
+type Rows<R> = Awaitable<R[]>;
+
+/** The store's queries for one list; each returns at most `limit` rows, newest first. */
+export interface ListQueries<R> {
+  /** The largest seq in use, or null for an empty table. */
+  newestSeq(): Awaitable<number | null>;
+  /** The smallest seq in use, or null for an empty table. */
+  oldestSeq(): Awaitable<number | null>;
+  /** SUCCEEDED executions with seq in [floor, top). */
+  succeeded(top: number, floor: number, limit: number): Rows<R>;
+  /** Executions in `state` with seq below `before`. */
+  inState(state: number, before: number, limit: number): Rows<R>;
+  /** Executions with seq below `before`. */
+  all(before: number, limit: number): Rows<R>;
+}
+
+type Page = Awaited<ReturnType<Tx["executionList"]>>;
+
+export async function listPage<R>(
+  params: Parameters<Tx["executionList"]>[0],
+  succeededState: number,
+  queries: ListQueries<R>,
+  toRecord: (row: R) => Page["records"][number],
+): Promise<Page> {
+  const { state, limit } = params;
+  const before = params.beforeSeq ?? Number.MAX_SAFE_INTEGER;
+  // One row more than the page tells whether another page follows.
+  let rows: R[];
+  let windowFloor: number | null = null;
+  if (state === succeededState) {
+    const top = before === Number.MAX_SAFE_INTEGER ? ((await queries.newestSeq()) ?? 0) + 1 : before;
+    windowFloor = Math.max(0, top - UNINDEXED_LIST_WINDOW);
+    rows = await queries.succeeded(top, windowFloor, limit + 1);
+  } else if (state !== undefined) {
+    rows = await queries.inState(state, before, limit + 1);
+  } else {
+    rows = await queries.all(before, limit + 1);
+  }
+  const records = rows.slice(0, limit).map(toRecord);
+  if (rows.length > limit) return { records, nextBeforeSeq: records[records.length - 1]!.seq };
+  if (windowFloor === null) return { records, nextBeforeSeq: null };
+  // A window walked to its floor: the next page walks the window below it, if any rows are there.
+  const lowest = await queries.oldestSeq();
+  return { records, nextBeforeSeq: lowest !== null && lowest < windowFloor ? windowFloor : null };
+}
