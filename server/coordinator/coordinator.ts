@@ -161,25 +161,26 @@ export class Coordinator {
    */
   private async insertExecutions(tx: Tx, batch: SubmitParams[]): Promise<{ record: ExecutionRecord; existing: boolean }[]> {
     const now = this.clock.now();
-    const answers: ({ record: ExecutionRecord; existing: boolean } | number)[] = [];
+    const answers = new Array<{ record: ExecutionRecord; existing: boolean }>(batch.length);
     const firstWithKey = new Map<string, number>();
+    /** [index, index of the earlier submit in the batch with the same key]. */
+    const repeats: [number, number][] = [];
     const fresh: { index: number; execution: NewExecution }[] = [];
     for (const [index, params] of batch.entries()) {
       const key = params.idempotencyKey;
       if (key !== null) {
         const first = firstWithKey.get(key);
         if (first !== undefined) {
-          answers.push(first);
+          repeats.push([index, first]);
           continue;
         }
         const found = await tx.executionGetByIdempotencyKey(key);
         if (found) {
-          answers.push({ record: found, existing: true });
+          answers[index] = { record: found, existing: true };
           continue;
         }
         firstWithKey.set(key, index);
       }
-      answers.push({ record: undefined!, existing: false });
       fresh.push({
         index,
         execution: {
@@ -206,7 +207,8 @@ export class Coordinator {
       answers[index] = { record, existing: false };
       this.workDueAt(tx, record.task, record.nextAttemptAt!, now);
     }
-    return answers.map((answer) => (typeof answer === "number" ? { record: (answers[answer] as { record: ExecutionRecord }).record, existing: true } : answer));
+    for (const [index, first] of repeats) answers[index] = { record: answers[first]!.record, existing: true };
+    return answers;
   }
 
   async get(id: string): Promise<Execution> {
