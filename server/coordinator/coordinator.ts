@@ -446,9 +446,9 @@ export class Coordinator {
   private heard(news: PeerNews | null): void {
     if (this.closed) return;
     if (news === null) {
+      // Watches get the current state; the timer offers due work, sweeps and re-arms.
       void this.republish(this.watchers.watched());
-      this.offerWorkSoon();
-      this.scheduler.armAt(this.clock.now());
+      this.onTimer();
       return;
     }
     if (news.executions.length > 0) void this.republish(news.executions);
