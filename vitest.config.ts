@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config";
 // build: the workspace package goes through vite (inline), and vite resolves
 // it with the "source" export condition, in SSR mode too (how vitest runs).
 /** The suites of the retry contract that run against both stores. */
-const POSTGRES_SUITES = ["retries", "leases", "waiters", "cancel", "submit", "crash", "shutdown", "undelivered-lease", "workers", "metrics", "retention"];
+const POSTGRES_SUITES = ["retries", "retry-control", "leases", "waiters", "cancel", "submit", "crash", "shutdown", "undelivered-lease", "workers", "metrics", "retention"];
 
 export default defineConfig({
   resolve: {

@@ -28,6 +28,8 @@ Commands:
   submit    submit an execution: reprise submit TASK [--args JSON] [--retries N] [--wait]
   watch     follow an execution until it ends: reprise watch ID
   cancel    cancel an execution: reprise cancel ID
+  rerun     run a failed, abandoned, timed-out or cancelled execution again:
+            reprise rerun ID, or reprise rerun --task T --state failed [--since 1h]
   workers   the workers seen lately and their tasks: reprise workers [--task T]
   backup    copy a database online while the coordinator serves it:
             reprise backup --db ./reprise.db OUT
@@ -35,7 +37,7 @@ Commands:
 
 reprise --version prints the version, the commit, and the Node and SQLite versions.
 
-ls, show, submit, watch, cancel and workers talk to --addr (default 127.0.0.1:50051, or
+ls, show, submit, watch, cancel, rerun and workers talk to --addr (default 127.0.0.1:50051, or
 REPRISE_ADDR) and take --json. Exit codes: 0 ok; 1 the execution did not
 succeed (submit --wait, watch); 2 bad usage; 3 the call failed.
 
@@ -162,6 +164,7 @@ async function main(argv: string[]): Promise<number> {
     case "submit":
     case "watch":
     case "cancel":
+    case "rerun":
     case "workers":
       return COMMANDS[command]!(rest);
     case "protos":

@@ -63,7 +63,7 @@ async function start(tx: Tx, record: ExecutionRecord, at = 0, timeoutAt: number 
 
 async function finish(tx: Tx, record: { seq: number; task: string }, attemptId: number, state: number, at = 0): Promise<void> {
   const attemptState = { [E.succeeded]: A.succeeded, [E.failed]: A.failed, [E.cancelled]: A.cancelled }[state]!;
-  expect(await tx.attemptFinish({ id: attemptId, leaseSecret: SECRET, state: attemptState, finishedAt: at, failure: null, retryPolicy: null })).toBe(true);
+  expect(await tx.attemptFinish({ id: attemptId, leaseSecret: SECRET, state: attemptState, finishedAt: at, failure: null, retryPolicy: null, decision: null })).toBe(true);
   expect(await tx.executionFinish({ seq: record.seq, task: record.task, from: "running", state, finishedAt: at })).toBe(true);
 }
 
@@ -113,8 +113,8 @@ describe("execution counts for metrics", () => {
               expect(await tx.executionFinish({ seq: pick.record.seq, task: pick.record.task, from: "open", state: E.cancelled, finishedAt: 0 })).toBe(true);
               open.splice(open.indexOf(pick), 1);
             } else if (pick.attemptId !== null && roll < 0.7) {
-              expect(await tx.attemptFinish({ id: pick.attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 0, failure: null, retryPolicy: null })).toBe(true);
-              expect(await tx.executionSetRetry({ seq: pick.record.seq, task: pick.record.task, nextAttemptAt: 0 })).toBe(true);
+              expect(await tx.attemptFinish({ id: pick.attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 0, failure: null, retryPolicy: null, decision: null })).toBe(true);
+              expect(await tx.executionSetRetry({ seq: pick.record.seq, task: pick.record.task, nextAttemptAt: 0, runFailures: 0 })).toBe(true);
               pick.attemptId = null;
             } else if (pick.attemptId !== null && roll < 0.75) {
               expect(await tx.attemptReturn({ id: pick.attemptId, leaseSecret: SECRET })).toBe(true);

@@ -47,7 +47,7 @@ describe("reprise operator commands", () => {
       expect(code).toBe(0);
       expect(JSON.parse(stdout)).toEqual({ sent: true });
       expect(stderr).toMatch(/submitted [0-9a-f-]{36}/);
-      expect(stderr).toMatch(/attempt 1 failed: ConnectionError: refused; retrying in 300 ms \((in [\d.]+ ms|now)\)/);
+      expect(stderr).toMatch(/attempt 1 failed: ConnectionError: refused; retrying in 300 ms \((in [\d.]+ ms|now), backoff\)/);
       expect(stderr).toContain("attempt 2 succeeded");
       expect(stderr).toContain("execution SUCCEEDED after 2 attempts");
     });
@@ -76,7 +76,7 @@ describe("reprise operator commands", () => {
       expect(stdout).toContain(`${id.trim()}  notify  SUCCEEDED`);
       expect(stdout).toContain("3 retries, after 0.25–1 s");
       const timeline = stdout.slice(stdout.indexOf("#  STATE"));
-      expect(timeline).toMatch(/1\s+FAILED\s+test-worker\s+.*TimeoutError: upstream slow\s+retryable; retried after 2\d\d ms \(3 retries, after 0.25–1 s\)/);
+      expect(timeline).toMatch(/1\s+FAILED\s+test-worker\s+.*TimeoutError: upstream slow\s+retried after 2\d\d ms \(backoff; 3 retries, after 0.25–1 s\)/);
       expect(timeline).toMatch(/2\s+SUCCEEDED\s+cli-test-worker/);
       const json = JSON.parse((await reprise(c, "show", id.trim(), "--json")).stdout);
       expect(json.state).toBe("EXECUTION_STATE_SUCCEEDED");

@@ -25,7 +25,7 @@ describe("retry policy", () => {
 
   test("retries=true is unlimited with a uniform random delay in [1 s, 60 s]", () => {
     const p = policy({ unlimited: true })!;
-    expect(p).toEqual({ limit: 0, unlimited: true, backoffMinMs: 1000, backoffMaxMs: 60_000 });
+    expect(p).toEqual({ limit: 0, unlimited: true, backoffMinMs: 1000, backoffMaxMs: 60_000, coefficient: 0, jitter: 0, maxElapsedMs: 0 });
     expect(retryDelayMs(p, 1, () => 0)).toBe(1000);
     expect(retryDelayMs(p, 1000, () => 0.999_999_999)).toBe(60_000);
     expect(retryDelayMs(p, 7, () => 0.5)).toBe(30_500);

@@ -201,7 +201,7 @@ const ATTEMPT_STATE: Record<number, number> = { [E.succeeded]: A.succeeded, [E.f
 
 /** Ends attempt `attemptId` and its RUNNING execution in `state`; throws when either guard refuses. */
 export async function finish(tx: Tx, record: { seq: number; task: string }, attemptId: number, state: number, at = 0): Promise<void> {
-  if (!(await tx.attemptFinish({ id: attemptId, leaseSecret: SECRET, state: ATTEMPT_STATE[state]!, finishedAt: at, failure: null, retryPolicy: null }))) {
+  if (!(await tx.attemptFinish({ id: attemptId, leaseSecret: SECRET, state: ATTEMPT_STATE[state]!, finishedAt: at, failure: null, retryPolicy: null, decision: null }))) {
     throw new Error(`attempt ${attemptId} did not finish`);
   }
   if (!(await tx.executionFinish({ seq: record.seq, task: record.task, from: "running", state, finishedAt: at }))) {

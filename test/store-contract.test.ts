@@ -75,6 +75,8 @@ describe.each([
         idempotencyKey: "key-a",
         labels: { k: "v" },
         attemptCount: 0,
+        runFailures: 0,
+        runScheduledAt: 10,
       });
       expect(b.seq).toBeGreaterThan(a.seq);
       expect(c.seq).toBeGreaterThan(b.seq);
@@ -226,8 +228,8 @@ describe.each([
       expect(running).toMatchObject({ state: E.running, attemptCount: 1, nextAttemptAt: null, version: 2 });
 
       await store.write(async (tx) => {
-        expect(await tx.attemptFinish({ id: first!.attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 60, failure: null, retryPolicy: null })).toBe(true);
-        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 70 })).toBe(true);
+        expect(await tx.attemptFinish({ id: first!.attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 60, failure: null, retryPolicy: null, decision: null })).toBe(true);
+        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 70, runFailures: 0 })).toBe(true);
       });
       const second = await store.write(async (tx) => lease(tx, "t", { at: 70 }));
       expect(second!.due).toMatchObject({ id: "e", attemptCount: 1, nextAttemptAt: 70 });
@@ -320,8 +322,8 @@ describe.each([
       const record = await store.write(async (tx) => insert(tx, "e", "t"));
       const first = await store.write(async (tx) => start(tx, record, { at: 1 }));
       await store.write(async (tx) => {
-        expect(await tx.attemptFinish({ id: first, leaseSecret: SECRET, state: A.failed, finishedAt: 2, failure, retryPolicy: Buffer.from([3]) })).toBe(true);
-        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 3 })).toBe(true);
+        expect(await tx.attemptFinish({ id: first, leaseSecret: SECRET, state: A.failed, finishedAt: 2, failure, retryPolicy: Buffer.from([3]), decision: null })).toBe(true);
+        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 3, runFailures: 0 })).toBe(true);
       });
       const second = await store.write(async (tx) => start(tx, record, { at: 3 }));
       const list = await store.read(async (tx) => tx.attemptList(record.seq));
@@ -367,7 +369,7 @@ describe.each([
     it("attemptFinish ends a RUNNING attempt with its own lease secret only: a wrong secret, or a second finish, does not apply", async () => {
       const record = await store.write(async (tx) => insert(tx, "e", "t"));
       const attemptId = await store.write(async (tx) => start(tx, record));
-      const ending = { id: attemptId, state: A.succeeded, finishedAt: 9, failure: null, retryPolicy: null };
+      const ending = { id: attemptId, state: A.succeeded, finishedAt: 9, failure: null, retryPolicy: null, decision: null };
       expect(await store.write(async (tx) => tx.attemptFinish({ ...ending, leaseSecret: WRONG_SECRET }))).toBe(false);
       expect((await store.read(async (tx) => tx.attemptGet([attemptId])))[0]!.state).toBe(A.running);
       expect(await store.write(async (tx) => tx.attemptFinish({ ...ending, leaseSecret: SECRET }))).toBe(true);
@@ -378,18 +380,18 @@ describe.each([
 
     it("executionSetRetry moves only a RUNNING execution back to PENDING, due at nextAttemptAt", async () => {
       const record = await store.write(async (tx) => insert(tx, "e", "t"));
-      expect(await store.write(async (tx) => tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 50 }))).toBe(false);
+      expect(await store.write(async (tx) => tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 50, runFailures: 0 }))).toBe(false);
       const attemptId = await store.write(async (tx) => start(tx, record));
       await store.write(async (tx) => {
-        expect(await tx.attemptFinish({ id: attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 1, failure: null, retryPolicy: null })).toBe(true);
-        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 50 })).toBe(true);
-        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 60 })).toBe(false);
+        expect(await tx.attemptFinish({ id: attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 1, failure: null, retryPolicy: null, decision: null })).toBe(true);
+        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 50, runFailures: 0 })).toBe(true);
+        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 60, runFailures: 0 })).toBe(false);
       });
       expect(await store.read(async (tx) => tx.executionGet("e"))).toMatchObject({ state: E.pending, nextAttemptAt: 50, attemptCount: 1, version: 3 });
       // Not due before nextAttemptAt; due from then on.
       expect(await store.write(async (tx) => tx.executionClaimDue({ tasks: ["t"], now: 49, limit: 1 }))).toEqual([]);
       expect(ids(await store.write(async (tx) => tx.executionClaimDue({ tasks: ["t"], now: 50, limit: 1 })))).toEqual(["e"]);
-      expect(await store.write(async (tx) => tx.executionSetRetry({ seq: record.seq + 1000, task: "t", nextAttemptAt: 1 }))).toBe(false);
+      expect(await store.write(async (tx) => tx.executionSetRetry({ seq: record.seq + 1000, task: "t", nextAttemptAt: 1, runFailures: 0 }))).toBe(false);
     });
 
     it('executionFinish from "running" applies to a RUNNING execution only; from "open" to a PENDING one too; neither to a finished one', async () => {
@@ -612,8 +614,8 @@ describe.each([
       await agree();
       await store.write(async (tx) => {
         await finish(tx, leased.a1.due, leased.a1.attemptId, E.succeeded);
-        expect(await tx.attemptFinish({ id: leased.a2.attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 0, failure: null, retryPolicy: null })).toBe(true);
-        expect(await tx.executionSetRetry({ seq: leased.a2.due.seq, task: "a", nextAttemptAt: 5 })).toBe(true);
+        expect(await tx.attemptFinish({ id: leased.a2.attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 0, failure: null, retryPolicy: null, decision: null })).toBe(true);
+        expect(await tx.executionSetRetry({ seq: leased.a2.due.seq, task: "a", nextAttemptAt: 5, runFailures: 0 })).toBe(true);
         const pendingB = (await tx.executionList({ task: "b", state: E.pending, limit: 1 })).records[0]!;
         expect(await tx.executionFinish({ seq: pendingB.seq, task: "b", from: "open", state: E.cancelled, finishedAt: 0 })).toBe(true);
       });
@@ -657,7 +659,7 @@ describe.each([
         tx.afterCommit(() => effects.push("failed"));
         await insert(tx, "gone", "t");
         await start(tx, record);
-        await tx.taskUpsert({ name: "t", retryPolicy: null, timeoutMs: 5, workerId: "w", declaredAt: 1 });
+        await tx.taskUpsert({ name: "t", retryPolicy: null, timeoutMs: 5, retryBudget: null, workerId: "w", declaredAt: 1 });
         await tx.workerSeen({ workerId: "w", tasks: ["t"], at: 1 });
         throw new Error("planned");
       });
@@ -726,7 +728,7 @@ describe.each([
       const firstHeld = new Set<string>();
       let bothHeld!: () => void;
       const both = new Promise<void>((resolve) => (bothHeld = resolve));
-      const declare = (tx: Tx, name: string) => tx.taskUpsert({ name, retryPolicy: null, timeoutMs: null, workerId: "w", declaredAt: 0 });
+      const declare = (tx: Tx, name: string) => tx.taskUpsert({ name, retryPolicy: null, timeoutMs: null, retryBudget: null, workerId: "w", declaredAt: 0 });
       // Each change declares two tasks in the opposite order of the other: where changes run at the
       // same time, each waits for the row the other holds, and the database breaks the deadlock.
       const change = (order: "xy" | "yx") =>
@@ -809,7 +811,7 @@ describe.each([
 
   describe("tasks", () => {
     it("taskGet returns what taskUpsert declared, and undefined for a task never declared", async () => {
-      const task = { name: "t", retryPolicy: Buffer.from([1, 2, 3]), timeoutMs: 5000, workerId: "w1", declaredAt: 10 };
+      const task = { name: "t", retryPolicy: Buffer.from([1, 2, 3]), timeoutMs: 5000, retryBudget: { perSecond: 2.5, burst: 3 }, workerId: "w1", declaredAt: 10 };
       await store.write(async (tx) => {
         expect(await tx.taskGet("t")).toBeUndefined();
         await tx.taskUpsert(task);
@@ -817,14 +819,14 @@ describe.each([
       });
       expect(await store.read(async (tx) => tx.taskGet("t"))).toEqual(task);
       expect(await store.read(async (tx) => tx.taskGet("other"))).toBeUndefined();
-      await store.write(async (tx) => tx.taskUpsert({ name: "bare", retryPolicy: null, timeoutMs: null, workerId: "w2", declaredAt: 11 }));
-      expect(await store.read(async (tx) => tx.taskGet("bare"))).toEqual({ name: "bare", retryPolicy: null, timeoutMs: null, workerId: "w2", declaredAt: 11 });
+      await store.write(async (tx) => tx.taskUpsert({ name: "bare", retryPolicy: null, timeoutMs: null, retryBudget: null, workerId: "w2", declaredAt: 11 }));
+      expect(await store.read(async (tx) => tx.taskGet("bare"))).toEqual({ name: "bare", retryPolicy: null, timeoutMs: null, retryBudget: null, workerId: "w2", declaredAt: 11 });
     });
 
     it("a re-declaration replaces the previous one, and the next change sees it; one that rolls back leaves the previous one", async () => {
-      const v1 = { name: "t", retryPolicy: Buffer.from([1]), timeoutMs: 100, workerId: "w1", declaredAt: 1 };
-      const v2 = { name: "t", retryPolicy: null, timeoutMs: null, workerId: "w2", declaredAt: 2 };
-      const v3 = { name: "t", retryPolicy: Buffer.from([3]), timeoutMs: 300, workerId: "w3", declaredAt: 3 };
+      const v1 = { name: "t", retryPolicy: Buffer.from([1]), timeoutMs: 100, retryBudget: null, workerId: "w1", declaredAt: 1 };
+      const v2 = { name: "t", retryPolicy: null, timeoutMs: null, retryBudget: null, workerId: "w2", declaredAt: 2 };
+      const v3 = { name: "t", retryPolicy: Buffer.from([3]), timeoutMs: 300, retryBudget: null, workerId: "w3", declaredAt: 3 };
       await store.write(async (tx) => tx.taskUpsert(v1));
       // Read once, so that a store that keeps declarations in memory has this one.
       expect(await store.write(async (tx) => tx.taskGet("t"))).toEqual(v1);

@@ -170,7 +170,7 @@ async function buildHistory(path: string, executions: number): Promise<void> {
         const cancelled = i % 41 === 0;
         const attemptState = failed ? A.failed : cancelled ? A.cancelled : A.succeeded;
         const failure = failed ? { type: "E", message: "m", stackTrace: "", nonRetryable: true, retryAfterMs: 0 } : null;
-        await tx.attemptFinish({ id: attemptId!, leaseSecret: new Uint8Array(16), state: attemptState, finishedAt: now, failure, retryPolicy: null });
+        await tx.attemptFinish({ id: attemptId!, leaseSecret: new Uint8Array(16), state: attemptState, finishedAt: now, failure, retryPolicy: null, decision: null });
         await tx.executionFinish({
           seq: record.seq,
           task,

@@ -155,6 +155,7 @@ describe("group commit", () => {
         { version: 2, name: "0002_lighter_indexes.sql" },
         { version: 3, name: "0003_history_indexes.sql" },
         { version: 4, name: "0004_workers.sql" },
+        { version: 5, name: "0005_retry_control.sql" },
       ]);
       expect(db.prepare("SELECT id FROM executions").all()).toEqual([{ id: "kept" }]);
     } finally {

@@ -118,6 +118,11 @@ export function executionService(
       return { execution: await coordinator.cancel(request.executionId) };
     },
 
+    async rerunExecution(request) {
+      checkExecutionId(request.executionId);
+      return { execution: await coordinator.rerun(request.executionId) };
+    },
+
     async listWorkers(request) {
       if (request.task !== "") checkTaskName(request.task, "task", limits);
       const workers = await coordinator.listWorkers(request.task === "" ? undefined : request.task);

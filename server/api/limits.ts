@@ -47,8 +47,13 @@ export const fixedLimits = {
   failureMessageBytes: 64 * 1024,
   failureStackBytes: 256 * 1024,
   retryLimit: 10_000,
-  /** backoff_min, backoff_max, retry_after, delay and timeout. */
+  /** backoff_min, backoff_max, retry_after, delay, timeout and a snooze's delay. */
   durationMs: 365 * DAY,
+  /** RetryPolicy.max_elapsed. */
+  maxElapsedMs: 3650 * DAY,
+  /** RetryBudget.retries_per_second and RetryBudget.burst. */
+  retryBudgetRate: 1_000_000,
+  retryBudgetBurst: 1_000_000,
   waitMs: 60 * SECOND,
   defaultLeaseMs: 30 * SECOND,
   defaultPageSize: 100,

@@ -2,7 +2,8 @@
 // with the field's path, because tools often show only the message.
 import { status } from "@grpc/grpc-js";
 import { StatusError } from "@reprise/wire";
-import type { Failure, Payload, RetryPolicy } from "@reprise/wire";
+import type { Failure, Payload, RetryBudget, RetryPolicy, Snooze } from "@reprise/wire";
+import type { RetryBudgetRecord } from "../store/store.js";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { fixedLimits as limits } from "./limits.js";
 import type { Limits } from "./limits.js";
@@ -65,6 +66,29 @@ export function checkRetryPolicy(policy: RetryPolicy | undefined, field: string)
   if (policy.backoffMin && policy.backoffMax && min > max) {
     throw invalid(`${field}.backoff_min`, `(${min} ms) must not be greater than backoff_max (${max} ms)`);
   }
+  const coefficient = policy.backoffCoefficient;
+  if (!Number.isFinite(coefficient) || (coefficient !== 0 && coefficient < 1)) {
+    throw invalid(`${field}.backoff_coefficient`, `must be 0 (Coflux's rule) or a finite number of at least 1, not ${coefficient}`);
+  }
+  if (!Number.isFinite(policy.jitter) || policy.jitter < 0 || policy.jitter > 1) {
+    throw invalid(`${field}.jitter`, `must be a fraction in [0, 1], not ${policy.jitter}`);
+  }
+  checkDuration(policy.maxElapsed, `${field}.max_elapsed`, limits.maxElapsedMs);
+}
+
+/** Checks a task's retry budget and returns it as stored (null: none). */
+export function checkRetryBudget(budget: RetryBudget | undefined, field: string): RetryBudgetRecord | null {
+  if (budget === undefined) return null;
+  const rate = budget.retriesPerSecond;
+  if (!Number.isFinite(rate) || rate < 0 || rate > limits.retryBudgetRate) {
+    throw invalid(`${field}.retries_per_second`, `must be a finite number from 0 to ${limits.retryBudgetRate}, not ${rate}`);
+  }
+  if (budget.burst > limits.retryBudgetBurst) throw invalid(`${field}.burst`, `must be at most ${limits.retryBudgetBurst}`);
+  return rate === 0 ? null : { perSecond: rate, burst: budget.burst || 1 };
+}
+
+export function checkSnooze(snooze: Snooze, field: string): void {
+  checkDuration(snooze.delay, `${field}.delay`, limits.durationMs);
 }
 
 /** Payload sizes are RESOURCE_EXHAUSTED, not INVALID_ARGUMENT: the request was well formed. */

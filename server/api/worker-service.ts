@@ -12,7 +12,9 @@ import {
   checkDuration,
   checkFailure,
   checkPayload,
+  checkRetryBudget,
   checkRetryPolicy,
+  checkSnooze,
   checkTaskName,
   checkWorkerId,
   invalid,
@@ -27,7 +29,8 @@ export function workerService(coordinator: Coordinator, limits: Limits, longPoll
         checkTaskName(task.name, `tasks[${i}].name`, limits);
         checkRetryPolicy(task.retryPolicy, `tasks[${i}].retry_policy`);
         const timeoutMs = checkDuration(task.timeout, `tasks[${i}].timeout`, fixedLimits.durationMs);
-        return { name: task.name, retryPolicy: encodePolicy(task.retryPolicy), timeoutMs: timeoutMs === 0 ? null : timeoutMs };
+        const retryBudget = checkRetryBudget(task.retryBudget, `tasks[${i}].retry_budget`);
+        return { name: task.name, retryPolicy: encodePolicy(task.retryPolicy), timeoutMs: timeoutMs === 0 ? null : timeoutMs, retryBudget };
       });
       await coordinator.declare(request.workerId, tasks);
       return {};
@@ -72,6 +75,7 @@ export function workerService(coordinator: Coordinator, limits: Limits, longPoll
       request.outcomes.forEach((outcome, i) => {
         if (outcome.outcome.case === "result") checkPayload(outcome.outcome.value, `outcomes[${i}].result`, limits.maxPayloadBytes);
         if (outcome.outcome.case === "failure") checkFailure(outcome.outcome.value, `outcomes[${i}].failure`);
+        if (outcome.outcome.case === "snooze") checkSnooze(outcome.outcome.value, `outcomes[${i}].snooze`);
       });
       return { receipts: await coordinator.report(request.outcomes) };
     },

@@ -9,7 +9,7 @@
 // write to settle: nothing is acknowledged before it is durable.
 import { toBinary } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
-import { RetryPolicySchema, StatusError } from "@reprise/wire";
+import { ExecutionState, RetryPolicySchema, StatusError } from "@reprise/wire";
 import type { Execution, LeasedAttempt, Outcome, OutcomeReceipt, RetryPolicy } from "@reprise/wire";
 import { systemClock } from "./clock.js";
 import type { Clock } from "./clock.js";
@@ -25,7 +25,7 @@ import { WorkerRegistry } from "./workers.js";
 import { Scheduler } from "./scheduler.js";
 import { toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
-import type { AttemptRef, ExecutionRecord, NewAttempt, NewExecution, PayloadRecord, PeerNews, Store, Tx, WorkerRecord } from "../store/store.js";
+import type { AttemptRef, ExecutionRecord, NewAttempt, NewExecution, PayloadRecord, PeerNews, RetryBudgetRecord, Store, Tx, WorkerRecord } from "../store/store.js";
 import { msToTimestamp } from "./time.js";
 import { quote } from "../api/validate.js";
 import { WatchHub } from "./watch-hub.js";
@@ -54,9 +54,16 @@ export interface DeclaredTask {
   name: string;
   retryPolicy: Uint8Array | null;
   timeoutMs: number | null;
+  retryBudget: RetryBudgetRecord | null;
 }
 
 export const isTerminal = (state: number) => state !== E.pending && state !== E.running;
+
+/** The states RerunExecution re-opens. */
+const RERUNNABLE = new Set<number>([E.failed, E.abandoned, E.timedOut, E.cancelled]);
+
+/** An execution state as the API names it, for example "SUCCEEDED". */
+const stateName = (state: number) => ExecutionState[state] ?? String(state);
 
 // Expired attempts are handled in slices, one per timer tick, so that one tick
 // never holds the event loop for long, even after a restart with many leases
@@ -231,7 +238,7 @@ export class Coordinator {
       if (record.state === E.running) {
         const attempt = await tx.attemptGetRunning(record.seq);
         if (attempt) {
-          await tx.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.cancelled, finishedAt: now, failure: null, retryPolicy: null });
+          await tx.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.cancelled, finishedAt: now, failure: null, retryPolicy: null, decision: null });
           this.count(tx, (m) => m.attemptFinished(record.task, "cancelled"));
         }
       }
@@ -239,6 +246,29 @@ export class Coordinator {
         await this.changed(tx, record.seq);
         tx.afterCommit(() => this.log.info("execution cancelled", { execution_id: id, task: record.task }));
       }
+      return this.snapshot(tx, (await tx.executionGetBySeq(record.seq))!);
+    });
+  }
+
+  /**
+   * Runs an execution that ended FAILED, ABANDONED, TIMED_OUT or CANCELLED
+   * again: PENDING, due now, with its retry limit, k and max_elapsed counted
+   * afresh. Any other state is FAILED_PRECONDITION.
+   */
+  async rerun(id: string): Promise<Execution> {
+    return this.store.write(async (tx) => {
+      const record = await this.requireExecution(tx, id);
+      const now = this.clock.now();
+      if (!RERUNNABLE.has(record.state) || !(await tx.executionRerun({ seq: record.seq, task: record.task, from: record.state, now }))) {
+        throw new StatusError(
+          status.FAILED_PRECONDITION,
+          `execution_id: execution ${quote(id)} is ${stateName(record.state)}; only a FAILED, ABANDONED, TIMED_OUT or CANCELLED execution can be re-run`,
+        );
+      }
+      await this.changed(tx, record.seq);
+      this.workDueAt(tx, record.task, now, now);
+      this.count(tx, (m) => m.executionRerun(record.task));
+      tx.afterCommit(() => this.log.info("execution re-run", { execution_id: id, task: record.task, previous_state: stateName(record.state) }));
       return this.snapshot(tx, (await tx.executionGetBySeq(record.seq))!);
     });
   }
@@ -548,15 +578,20 @@ export class Coordinator {
     return leased;
   }
 
-  /** The attempts that tokens name, or why each names none. Constant-time on the secret. */
+  /**
+   * The attempts that tokens name, or why each names none. Constant-time on
+   * the secret. Tokens of one attempt share one ref, so that what an outcome
+   * does to it is seen by a repeat later in the batch.
+   */
   private async findAttempts(tx: Tx, tokens: readonly Uint8Array[]): Promise<(AttemptRef | string)[]> {
     const decoded = tokens.map(decodeLeaseToken);
-    const ids = decoded.filter((d) => d !== null).map((d) => d.attemptId);
+    const ids = [...new Set(decoded.filter((d) => d !== null).map((d) => d.attemptId))];
     const attempts = ids.length === 0 ? [] : await tx.attemptGet(ids);
-    let next = 0;
+    const byId = new Map<number, AttemptRef>();
+    for (const attempt of attempts) if (attempt) byId.set(attempt.id, attempt);
     return decoded.map((d) => {
       if (!d) return "malformed lease token";
-      const attempt = attempts[next++];
+      const attempt = byId.get(d.attemptId);
       if (!attempt || !secretsEqual(attempt.leaseSecret, d.secret)) return "unknown lease token";
       return attempt;
     });

@@ -1,15 +1,17 @@
 // What follows the end of an attempt: the retry rules applied to a failure, an
-// abandonment or a timeout under the policy in effect now, and the receipt of
-// a reported outcome. Everything here runs inside one change of the store.
+// abandonment or a timeout under the policy in effect now (then the task's
+// retry budget), a snooze, and the receipt of a reported outcome. Everything
+// here runs inside one change of the store.
 import type { Outcome, OutcomeReceipt } from "@reprise/wire";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../operator/log.js";
 import type { CoordinatorMetrics } from "../operator/metrics.js";
-import { retryDelayMs } from "./policy.js";
+import { takeRetryToken } from "./budget.js";
+import { RetryRule, latestRetryAt, planRetry } from "./policy.js";
 import { storedPolicy } from "./snapshot.js";
 import { durationToMs, msToTimestamp } from "./time.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
-import type { AttemptRef, FailureRecord, Tx } from "../store/store.js";
+import type { AttemptRef, FailureRecord, RetryDecision, Tx } from "../store/store.js";
 
 const TERMINAL_FROM_ATTEMPT: Record<number, number> = {
   [A.failed]: E.failed,
@@ -24,7 +26,11 @@ const OUTCOME_OF_STATE: Record<number, Parameters<CoordinatorMetrics["attemptFin
   [A.abandoned]: "abandoned",
   [A.timedOut]: "timed_out",
   [A.cancelled]: "cancelled",
+  [A.snoozed]: "snoozed",
 };
+
+/** The attempt state that each case of Outcome records: a repeat of the same case is a duplicate. */
+const STATE_OF_CASE = { result: A.succeeded, failure: A.failed, snooze: A.snoozed } as const;
 
 /** What deciding needs of the coordinator around it. */
 export interface DecisionContext {
@@ -45,9 +51,10 @@ export interface DecisionContext {
 export class Outcomes {
   constructor(private readonly ctx: DecisionContext) {}
 
-  /** The refusal of an outcome for an attempt that an earlier outcome of the same batch ended. */
+  /** The refusal of an outcome for an attempt that has ended otherwise. */
   private ended(tx: Tx, attempt: AttemptRef): OutcomeReceipt {
-    return this.refused(tx, "ended", `attempt ${attempt.number} already ended; this lease is no longer current`);
+    const how = OUTCOME_OF_STATE[attempt.state];
+    return this.refused(tx, "ended", `attempt ${attempt.number} already ended${how ? ` ${how}` : ""}; this lease is no longer current`);
   }
 
   private refused(tx: Tx, kind: string, reason: string): OutcomeReceipt {
@@ -55,11 +62,21 @@ export class Outcomes {
     return receipt({ accepted: false, reason });
   }
 
-  /** Applies one reported outcome to the attempt its token named (or why it named none), and answers with its receipt. */
+  /**
+   * Applies one reported outcome to the attempt its token named (or why it
+   * named none), and answers with its receipt. An outcome that ends the
+   * attempt sets `attempt.state`, so that a repeat later in the same batch,
+   * given the same ref, is answered as a duplicate.
+   */
   async apply(tx: Tx, outcome: Outcome, attempt: AttemptRef | string): Promise<OutcomeReceipt> {
-    if (outcome.outcome.case === undefined) return this.refused(tx, "empty", "the outcome has neither a result nor a failure");
+    const kind = outcome.outcome.case;
+    if (kind === undefined) return this.refused(tx, "empty", "the outcome has none of result, failure or snooze");
     if (typeof attempt === "string") return this.refused(tx, attempt.startsWith("malformed") ? "malformed" : "unknown", attempt);
     if (attempt.state === A.cancelled) return this.refused(tx, "cancelled", "the execution was cancelled");
+    if (attempt.state === STATE_OF_CASE[kind]) {
+      this.ctx.count(tx, (m) => m.reportDuplicate());
+      return receipt({ accepted: true, duplicate: true });
+    }
     if (attempt.state !== A.running) return this.ended(tx, attempt);
     const now = this.ctx.clock.now();
     const expired = await this.expireIfDue(tx, attempt, now);
@@ -67,11 +84,21 @@ export class Outcomes {
       return expired === A.timedOut ? this.refused(tx, "timed_out", "the attempt timed out") : this.refused(tx, "expired", "the lease expired");
     }
     const execution = attempt.execution;
+    if (outcome.outcome.case === "snooze") {
+      const delay = outcome.outcome.value.delay;
+      const dueAt = now + (delay ? durationToMs(delay) : 0);
+      const decision = { rule: RetryRule.snooze, retryAt: dueAt, computedAt: null };
+      if (!(await this.finishAttempt(tx, attempt, A.snoozed, now, null, null, decision))) return this.ended(tx, attempt);
+      await tx.executionSetRetry({ seq: execution.seq, task: execution.task, nextAttemptAt: dueAt, runFailures: execution.runFailures });
+      await this.ctx.changed(tx, execution.seq);
+      this.ctx.workDueAt(tx, execution.task, dueAt, now);
+      this.ctx.count(tx, (m) => m.attemptFinished(execution.task, "snoozed"));
+      tx.afterCommit(() => this.ctx.log.info("attempt snoozed", { execution_id: execution.id, task: execution.task, attempt: attempt.number, delay_ms: dueAt - now }));
+      return receipt({ accepted: true, nextAttemptAt: msToTimestamp(dueAt) });
+    }
     if (outcome.outcome.case === "result") {
       const result = outcome.outcome.value;
-      if (!(await tx.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state: A.succeeded, finishedAt: now, failure: null, retryPolicy: null }))) {
-        return this.ended(tx, attempt);
-      }
+      if (!(await this.finishAttempt(tx, attempt, A.succeeded, now, null, null, null))) return this.ended(tx, attempt);
       await tx.executionFinish({
         seq: execution.seq,
         task: execution.task,
@@ -96,45 +123,74 @@ export class Outcomes {
     return receipt({ accepted: true, willRetry: decision !== null, nextAttemptAt: decision === null ? undefined : msToTimestamp(decision) });
   }
 
+  /** Ends a RUNNING attempt, guarded on its lease; on success `attempt.state` follows. */
+  private async finishAttempt(
+    tx: Tx,
+    attempt: AttemptRef,
+    state: number,
+    now: number,
+    failure: FailureRecord | null,
+    retryPolicy: Uint8Array | null,
+    decision: RetryDecision | null,
+  ): Promise<boolean> {
+    const finished = await tx.attemptFinish({ id: attempt.id, leaseSecret: attempt.leaseSecret, state, finishedAt: now, failure, retryPolicy, decision });
+    if (finished) attempt.state = state;
+    return finished;
+  }
+
   /**
    * Ends a RUNNING attempt as FAILED, ABANDONED or TIMED_OUT and decides what
-   * follows under the policy in effect now, read in this change. Returns when
-   * the retry is due, null when the execution ended, or undefined when the
-   * attempt had ended already (earlier in the same change).
+   * follows under the policy in effect now, read in this change, and then the
+   * task's retry budget. Returns when the retry is due, null when the
+   * execution ended, or undefined when the attempt had ended already (earlier
+   * in the same change).
    */
   private async endAttempt(tx: Tx, attempt: AttemptRef, state: number, now: number, failure: FailureRecord): Promise<number | null | undefined> {
     const execution = attempt.execution;
     const policyBytes = await this.ctx.policyInEffect(tx, execution);
     const policy = policyBytes === null ? null : storedPolicy(policyBytes).resolved;
-    const retryable = !(state === A.failed && failure.nonRetryable);
-    let delayMs = retryable && policy ? retryDelayMs(policy, attempt.number, this.ctx.random) : null;
-    if (delayMs !== null && failure.retryAfterMs > 0) delayMs = failure.retryAfterMs;
-    const finished = await tx.attemptFinish({
-      id: attempt.id,
-      leaseSecret: attempt.leaseSecret,
-      state,
-      finishedAt: now,
-      failure,
-      retryPolicy: policy ? policyBytes : null,
+    const plan = planRetry({
+      policy,
+      failureNumber: execution.runFailures + 1,
+      retryable: !(state === A.failed && failure.nonRetryable),
+      retryAfterMs: failure.retryAfterMs,
+      now,
+      runScheduledAt: execution.runScheduledAt,
+      random: this.ctx.random,
     });
-    if (!finished) return undefined;
+    let decision: RetryDecision = { rule: plan.rule, retryAt: plan.retry ? plan.dueAt : null, computedAt: null };
+    if (plan.retry) {
+      const budget = (await tx.taskGet(execution.task))?.retryBudget ?? null;
+      if (budget !== null) {
+        const taken = takeRetryToken(budget, await tx.retryBucketGet(execution.task), plan.dueAt, latestRetryAt(policy!, execution.runScheduledAt));
+        if (taken === null) decision = { rule: RetryRule.maxElapsed, retryAt: null, computedAt: null };
+        else {
+          await tx.retryBucketPut(execution.task, taken.bucket);
+          if (taken.deferred) decision = { rule: RetryRule.budget, retryAt: taken.dueAt, computedAt: plan.dueAt };
+        }
+      }
+    }
+    if (!(await this.finishAttempt(tx, attempt, state, now, failure, policy ? policyBytes : null, decision))) return undefined;
+    const nextAttemptAt = decision.retryAt;
     const fields = { execution_id: execution.id, task: execution.task, attempt: attempt.number, error_type: failure.type };
     this.ctx.count(tx, (m) => {
       m.attemptFinished(execution.task, OUTCOME_OF_STATE[state]!);
-      if (delayMs !== null) m.retryScheduled(execution.task);
+      if (nextAttemptAt !== null) m.retryScheduled(execution.task);
+      if (decision.rule === RetryRule.budget) m.retryDeferred(execution.task);
     });
     if (state !== A.failed) tx.afterCommit(() => this.ctx.log.info(state === A.timedOut ? "attempt timed out" : "attempt abandoned", { ...fields, message: failure.message }));
-    if (delayMs !== null) {
-      const nextAttemptAt = now + delayMs;
-      await tx.executionSetRetry({ seq: execution.seq, task: execution.task, nextAttemptAt });
+    if (nextAttemptAt !== null) {
+      await tx.executionSetRetry({ seq: execution.seq, task: execution.task, nextAttemptAt, runFailures: execution.runFailures + 1 });
       await this.ctx.changed(tx, execution.seq);
       this.ctx.workDueAt(tx, execution.task, nextAttemptAt, now);
-      tx.afterCommit(() => this.ctx.log.info("retry scheduled", { ...fields, attempt_state: OUTCOME_OF_STATE[state], delay_ms: delayMs }));
+      tx.afterCommit(() =>
+        this.ctx.log.info("retry scheduled", { ...fields, attempt_state: OUTCOME_OF_STATE[state], delay_ms: nextAttemptAt - now, rule: RULE_NAMES[decision.rule] }),
+      );
       return nextAttemptAt;
     }
     await tx.executionFinish({ seq: execution.seq, task: execution.task, from: "running", state: TERMINAL_FROM_ATTEMPT[state]!, finishedAt: now, failure });
     await this.ctx.changed(tx, execution.seq);
-    tx.afterCommit(() => this.ctx.log.info("execution ended", { ...fields, state: OUTCOME_OF_STATE[state] }));
+    tx.afterCommit(() => this.ctx.log.info("execution ended", { ...fields, state: OUTCOME_OF_STATE[state], rule: RULE_NAMES[decision.rule] }));
     return null;
   }
 
@@ -168,7 +224,24 @@ export class Outcomes {
   }
 }
 
+/** How logs name each rule, as the CLI and the docs do. */
+export const RULE_NAMES: Record<number, string> = {
+  [RetryRule.backoff]: "backoff",
+  [RetryRule.retryAfter]: "retry_after",
+  [RetryRule.snooze]: "snooze",
+  [RetryRule.budget]: "budget",
+  [RetryRule.maxElapsed]: "max_elapsed",
+  [RetryRule.limit]: "limit",
+  [RetryRule.nonRetryable]: "non_retryable",
+};
+
 /** An OutcomeReceipt as a literal: create() would first fill in every default. */
-function receipt({ accepted, reason = "", willRetry = false, nextAttemptAt }: Partial<Omit<OutcomeReceipt, "$typeName">> & { accepted: boolean }): OutcomeReceipt {
-  return { $typeName: "reprise.v1.OutcomeReceipt", accepted, reason, willRetry, nextAttemptAt };
+function receipt({
+  accepted,
+  reason = "",
+  willRetry = false,
+  nextAttemptAt,
+  duplicate = false,
+}: Partial<Omit<OutcomeReceipt, "$typeName">> & { accepted: boolean }): OutcomeReceipt {
+  return { $typeName: "reprise.v1.OutcomeReceipt", accepted, reason, willRetry, nextAttemptAt, duplicate };
 }

@@ -66,6 +66,9 @@ function toAttempt(attempt: AttemptRecord): Attempt {
     failure: attempt.failure ? toFailure(attempt.failure) : undefined,
     retryPolicy: shownPolicy(attempt.retryPolicy),
     leaseExpiresAt: attempt.finishedAt === null ? msToTimestamp(attempt.leaseExpiresAt) : undefined,
+    retryRule: attempt.decision?.rule ?? 0,
+    retryAt: optionalTime(attempt.decision?.retryAt ?? null),
+    retryComputedAt: optionalTime(attempt.decision?.computedAt ?? null),
   };
 }
 

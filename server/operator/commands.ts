@@ -1,4 +1,5 @@
-// The operator commands of `reprise`: ls, show, submit, watch and cancel. They
+// The operator commands of `reprise`: ls, show, submit, watch, cancel, rerun
+// and workers. They
 // talk to a coordinator over gRPC like any other client. Every command takes
 // --json for scripts; human output is tables with relative times.
 import { readFileSync } from "node:fs";
@@ -8,7 +9,7 @@ import type { ParseArgsConfig } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { toJson } from "@bufbuild/protobuf";
 import { Client } from "@reprise/client";
-import { ExecutionSchema, ExecutionService, ExecutionState, AttemptState, ListWorkersResponseSchema, createServiceClient } from "@reprise/wire";
+import { ExecutionSchema, ExecutionService, ExecutionState, AttemptState, ListWorkersResponseSchema, RetryRule, createServiceClient } from "@reprise/wire";
 import type { Attempt, Execution, RetryPolicy, ServiceClient } from "@reprise/wire";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { ConfigError, parseDurationMs } from "./config.js";
@@ -101,8 +102,17 @@ export function describePolicy(policy: RetryPolicy | undefined): string {
   if (!policy || (!policy.unlimited && policy.limit === 0)) return "no retries (at most once)";
   const min = policy.backoffMin ? seconds(policy.backoffMin) : policy.unlimited && !policy.backoffMax ? 1 : 0;
   const max = policy.backoffMax ? seconds(policy.backoffMax) : policy.unlimited && !policy.backoffMin ? 60 : min;
-  const backoff = min === 0 && max === 0 ? "immediately" : min === max ? `after ${min} s` : `after ${min}–${max} s`;
-  return policy.unlimited ? `unlimited retries, each ${backoff === "immediately" ? backoff : `${backoff} (random)`}` : `${policy.limit} ${policy.limit === 1 ? "retry" : "retries"}, ${backoff}`;
+  const count = policy.unlimited ? "unlimited retries" : `${policy.limit} ${policy.limit === 1 ? "retry" : "retries"}`;
+  let text: string;
+  if (policy.backoffCoefficient !== 0 && min > 0) {
+    text = `${count}, after ${min} s × ${policy.backoffCoefficient}^(k−1), at most ${max} s`;
+  } else {
+    const backoff = min === 0 && max === 0 ? "immediately" : min === max ? `after ${min} s` : `after ${min}–${max} s`;
+    text = policy.unlimited ? `${count}, each ${backoff === "immediately" ? backoff : `${backoff} (random)`}` : `${count}, ${backoff}`;
+  }
+  if (policy.jitter > 0) text += `, jitter ${policy.jitter}`;
+  if (policy.maxElapsed && durationToMs(policy.maxElapsed) > 0) text += `, within ${duration(durationToMs(policy.maxElapsed))}`;
+  return text;
 }
 
 function failureText(attempt: Attempt | Execution): string {
@@ -111,18 +121,81 @@ function failureText(attempt: Attempt | Execution): string {
   return failure.message ? `${failure.type}: ${failure.message.split("\n")[0]}` : failure.type;
 }
 
-/** The delay that followed attempt i, and whether its failure was retryable. */
-function retryNote(execution: Execution, i: number): string {
+/** How the CLI names each rule, as the docs and the logs do. */
+const RULE_NAME: Partial<Record<RetryRule, string>> = {
+  [RetryRule.BACKOFF]: "backoff",
+  [RetryRule.RETRY_AFTER]: "retry_after",
+  [RetryRule.SNOOZE]: "snooze",
+  [RetryRule.BUDGET]: "budget",
+  [RetryRule.MAX_ELAPSED]: "max_elapsed",
+};
+
+/** Why a pending execution waits after its last attempt: the rule that set the time, or "re-run" when that attempt had ended it. */
+function waitRule(last: Attempt): string | undefined {
+  if (last.retryRule === RetryRule.UNSPECIFIED) return undefined;
+  return last.retryAt !== undefined ? RULE_NAME[last.retryRule] : "re-run";
+}
+
+/**
+ * What followed attempt i, and which rule decided it: the delay and its rule
+ * (backoff, retry_after, snooze, budget), or why no retry followed (no retries
+ * left, non-retryable, max_elapsed), then a cancellation or a re-run that
+ * came after.
+ */
+export function retryNote(execution: Execution, i: number, now: number): string {
   const attempt = execution.attempts[i]!;
   if (attempt.state === AttemptState.RUNNING || attempt.state === AttemptState.SUCCEEDED || attempt.state === AttemptState.CANCELLED) return "";
-  const retryable = !(attempt.state === AttemptState.FAILED && attempt.failure?.nonRetryable);
   const next = execution.attempts[i + 1];
-  const finished = ms(attempt.finishedAt);
-  const nextAt = next ? ms(next.scheduledAt) : execution.state === ExecutionState.PENDING ? ms(execution.nextAttemptAt) : null;
+  const last = next === undefined;
+  const finished = ms(attempt.finishedAt)!;
   const policy = describePolicy(attempt.retryPolicy);
-  if (!retryable) return `non-retryable; ended (${policy})`;
-  if (nextAt === null || finished === null) return `retryable; no retries left (${policy})`;
-  return `retryable; retried after ${duration(nextAt - finished)} (${policy})`;
+  const retryAt = ms(attempt.retryAt);
+  let note: string;
+  let scheduled: boolean;
+  switch (attempt.retryRule) {
+    case RetryRule.SNOOZE:
+      note = `snoozed; due again after ${duration(retryAt! - finished)} (snooze)`;
+      scheduled = true;
+      break;
+    case RetryRule.BACKOFF:
+    case RetryRule.RETRY_AFTER:
+      note = `${last && execution.state === ExecutionState.PENDING ? "retrying" : "retried"} after ${duration(retryAt! - finished)} (${RULE_NAME[attempt.retryRule]}; ${policy})`;
+      scheduled = true;
+      break;
+    case RetryRule.BUDGET: {
+      const computed = ms(attempt.retryComputedAt)!;
+      note = `retry deferred by the task's retry budget: after ${duration(retryAt! - finished)}, not ${duration(computed - finished)} (budget; ${policy})`;
+      scheduled = true;
+      break;
+    }
+    case RetryRule.MAX_ELAPSED:
+      note = `no retry: it would start past max_elapsed (max_elapsed; ${policy})`;
+      scheduled = false;
+      break;
+    case RetryRule.NON_RETRYABLE:
+      note = `non-retryable; ended (${policy})`;
+      scheduled = false;
+      break;
+    case RetryRule.LIMIT:
+      note = `retryable; no retries left (${policy})`;
+      scheduled = false;
+      break;
+    default: {
+      // Recorded before rules were kept: read it from what followed.
+      const retryable = !(attempt.state === AttemptState.FAILED && attempt.failure?.nonRetryable);
+      const nextAt = next ? ms(next.scheduledAt) : execution.state === ExecutionState.PENDING ? ms(execution.nextAttemptAt) : null;
+      scheduled = retryable && (nextAt !== null || (last && execution.state === ExecutionState.CANCELLED));
+      if (!retryable) note = `non-retryable; ended (${policy})`;
+      else if (nextAt !== null) note = `retryable; retried after ${duration(nextAt - finished)} (${policy})`;
+      else note = scheduled ? `retryable (${policy})` : `retryable; no retries left (${policy})`;
+    }
+  }
+  if (last && execution.state === ExecutionState.CANCELLED && scheduled) {
+    const when = retryAt ?? ms(execution.finishedAt)!;
+    return `${note}; cancelled before it ran${retryAt !== null ? ` (it was due ${relative(when, now)})` : ""}`;
+  }
+  if (next !== undefined && !scheduled) return `${note}; then re-run`;
+  return note;
 }
 
 export function renderExecution(execution: Execution, style: Style, now: number): string {
@@ -154,7 +227,7 @@ export function renderExecution(execution: Execution, style: Style, now: number)
         `${clockTime(started)} (${relative(started, now)})`,
         ended === null ? `${duration(now - started)} so far` : duration(ended - started),
         failureText(attempt),
-        retryNote(execution, i),
+        retryNote(execution, i, now),
       ];
     });
     text += "\n" + table(style, ["#", "STATE", "WORKER", "STARTED", "DURATION", "ERROR", "THEN"], rows);
@@ -176,7 +249,7 @@ async function ls(args: string[]): Promise<number> {
     options: { ...COMMON, task: { type: "string" }, state: { type: "string" }, limit: { type: "string" }, retrying: { type: "boolean" } },
   });
   if (values.help) {
-    process.stdout.write(`Usage: reprise ls [--task T] [--state S] [--retrying] [--limit N]\n\nLists executions, newest first.\n  --state S      pending, running, succeeded, failed, abandoned, timed_out or cancelled\n  --retrying     only executions waiting for a retry (pending after a failed attempt), soonest first\n  --limit N      at most N rows (default 50)\n\n${COMMON_HELP}`);
+    process.stdout.write(`Usage: reprise ls [--task T] [--state S] [--retrying] [--limit N]\n\nLists executions, newest first.\n  --state S      pending, running, succeeded, failed, abandoned, timed_out or cancelled\n  --retrying     only executions waiting for a retry or a snooze (pending after an attempt),\n                 soonest first, with the rule that set the time: backoff, retry_after, snooze or budget\n  --limit N      at most N rows (default 50)\n\n${COMMON_HELP}`);
     return EXIT.ok;
   }
   const limit = values.limit === undefined ? 50 : Number(values.limit);
@@ -210,8 +283,16 @@ async function ls(args: string[]): Promise<number> {
     const rows = executions.map((e) => {
       const next = ms(e.nextAttemptAt);
       const finished = ms(e.finishedAt);
-      const when = next !== null ? `next ${relative(next, now)}` : finished !== null ? `ended ${relative(finished, now)}` : e.state === ExecutionState.RUNNING ? "running" : "";
       const last = e.attempts.at(-1);
+      const rule = next !== null && last !== undefined ? waitRule(last) : undefined;
+      const when =
+        next !== null
+          ? `next ${relative(next, now)}${rule ? ` (${rule})` : ""}`
+          : finished !== null
+            ? `ended ${relative(finished, now)}`
+            : e.state === ExecutionState.RUNNING
+              ? "running"
+              : "";
       return [e.id, e.task, stateText(c.style, stateName(e.state)), String(e.attempts.length), when, duration(now - ms(e.createdAt)!), last ? failureText(last) : ""];
     });
     c.out(executions.length === 0 ? "no executions\n" : table(c.style, ["ID", "TASK", "STATE", "ATTEMPTS", "NEXT / ENDED", "AGE", "LAST ERROR"], rows));
@@ -260,6 +341,132 @@ async function cancel(args: string[]): Promise<number> {
   }
 }
 
+const RERUNNABLE_STATES = ["failed", "abandoned", "timed_out", "cancelled"];
+/** Re-runs in flight at once during `rerun --state`. */
+const RERUN_CONCURRENCY = 16;
+/** The most executions one `rerun --state` lists. */
+const RERUN_MAX = 100_000;
+
+async function rerun(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine({
+    args,
+    options: { ...COMMON, task: { type: "string" }, state: { type: "string" }, since: { type: "string" }, yes: { type: "boolean", short: "y" } },
+    allowPositionals: true,
+  });
+  if (values.help) {
+    process.stdout.write(`Usage: reprise rerun ID
+       reprise rerun --state S [--task T] [--since D] [--yes]
+
+Runs executions that ended FAILED, ABANDONED, TIMED_OUT or CANCELLED again. Each keeps
+its id, its attempts and its idempotency key; its next attempt is due at once and its
+retry limit counts afresh.
+  ID             re-run this one execution
+  --state S      re-run every execution in state S: failed, abandoned, timed_out or cancelled
+  --task T       only executions of task T
+  --since D      only those that ended in the last D: 30m, 1h, 2d (seconds when bare)
+  --yes, -y      do not ask; without it, rerun --state says how many it will re-run and asks
+
+${COMMON_HELP}`);
+    return EXIT.ok;
+  }
+  const many = values.state !== undefined || values.task !== undefined || values.since !== undefined;
+  if (positionals.length > 0 && many) throw new ConfigError("rerun: give either one execution id or --state (with --task and --since), not both");
+  if (positionals.length === 0 && values.state === undefined) {
+    throw new ConfigError("rerun: give an execution id, or --state to re-run many, for example: reprise rerun --task charge_card --state failed --since 1h");
+  }
+  if (positionals.length > 0) {
+    const id = requireId(positionals, "rerun");
+    const c = connect(values);
+    try {
+      const { execution } = await c.client.rerunExecution({ executionId: id }, { metadata: c.metadata });
+      c.out(c.json ? JSON.stringify(asJson(execution!), null, 2) + "\n" : `${execution!.id}  ${stateText(c.style, stateName(execution!.state))}  attempt ${execution!.attempts.length + 1} due now\n`);
+      return EXIT.ok;
+    } finally {
+      c.client.raw.close();
+    }
+  }
+  const stateFlag = values.state!.toLowerCase();
+  if (!RERUNNABLE_STATES.includes(stateFlag)) throw new ConfigError(`--state: must be one of ${RERUNNABLE_STATES.join(", ")}; got ${JSON.stringify(values.state)}`);
+  const state = ExecutionState[stateFlag.toUpperCase() as keyof typeof ExecutionState] as ExecutionState;
+  const sinceMs = values.since === undefined ? null : secondsOrDuration(values.since);
+  if (sinceMs === null && values.since !== undefined) throw new ConfigError(`--since: must be seconds or a duration with a unit, such as 30m, 1h or 2d; got ${JSON.stringify(values.since)}`);
+  const c = connect(values);
+  const say = (text: string) => process.stderr.write(text);
+  try {
+    const cutoff = sinceMs === null ? null : Date.now() - sinceMs;
+    const ids: string[] = [];
+    let pageToken = "";
+    let listed = 0;
+    let lastProgress = Date.now();
+    do {
+      const reply = await c.client.listExecutions({ task: values.task ?? "", state, pageSize: 1000, pageToken }, { metadata: c.metadata });
+      for (const e of reply.executions) if (cutoff === null || (ms(e.finishedAt) ?? 0) >= cutoff) ids.push(e.id);
+      listed += reply.executions.length;
+      pageToken = reply.nextPageToken;
+      if (Date.now() - lastProgress > 1000 && !c.json) {
+        say(`listed ${listed.toLocaleString("en")} ${stateName(state)} executions so far …\n`);
+        lastProgress = Date.now();
+      }
+    } while (pageToken !== "" && ids.length < RERUN_MAX);
+    if (ids.length >= RERUN_MAX) {
+      ids.length = RERUN_MAX;
+      say(`reprise: more than ${RERUN_MAX.toLocaleString("en")} match; this run re-runs the newest ${RERUN_MAX.toLocaleString("en")}, run it again for the rest\n`);
+    }
+    const what = `${stateName(state)} execution${ids.length === 1 ? "" : "s"}${values.task ? ` of ${values.task}` : ""}${values.since ? ` that ended in the last ${values.since}` : ""}`;
+    if (ids.length === 0) {
+      c.out(c.json ? JSON.stringify({ rerun: [], skipped: [], failed: [] }) + "\n" : `no ${what}; nothing to re-run\n`);
+      return EXIT.ok;
+    }
+    if (!values.yes) {
+      if (!process.stdin.isTTY) throw new ConfigError(`rerun: ${ids.length.toLocaleString("en")} ${what} would be re-run; add --yes to confirm (there is no terminal to ask on)`);
+      const { createInterface } = await import("node:readline/promises");
+      const prompt = createInterface({ input: process.stdin, output: process.stderr });
+      const answer = await prompt.question(`Re-run ${ids.length.toLocaleString("en")} ${what}? [y/N] `).finally(() => prompt.close());
+      if (!/^y(es)?$/i.test(answer.trim())) {
+        say("nothing re-run\n");
+        return EXIT.ok;
+      }
+    } else if (!c.json) {
+      say(`re-running ${ids.length.toLocaleString("en")} ${what}\n`);
+    }
+    const done: string[] = [];
+    const skipped: { id: string; reason: string }[] = [];
+    const failed: { id: string; reason: string }[] = [];
+    let next = 0;
+    lastProgress = Date.now();
+    await Promise.all(
+      Array.from({ length: Math.min(RERUN_CONCURRENCY, ids.length) }, async () => {
+        while (next < ids.length) {
+          const id = ids[next++]!;
+          try {
+            await c.client.rerunExecution({ executionId: id }, { metadata: c.metadata });
+            done.push(id);
+          } catch (error) {
+            const code = (error as { code?: number }).code;
+            const reason = String((error as { details?: string }).details ?? error);
+            // Re-run or changed by someone else since it was listed.
+            if (code === grpc.status.FAILED_PRECONDITION || code === grpc.status.NOT_FOUND) skipped.push({ id, reason });
+            else failed.push({ id, reason });
+          }
+          if (Date.now() - lastProgress > 1000 && !c.json) {
+            say(`re-ran ${done.length.toLocaleString("en")} of ${ids.length.toLocaleString("en")} …\n`);
+            lastProgress = Date.now();
+          }
+        }
+      }),
+    );
+    if (c.json) c.out(JSON.stringify({ rerun: done, skipped, failed }, null, 2) + "\n");
+    else {
+      c.out(`re-ran ${done.length.toLocaleString("en")} of ${ids.length.toLocaleString("en")} ${what}\n`);
+      if (skipped.length > 0) c.out(`skipped ${skipped.length.toLocaleString("en")} that changed since they were listed (for example ${skipped[0]!.id}: ${skipped[0]!.reason})\n`);
+      if (failed.length > 0) say(`reprise: ${failed.length.toLocaleString("en")} could not be re-run, for example ${failed[0]!.id}: ${failed[0]!.reason}\n`);
+    }
+    return failed.length > 0 ? EXIT.callFailed : EXIT.ok;
+  } finally {
+    c.client.raw.close();
+  }
+}
+
 /** One line per change between two snapshots, as `submit --wait` and `watch` print them. */
 export function progressLines(previous: Execution | undefined, current: Execution, style: Style, now: number): string[] {
   const lines: string[] = [];
@@ -268,12 +475,15 @@ export function progressLines(previous: Execution | undefined, current: Executio
     if (!before) lines.push(`attempt ${attempt.number} started on ${attempt.workerId || "a worker"}`);
     if (attempt.state !== AttemptState.RUNNING && (!before || before.state === AttemptState.RUNNING)) {
       const what = attemptStateName(attempt.state).toLowerCase().replace("_", " ");
-      let line = `attempt ${attempt.number} ${paint(style, attempt.state === AttemptState.SUCCEEDED ? "green" : "red", what)}`;
+      const color = attempt.state === AttemptState.SUCCEEDED ? "green" : attempt.state === AttemptState.SNOOZED ? "yellow" : "red";
+      let line = `attempt ${attempt.number} ${paint(style, color, what)}`;
       if (attempt.failure) line += `: ${failureText(attempt)}`;
       const next = ms(current.nextAttemptAt);
       const finished = ms(attempt.finishedAt);
       if (current.state === ExecutionState.PENDING && next !== null && finished !== null && attempt.number === current.attempts.length) {
-        line += `; retrying in ${duration(next - finished)} (${relative(next, now)})`;
+        const rule = RULE_NAME[attempt.retryRule];
+        const verb = attempt.state === AttemptState.SNOOZED ? "due again" : "retrying";
+        line += `; ${verb} in ${duration(next - finished)} (${relative(next, now)}${rule && rule !== "snooze" ? `, ${rule}` : ""})`;
       }
       lines.push(line);
     }
@@ -343,9 +553,20 @@ async function warnNoWorker(c: Context, task: string): Promise<void> {
   );
 }
 
-function retryPolicy(retries: string | undefined, backoff: string | undefined): RetryPolicy | undefined {
+interface PolicyFlags {
+  retries?: string;
+  backoff?: string;
+  coefficient?: string;
+  jitter?: string;
+  "max-elapsed"?: string;
+}
+
+function retryPolicy(flags: PolicyFlags): RetryPolicy | undefined {
+  const { retries, backoff } = flags;
   if (retries === undefined) {
-    if (backoff !== undefined) throw new ConfigError("--backoff: needs --retries");
+    for (const flag of ["backoff", "coefficient", "jitter", "max-elapsed"] as const) {
+      if (flags[flag] !== undefined) throw new ConfigError(`--${flag}: needs --retries`);
+    }
     return undefined;
   }
   const unlimited = retries === "true";
@@ -361,12 +582,25 @@ function retryPolicy(retries: string | undefined, backoff: string | undefined): 
   } else if (unlimited) {
     rangeMs = [1000, 60_000];
   }
+  const coefficient = flags.coefficient === undefined ? 0 : Number(flags.coefficient);
+  if (flags.coefficient !== undefined && (!Number.isFinite(coefficient) || coefficient < 1 || flags.coefficient.trim() === "")) {
+    throw new ConfigError(`--coefficient: must be a number of at least 1, such as 2; got ${JSON.stringify(flags.coefficient)}`);
+  }
+  const jitter = flags.jitter === undefined ? 0 : Number(flags.jitter);
+  if (flags.jitter !== undefined && (!Number.isFinite(jitter) || jitter < 0 || jitter > 1 || flags.jitter.trim() === "")) {
+    throw new ConfigError(`--jitter: must be a fraction from 0 to 1, such as 0.5; got ${JSON.stringify(flags.jitter)}`);
+  }
+  const maxElapsedMs = flags["max-elapsed"] === undefined ? 0 : secondsOrDuration(flags["max-elapsed"]);
+  if (maxElapsedMs === null) throw new ConfigError(`--max-elapsed: must be seconds or a duration with a unit, such as 3600, 90m or 1d; got ${JSON.stringify(flags["max-elapsed"])}`);
   return {
     $typeName: "reprise.v1.RetryPolicy",
     limit,
     unlimited,
     backoffMin: rangeMs ? msToDuration(rangeMs[0]) : undefined,
     backoffMax: rangeMs ? msToDuration(rangeMs[1]) : undefined,
+    backoffCoefficient: coefficient,
+    jitter,
+    maxElapsed: maxElapsedMs > 0 ? msToDuration(maxElapsedMs) : undefined,
   };
 }
 
@@ -378,6 +612,9 @@ async function submit(args: string[]): Promise<number> {
       args: { type: "string" },
       retries: { type: "string" },
       backoff: { type: "string" },
+      coefficient: { type: "string" },
+      jitter: { type: "string" },
+      "max-elapsed": { type: "string" },
       delay: { type: "string" },
       key: { type: "string" },
       label: { type: "string", multiple: true },
@@ -386,7 +623,8 @@ async function submit(args: string[]): Promise<number> {
     allowPositionals: true,
   });
   if (values.help) {
-    process.stdout.write(`Usage: reprise submit TASK [--args JSON] [--retries N|true] [--backoff MIN,MAX] [--delay S]
+    process.stdout.write(`Usage: reprise submit TASK [--args JSON] [--retries N|true] [--backoff MIN,MAX]
+                     [--coefficient C] [--jitter J] [--max-elapsed D] [--delay D]
                      [--key K] [--label k=v]... [--wait]
 
 Submits an execution of TASK and prints its id.
@@ -394,6 +632,9 @@ Submits an execution of TASK and prints its id.
   --retries N|true   N retries, or unlimited; without it the task's declared policy applies
   --backoff MIN,MAX  the delay before the first and the last retry (random within for unlimited);
                      seconds, or with a unit: 300,600 or 5m,10m
+  --coefficient C    exponential backoff: retry k waits min(MAX, MIN × C^(k−1)); C ≥ 1
+  --jitter J         draw each delay d uniformly from [d × (1 − J), d]; J from 0 to 1
+  --max-elapsed D    schedule no retry that would start more than D after the first attempt
   --delay D          how long before the first attempt may start: seconds, or 250ms, 5m, 1h
   --key K            idempotency key: a repeat returns the existing execution
   --label k=v        a label (repeatable)
@@ -423,7 +664,7 @@ ${COMMON_HELP}`);
       {
         task: positionals[0]!,
         arguments: { data: new TextEncoder().encode(raw), contentType: "application/json" },
-        retryPolicy: retryPolicy(values.retries, values.backoff),
+        retryPolicy: retryPolicy(values),
         idempotencyKey: values.key ?? "",
         delay: delayMs > 0 ? msToDuration(delayMs) : undefined,
         labels,
@@ -494,5 +735,6 @@ export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   submit: explained(submit),
   watch: explained(watch),
   cancel: explained(cancel),
+  rerun: explained(rerun),
   workers: explained(workers),
 };

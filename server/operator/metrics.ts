@@ -9,9 +9,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 /** What the coordinator reports. The no-op version is used when metrics are off. */
 export interface CoordinatorMetrics {
   attemptStarted(task: string, dueToStartMs: number, isRetry: boolean): void;
-  attemptFinished(task: string, outcome: "succeeded" | "failed" | "abandoned" | "timed_out" | "cancelled"): void;
+  attemptFinished(task: string, outcome: "succeeded" | "failed" | "abandoned" | "timed_out" | "cancelled" | "snoozed"): void;
   retryScheduled(task: string): void;
+  /** A retry that the task's retry budget deferred past its computed start. */
+  retryDeferred(task: string): void;
+  executionRerun(task: string): void;
   reportRefused(reason: string): void;
+  /** A report that repeated an outcome already recorded. */
+  reportDuplicate(): void;
   commit(changes: number, ms: number): void;
 }
 
@@ -19,7 +24,10 @@ export const noMetrics: CoordinatorMetrics = {
   attemptStarted: () => {},
   attemptFinished: () => {},
   retryScheduled: () => {},
+  retryDeferred: () => {},
+  executionRerun: () => {},
   reportRefused: () => {},
+  reportDuplicate: () => {},
   commit: () => {},
 };
 
@@ -42,6 +50,9 @@ export class PrometheusMetrics implements CoordinatorMetrics {
   private readonly abandonments: Counter<"task">;
   private readonly timeouts: Counter<"task">;
   private readonly refused: Counter<"reason">;
+  private readonly deferred: Counter<"task">;
+  private readonly reruns: Counter<"task">;
+  private readonly duplicates: Counter;
   private readonly dispatchLatency: Histogram;
   private readonly retryLateness: Histogram;
   private readonly commitSize: Histogram;
@@ -85,6 +96,14 @@ export class PrometheusMetrics implements CoordinatorMetrics {
     this.abandonments = new Counter({ name: "reprise_abandonments_total", help: "Attempts whose lease expired without a heartbeat.", labelNames: ["task"], registers });
     this.timeouts = new Counter({ name: "reprise_timeouts_total", help: "Attempts that ran past their task's timeout.", labelNames: ["task"], registers });
     this.refused = new Counter({ name: "reprise_fenced_reports_total", help: "Outcomes refused (stale, unknown or malformed lease, or already ended).", labelNames: ["reason"], registers });
+    this.deferred = new Counter({
+      name: "reprise_retries_deferred_total",
+      help: "Retries that the task's retry budget deferred past their computed start.",
+      labelNames: ["task"],
+      registers,
+    });
+    this.reruns = new Counter({ name: "reprise_executions_rerun_total", help: "Executions run again by RerunExecution.", labelNames: ["task"], registers });
+    this.duplicates = new Counter({ name: "reprise_duplicate_reports_total", help: "Outcomes that repeated one already recorded, accepted as duplicates.", registers });
     this.dispatchLatency = new Histogram({ name: "reprise_dispatch_latency_seconds", help: "From when an attempt was due to when a worker leased it.", buckets: LATENCY_BUCKETS, registers });
     this.retryLateness = new Histogram({ name: "reprise_retry_lateness_seconds", help: "From when a retry was due to when a worker leased it.", buckets: LATENCY_BUCKETS, registers });
     this.commitSize = new Histogram({ name: "reprise_commit_batch_size", help: "Changes committed together in one transaction (group commit).", buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000], registers });
@@ -107,8 +126,20 @@ export class PrometheusMetrics implements CoordinatorMetrics {
     this.retries.inc({ task });
   }
 
+  retryDeferred(task: string): void {
+    this.deferred.inc({ task });
+  }
+
+  executionRerun(task: string): void {
+    this.reruns.inc({ task });
+  }
+
   reportRefused(reason: string): void {
     this.refused.inc({ reason });
+  }
+
+  reportDuplicate(): void {
+    this.duplicates.inc();
   }
 
   commit(changes: number, ms: number): void {

@@ -1,7 +1,7 @@
 // Rows of both stores and the records of store.ts: how each column is read,
 // and how each value is bound. The two schemas name their columns alike;
 // booleans are 0/1 in SQLite and true/false in PostgreSQL, which accepts 0/1.
-import type { AttemptRecord, ExecutionRecord, FailureRecord, NewExecution, WorkerRecord } from "./store.js";
+import type { AttemptRecord, ExecutionRecord, FailureRecord, NewExecution, RetryBudgetRecord, RetryDecision, TaskRecord, WorkerRecord } from "./store.js";
 
 export type Row = Record<string, unknown>;
 
@@ -54,6 +54,38 @@ export function executionFromRow(row: Row): ExecutionRecord {
     idempotencyKey: row.idempotency_key as string | null,
     labels: parseLabels(row.labels as string),
     attemptCount: row.attempt_count as number,
+    runFailures: row.run_failures as number,
+    runScheduledAt: (row.run_scheduled_at as number | null) ?? (row.created_at as number),
+  };
+}
+
+/** The decision an attempt row records (retry_rule, retry_at, retry_computed_at); null when none. */
+export function decisionFromRow(row: Row): RetryDecision | null {
+  const rule = row.retry_rule as number | null;
+  if (rule === null || rule === 0) return null;
+  return { rule, retryAt: row.retry_at as number | null, computedAt: row.retry_computed_at as number | null };
+}
+
+/** retry_rule, retry_at, retry_computed_at. */
+export function decisionParams(decision: RetryDecision | null): unknown[] {
+  if (decision === null) return [null, null, null];
+  return [decision.rule, decision.retryAt, decision.computedAt];
+}
+
+/** A task row's budget columns (budget_per_second, budget_burst); null when none. */
+export function budgetFromRow(perSecond: unknown, burst: unknown): RetryBudgetRecord | null {
+  return perSecond === null || perSecond === undefined ? null : { perSecond: Number(perSecond), burst: Number(burst) };
+}
+
+/** A task record from a tasks row (name, retry_policy, timeout_ms, budget_*, worker_id, declared_at). */
+export function taskFromRow(row: Row): TaskRecord {
+  return {
+    name: row.name as string,
+    retryPolicy: (row.retry_policy as Buffer | null) ?? null,
+    timeoutMs: row.timeout_ms as number | null,
+    retryBudget: budgetFromRow(row.budget_per_second, row.budget_burst),
+    workerId: row.worker_id as string,
+    declaredAt: row.declared_at as number,
   };
 }
 
@@ -73,6 +105,7 @@ export function attemptFromRow(row: Row): AttemptRecord {
     timeoutAt: row.timeout_at as number | null,
     failure: failureFromRow(row),
     retryPolicy: (row.retry_policy as Buffer | null) ?? null,
+    decision: decisionFromRow(row),
   };
 }
 
@@ -89,6 +122,7 @@ export function executionInsertValues(params: NewExecution): unknown[] {
     params.createdAt,
     params.idempotencyKey,
     labelsJson(params.labels),
+    params.nextAttemptAt,
   ];
 }
 
@@ -112,6 +146,8 @@ export function insertedExecution(seq: number, params: NewExecution): ExecutionR
     idempotencyKey: params.idempotencyKey,
     labels: params.labels,
     attemptCount: 0,
+    runFailures: 0,
+    runScheduledAt: params.nextAttemptAt!,
   };
 }
 

@@ -29,6 +29,7 @@ export const AttemptStateNumber = {
   abandoned: 4,
   timedOut: 5,
   cancelled: 6,
+  snoozed: 7,
 } as const;
 
 export interface FailureRecord {
@@ -45,11 +46,26 @@ export interface PayloadRecord {
   contentType: string;
 }
 
+/** A task's declared retry budget: tokens accrue at `perSecond`, up to `burst`. */
+export interface RetryBudgetRecord {
+  perSecond: number;
+  /** At least 1. */
+  burst: number;
+}
+
+/** A retry budget's bucket as stored: `tokens` as of `at` (ms since the epoch). */
+export interface BucketState {
+  tokens: number;
+  at: number;
+}
+
 export interface TaskRecord {
   name: string;
   /** A serialized reprise.v1.RetryPolicy, or null for none. */
   retryPolicy: Uint8Array | null;
   timeoutMs: number | null;
+  /** Null: no retry budget. */
+  retryBudget: RetryBudgetRecord | null;
   workerId: string;
   declaredAt: number;
 }
@@ -73,6 +89,20 @@ export interface ExecutionRecord {
   idempotencyKey: string | null;
   labels: Record<string, string>;
   attemptCount: number;
+  /** Failures, abandonments and timeouts since the execution was submitted or last re-run: the k of the delay rules, less one. */
+  runFailures: number;
+  /** The earliest start of the run's first attempt (the submit's due time, or the re-run), from which max_elapsed counts. */
+  runScheduledAt: number;
+}
+
+/** Which rule decided what followed an attempt, and when that was due; see reprise.v1.Attempt.retry_rule. */
+export interface RetryDecision {
+  /** A number of the proto enum reprise.v1.RetryRule. */
+  rule: number;
+  /** When the retry or snooze was due; null when none followed. */
+  retryAt: number | null;
+  /** For a retry that the budget deferred: when the delay rules had it due. */
+  computedAt: number | null;
 }
 
 export interface AttemptRecord {
@@ -91,6 +121,8 @@ export interface AttemptRecord {
   failure: FailureRecord | null;
   /** The serialized policy that decided what followed; null when none applied. */
   retryPolicy: Uint8Array | null;
+  /** Null while RUNNING, after SUCCEEDED or CANCELLED, and for attempts recorded before decisions were kept. */
+  decision: RetryDecision | null;
 }
 
 export interface WorkerRecord {
@@ -104,7 +136,7 @@ export interface WorkerRecord {
 export type DueExecution = Pick<ExecutionRecord, "seq" | "id" | "task" | "arguments" | "labels" | "attemptCount"> & { nextAttemptAt: number };
 
 /** An attempt as deciding its fate needs it: no outcome fields, with its execution. */
-export type AttemptRef = Omit<AttemptRecord, "finishedAt" | "failure" | "retryPolicy"> & { execution: ExecutionRef };
+export type AttemptRef = Omit<AttemptRecord, "finishedAt" | "failure" | "retryPolicy" | "decision"> & { execution: ExecutionRef };
 
 /** What deciding an attempt's fate needs of its execution. */
 export interface ExecutionRef {
@@ -113,16 +145,18 @@ export interface ExecutionRef {
   task: string;
   /** The Submit's own serialized policy; null when the task's declaration applies. */
   retryPolicy: Uint8Array | null;
+  runFailures: number;
+  runScheduledAt: number;
 }
 
 /** A value, or a promise of one: SQLite answers at once, PostgreSQL over the network. */
 export type Awaitable<T> = T | Promise<T>;
 
 /** A new execution, as executionInsert takes it. */
-export type NewExecution = Omit<ExecutionRecord, "seq" | "version" | "result" | "failure" | "finishedAt" | "attemptCount">;
+export type NewExecution = Omit<ExecutionRecord, "seq" | "version" | "result" | "failure" | "finishedAt" | "attemptCount" | "runFailures" | "runScheduledAt">;
 
 /** A new RUNNING attempt of an execution that executionClaimDue moved to RUNNING. */
-export type NewAttempt = Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy">;
+export type NewAttempt = Omit<AttemptRecord, "id" | "state" | "finishedAt" | "failure" | "retryPolicy" | "decision">;
 
 /** The reads and writes of one change; valid only until that change settles. */
 export interface Tx {
@@ -158,8 +192,17 @@ export interface Tx {
    * node is claiming at the same moment are skipped, never waited for.
    */
   executionClaimDue(params: { tasks: readonly string[]; now: number; limit: number }): Awaitable<DueExecution[]>;
-  /** RUNNING -> PENDING, due again at `nextAttemptAt` (a retry). Guarded on RUNNING. */
-  executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number }): Awaitable<boolean>;
+  /**
+   * RUNNING -> PENDING, due again at `nextAttemptAt` (a retry or a snooze),
+   * with `runFailures` as the run's failures now. Guarded on RUNNING.
+   */
+  executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number; runFailures: number }): Awaitable<boolean>;
+  /**
+   * `from` (FAILED, ABANDONED, TIMED_OUT or CANCELLED) -> PENDING, due at
+   * `now`, with its failure, result and finished_at cleared and its run
+   * counted afresh from `now`. Guarded on `from`, which must be one of those.
+   */
+  executionRerun(params: { seq: number; task: string; from: number; now: number }): Awaitable<boolean>;
   /** Guarded on the current state: RUNNING, or either PENDING or RUNNING ("open"). */
   executionFinish(params: {
     seq: number;
@@ -193,6 +236,7 @@ export interface Tx {
     finishedAt: number;
     failure: FailureRecord | null;
     retryPolicy: Uint8Array | null;
+    decision: RetryDecision | null;
   }): Awaitable<boolean>;
   /**
    * Deletes a RUNNING attempt that was never delivered and puts its execution
@@ -232,6 +276,10 @@ export interface Tx {
    * deletes nothing and returns null.
    */
   executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): Awaitable<{ deleted: number; nextSeq: number | null }>;
+
+  /** The retry budget bucket of `task`, if it has one yet. Inside a change, PostgreSQL locks it until the change ends. */
+  retryBucketGet(task: string): Awaitable<BucketState | undefined>;
+  retryBucketPut(task: string, bucket: BucketState): Awaitable<void>;
 
   /** Records that `workerId` was seen at `at`, declaring `tasks` or asking for work of them. */
   workerSeen(params: { workerId: string; tasks: readonly string[]; at: number }): Awaitable<void>;

@@ -4,20 +4,22 @@
 import type { LeasedAttempt } from "@reprise/wire";
 import type { Codec } from "./codec.js";
 import { describeError } from "./connection.js";
-import { AttemptAbortedError, NonRetryableError } from "./errors.js";
+import { AttemptAbortedError, NonRetryableError, SnoozeError } from "./errors.js";
 import type { AbortCause } from "./errors.js";
 import { toFailure } from "./failure.js";
 import type { Logger } from "./log.js";
 import type { PendingOutcome } from "./reporter.js";
 import type { RetriesOption, When } from "./retries.js";
 import type { TaskContext, TaskHandler } from "./task.js";
-import { timestampToMs } from "./time.js";
+import { durationFromSeconds, timestampToMs } from "./time.js";
 
 export interface RegisteredTask {
   name: string;
   retries: RetriesOption | undefined;
   when: When | undefined;
   timeout: number | undefined;
+  /** As declared on the wire; undefined: no budget. */
+  retryBudget: { retriesPerSecond: number; burst: number } | undefined;
   handler: TaskHandler<never, unknown>;
 }
 
@@ -92,7 +94,10 @@ export async function runAttempt(
     const value = await task.handler(args as never, ctx);
     outcome = { case: "result", value: { data: options.codec.encode(value), contentType: options.codec.contentType } };
   } catch (error) {
-    outcome = { case: "failure", value: toFailure(error, task?.when) };
+    outcome =
+      error instanceof SnoozeError
+        ? { case: "snooze", value: { delay: durationFromSeconds(error.seconds, "SnoozeError.seconds") } }
+        : { case: "failure", value: toFailure(error, task?.when) };
   } finally {
     clearTimeout(timer);
   }

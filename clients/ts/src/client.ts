@@ -2,7 +2,7 @@
 import { setMaxListeners } from "node:events";
 import { ExecutionService } from "@reprise/wire";
 import { createServiceClient } from "@reprise/wire";
-import type { ServiceClient } from "@reprise/wire";
+import type { Execution, ServiceClient } from "@reprise/wire";
 import { Backoff } from "./backoff.js";
 import { channelOptions, isTransient } from "./connection.js";
 import { ExecutionHandle } from "./handle.js";
@@ -71,6 +71,11 @@ export class Client {
         await sleep(backoff.next(), this.closed.signal);
       }
     }
+  }
+
+  /** Runs an execution that ended FAILED, ABANDONED, TIMED_OUT or CANCELLED again; see ExecutionHandle.rerun. */
+  rerun(id: string): Promise<Execution> {
+    return this.execution(id).rerun();
   }
 
   /** A handle on an execution submitted earlier, by its id. */

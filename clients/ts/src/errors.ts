@@ -97,6 +97,21 @@ export class RetryAfterError extends Error {
 }
 
 /**
+ * Thrown by a handler to say "come back later": the attempt ends SNOOZED and
+ * the execution runs again after `seconds`, without using up a retry (like
+ * River's snooze). The worker has done nothing, so it is allowed whatever the
+ * retry policy, at most once included; `when` does not apply.
+ */
+export class SnoozeError extends Error {
+  override name = "SnoozeError";
+  /** @param seconds how long before the execution is due again (0: at once). */
+  constructor(readonly seconds: number, message = `snoozed for ${seconds} s`) {
+    super(message);
+    if (!Number.isFinite(seconds) || seconds < 0) throw new RangeError(`SnoozeError: seconds must be a non-negative number; got ${seconds}`);
+  }
+}
+
+/**
  * Thrown by a handler to fail the execution at once, whatever its retry
  * policy and `when` say (like BullMQ's UnrecoverableError).
  */

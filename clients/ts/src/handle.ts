@@ -100,6 +100,19 @@ export class ExecutionHandle<Result = unknown> {
     return execution!;
   }
 
+  /**
+   * Runs the execution again after it ended FAILED, ABANDONED, TIMED_OUT or
+   * CANCELLED: it is PENDING again at once, keeps its id, attempts and
+   * idempotency key, and counts its retry limit afresh. Resolves with the
+   * execution as re-opened; rejects with FAILED_PRECONDITION in any other
+   * state. Not repeated after a lost reply: a repeat would find it PENDING.
+   * Waits begun before the re-run ended with its previous end; wait again.
+   */
+  async rerun(): Promise<Execution> {
+    const { execution } = await this.executions.rerunExecution({ executionId: this.id });
+    return execution!;
+  }
+
   /** get() and cancel() are safe to repeat, so ride out a short outage. */
   private async retryTransient<T>(call: () => Promise<T>): Promise<T> {
     const backoff = new Backoff(this.options.reconnect);

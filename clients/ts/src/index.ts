@@ -16,12 +16,13 @@ export {
   ExecutionTimedOutError,
   NonRetryableError,
   RetryAfterError,
+  SnoozeError,
 } from "./errors.js";
 export type { AbortCause } from "./errors.js";
 export { jsonCodec } from "./codec.js";
 export type { Codec } from "./codec.js";
 export type { ClientOptions, WorkerOptions } from "./options.js";
 export type { ReconnectOptions } from "./backoff.js";
-export type { TaskContext, TaskHandler, TaskOptions } from "./task.js";
+export type { RetryBudgetOption, TaskContext, TaskHandler, TaskOptions } from "./task.js";
 export type { Logger, LogFields } from "./log.js";
 export * from "./wire.js";

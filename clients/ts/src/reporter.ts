@@ -97,7 +97,10 @@ export class OutcomeReporter {
   }
 
   private settle(pending: PendingOutcome, receipt: OutcomeReceipt | undefined): void {
-    if (!receipt?.accepted) {
+    if (receipt?.duplicate) {
+      // Sent again after a reply was lost: the coordinator had recorded it.
+      this.logger.debug("outcome already recorded", { execution_id: pending.executionId, task: pending.task, attempt: pending.attempt });
+    } else if (!receipt?.accepted) {
       this.logger.warn("outcome refused by the coordinator; dropped", {
         execution_id: pending.executionId,
         task: pending.task,
@@ -107,6 +110,14 @@ export class OutcomeReporter {
       });
     } else if (pending.outcome.outcome?.case === "failure") {
       this.failedAttempt(pending, pending.outcome.outcome.value, receipt);
+    } else if (pending.outcome.outcome?.case === "snooze") {
+      const dueAt = timestampToMs(receipt.nextAttemptAt);
+      this.logger.info("attempt snoozed", {
+        task: pending.task,
+        execution_id: pending.executionId,
+        attempt: pending.attempt,
+        ...(dueAt === undefined ? {} : { next_attempt_at: new Date(dueAt).toISOString() }),
+      });
     }
     pending.settled();
   }

@@ -26,14 +26,30 @@ export interface RetriesInit {
    * Unlimited: each wait is uniform random in [min, max]. Default [1, 60].
    */
   backoff?: readonly [number, number];
+  /**
+   * Exponential backoff: retry k waits min(max, min × coefficient^(k−1)),
+   * limited or unlimited. At least 1; default 0, Coflux's rule above.
+   */
+  coefficient?: number;
+  /** Draws each computed wait d uniformly from [d × (1 − jitter), d]. A fraction from 0 (default) to 1. */
+  jitter?: number;
+  /** Seconds: schedule no retry that would start later than this after the first attempt's scheduled start. Default: no bound. */
+  maxElapsed?: number;
   /** Which errors are retried; default all. Evaluated in the worker at the throw. */
   when?: When;
 }
 
-/** Coflux's `cf.Retries(limit=..., backoff=(min, max), when=...)`. */
+/**
+ * Coflux's `cf.Retries(limit=..., backoff=(min, max), when=...)`, and beyond it
+ * an exponential coefficient, jitter and a bound on the time spent retrying.
+ */
 export class Retries {
   readonly limit: number | null;
   readonly backoff: readonly [number, number];
+  readonly coefficient: number;
+  readonly jitter: number;
+  /** Seconds; 0: no bound. */
+  readonly maxElapsed: number;
   readonly when: When | undefined;
 
   constructor(init: RetriesInit) {
@@ -42,8 +58,17 @@ export class Retries {
     }
     const [min, max] = init.backoff ?? DEFAULT_BACKOFF;
     if (!(min <= max)) throw new RangeError(`Retries.backoff: min must not exceed max; got [${min}, ${max}]`);
+    const { coefficient = 0, jitter = 0, maxElapsed = 0 } = init;
+    if (!Number.isFinite(coefficient) || (coefficient !== 0 && coefficient < 1)) {
+      throw new RangeError(`Retries.coefficient: must be a finite number of at least 1 (or 0 for Coflux's rule); got ${coefficient}`);
+    }
+    if (!Number.isFinite(jitter) || jitter < 0 || jitter > 1) throw new RangeError(`Retries.jitter: must be a fraction from 0 to 1; got ${jitter}`);
+    durationFromSeconds(maxElapsed, "Retries.maxElapsed");
     this.limit = init.limit;
     this.backoff = [min, max];
+    this.coefficient = coefficient;
+    this.jitter = jitter;
+    this.maxElapsed = maxElapsed;
     this.when = init.when;
   }
 }
@@ -67,9 +92,16 @@ export function retryPolicy(retries: RetriesOption | undefined, name = "retries"
     if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`${name}: must be a whole number >= 0, a boolean or a Retries; got ${retries}`);
     return limited(retries, [0, 0], name);
   }
-  if (retries.limit === null) return unlimited(retries.backoff, name);
   if (retries.limit === 0) return undefined;
-  return limited(retries.limit, retries.backoff, name);
+  const [min, max] = retries.backoff;
+  return {
+    ...(retries.limit === null ? { unlimited: true } : { limit: retries.limit }),
+    backoffMin: durationFromSeconds(min, `${name}.backoff[0]`),
+    backoffMax: durationFromSeconds(max, `${name}.backoff[1]`),
+    backoffCoefficient: retries.coefficient,
+    jitter: retries.jitter,
+    maxElapsed: retries.maxElapsed > 0 ? durationFromSeconds(retries.maxElapsed, `${name}.maxElapsed`) : undefined,
+  };
 }
 
 function limited(limit: number, [min, max]: readonly [number, number], name: string): RetryPolicyInit {
@@ -78,6 +110,14 @@ function limited(limit: number, [min, max]: readonly [number, number], name: str
 
 function unlimited([min, max]: readonly [number, number], name: string): RetryPolicyInit {
   return { unlimited: true, backoffMin: durationFromSeconds(min, `${name}.backoff[0]`), backoffMax: durationFromSeconds(max, `${name}.backoff[1]`) };
+}
+
+/** The wire RetryBudget of a task's `retryBudget` option, validated. */
+export function wireBudget(budget: { perSecond: number; burst?: number }, name: string): { retriesPerSecond: number; burst: number } {
+  const { perSecond, burst = 1 } = budget;
+  if (!Number.isFinite(perSecond) || perSecond <= 0) throw new RangeError(`${name}.perSecond: must be a positive number; got ${perSecond}`);
+  if (!Number.isInteger(burst) || burst < 1) throw new RangeError(`${name}.burst: must be a whole number of at least 1; got ${burst}`);
+  return { retriesPerSecond: perSecond, burst };
 }
 
 /**

@@ -7,6 +7,19 @@ export interface TaskOptions {
   retries?: RetriesOption;
   /** Seconds one attempt may run before it is TIMED_OUT (retryable). Default: no timeout. */
   timeout?: number;
+  /**
+   * A token bucket shared by the whole coordinator that spreads the task's
+   * retries: when it is empty, a retry is deferred to when the next token
+   * accrues, never dropped. Default: no budget.
+   */
+  retryBudget?: RetryBudgetOption;
+}
+
+export interface RetryBudgetOption {
+  /** How many retries per second the bucket lets through once its burst is spent. */
+  perSecond: number;
+  /** How many retries may start at once before the rate applies. Default 1. */
+  burst?: number;
 }
 
 export interface TaskContext {

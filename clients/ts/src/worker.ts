@@ -15,7 +15,7 @@ import { Heartbeater } from "./heartbeater.js";
 import { resolveWorkerOptions } from "./options.js";
 import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
 import { OutcomeReporter } from "./reporter.js";
-import { retryPolicy } from "./retries.js";
+import { retryPolicy, wireBudget } from "./retries.js";
 import type { TaskHandler, TaskOptions } from "./task.js";
 import { durationFromSeconds, sleep } from "./time.js";
 
@@ -78,8 +78,9 @@ export class Worker {
     // Validate now, where the stack points at the user's line.
     retryPolicy(options.retries, `task ${JSON.stringify(name)}: retries`);
     if (options.timeout !== undefined) durationFromSeconds(options.timeout, `task ${JSON.stringify(name)}: timeout`);
+    const retryBudget = options.retryBudget === undefined ? undefined : wireBudget(options.retryBudget, `task ${JSON.stringify(name)}: retryBudget`);
     const when = typeof options.retries === "object" ? options.retries.when : undefined;
-    this.tasks.set(name, { name, retries: options.retries, when, timeout: options.timeout, handler: handler as TaskHandler<never, unknown> });
+    this.tasks.set(name, { name, retries: options.retries, when, timeout: options.timeout, retryBudget, handler: handler as TaskHandler<never, unknown> });
     return this;
   }
 
@@ -100,6 +101,7 @@ export class Worker {
       name: task.name,
       retryPolicy: retryPolicy(task.retries),
       timeout: task.timeout === undefined ? undefined : durationFromSeconds(task.timeout, "timeout"),
+      retryBudget: task.retryBudget,
     }));
     const backoff = new Backoff(this.options.reconnect);
     for (let failures = 0; ; failures++) {

@@ -5,11 +5,36 @@
 // state and the lease secret, so that any number of coordinator nodes can
 // share one database: each attempt is claimed, extended and ended once.
 import pg from "pg";
-import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, FailureRecord, NewAttempt, NewExecution, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
+import type {
+  AttemptRecord,
+  AttemptRef,
+  BucketState,
+  DueExecution,
+  ExecutionRecord,
+  FailureRecord,
+  NewAttempt,
+  NewExecution,
+  Store,
+  TaskRecord,
+  Tx,
+  WorkerRecord,
+} from "../store.js";
 import { AttemptStateNumber, ExecutionStateNumber, StoreUnavailableError } from "../store.js";
 import { migrations } from "../../runtime/runtime.js";
 import { listPage } from "../list-page.js";
-import { WorkerList, attemptFromRow, blob, executionFromRow, executionInsertValues, failureParams, insertedExecution, parseLabels } from "../rows.js";
+import {
+  WorkerList,
+  attemptFromRow,
+  blob,
+  budgetFromRow,
+  decisionParams,
+  executionFromRow,
+  executionInsertValues,
+  failureParams,
+  insertedExecution,
+  parseLabels,
+  taskFromRow,
+} from "../rows.js";
 import type { Row } from "../rows.js";
 import { DatabaseClock } from "./clock.js";
 import { isConnectionLoss, isRetryable, unavailableOr } from "./errors.js";
@@ -18,6 +43,7 @@ import { CHANNEL, PostgresPeers } from "./peers.js";
 const PENDING = ExecutionStateNumber.pending;
 const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
+const RERUNNABLE = [ExecutionStateNumber.failed, ExecutionStateNumber.abandoned, ExecutionStateNumber.timedOut, ExecutionStateNumber.cancelled].join(", ");
 const ATTEMPT_RUNNING = AttemptStateNumber.running;
 
 /** A transaction that lost a race is run again at most this many times. */
@@ -47,25 +73,32 @@ export interface PostgresStoreOptions {
 
 
 /** A task's declaration, joined as t (NULL columns when the task was never declared). */
-const TASK_COLUMNS = "t.name AS task_name, t.retry_policy AS task_retry_policy, t.timeout_ms AS task_timeout_ms, t.worker_id AS task_worker_id, t.declared_at AS task_declared_at";
+const TASK_COLUMNS = `t.name AS task_name, t.retry_policy AS task_retry_policy, t.timeout_ms AS task_timeout_ms,
+  t.budget_per_second AS task_budget_per_second, t.budget_burst AS task_budget_burst, t.worker_id AS task_worker_id, t.declared_at AS task_declared_at`;
 
 const EXECUTION_COLUMNS = `seq, id, task, state, version, arguments, arguments_type, retry_policy, result, result_type,
   failure_type, failure_message, failure_stack, failure_non_retryable, failure_retry_after_ms, next_attempt_at, created_at,
-  finished_at, idempotency_key, labels, attempt_count`;
+  finished_at, idempotency_key, labels, attempt_count, run_failures, run_scheduled_at`;
 
 /** Every statement, by name: node-postgres prepares each once per connection. */
 const SQL = {
-  taskGet: "SELECT name, retry_policy, timeout_ms, worker_id, declared_at FROM reprise.tasks WHERE name = $1",
-  taskUpsert: `INSERT INTO reprise.tasks (name, retry_policy, timeout_ms, worker_id, declared_at) VALUES ($1, $2, $3, $4, $5)
+  taskGet: "SELECT name, retry_policy, timeout_ms, budget_per_second, budget_burst, worker_id, declared_at FROM reprise.tasks WHERE name = $1",
+  taskUpsert: `INSERT INTO reprise.tasks (name, retry_policy, timeout_ms, budget_per_second, budget_burst, worker_id, declared_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (name) DO UPDATE SET retry_policy = excluded.retry_policy, timeout_ms = excluded.timeout_ms,
+      budget_per_second = excluded.budget_per_second, budget_burst = excluded.budget_burst,
       worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
+  retryBucketCreate: "INSERT INTO reprise.retry_buckets (task) VALUES ($1) ON CONFLICT (task) DO NOTHING",
+  retryBucketGet: "SELECT tokens, at FROM reprise.retry_buckets WHERE task = $1 FOR UPDATE",
+  retryBucketPut: `INSERT INTO reprise.retry_buckets (task, tokens, at) VALUES ($1, $2, $3)
+    ON CONFLICT (task) DO UPDATE SET tokens = excluded.tokens, at = excluded.at`,
   // Each statement that starts a decision also brings the declarations of the
   // tasks involved (${TASK_COLUMNS}), read in the same statement: the change
   // then needs no round trip of its own for them.
   executionInsert: `WITH inserted AS (INSERT INTO reprise.executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
-      idempotency_key, labels)
+      idempotency_key, labels, run_scheduled_at)
     SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[], $5::text[], $6::bytea[], $7::bigint[], $8::bigint[],
-      $9::text[], $10::text[])
+      $9::text[], $10::text[], $11::bigint[])
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING seq, id, task)
     SELECT i.seq, i.id, i.task, ${TASK_COLUMNS} FROM inserted i LEFT JOIN reprise.tasks t ON t.name = i.task`,
@@ -97,8 +130,12 @@ const SQL = {
     FROM due WHERE e.seq = due.seq
     RETURNING e.seq, e.id, e.task, e.arguments, e.arguments_type, e.labels, due.next_attempt_at, e.attempt_count - 1 AS attempt_count)
     SELECT c.*, ${TASK_COLUMNS} FROM claimed c LEFT JOIN reprise.tasks t ON t.name = c.task`,
-  executionSetRetry: `UPDATE reprise.executions SET state = ${PENDING}, next_attempt_at = $1, version = version + 1
+  executionSetRetry: `UPDATE reprise.executions SET state = ${PENDING}, next_attempt_at = $1, run_failures = $3, version = version + 1
     WHERE seq = $2 AND state = ${RUNNING}`,
+  executionRerun: `UPDATE reprise.executions SET state = ${PENDING}, next_attempt_at = $1, run_scheduled_at = $1, run_failures = 0,
+      finished_at = NULL, result = NULL, result_type = NULL, failure_type = NULL, failure_message = NULL, failure_stack = NULL,
+      failure_non_retryable = NULL, failure_retry_after_ms = NULL, version = version + 1
+    WHERE seq = $2 AND state = $3 AND state IN (${RERUNNABLE})`,
   // The old state comes from the locked row, so that counts know what was left.
   executionFinish: `WITH old AS (SELECT seq, state FROM reprise.executions WHERE seq = $10 AND state = ANY($11) FOR UPDATE)
     UPDATE reprise.executions e SET state = $1, finished_at = $2, next_attempt_at = NULL, result = $3, result_type = $4,
@@ -112,7 +149,8 @@ const SQL = {
     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[])
       AS v(s, n, w, sa, st, ls, lm, le, t)
     RETURNING id, execution_seq`,
-  attemptGet: `SELECT a.*, e.id AS execution_id, e.task, e.state AS execution_state, e.retry_policy AS execution_retry_policy, ${TASK_COLUMNS}
+  attemptGet: `SELECT a.*, e.id AS execution_id, e.task, e.state AS execution_state, e.retry_policy AS execution_retry_policy,
+      e.run_failures, coalesce(e.run_scheduled_at, e.created_at) AS run_scheduled_at, ${TASK_COLUMNS}
     FROM reprise.attempts a JOIN reprise.executions e ON e.seq = a.execution_seq LEFT JOIN reprise.tasks t ON t.name = e.task
     WHERE a.id = ANY($1)`,
   attemptList: "SELECT * FROM reprise.attempts WHERE execution_seq = $1 ORDER BY number",
@@ -122,9 +160,11 @@ const SQL = {
     WHERE a.id = v.id AND a.state = ${ATTEMPT_RUNNING} AND a.lease_secret = v.secret`,
   // The deferred forms (see PostgresTx.flush): many rows in one statement.
   attemptFinishMany: `UPDATE reprise.attempts a SET state = v.state, finished_at = v.finished_at, retry_policy = v.retry_policy,
-      failure_type = v.ft, failure_message = v.fm, failure_stack = v.fs, failure_non_retryable = v.fn, failure_retry_after_ms = v.fr
-    FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::bigint[])
-      AS v(id, state, finished_at, retry_policy, ft, fm, fs, fn, fr)
+      failure_type = v.ft, failure_message = v.fm, failure_stack = v.fs, failure_non_retryable = v.fn, failure_retry_after_ms = v.fr,
+      retry_rule = v.rule, retry_at = v.rat, retry_computed_at = v.rca
+    FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::bigint[],
+      $10::smallint[], $11::bigint[], $12::bigint[])
+      AS v(id, state, finished_at, retry_policy, ft, fm, fs, fn, fr, rule, rat, rca)
     WHERE a.id = v.id AND a.state = ${ATTEMPT_RUNNING}`,
   executionFinishMany: `UPDATE reprise.executions e SET state = v.state, finished_at = v.finished_at, next_attempt_at = NULL,
       result = v.result, result_type = v.result_type, failure_type = v.ft, failure_message = v.fm, failure_stack = v.fs,
@@ -132,10 +172,12 @@ const SQL = {
     FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[],
       $10::bigint[]) AS v(seq, state, finished_at, result, result_type, ft, fm, fs, fn, fr)
     WHERE e.seq = v.seq AND e.state IN (${PENDING}, ${RUNNING})`,
-  executionSetRetryMany: `UPDATE reprise.executions e SET state = ${PENDING}, next_attempt_at = v.due, version = e.version + 1
-    FROM unnest($1::bigint[], $2::bigint[]) AS v(seq, due) WHERE e.seq = v.seq AND e.state = ${RUNNING}`,
+  executionSetRetryMany: `UPDATE reprise.executions e SET state = ${PENDING}, next_attempt_at = v.due, run_failures = v.failures,
+      version = e.version + 1
+    FROM unnest($1::bigint[], $2::bigint[], $3::int[]) AS v(seq, due, failures) WHERE e.seq = v.seq AND e.state = ${RUNNING}`,
   attemptFinish: `UPDATE reprise.attempts SET state = $1, finished_at = $2, retry_policy = $3,
-      failure_type = $4, failure_message = $5, failure_stack = $6, failure_non_retryable = $7, failure_retry_after_ms = $8
+      failure_type = $4, failure_message = $5, failure_stack = $6, failure_non_retryable = $7, failure_retry_after_ms = $8,
+      retry_rule = $11, retry_at = $12, retry_computed_at = $13
     WHERE id = $9 AND state = ${ATTEMPT_RUNNING} AND lease_secret = $10`,
   // Both or neither: the caller rolls back when the attempt went but its execution did not return.
   attemptReturn: `WITH gone AS (
@@ -379,7 +421,7 @@ class PostgresTx implements Tx {
   private readonly lockedExecutions = new Map<number, number>();
   private deferredAttempts: Parameters<Tx["attemptFinish"]>[0][] = [];
   private deferredFinishes: Parameters<Tx["executionFinish"]>[0][] = [];
-  private deferredRetries: { seq: number; nextAttemptAt: number }[] = [];
+  private deferredRetries: { seq: number; nextAttemptAt: number; runFailures: number }[] = [];
   /** Count changes of this transaction: task, state, delta, … appended before COMMIT. */
   private readonly counts: (string | number)[] = [];
   /** Task declarations read in this transaction. */
@@ -415,7 +457,16 @@ class PostgresTx implements Tx {
     if (attempts.length > 0) {
       await applied(
         "attemptFinishMany",
-        [attempts.map((a) => a.id), attempts.map((a) => a.state), attempts.map((a) => a.finishedAt), attempts.map((a) => blob(a.retryPolicy)), ...failures(attempts)],
+        [
+          attempts.map((a) => a.id),
+          attempts.map((a) => a.state),
+          attempts.map((a) => a.finishedAt),
+          attempts.map((a) => blob(a.retryPolicy)),
+          ...failures(attempts),
+          attempts.map((a) => a.decision?.rule ?? null),
+          attempts.map((a) => a.decision?.retryAt ?? null),
+          attempts.map((a) => a.decision?.computedAt ?? null),
+        ],
         attempts.length,
       );
     }
@@ -433,7 +484,9 @@ class PostgresTx implements Tx {
         finishes.length,
       );
     }
-    if (retries.length > 0) await applied("executionSetRetryMany", [retries.map((r) => r.seq), retries.map((r) => r.nextAttemptAt)], retries.length);
+    if (retries.length > 0) {
+      await applied("executionSetRetryMany", [retries.map((r) => r.seq), retries.map((r) => r.nextAttemptAt), retries.map((r) => r.runFailures)], retries.length);
+    }
   }
 
   async tryLock(key: number): Promise<boolean> {
@@ -468,7 +521,7 @@ class PostgresTx implements Tx {
   async taskGet(name: string): Promise<TaskRecord | undefined> {
     if (!this.tasks.has(name)) {
       const row = (await this.run("taskGet", [name])).rows[0] as Row | undefined;
-      this.tasks.set(name, row && { name, retryPolicy: (row.retry_policy as Buffer | null) ?? null, timeoutMs: row.timeout_ms as number | null, workerId: row.worker_id as string, declaredAt: row.declared_at as number });
+      this.tasks.set(name, row && taskFromRow(row));
     }
     return this.tasks.get(name);
   }
@@ -484,6 +537,7 @@ class PostgresTx implements Tx {
             name: task,
             retryPolicy: (row.task_retry_policy as Buffer | null) ?? null,
             timeoutMs: row.task_timeout_ms as number | null,
+            retryBudget: budgetFromRow(row.task_budget_per_second, row.task_budget_burst),
             workerId: row.task_worker_id as string,
             declaredAt: row.task_declared_at as number,
           },
@@ -491,14 +545,25 @@ class PostgresTx implements Tx {
   }
 
   async taskUpsert(task: TaskRecord): Promise<void> {
-    await this.run("taskUpsert", [task.name, blob(task.retryPolicy), task.timeoutMs, task.workerId, task.declaredAt]);
+    const budget = task.retryBudget;
+    await this.run("taskUpsert", [task.name, blob(task.retryPolicy), task.timeoutMs, budget?.perSecond ?? null, budget?.burst ?? null, task.workerId, task.declaredAt]);
+    if (budget !== null) await this.run("retryBucketCreate", [task.name]);
     this.tasks.set(task.name, task);
+  }
+
+  async retryBucketGet(task: string): Promise<BucketState | undefined> {
+    const row = (await this.run("retryBucketGet", [task])).rows[0] as Row | undefined;
+    return row === undefined || row.tokens === null ? undefined : { tokens: Number(row.tokens), at: Number(row.at) };
+  }
+
+  async retryBucketPut(task: string, bucket: BucketState): Promise<void> {
+    await this.run("retryBucketPut", [task, bucket.tokens, bucket.at]);
   }
 
   async executionInsert(executions: NewExecution[]): Promise<(ExecutionRecord | undefined)[]> {
     // One statement for the whole batch, column by column.
     const columns = executions.map(executionInsertValues);
-    const { rows } = await this.run("executionInsert", Array.from({ length: 10 }, (_, c) => columns.map((values) => values[c])));
+    const { rows } = await this.run("executionInsert", Array.from({ length: 11 }, (_, c) => columns.map((values) => values[c])));
     const seqById = new Map<string, number>();
     for (const row of rows as Row[]) {
       seqById.set(row.id as string, row.seq as number);
@@ -563,7 +628,7 @@ class PostgresTx implements Tx {
     return due;
   }
 
-  async executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number }): Promise<boolean> {
+  async executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number; runFailures: number }): Promise<boolean> {
     const locked = this.lockedExecutions.get(params.seq);
     if (locked !== undefined) {
       if (locked !== RUNNING) return false;
@@ -572,8 +637,14 @@ class PostgresTx implements Tx {
       this.moved(params.task, RUNNING, PENDING);
       return true;
     }
-    if ((await this.run("executionSetRetry", [params.nextAttemptAt, params.seq])).rowCount !== 1) return false;
+    if ((await this.run("executionSetRetry", [params.nextAttemptAt, params.seq, params.runFailures])).rowCount !== 1) return false;
     this.moved(params.task, RUNNING, PENDING);
+    return true;
+  }
+
+  async executionRerun(params: { seq: number; task: string; from: number; now: number }): Promise<boolean> {
+    if ((await this.run("executionRerun", [params.now, params.seq, params.from])).rowCount !== 1) return false;
+    this.moved(params.task, params.from, PENDING);
     return true;
   }
 
@@ -625,7 +696,14 @@ class PostgresTx implements Tx {
     const { rows } = await this.client.query({ name: `attemptGet${lock === "" ? "" : options?.skipLocked ? "SkipLocked" : "ForUpdate"}`, text: SQL.attemptGet + lock, values: [ids] });
     const byId = new Map<number, AttemptRef>();
     for (const row of rows as Row[]) {
-      const execution = { seq: row.execution_seq as number, id: row.execution_id as string, task: row.task as string, retryPolicy: (row.execution_retry_policy as Buffer | null) ?? null };
+      const execution = {
+        seq: row.execution_seq as number,
+        id: row.execution_id as string,
+        task: row.task as string,
+        retryPolicy: (row.execution_retry_policy as Buffer | null) ?? null,
+        runFailures: row.run_failures as number,
+        runScheduledAt: Number(row.run_scheduled_at),
+      };
       this.joinedTask(execution.task, row);
       const attempt = attemptFromRow(row);
       if (lock !== "") {
@@ -666,6 +744,7 @@ class PostgresTx implements Tx {
       ...failureParams(params.failure),
       params.id,
       blob(params.leaseSecret),
+      ...decisionParams(params.decision),
     ]);
     return result.rowCount === 1;
   }

@@ -7,7 +7,18 @@ import Database from "better-sqlite3";
 import { Checkpointer } from "./checkpointer.js";
 import { noHolds } from "../../operator/holds.js";
 import { Ownership } from "./ownership.js";
-import { WorkerList, attemptFromRow, blob, executionFromRow, executionInsertValues, failureParams, insertedExecution, parseLabels } from "../rows.js";
+import {
+  WorkerList,
+  attemptFromRow,
+  blob,
+  decisionParams,
+  executionFromRow,
+  executionInsertValues,
+  failureParams,
+  insertedExecution,
+  parseLabels,
+  taskFromRow,
+} from "../rows.js";
 import type { Row } from "../rows.js";
 import { TimedStatement, prepareStatements } from "./statements.js";
 import { listPage } from "../list-page.js";
@@ -17,7 +28,7 @@ import type { Statements } from "./statements.js";
 import { migrations, sqliteBinding } from "../../runtime/runtime.js";
 import type { HoldMeter } from "../../operator/holds.js";
 import { ExecutionStateNumber } from "../store.js";
-import type { AttemptRecord, AttemptRef, DueExecution, ExecutionRecord, NewAttempt, NewExecution, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
+import type { AttemptRecord, AttemptRef, BucketState, DueExecution, ExecutionRecord, NewAttempt, NewExecution, Store, TaskRecord, Tx, WorkerRecord } from "../store.js";
 
 export type Durability = "normal" | "full";
 
@@ -237,13 +248,7 @@ export class SqliteStore implements Store, Tx {
     const cached = this.tasks.get(name);
     if (cached !== undefined) return cached ?? undefined;
     const row = this.statements.taskGet.get(name) as Row | undefined;
-    const task = row && {
-      name: row.name as string,
-      retryPolicy: (row.retry_policy as Buffer | null) ?? null,
-      timeoutMs: row.timeout_ms as number | null,
-      workerId: row.worker_id as string,
-      declaredAt: row.declared_at as number,
-    };
+    const task = row && taskFromRow(row);
     if (!this.tasksInBatch.has(name)) this.tasks.set(name, task ?? null);
     return task;
   }
@@ -255,9 +260,21 @@ export class SqliteStore implements Store, Tx {
       name: task.name,
       retry_policy: blob(task.retryPolicy),
       timeout_ms: task.timeoutMs,
+      budget_per_second: task.retryBudget?.perSecond ?? null,
+      budget_burst: task.retryBudget?.burst ?? null,
       worker_id: task.workerId,
       declared_at: task.declaredAt,
     });
+    if (task.retryBudget !== null) this.statements.retryBucketCreate.run(task.name);
+  }
+
+  retryBucketGet(task: string): BucketState | undefined {
+    const row = this.statements.retryBucketGet.get(task) as [number | null, number | null] | undefined;
+    return row === undefined || row[0] === null ? undefined : { tokens: row[0], at: row[1]! };
+  }
+
+  retryBucketPut(task: string, bucket: BucketState): void {
+    this.statements.retryBucketPut.run(task, bucket.tokens, bucket.at);
   }
 
   executionInsert(executions: NewExecution[]): ExecutionRecord[] {
@@ -343,9 +360,15 @@ export class SqliteStore implements Store, Tx {
     return due;
   }
 
-  executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number }): boolean {
-    if (this.statements.executionSetRetry.run(params.nextAttemptAt, params.seq).changes !== 1) return false;
+  executionSetRetry(params: { seq: number; task: string; nextAttemptAt: number; runFailures: number }): boolean {
+    if (this.statements.executionSetRetry.run(params.nextAttemptAt, params.runFailures, params.seq).changes !== 1) return false;
     this.moved(params.task, RUNNING, PENDING);
+    return true;
+  }
+
+  executionRerun(params: { seq: number; task: string; from: number; now: number }): boolean {
+    if (this.statements.executionRerun.run(params.now, params.now, params.seq, params.from).changes !== 1) return false;
+    this.moved(params.task, params.from, PENDING);
     return true;
   }
 
@@ -419,7 +442,14 @@ export class SqliteStore implements Store, Tx {
       leaseMs: row[7] as number,
       leaseExpiresAt: row[8] as number,
       timeoutAt: row[9] as number | null,
-      execution: { seq: executionSeq, id: row[10] as string, task: row[11] as string, retryPolicy: (row[12] as Buffer | null) ?? null },
+      execution: {
+        seq: executionSeq,
+        id: row[10] as string,
+        task: row[11] as string,
+        retryPolicy: (row[12] as Buffer | null) ?? null,
+        runFailures: row[13] as number,
+        runScheduledAt: row[14] as number,
+      },
     };
   }
 
@@ -450,6 +480,7 @@ export class SqliteStore implements Store, Tx {
       params.finishedAt,
       blob(params.retryPolicy),
       ...failureParams(params.failure),
+      ...decisionParams(params.decision),
       params.id,
       blob(params.leaseSecret),
     );

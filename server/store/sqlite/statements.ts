@@ -12,6 +12,7 @@ const FINISH = `UPDATE executions SET state = ?, finished_at = ?, next_attempt_a
   version = version + 1`;
 const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
+const RERUNNABLE = [ExecutionStateNumber.failed, ExecutionStateNumber.abandoned, ExecutionStateNumber.timedOut, ExecutionStateNumber.cancelled].join(", ");
 const ATTEMPT_RUNNING = AttemptStateNumber.running;
 
 /** Prepares `sql` under `name`; "raw" rows come as arrays, "pluck" rows as their first column. */
@@ -68,16 +69,23 @@ export function prepareStatements(s: Prepare) {
     taskGet: s("taskGet", "SELECT * FROM tasks WHERE name = ?"),
     taskUpsert: s(
       "taskUpsert",
-      `INSERT INTO tasks (name, retry_policy, timeout_ms, worker_id, declared_at)
-       VALUES (@name, @retry_policy, @timeout_ms, @worker_id, @declared_at)
+      `INSERT INTO tasks (name, retry_policy, timeout_ms, budget_per_second, budget_burst, worker_id, declared_at)
+       VALUES (@name, @retry_policy, @timeout_ms, @budget_per_second, @budget_burst, @worker_id, @declared_at)
        ON CONFLICT (name) DO UPDATE SET retry_policy = excluded.retry_policy, timeout_ms = excluded.timeout_ms,
+         budget_per_second = excluded.budget_per_second, budget_burst = excluded.budget_burst,
          worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
+    ),
+    retryBucketCreate: s("retryBucketCreate", "INSERT INTO retry_buckets (task) VALUES (?) ON CONFLICT (task) DO NOTHING"),
+    retryBucketGet: s("retryBucketGet", "SELECT tokens, at FROM retry_buckets WHERE task = ?", "raw"),
+    retryBucketPut: s(
+      "retryBucketPut",
+      "INSERT INTO retry_buckets (task, tokens, at) VALUES (?, ?, ?) ON CONFLICT (task) DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
     ),
     executionInsert: s(
       "executionInsert",
       `INSERT INTO executions (id, task, state, arguments, arguments_type, retry_policy, next_attempt_at, created_at,
-         idempotency_key, labels)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         idempotency_key, labels, run_scheduled_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     executionGet: s("executionGet", "SELECT * FROM executions WHERE id = ?"),
     executionGetBySeq: s("executionGetBySeq", "SELECT * FROM executions WHERE seq = ?"),
@@ -115,7 +123,14 @@ export function prepareStatements(s: Prepare) {
     ),
     executionSetRetry: s(
       "executionSetRetry",
-      `UPDATE executions SET state = ${PENDING}, next_attempt_at = ?, version = version + 1 WHERE seq = ? AND state = ${RUNNING}`,
+      `UPDATE executions SET state = ${PENDING}, next_attempt_at = ?, run_failures = ?, version = version + 1 WHERE seq = ? AND state = ${RUNNING}`,
+    ),
+    executionRerun: s(
+      "executionRerun",
+      `UPDATE executions SET state = ${PENDING}, next_attempt_at = ?, run_scheduled_at = ?, run_failures = 0, finished_at = NULL,
+         result = NULL, result_type = NULL, failure_type = NULL, failure_message = NULL, failure_stack = NULL,
+         failure_non_retryable = NULL, failure_retry_after_ms = NULL, version = version + 1
+       WHERE seq = ? AND state = ? AND state IN (${RERUNNABLE})`,
     ),
     executionFinishRunning: s("executionFinishRunning", `${FINISH} WHERE seq = ? AND state = ${RUNNING}`),
     executionFinishPending: s("executionFinishPending", `${FINISH} WHERE seq = ? AND state = ${PENDING}`),
@@ -134,7 +149,7 @@ export function prepareStatements(s: Prepare) {
     attemptGet: s(
       "attemptGet",
       `SELECT a.execution_seq, a.number, a.state, a.worker_id, a.scheduled_at, a.started_at, a.lease_secret, a.lease_ms,
-         a.lease_expires_at, a.timeout_at, e.id, e.task, e.retry_policy
+         a.lease_expires_at, a.timeout_at, e.id, e.task, e.retry_policy, e.run_failures, coalesce(e.run_scheduled_at, e.created_at)
        FROM attempts a JOIN executions e ON e.seq = a.execution_seq WHERE a.id = ?`,
       "raw",
     ),
@@ -148,7 +163,8 @@ export function prepareStatements(s: Prepare) {
     attemptFinish: s(
       "attemptFinish",
       `UPDATE attempts SET state = ?, finished_at = ?, retry_policy = ?,
-         failure_type = ?, failure_message = ?, failure_stack = ?, failure_non_retryable = ?, failure_retry_after_ms = ?
+         failure_type = ?, failure_message = ?, failure_stack = ?, failure_non_retryable = ?, failure_retry_after_ms = ?,
+         retry_rule = ?, retry_at = ?, retry_computed_at = ?
        WHERE id = ? AND state = ${ATTEMPT_RUNNING} AND lease_secret = ?`,
     ),
     attemptDelete: s(

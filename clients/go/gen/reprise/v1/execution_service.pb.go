@@ -680,6 +680,98 @@ func (x *CancelExecutionResponse) GetExecution() *Execution {
 	return nil
 }
 
+// The request of ExecutionService.RerunExecution.
+type RerunExecutionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The execution's id. Required.
+	ExecutionId   string `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerunExecutionRequest) Reset() {
+	*x = RerunExecutionRequest{}
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerunExecutionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerunExecutionRequest) ProtoMessage() {}
+
+func (x *RerunExecutionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerunExecutionRequest.ProtoReflect.Descriptor instead.
+func (*RerunExecutionRequest) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RerunExecutionRequest) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+// The response of ExecutionService.RerunExecution.
+type RerunExecutionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The execution, PENDING again.
+	Execution     *Execution `protobuf:"bytes,1,opt,name=execution,proto3" json:"execution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerunExecutionResponse) Reset() {
+	*x = RerunExecutionResponse{}
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerunExecutionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerunExecutionResponse) ProtoMessage() {}
+
+func (x *RerunExecutionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerunExecutionResponse.ProtoReflect.Descriptor instead.
+func (*RerunExecutionResponse) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RerunExecutionResponse) GetExecution() *Execution {
+	if x != nil {
+		return x.Execution
+	}
+	return nil
+}
+
 // The request of ExecutionService.ListWorkers.
 type ListWorkersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -692,7 +784,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[12]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +796,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[12]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +809,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{12}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListWorkersRequest) GetTask() string {
@@ -738,7 +830,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[13]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +842,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_execution_service_proto_msgTypes[13]
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +855,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{13}
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -818,18 +910,23 @@ const file_reprise_v1_execution_service_proto_rawDesc = "" +
 	"\x16CancelExecutionRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"N\n" +
 	"\x17CancelExecutionResponse\x123\n" +
+	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution\":\n" +
+	"\x15RerunExecutionRequest\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"M\n" +
+	"\x16RerunExecutionResponse\x123\n" +
 	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution\"(\n" +
 	"\x12ListWorkersRequest\x12\x12\n" +
 	"\x04task\x18\x01 \x01(\tR\x04task\"C\n" +
 	"\x13ListWorkersResponse\x12,\n" +
-	"\aworkers\x18\x01 \x03(\v2\x12.reprise.v1.WorkerR\aworkers2\xd6\x04\n" +
+	"\aworkers\x18\x01 \x03(\v2\x12.reprise.v1.WorkerR\aworkers2\xaf\x05\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.reprise.v1.SubmitRequest\x1a\x1a.reprise.v1.SubmitResponse\x12N\n" +
 	"\vSubmitBatch\x12\x1e.reprise.v1.SubmitBatchRequest\x1a\x1f.reprise.v1.SubmitBatchResponse\x12Q\n" +
 	"\fGetExecution\x12\x1f.reprise.v1.GetExecutionRequest\x1a .reprise.v1.GetExecutionResponse\x12W\n" +
 	"\x0eListExecutions\x12!.reprise.v1.ListExecutionsRequest\x1a\".reprise.v1.ListExecutionsResponse\x12Y\n" +
 	"\x0eWatchExecution\x12!.reprise.v1.WatchExecutionRequest\x1a\".reprise.v1.WatchExecutionResponse0\x01\x12Z\n" +
-	"\x0fCancelExecution\x12\".reprise.v1.CancelExecutionRequest\x1a#.reprise.v1.CancelExecutionResponse\x12N\n" +
+	"\x0fCancelExecution\x12\".reprise.v1.CancelExecutionRequest\x1a#.reprise.v1.CancelExecutionResponse\x12W\n" +
+	"\x0eRerunExecution\x12!.reprise.v1.RerunExecutionRequest\x1a\".reprise.v1.RerunExecutionResponse\x12N\n" +
 	"\vListWorkers\x12\x1e.reprise.v1.ListWorkersRequest\x1a\x1f.reprise.v1.ListWorkersResponseB\xb4\x01\n" +
 	"\x0ecom.reprise.v1B\x15ExecutionServiceProtoP\x01ZBgithub.com/reprise-dev/reprise/clients/go/gen/reprise/v1;reprisev1\xa2\x02\x03RXX\xaa\x02\n" +
 	"Reprise.V1\xca\x02\n" +
@@ -847,7 +944,7 @@ func file_reprise_v1_execution_service_proto_rawDescGZIP() []byte {
 	return file_reprise_v1_execution_service_proto_rawDescData
 }
 
-var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*SubmitRequest)(nil),           // 0: reprise.v1.SubmitRequest
 	(*SubmitResponse)(nil),          // 1: reprise.v1.SubmitResponse
@@ -861,49 +958,54 @@ var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*WatchExecutionResponse)(nil),  // 9: reprise.v1.WatchExecutionResponse
 	(*CancelExecutionRequest)(nil),  // 10: reprise.v1.CancelExecutionRequest
 	(*CancelExecutionResponse)(nil), // 11: reprise.v1.CancelExecutionResponse
-	(*ListWorkersRequest)(nil),      // 12: reprise.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),     // 13: reprise.v1.ListWorkersResponse
-	nil,                             // 14: reprise.v1.SubmitRequest.LabelsEntry
-	(*Payload)(nil),                 // 15: reprise.v1.Payload
-	(*RetryPolicy)(nil),             // 16: reprise.v1.RetryPolicy
-	(*durationpb.Duration)(nil),     // 17: google.protobuf.Duration
-	(*Execution)(nil),               // 18: reprise.v1.Execution
-	(ExecutionState)(0),             // 19: reprise.v1.ExecutionState
-	(*Worker)(nil),                  // 20: reprise.v1.Worker
+	(*RerunExecutionRequest)(nil),   // 12: reprise.v1.RerunExecutionRequest
+	(*RerunExecutionResponse)(nil),  // 13: reprise.v1.RerunExecutionResponse
+	(*ListWorkersRequest)(nil),      // 14: reprise.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),     // 15: reprise.v1.ListWorkersResponse
+	nil,                             // 16: reprise.v1.SubmitRequest.LabelsEntry
+	(*Payload)(nil),                 // 17: reprise.v1.Payload
+	(*RetryPolicy)(nil),             // 18: reprise.v1.RetryPolicy
+	(*durationpb.Duration)(nil),     // 19: google.protobuf.Duration
+	(*Execution)(nil),               // 20: reprise.v1.Execution
+	(ExecutionState)(0),             // 21: reprise.v1.ExecutionState
+	(*Worker)(nil),                  // 22: reprise.v1.Worker
 }
 var file_reprise_v1_execution_service_proto_depIdxs = []int32{
-	15, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
-	16, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
-	17, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
-	14, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
-	18, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
+	17, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
+	18, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
+	19, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
+	16, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
+	20, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
 	0,  // 5: reprise.v1.SubmitBatchRequest.submissions:type_name -> reprise.v1.SubmitRequest
 	1,  // 6: reprise.v1.SubmitBatchResponse.results:type_name -> reprise.v1.SubmitResponse
-	18, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
-	19, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
-	18, // 9: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
-	18, // 10: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
-	18, // 11: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
-	20, // 12: reprise.v1.ListWorkersResponse.workers:type_name -> reprise.v1.Worker
-	0,  // 13: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
-	2,  // 14: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
-	4,  // 15: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
-	6,  // 16: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
-	8,  // 17: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
-	10, // 18: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
-	12, // 19: reprise.v1.ExecutionService.ListWorkers:input_type -> reprise.v1.ListWorkersRequest
-	1,  // 20: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
-	3,  // 21: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
-	5,  // 22: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
-	7,  // 23: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
-	9,  // 24: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
-	11, // 25: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
-	13, // 26: reprise.v1.ExecutionService.ListWorkers:output_type -> reprise.v1.ListWorkersResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	20, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
+	21, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
+	20, // 9: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
+	20, // 10: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
+	20, // 11: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
+	20, // 12: reprise.v1.RerunExecutionResponse.execution:type_name -> reprise.v1.Execution
+	22, // 13: reprise.v1.ListWorkersResponse.workers:type_name -> reprise.v1.Worker
+	0,  // 14: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
+	2,  // 15: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
+	4,  // 16: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
+	6,  // 17: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
+	8,  // 18: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
+	10, // 19: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
+	12, // 20: reprise.v1.ExecutionService.RerunExecution:input_type -> reprise.v1.RerunExecutionRequest
+	14, // 21: reprise.v1.ExecutionService.ListWorkers:input_type -> reprise.v1.ListWorkersRequest
+	1,  // 22: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
+	3,  // 23: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
+	5,  // 24: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
+	7,  // 25: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
+	9,  // 26: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
+	11, // 27: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
+	13, // 28: reprise.v1.ExecutionService.RerunExecution:output_type -> reprise.v1.RerunExecutionResponse
+	15, // 29: reprise.v1.ExecutionService.ListWorkers:output_type -> reprise.v1.ListWorkersResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_execution_service_proto_init() }
@@ -918,7 +1020,7 @@ func file_reprise_v1_execution_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_execution_service_proto_rawDesc), len(file_reprise_v1_execution_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

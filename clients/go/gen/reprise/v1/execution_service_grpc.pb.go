@@ -28,6 +28,7 @@ const (
 	ExecutionService_ListExecutions_FullMethodName  = "/reprise.v1.ExecutionService/ListExecutions"
 	ExecutionService_WatchExecution_FullMethodName  = "/reprise.v1.ExecutionService/WatchExecution"
 	ExecutionService_CancelExecution_FullMethodName = "/reprise.v1.ExecutionService/CancelExecution"
+	ExecutionService_RerunExecution_FullMethodName  = "/reprise.v1.ExecutionService/RerunExecution"
 	ExecutionService_ListWorkers_FullMethodName     = "/reprise.v1.ExecutionService/ListWorkers"
 )
 
@@ -102,6 +103,18 @@ type ExecutionServiceClient interface {
 	// Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
 	// when no execution has that id.
 	CancelExecution(ctx context.Context, in *CancelExecutionRequest, opts ...grpc.CallOption) (*CancelExecutionResponse, error)
+	// RerunExecution runs an execution that ended FAILED, ABANDONED, TIMED_OUT
+	// or CANCELLED again. It is PENDING again at once, due now, with `failure`
+	// and `finished_at` cleared; it keeps its id, its attempts and its
+	// idempotency key; its next attempt is numbered after its last one; and its
+	// retry limit, the k of its delay rules and its `max_elapsed` count afresh
+	// from the re-run. A watch attached after the re-run follows it to its new
+	// end.
+	//
+	// Fails with INVALID_ARGUMENT when `execution_id` is empty, NOT_FOUND when
+	// no execution has that id, and FAILED_PRECONDITION when the execution is
+	// PENDING, RUNNING or SUCCEEDED. Needs the role that may cancel.
+	RerunExecution(ctx context.Context, in *RerunExecutionRequest, opts ...grpc.CallOption) (*RerunExecutionResponse, error)
 	// ListWorkers lists the workers the coordinator has heard from in the last
 	// 7 days, most recently seen first, each with the tasks it declared or asked
 	// for work of. A worker is seen when it calls DeclareTasks or LeaseAttempts;
@@ -190,6 +203,16 @@ func (c *executionServiceClient) CancelExecution(ctx context.Context, in *Cancel
 	return out, nil
 }
 
+func (c *executionServiceClient) RerunExecution(ctx context.Context, in *RerunExecutionRequest, opts ...grpc.CallOption) (*RerunExecutionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RerunExecutionResponse)
+	err := c.cc.Invoke(ctx, ExecutionService_RerunExecution_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *executionServiceClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListWorkersResponse)
@@ -271,6 +294,18 @@ type ExecutionServiceServer interface {
 	// Fails with INVALID_ARGUMENT when `execution_id` is empty and NOT_FOUND
 	// when no execution has that id.
 	CancelExecution(context.Context, *CancelExecutionRequest) (*CancelExecutionResponse, error)
+	// RerunExecution runs an execution that ended FAILED, ABANDONED, TIMED_OUT
+	// or CANCELLED again. It is PENDING again at once, due now, with `failure`
+	// and `finished_at` cleared; it keeps its id, its attempts and its
+	// idempotency key; its next attempt is numbered after its last one; and its
+	// retry limit, the k of its delay rules and its `max_elapsed` count afresh
+	// from the re-run. A watch attached after the re-run follows it to its new
+	// end.
+	//
+	// Fails with INVALID_ARGUMENT when `execution_id` is empty, NOT_FOUND when
+	// no execution has that id, and FAILED_PRECONDITION when the execution is
+	// PENDING, RUNNING or SUCCEEDED. Needs the role that may cancel.
+	RerunExecution(context.Context, *RerunExecutionRequest) (*RerunExecutionResponse, error)
 	// ListWorkers lists the workers the coordinator has heard from in the last
 	// 7 days, most recently seen first, each with the tasks it declared or asked
 	// for work of. A worker is seen when it calls DeclareTasks or LeaseAttempts;
@@ -307,6 +342,9 @@ func (UnimplementedExecutionServiceServer) WatchExecution(*WatchExecutionRequest
 }
 func (UnimplementedExecutionServiceServer) CancelExecution(context.Context, *CancelExecutionRequest) (*CancelExecutionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelExecution not implemented")
+}
+func (UnimplementedExecutionServiceServer) RerunExecution(context.Context, *RerunExecutionRequest) (*RerunExecutionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RerunExecution not implemented")
 }
 func (UnimplementedExecutionServiceServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWorkers not implemented")
@@ -433,6 +471,24 @@ func _ExecutionService_CancelExecution_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutionService_RerunExecution_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RerunExecutionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).RerunExecution(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutionService_RerunExecution_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).RerunExecution(ctx, req.(*RerunExecutionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ExecutionService_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListWorkersRequest)
 	if err := dec(in); err != nil {
@@ -477,6 +533,10 @@ var ExecutionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelExecution",
 			Handler:    _ExecutionService_CancelExecution_Handler,
+		},
+		{
+			MethodName: "RerunExecution",
+			Handler:    _ExecutionService_RerunExecution_Handler,
 		},
 		{
 			MethodName: "ListWorkers",

@@ -25,20 +25,99 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Which rule decided what followed an attempt (Attempt.retry_rule).
+type RetryRule int32
+
+const (
+	// The attempt is RUNNING, SUCCEEDED or CANCELLED, or was recorded before
+	// rules were kept.
+	RetryRule_RETRY_RULE_UNSPECIFIED RetryRule = 0
+	// A retry after the delay the policy computed (backoff, coefficient, jitter).
+	RetryRule_RETRY_RULE_BACKOFF RetryRule = 1
+	// A retry after the failure's own `retry_after`.
+	RetryRule_RETRY_RULE_RETRY_AFTER RetryRule = 2
+	// The worker snoozed the attempt: the execution is due again after the
+	// snooze's delay, and no retry was used up.
+	RetryRule_RETRY_RULE_SNOOZE RetryRule = 3
+	// A retry that the task's retry budget deferred past its computed start.
+	RetryRule_RETRY_RULE_BUDGET RetryRule = 4
+	// No retry: its start would have fallen past the policy's `max_elapsed`.
+	RetryRule_RETRY_RULE_MAX_ELAPSED RetryRule = 5
+	// No retry: none was left (including every at-most-once execution).
+	RetryRule_RETRY_RULE_LIMIT RetryRule = 6
+	// No retry: the failure was non-retryable.
+	RetryRule_RETRY_RULE_NON_RETRYABLE RetryRule = 7
+)
+
+// Enum value maps for RetryRule.
+var (
+	RetryRule_name = map[int32]string{
+		0: "RETRY_RULE_UNSPECIFIED",
+		1: "RETRY_RULE_BACKOFF",
+		2: "RETRY_RULE_RETRY_AFTER",
+		3: "RETRY_RULE_SNOOZE",
+		4: "RETRY_RULE_BUDGET",
+		5: "RETRY_RULE_MAX_ELAPSED",
+		6: "RETRY_RULE_LIMIT",
+		7: "RETRY_RULE_NON_RETRYABLE",
+	}
+	RetryRule_value = map[string]int32{
+		"RETRY_RULE_UNSPECIFIED":   0,
+		"RETRY_RULE_BACKOFF":       1,
+		"RETRY_RULE_RETRY_AFTER":   2,
+		"RETRY_RULE_SNOOZE":        3,
+		"RETRY_RULE_BUDGET":        4,
+		"RETRY_RULE_MAX_ELAPSED":   5,
+		"RETRY_RULE_LIMIT":         6,
+		"RETRY_RULE_NON_RETRYABLE": 7,
+	}
+)
+
+func (x RetryRule) Enum() *RetryRule {
+	p := new(RetryRule)
+	*p = x
+	return p
+}
+
+func (x RetryRule) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RetryRule) Descriptor() protoreflect.EnumDescriptor {
+	return file_reprise_v1_types_proto_enumTypes[0].Descriptor()
+}
+
+func (RetryRule) Type() protoreflect.EnumType {
+	return &file_reprise_v1_types_proto_enumTypes[0]
+}
+
+func (x RetryRule) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RetryRule.Descriptor instead.
+func (RetryRule) EnumDescriptor() ([]byte, []int) {
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{0}
+}
+
 // The state of an execution.
 //
 //	PENDING --lease--> RUNNING --> SUCCEEDED | FAILED | ABANDONED | TIMED_OUT | CANCELLED
-//	   ^                  |
-//	   +-- retry due -----+   (failure, abandonment or timeout with retries left)
+//	   ^                  |                        |         |           |           |
+//	   +-- retry due -----+                        +---------+-----------+-----------+
+//	   |  (failure, abandonment or timeout            RerunExecution: PENDING again
+//	   |   with retries left, or a snooze)
+//	   +----------------------------------------------------------------------------+
 type ExecutionState int32
 
 const (
 	// Never used; a filter with this value matches every state.
 	ExecutionState_EXECUTION_STATE_UNSPECIFIED ExecutionState = 0
-	// Waiting for its first attempt or for a retry. Reached by Submit, or from
+	// Waiting for its first attempt or for a retry. Reached by Submit; from
 	// RUNNING when an attempt fails retryably, is abandoned or times out with
-	// retries left. `next_attempt_at` says when it may next be leased. Left by a
-	// lease (RUNNING) or by CancelExecution (CANCELLED).
+	// retries left, or is snoozed; and from FAILED, ABANDONED, TIMED_OUT or
+	// CANCELLED by RerunExecution. `next_attempt_at` says when it may next be
+	// leased. Left by a lease (RUNNING) or by CancelExecution (CANCELLED).
 	ExecutionState_EXECUTION_STATE_PENDING ExecutionState = 1
 	// An attempt is leased to a worker. Exactly one attempt is RUNNING. Left
 	// when that attempt ends.
@@ -53,7 +132,8 @@ const (
 	// Terminal: the last attempt ran past its task's timeout, and no retries
 	// were left.
 	ExecutionState_EXECUTION_STATE_TIMED_OUT ExecutionState = 6
-	// Terminal: CancelExecution ended it. It is never retried.
+	// Terminal: CancelExecution ended it. It is never retried (but
+	// RerunExecution may run it again).
 	ExecutionState_EXECUTION_STATE_CANCELLED ExecutionState = 7
 )
 
@@ -92,11 +172,11 @@ func (x ExecutionState) String() string {
 }
 
 func (ExecutionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_reprise_v1_types_proto_enumTypes[0].Descriptor()
+	return file_reprise_v1_types_proto_enumTypes[1].Descriptor()
 }
 
 func (ExecutionState) Type() protoreflect.EnumType {
-	return &file_reprise_v1_types_proto_enumTypes[0]
+	return &file_reprise_v1_types_proto_enumTypes[1]
 }
 
 func (x ExecutionState) Number() protoreflect.EnumNumber {
@@ -105,7 +185,7 @@ func (x ExecutionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExecutionState.Descriptor instead.
 func (ExecutionState) EnumDescriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{0}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{1}
 }
 
 // The state of one attempt.
@@ -129,6 +209,10 @@ const (
 	// Terminal: the execution was cancelled while this attempt ran. Later
 	// reports with its lease token are refused.
 	AttemptState_ATTEMPT_STATE_CANCELLED AttemptState = 6
+	// Terminal: the worker snoozed the attempt (Outcome.snooze): its execution is
+	// PENDING again, due after the snooze's delay. A snooze is not a failure and
+	// uses up no retry.
+	AttemptState_ATTEMPT_STATE_SNOOZED AttemptState = 7
 )
 
 // Enum value maps for AttemptState.
@@ -141,6 +225,7 @@ var (
 		4: "ATTEMPT_STATE_ABANDONED",
 		5: "ATTEMPT_STATE_TIMED_OUT",
 		6: "ATTEMPT_STATE_CANCELLED",
+		7: "ATTEMPT_STATE_SNOOZED",
 	}
 	AttemptState_value = map[string]int32{
 		"ATTEMPT_STATE_UNSPECIFIED": 0,
@@ -150,6 +235,7 @@ var (
 		"ATTEMPT_STATE_ABANDONED":   4,
 		"ATTEMPT_STATE_TIMED_OUT":   5,
 		"ATTEMPT_STATE_CANCELLED":   6,
+		"ATTEMPT_STATE_SNOOZED":     7,
 	}
 )
 
@@ -164,11 +250,11 @@ func (x AttemptState) String() string {
 }
 
 func (AttemptState) Descriptor() protoreflect.EnumDescriptor {
-	return file_reprise_v1_types_proto_enumTypes[1].Descriptor()
+	return file_reprise_v1_types_proto_enumTypes[2].Descriptor()
 }
 
 func (AttemptState) Type() protoreflect.EnumType {
-	return &file_reprise_v1_types_proto_enumTypes[1]
+	return &file_reprise_v1_types_proto_enumTypes[2]
 }
 
 func (x AttemptState) Number() protoreflect.EnumNumber {
@@ -177,7 +263,7 @@ func (x AttemptState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AttemptState.Descriptor instead.
 func (AttemptState) EnumDescriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 // How often, and after what delay, a failed, abandoned or timed-out attempt is
@@ -191,9 +277,15 @@ func (AttemptState) EnumDescriptor() ([]byte, []int) {
 // An absent policy, or `limit` 0 with `unlimited` false, means no retries: the
 // execution ends at its first failure or abandonment (at most once).
 //
+// Beyond Coflux, `backoff_coefficient`, `jitter` and `max_elapsed` are opt-in;
+// their zero values change nothing. The k of the delay rules counts failures,
+// abandonments and timeouts since the execution was submitted or last re-run;
+// snoozes do not count.
+//
 // Fails with INVALID_ARGUMENT, naming the field, when `unlimited` is set
 // together with `limit` > 0, when `backoff_min` > `backoff_max`, when a
-// duration is negative, or when a value is over its maximum.
+// duration is negative, when `backoff_coefficient` or `jitter` is out of its
+// range, NaN or infinite, or when a value is over its maximum.
 type RetryPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How many retries may follow the first attempt, so at most `limit` + 1
@@ -213,8 +305,28 @@ type RetryPolicy struct {
 	// N = 1 it waits backoff_min), or the upper bound of the random delay
 	// (unlimited). Whole milliseconds, rounded; at most 365 days.
 	// Absent: equal to `backoff_min`, except with `unlimited` when both backoffs
-	// are absent (60 s).
-	BackoffMax    *durationpb.Duration `protobuf:"bytes,4,opt,name=backoff_max,json=backoffMax,proto3" json:"backoff_max,omitempty"`
+	// are absent (60 s). With `backoff_coefficient`, the cap of every delay.
+	BackoffMax *durationpb.Duration `protobuf:"bytes,4,opt,name=backoff_max,json=backoffMax,proto3" json:"backoff_max,omitempty"`
+	// Exponential backoff. 0 (the default) keeps Coflux's rule: linear
+	// interpolation when limited, uniform random when unlimited. Otherwise at
+	// least 1, and the delay before retry k (counting from 1) is
+	// min(backoff_max, backoff_min * backoff_coefficient^(k - 1)), for limited
+	// and unlimited policies alike. Below 1 (and not 0), NaN or infinite is
+	// INVALID_ARGUMENT.
+	BackoffCoefficient float64 `protobuf:"fixed64,5,opt,name=backoff_coefficient,json=backoffCoefficient,proto3" json:"backoff_coefficient,omitempty"`
+	// Spreads retries that would otherwise start together: the computed delay d
+	// becomes uniform random in [d * (1 - jitter), d], so a retry never starts
+	// later than its schedule. A fraction in [0, 1]; 0 (the default) means no
+	// jitter and 1 means "full jitter". It does not apply to a failure's
+	// `retry_after`. Outside [0, 1], NaN or infinite is INVALID_ARGUMENT.
+	Jitter float64 `protobuf:"fixed64,6,opt,name=jitter,proto3" json:"jitter,omitempty"`
+	// A bound on the time spent retrying: no retry is scheduled whose start would
+	// fall later than the first attempt's `scheduled_at` (after a re-run, the
+	// re-run) + `max_elapsed`. The execution then ends with that failure, as if
+	// the limit had been reached. Absent or 0 means no bound. Works with limited
+	// and unlimited policies. Whole milliseconds, rounded; at most 3650 days;
+	// negative is INVALID_ARGUMENT.
+	MaxElapsed    *durationpb.Duration `protobuf:"bytes,7,opt,name=max_elapsed,json=maxElapsed,proto3" json:"max_elapsed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -277,6 +389,90 @@ func (x *RetryPolicy) GetBackoffMax() *durationpb.Duration {
 	return nil
 }
 
+func (x *RetryPolicy) GetBackoffCoefficient() float64 {
+	if x != nil {
+		return x.BackoffCoefficient
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetJitter() float64 {
+	if x != nil {
+		return x.Jitter
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetMaxElapsed() *durationpb.Duration {
+	if x != nil {
+		return x.MaxElapsed
+	}
+	return nil
+}
+
+// A token bucket that spreads the retries of one task over time, so that a
+// dead dependency does not face a retry storm. One bucket per task is shared by
+// the whole coordinator (every node of a cluster). Each retry that is scheduled
+// takes one token; when none is left, the retry is deferred to the moment the
+// next token accrues, counted on the retries' schedule. It is never dropped:
+// the limit and `max_elapsed` still apply. First attempts and snoozes never
+// take tokens.
+type RetryBudget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How fast tokens accrue. 0 (the default) means no budget. Negative, NaN,
+	// infinite or over 1000000 is INVALID_ARGUMENT.
+	RetriesPerSecond float64 `protobuf:"fixed64,1,opt,name=retries_per_second,json=retriesPerSecond,proto3" json:"retries_per_second,omitempty"`
+	// How many tokens the bucket holds when full: how many retries may start at
+	// once before the rate applies. 0 means 1; at most 1000000.
+	Burst         uint32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryBudget) Reset() {
+	*x = RetryBudget{}
+	mi := &file_reprise_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryBudget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryBudget) ProtoMessage() {}
+
+func (x *RetryBudget) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryBudget.ProtoReflect.Descriptor instead.
+func (*RetryBudget) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RetryBudget) GetRetriesPerSecond() float64 {
+	if x != nil {
+		return x.RetriesPerSecond
+	}
+	return 0
+}
+
+func (x *RetryBudget) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
 // A task as a worker declares it. The latest declaration of a name, by any
 // worker, supplies the retry policy for executions submitted without one, and
 // the per-attempt timeout for every attempt leased after it.
@@ -292,14 +488,18 @@ type TaskDefinition struct {
 	// runs longer becomes TIMED_OUT, which is retryable, and its worker learns at
 	// its next heartbeat (the token is in `lost`) that it must stop. Absent or 0
 	// means no timeout. Whole milliseconds, rounded; at most 365 days.
-	Timeout       *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// The task's retry budget. Absent, or `retries_per_second` 0, means none.
+	// Like the timeout, the latest declaration applies, to every retry of the
+	// task, whichever policy decided it.
+	RetryBudget   *RetryBudget `protobuf:"bytes,4,opt,name=retry_budget,json=retryBudget,proto3" json:"retry_budget,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskDefinition) Reset() {
 	*x = TaskDefinition{}
-	mi := &file_reprise_v1_types_proto_msgTypes[1]
+	mi := &file_reprise_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +511,7 @@ func (x *TaskDefinition) String() string {
 func (*TaskDefinition) ProtoMessage() {}
 
 func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[1]
+	mi := &file_reprise_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +524,7 @@ func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDefinition.ProtoReflect.Descriptor instead.
 func (*TaskDefinition) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TaskDefinition) GetName() string {
@@ -348,6 +548,13 @@ func (x *TaskDefinition) GetTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *TaskDefinition) GetRetryBudget() *RetryBudget {
+	if x != nil {
+		return x.RetryBudget
+	}
+	return nil
+}
+
 // An opaque, encoded value: arguments or a result.
 type Payload struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -364,7 +571,7 @@ type Payload struct {
 
 func (x *Payload) Reset() {
 	*x = Payload{}
-	mi := &file_reprise_v1_types_proto_msgTypes[2]
+	mi := &file_reprise_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +583,7 @@ func (x *Payload) String() string {
 func (*Payload) ProtoMessage() {}
 
 func (x *Payload) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[2]
+	mi := &file_reprise_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +596,7 @@ func (x *Payload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Payload.ProtoReflect.Descriptor instead.
 func (*Payload) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Payload) GetData() []byte {
@@ -434,7 +641,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_reprise_v1_types_proto_msgTypes[3]
+	mi := &file_reprise_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +653,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[3]
+	mi := &file_reprise_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +666,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Failure) GetType() string {
@@ -499,7 +706,7 @@ func (x *Failure) GetRetryAfter() *durationpb.Duration {
 
 // One run of a task: the state machine is
 //
-//	RUNNING -> SUCCEEDED | FAILED | ABANDONED | TIMED_OUT | CANCELLED.
+//	RUNNING -> SUCCEEDED | FAILED | ABANDONED | TIMED_OUT | CANCELLED | SNOOZED.
 //
 // An attempt exists from its lease on; a retry that is waiting to run is shown
 // by the execution's `next_attempt_at`, not by an Attempt.
@@ -529,13 +736,24 @@ type Attempt struct {
 	// When the attempt's lease runs out unless a heartbeat extends it. Set while
 	// RUNNING.
 	LeaseExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=lease_expires_at,json=leaseExpiresAt,proto3" json:"lease_expires_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Which rule decided what followed this attempt: the time of the retry or
+	// snooze, or why no retry followed. UNSPECIFIED while RUNNING, after
+	// SUCCEEDED or CANCELLED, and for attempts recorded before rules were kept.
+	RetryRule RetryRule `protobuf:"varint,10,opt,name=retry_rule,json=retryRule,proto3,enum=reprise.v1.RetryRule" json:"retry_rule,omitempty"`
+	// When the retry or snooze that followed this attempt was due to start. Set
+	// only when `retry_rule` is BACKOFF, RETRY_AFTER, SNOOZE or BUDGET. A
+	// cancellation or a re-run may since have replaced it.
+	RetryAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
+	// When `retry_rule` is BUDGET: the start that the delay rules computed, before
+	// the task's retry budget deferred it to `retry_at`.
+	RetryComputedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=retry_computed_at,json=retryComputedAt,proto3" json:"retry_computed_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_reprise_v1_types_proto_msgTypes[4]
+	mi := &file_reprise_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +765,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[4]
+	mi := &file_reprise_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +778,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Attempt) GetNumber() uint32 {
@@ -626,6 +844,27 @@ func (x *Attempt) GetLeaseExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Attempt) GetRetryRule() RetryRule {
+	if x != nil {
+		return x.RetryRule
+	}
+	return RetryRule_RETRY_RULE_UNSPECIFIED
+}
+
+func (x *Attempt) GetRetryAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetryAt
+	}
+	return nil
+}
+
+func (x *Attempt) GetRetryComputedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetryComputedAt
+	}
+	return nil
+}
+
 // One submitted run of a task, through all of its attempts.
 type Execution struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -664,7 +903,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_reprise_v1_types_proto_msgTypes[5]
+	mi := &file_reprise_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +915,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[5]
+	mi := &file_reprise_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +928,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Execution) GetId() string {
@@ -811,7 +1050,7 @@ type LeasedAttempt struct {
 
 func (x *LeasedAttempt) Reset() {
 	*x = LeasedAttempt{}
-	mi := &file_reprise_v1_types_proto_msgTypes[6]
+	mi := &file_reprise_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +1062,7 @@ func (x *LeasedAttempt) String() string {
 func (*LeasedAttempt) ProtoMessage() {}
 
 func (x *LeasedAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[6]
+	mi := &file_reprise_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +1075,7 @@ func (x *LeasedAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasedAttempt.ProtoReflect.Descriptor instead.
 func (*LeasedAttempt) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeasedAttempt) GetExecutionId() string {
@@ -900,12 +1139,13 @@ type Outcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The lease token from LeasedAttempt.
 	LeaseToken []byte `protobuf:"bytes,1,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
-	// Exactly one must be set; an outcome with neither is refused.
+	// Exactly one must be set; an outcome with none is refused.
 	//
 	// Types that are valid to be assigned to Outcome:
 	//
 	//	*Outcome_Result
 	//	*Outcome_Failure
+	//	*Outcome_Snooze
 	Outcome       isOutcome_Outcome `protobuf_oneof:"outcome"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -913,7 +1153,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_reprise_v1_types_proto_msgTypes[7]
+	mi := &file_reprise_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1165,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[7]
+	mi := &file_reprise_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1178,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Outcome) GetLeaseToken() []byte {
@@ -973,6 +1213,15 @@ func (x *Outcome) GetFailure() *Failure {
 	return nil
 }
 
+func (x *Outcome) GetSnooze() *Snooze {
+	if x != nil {
+		if x, ok := x.Outcome.(*Outcome_Snooze); ok {
+			return x.Snooze
+		}
+	}
+	return nil
+}
+
 type isOutcome_Outcome interface {
 	isOutcome_Outcome()
 }
@@ -987,31 +1236,98 @@ type Outcome_Failure struct {
 	Failure *Failure `protobuf:"bytes,3,opt,name=failure,proto3,oneof"`
 }
 
+type Outcome_Snooze struct {
+	// The attempt did not do its work and asks to be run again later: it ends
+	// SNOOZED, and its execution is PENDING again, due at now + `delay`. A
+	// snooze uses up no retry, is not counted in the k of the delay rules, and
+	// takes no token of a retry budget; it is allowed whatever the policy,
+	// including at most once, because the worker says nothing was done.
+	Snooze *Snooze `protobuf:"bytes,4,opt,name=snooze,proto3,oneof"`
+}
+
 func (*Outcome_Result) isOutcome_Outcome() {}
 
 func (*Outcome_Failure) isOutcome_Outcome() {}
 
+func (*Outcome_Snooze) isOutcome_Outcome() {}
+
+// Come back later without using up a retry (Outcome.snooze).
+type Snooze struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long after the report the execution is due again. Absent or 0 means
+	// at once. Whole milliseconds, rounded; at most 365 days; negative is
+	// INVALID_ARGUMENT.
+	Delay         *durationpb.Duration `protobuf:"bytes,1,opt,name=delay,proto3" json:"delay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Snooze) Reset() {
+	*x = Snooze{}
+	mi := &file_reprise_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Snooze) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Snooze) ProtoMessage() {}
+
+func (x *Snooze) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Snooze.ProtoReflect.Descriptor instead.
+func (*Snooze) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Snooze) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
 // The coordinator's answer to one Outcome.
 type OutcomeReceipt struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// True when the outcome was recorded. False when it was refused and changed
-	// nothing; `reason` then says why (a stale, unknown or malformed token, a
-	// lease that expired, a cancelled execution, an outcome already recorded,
-	// or neither result nor failure set).
+	// True when the outcome was recorded, or had been already (`duplicate`).
+	// False when it was refused and changed nothing; `reason` then says why (a
+	// stale, unknown or malformed token, a lease that expired, a cancelled
+	// execution, a different outcome already recorded, or no case set).
 	Accepted bool `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	// Why the outcome was refused. Empty when accepted.
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// True when the coordinator scheduled a retry after this failure.
 	WillRetry bool `protobuf:"varint,3,opt,name=will_retry,json=willRetry,proto3" json:"will_retry,omitempty"`
-	// When the retry may start. Set only when `will_retry`.
+	// When the retry may start (set only when `will_retry`), or, after a
+	// snooze, when the execution is due again. A retry deferred by the task's
+	// retry budget shows the deferred time.
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	// True when this outcome repeats one already recorded for the same lease
+	// token with the same case (a result after SUCCEEDED, a failure after
+	// FAILED, a snooze after SNOOZED), for example when a worker sends a report
+	// again after losing the reply. It is then accepted and changes nothing;
+	// `will_retry` and `next_attempt_at` are not repeated.
+	Duplicate     bool `protobuf:"varint,5,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OutcomeReceipt) Reset() {
 	*x = OutcomeReceipt{}
-	mi := &file_reprise_v1_types_proto_msgTypes[8]
+	mi := &file_reprise_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1339,7 @@ func (x *OutcomeReceipt) String() string {
 func (*OutcomeReceipt) ProtoMessage() {}
 
 func (x *OutcomeReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[8]
+	mi := &file_reprise_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1352,7 @@ func (x *OutcomeReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeReceipt.ProtoReflect.Descriptor instead.
 func (*OutcomeReceipt) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OutcomeReceipt) GetAccepted() bool {
@@ -1067,6 +1383,13 @@ func (x *OutcomeReceipt) GetNextAttemptAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OutcomeReceipt) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 // A worker the coordinator has heard from (ExecutionService.ListWorkers).
 type Worker struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1083,7 +1406,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_reprise_v1_types_proto_msgTypes[9]
+	mi := &file_reprise_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1418,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[9]
+	mi := &file_reprise_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1431,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Worker) GetId() string {
@@ -1137,18 +1460,26 @@ var File_reprise_v1_types_proto protoreflect.FileDescriptor
 const file_reprise_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16reprise/v1/types.proto\x12\n" +
-	"reprise.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n" +
+	"reprise.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x02\n" +
 	"\vRetryPolicy\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x1c\n" +
 	"\tunlimited\x18\x02 \x01(\bR\tunlimited\x12:\n" +
 	"\vbackoff_min\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"backoffMin\x12:\n" +
 	"\vbackoff_max\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"backoffMax\"\x95\x01\n" +
+	"backoffMax\x12/\n" +
+	"\x13backoff_coefficient\x18\x05 \x01(\x01R\x12backoffCoefficient\x12\x16\n" +
+	"\x06jitter\x18\x06 \x01(\x01R\x06jitter\x12:\n" +
+	"\vmax_elapsed\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"maxElapsed\"Q\n" +
+	"\vRetryBudget\x12,\n" +
+	"\x12retries_per_second\x18\x01 \x01(\x01R\x10retriesPerSecond\x12\x14\n" +
+	"\x05burst\x18\x02 \x01(\rR\x05burst\"\xd1\x01\n" +
 	"\x0eTaskDefinition\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12:\n" +
 	"\fretry_policy\x18\x02 \x01(\v2\x17.reprise.v1.RetryPolicyR\vretryPolicy\x123\n" +
-	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"@\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12:\n" +
+	"\fretry_budget\x18\x04 \x01(\v2\x17.reprise.v1.RetryBudgetR\vretryBudget\"@\n" +
 	"\aPayload\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\"\xb9\x01\n" +
@@ -1159,7 +1490,7 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"stackTrace\x12#\n" +
 	"\rnon_retryable\x18\x04 \x01(\bR\fnonRetryable\x12:\n" +
 	"\vretry_after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"\xd6\x03\n" +
+	"retryAfter\"\x8b\x05\n" +
 	"\aAttempt\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\rR\x06number\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.reprise.v1.AttemptStateR\x05state\x12\x1b\n" +
@@ -1171,7 +1502,12 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"finishedAt\x12-\n" +
 	"\afailure\x18\a \x01(\v2\x13.reprise.v1.FailureR\afailure\x12:\n" +
 	"\fretry_policy\x18\b \x01(\v2\x17.reprise.v1.RetryPolicyR\vretryPolicy\x12D\n" +
-	"\x10lease_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\"\xb8\x05\n" +
+	"\x10lease_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\x124\n" +
+	"\n" +
+	"retry_rule\x18\n" +
+	" \x01(\x0e2\x15.reprise.v1.RetryRuleR\tretryRule\x125\n" +
+	"\bretry_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x12F\n" +
+	"\x11retry_computed_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0fretryComputedAt\"\xb8\x05\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x120\n" +
@@ -1205,24 +1541,37 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"\x06labels\x18\b \x03(\v2%.reprise.v1.LeasedAttempt.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc3\x01\n" +
 	"\aOutcome\x12\x1f\n" +
 	"\vlease_token\x18\x01 \x01(\fR\n" +
 	"leaseToken\x12-\n" +
 	"\x06result\x18\x02 \x01(\v2\x13.reprise.v1.PayloadH\x00R\x06result\x12/\n" +
-	"\afailure\x18\x03 \x01(\v2\x13.reprise.v1.FailureH\x00R\afailureB\t\n" +
-	"\aoutcome\"\xa7\x01\n" +
+	"\afailure\x18\x03 \x01(\v2\x13.reprise.v1.FailureH\x00R\afailure\x12,\n" +
+	"\x06snooze\x18\x04 \x01(\v2\x12.reprise.v1.SnoozeH\x00R\x06snoozeB\t\n" +
+	"\aoutcome\"9\n" +
+	"\x06Snooze\x12/\n" +
+	"\x05delay\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05delay\"\xc5\x01\n" +
 	"\x0eOutcomeReceipt\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
 	"will_retry\x18\x03 \x01(\bR\twillRetry\x12B\n" +
-	"\x0fnext_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"l\n" +
+	"\x0fnext_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1c\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"l\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05tasks\x18\x02 \x03(\tR\x05tasks\x12<\n" +
 	"\flast_seen_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"lastSeenAt*\x83\x02\n" +
+	"lastSeenAt*\xd9\x01\n" +
+	"\tRetryRule\x12\x1a\n" +
+	"\x16RETRY_RULE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12RETRY_RULE_BACKOFF\x10\x01\x12\x1a\n" +
+	"\x16RETRY_RULE_RETRY_AFTER\x10\x02\x12\x15\n" +
+	"\x11RETRY_RULE_SNOOZE\x10\x03\x12\x15\n" +
+	"\x11RETRY_RULE_BUDGET\x10\x04\x12\x1a\n" +
+	"\x16RETRY_RULE_MAX_ELAPSED\x10\x05\x12\x14\n" +
+	"\x10RETRY_RULE_LIMIT\x10\x06\x12\x1c\n" +
+	"\x18RETRY_RULE_NON_RETRYABLE\x10\a*\x83\x02\n" +
 	"\x0eExecutionState\x12\x1f\n" +
 	"\x1bEXECUTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17EXECUTION_STATE_PENDING\x10\x01\x12\x1b\n" +
@@ -1231,7 +1580,7 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"\x16EXECUTION_STATE_FAILED\x10\x04\x12\x1d\n" +
 	"\x19EXECUTION_STATE_ABANDONED\x10\x05\x12\x1d\n" +
 	"\x19EXECUTION_STATE_TIMED_OUT\x10\x06\x12\x1d\n" +
-	"\x19EXECUTION_STATE_CANCELLED\x10\a*\xd6\x01\n" +
+	"\x19EXECUTION_STATE_CANCELLED\x10\a*\xf1\x01\n" +
 	"\fAttemptState\x12\x1d\n" +
 	"\x19ATTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ATTEMPT_STATE_RUNNING\x10\x01\x12\x1b\n" +
@@ -1239,7 +1588,8 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"\x14ATTEMPT_STATE_FAILED\x10\x03\x12\x1b\n" +
 	"\x17ATTEMPT_STATE_ABANDONED\x10\x04\x12\x1b\n" +
 	"\x17ATTEMPT_STATE_TIMED_OUT\x10\x05\x12\x1b\n" +
-	"\x17ATTEMPT_STATE_CANCELLED\x10\x06B\xa9\x01\n" +
+	"\x17ATTEMPT_STATE_CANCELLED\x10\x06\x12\x19\n" +
+	"\x15ATTEMPT_STATE_SNOOZED\x10\aB\xa9\x01\n" +
 	"\x0ecom.reprise.v1B\n" +
 	"TypesProtoP\x01ZBgithub.com/reprise-dev/reprise/clients/go/gen/reprise/v1;reprisev1\xa2\x02\x03RXX\xaa\x02\n" +
 	"Reprise.V1\xca\x02\n" +
@@ -1257,62 +1607,72 @@ func file_reprise_v1_types_proto_rawDescGZIP() []byte {
 	return file_reprise_v1_types_proto_rawDescData
 }
 
-var file_reprise_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_reprise_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_reprise_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_reprise_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_reprise_v1_types_proto_goTypes = []any{
-	(ExecutionState)(0),           // 0: reprise.v1.ExecutionState
-	(AttemptState)(0),             // 1: reprise.v1.AttemptState
-	(*RetryPolicy)(nil),           // 2: reprise.v1.RetryPolicy
-	(*TaskDefinition)(nil),        // 3: reprise.v1.TaskDefinition
-	(*Payload)(nil),               // 4: reprise.v1.Payload
-	(*Failure)(nil),               // 5: reprise.v1.Failure
-	(*Attempt)(nil),               // 6: reprise.v1.Attempt
-	(*Execution)(nil),             // 7: reprise.v1.Execution
-	(*LeasedAttempt)(nil),         // 8: reprise.v1.LeasedAttempt
-	(*Outcome)(nil),               // 9: reprise.v1.Outcome
-	(*OutcomeReceipt)(nil),        // 10: reprise.v1.OutcomeReceipt
-	(*Worker)(nil),                // 11: reprise.v1.Worker
-	nil,                           // 12: reprise.v1.Execution.LabelsEntry
-	nil,                           // 13: reprise.v1.LeasedAttempt.LabelsEntry
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(RetryRule)(0),                // 0: reprise.v1.RetryRule
+	(ExecutionState)(0),           // 1: reprise.v1.ExecutionState
+	(AttemptState)(0),             // 2: reprise.v1.AttemptState
+	(*RetryPolicy)(nil),           // 3: reprise.v1.RetryPolicy
+	(*RetryBudget)(nil),           // 4: reprise.v1.RetryBudget
+	(*TaskDefinition)(nil),        // 5: reprise.v1.TaskDefinition
+	(*Payload)(nil),               // 6: reprise.v1.Payload
+	(*Failure)(nil),               // 7: reprise.v1.Failure
+	(*Attempt)(nil),               // 8: reprise.v1.Attempt
+	(*Execution)(nil),             // 9: reprise.v1.Execution
+	(*LeasedAttempt)(nil),         // 10: reprise.v1.LeasedAttempt
+	(*Outcome)(nil),               // 11: reprise.v1.Outcome
+	(*Snooze)(nil),                // 12: reprise.v1.Snooze
+	(*OutcomeReceipt)(nil),        // 13: reprise.v1.OutcomeReceipt
+	(*Worker)(nil),                // 14: reprise.v1.Worker
+	nil,                           // 15: reprise.v1.Execution.LabelsEntry
+	nil,                           // 16: reprise.v1.LeasedAttempt.LabelsEntry
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_reprise_v1_types_proto_depIdxs = []int32{
-	14, // 0: reprise.v1.RetryPolicy.backoff_min:type_name -> google.protobuf.Duration
-	14, // 1: reprise.v1.RetryPolicy.backoff_max:type_name -> google.protobuf.Duration
-	2,  // 2: reprise.v1.TaskDefinition.retry_policy:type_name -> reprise.v1.RetryPolicy
-	14, // 3: reprise.v1.TaskDefinition.timeout:type_name -> google.protobuf.Duration
-	14, // 4: reprise.v1.Failure.retry_after:type_name -> google.protobuf.Duration
-	1,  // 5: reprise.v1.Attempt.state:type_name -> reprise.v1.AttemptState
-	15, // 6: reprise.v1.Attempt.scheduled_at:type_name -> google.protobuf.Timestamp
-	15, // 7: reprise.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	15, // 8: reprise.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	5,  // 9: reprise.v1.Attempt.failure:type_name -> reprise.v1.Failure
-	2,  // 10: reprise.v1.Attempt.retry_policy:type_name -> reprise.v1.RetryPolicy
-	15, // 11: reprise.v1.Attempt.lease_expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 12: reprise.v1.Execution.state:type_name -> reprise.v1.ExecutionState
-	4,  // 13: reprise.v1.Execution.arguments:type_name -> reprise.v1.Payload
-	2,  // 14: reprise.v1.Execution.retry_policy:type_name -> reprise.v1.RetryPolicy
-	6,  // 15: reprise.v1.Execution.attempts:type_name -> reprise.v1.Attempt
-	4,  // 16: reprise.v1.Execution.result:type_name -> reprise.v1.Payload
-	5,  // 17: reprise.v1.Execution.failure:type_name -> reprise.v1.Failure
-	15, // 18: reprise.v1.Execution.next_attempt_at:type_name -> google.protobuf.Timestamp
-	15, // 19: reprise.v1.Execution.created_at:type_name -> google.protobuf.Timestamp
-	15, // 20: reprise.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	12, // 21: reprise.v1.Execution.labels:type_name -> reprise.v1.Execution.LabelsEntry
-	15, // 22: reprise.v1.LeasedAttempt.lease_expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 23: reprise.v1.LeasedAttempt.arguments:type_name -> reprise.v1.Payload
-	15, // 24: reprise.v1.LeasedAttempt.timeout_at:type_name -> google.protobuf.Timestamp
-	13, // 25: reprise.v1.LeasedAttempt.labels:type_name -> reprise.v1.LeasedAttempt.LabelsEntry
-	4,  // 26: reprise.v1.Outcome.result:type_name -> reprise.v1.Payload
-	5,  // 27: reprise.v1.Outcome.failure:type_name -> reprise.v1.Failure
-	15, // 28: reprise.v1.OutcomeReceipt.next_attempt_at:type_name -> google.protobuf.Timestamp
-	15, // 29: reprise.v1.Worker.last_seen_at:type_name -> google.protobuf.Timestamp
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	17, // 0: reprise.v1.RetryPolicy.backoff_min:type_name -> google.protobuf.Duration
+	17, // 1: reprise.v1.RetryPolicy.backoff_max:type_name -> google.protobuf.Duration
+	17, // 2: reprise.v1.RetryPolicy.max_elapsed:type_name -> google.protobuf.Duration
+	3,  // 3: reprise.v1.TaskDefinition.retry_policy:type_name -> reprise.v1.RetryPolicy
+	17, // 4: reprise.v1.TaskDefinition.timeout:type_name -> google.protobuf.Duration
+	4,  // 5: reprise.v1.TaskDefinition.retry_budget:type_name -> reprise.v1.RetryBudget
+	17, // 6: reprise.v1.Failure.retry_after:type_name -> google.protobuf.Duration
+	2,  // 7: reprise.v1.Attempt.state:type_name -> reprise.v1.AttemptState
+	18, // 8: reprise.v1.Attempt.scheduled_at:type_name -> google.protobuf.Timestamp
+	18, // 9: reprise.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	18, // 10: reprise.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	7,  // 11: reprise.v1.Attempt.failure:type_name -> reprise.v1.Failure
+	3,  // 12: reprise.v1.Attempt.retry_policy:type_name -> reprise.v1.RetryPolicy
+	18, // 13: reprise.v1.Attempt.lease_expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 14: reprise.v1.Attempt.retry_rule:type_name -> reprise.v1.RetryRule
+	18, // 15: reprise.v1.Attempt.retry_at:type_name -> google.protobuf.Timestamp
+	18, // 16: reprise.v1.Attempt.retry_computed_at:type_name -> google.protobuf.Timestamp
+	1,  // 17: reprise.v1.Execution.state:type_name -> reprise.v1.ExecutionState
+	6,  // 18: reprise.v1.Execution.arguments:type_name -> reprise.v1.Payload
+	3,  // 19: reprise.v1.Execution.retry_policy:type_name -> reprise.v1.RetryPolicy
+	8,  // 20: reprise.v1.Execution.attempts:type_name -> reprise.v1.Attempt
+	6,  // 21: reprise.v1.Execution.result:type_name -> reprise.v1.Payload
+	7,  // 22: reprise.v1.Execution.failure:type_name -> reprise.v1.Failure
+	18, // 23: reprise.v1.Execution.next_attempt_at:type_name -> google.protobuf.Timestamp
+	18, // 24: reprise.v1.Execution.created_at:type_name -> google.protobuf.Timestamp
+	18, // 25: reprise.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 26: reprise.v1.Execution.labels:type_name -> reprise.v1.Execution.LabelsEntry
+	18, // 27: reprise.v1.LeasedAttempt.lease_expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 28: reprise.v1.LeasedAttempt.arguments:type_name -> reprise.v1.Payload
+	18, // 29: reprise.v1.LeasedAttempt.timeout_at:type_name -> google.protobuf.Timestamp
+	16, // 30: reprise.v1.LeasedAttempt.labels:type_name -> reprise.v1.LeasedAttempt.LabelsEntry
+	6,  // 31: reprise.v1.Outcome.result:type_name -> reprise.v1.Payload
+	7,  // 32: reprise.v1.Outcome.failure:type_name -> reprise.v1.Failure
+	12, // 33: reprise.v1.Outcome.snooze:type_name -> reprise.v1.Snooze
+	17, // 34: reprise.v1.Snooze.delay:type_name -> google.protobuf.Duration
+	18, // 35: reprise.v1.OutcomeReceipt.next_attempt_at:type_name -> google.protobuf.Timestamp
+	18, // 36: reprise.v1.Worker.last_seen_at:type_name -> google.protobuf.Timestamp
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_types_proto_init() }
@@ -1320,17 +1680,18 @@ func file_reprise_v1_types_proto_init() {
 	if File_reprise_v1_types_proto != nil {
 		return
 	}
-	file_reprise_v1_types_proto_msgTypes[7].OneofWrappers = []any{
+	file_reprise_v1_types_proto_msgTypes[8].OneofWrappers = []any{
 		(*Outcome_Result)(nil),
 		(*Outcome_Failure)(nil),
+		(*Outcome_Snooze)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_types_proto_rawDesc), len(file_reprise_v1_types_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   12,
+			NumEnums:      3,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

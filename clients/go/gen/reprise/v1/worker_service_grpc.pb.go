@@ -72,17 +72,22 @@ type WorkerServiceClient interface {
 	// Fails with INVALID_ARGUMENT for more tokens than the batch limit (1000 by
 	// default; reprise serve --max-batch-size).
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
-	// ReportOutcomes records the result or failure of each attempt and returns
-	// one receipt per outcome, in the same order. A failure is retried when it is
-	// retryable (`non_retryable` false) and the policy in effect has retries
-	// left, after the computed delay or `retry_after`; otherwise the execution
-	// ends FAILED. A refused outcome changes nothing and does not fail the RPC
-	// or the rest of the batch.
+	// ReportOutcomes records the result, failure or snooze of each attempt and
+	// returns one receipt per outcome, in the same order. A failure is retried
+	// when it is retryable (`non_retryable` false) and the policy in effect has
+	// retries left, after the computed delay or `retry_after`, deferred by the
+	// task's retry budget when it is empty, and within the policy's
+	// `max_elapsed`; otherwise the execution ends FAILED. A snooze makes the
+	// execution due again after its delay and uses up no retry. A report that
+	// repeats an outcome already recorded (same token, same case) is accepted
+	// as a duplicate and changes nothing. A refused outcome changes nothing and
+	// does not fail the RPC or the rest of the batch.
 	//
 	// Fails with INVALID_ARGUMENT for more outcomes than the batch limit (1000 by
 	// default; reprise serve --max-batch-size) or a bad field
-	// (for example a negative `retry_after`), and with RESOURCE_EXHAUSTED when a
-	// result is larger than the configured maximum payload size.
+	// (for example a negative `retry_after` or snooze `delay`), and with
+	// RESOURCE_EXHAUSTED when a result is larger than the configured maximum
+	// payload size.
 	ReportOutcomes(ctx context.Context, in *ReportOutcomesRequest, opts ...grpc.CallOption) (*ReportOutcomesResponse, error)
 }
 
@@ -178,17 +183,22 @@ type WorkerServiceServer interface {
 	// Fails with INVALID_ARGUMENT for more tokens than the batch limit (1000 by
 	// default; reprise serve --max-batch-size).
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
-	// ReportOutcomes records the result or failure of each attempt and returns
-	// one receipt per outcome, in the same order. A failure is retried when it is
-	// retryable (`non_retryable` false) and the policy in effect has retries
-	// left, after the computed delay or `retry_after`; otherwise the execution
-	// ends FAILED. A refused outcome changes nothing and does not fail the RPC
-	// or the rest of the batch.
+	// ReportOutcomes records the result, failure or snooze of each attempt and
+	// returns one receipt per outcome, in the same order. A failure is retried
+	// when it is retryable (`non_retryable` false) and the policy in effect has
+	// retries left, after the computed delay or `retry_after`, deferred by the
+	// task's retry budget when it is empty, and within the policy's
+	// `max_elapsed`; otherwise the execution ends FAILED. A snooze makes the
+	// execution due again after its delay and uses up no retry. A report that
+	// repeats an outcome already recorded (same token, same case) is accepted
+	// as a duplicate and changes nothing. A refused outcome changes nothing and
+	// does not fail the RPC or the rest of the batch.
 	//
 	// Fails with INVALID_ARGUMENT for more outcomes than the batch limit (1000 by
 	// default; reprise serve --max-batch-size) or a bad field
-	// (for example a negative `retry_after`), and with RESOURCE_EXHAUSTED when a
-	// result is larger than the configured maximum payload size.
+	// (for example a negative `retry_after` or snooze `delay`), and with
+	// RESOURCE_EXHAUSTED when a result is larger than the configured maximum
+	// payload size.
 	ReportOutcomes(context.Context, *ReportOutcomesRequest) (*ReportOutcomesResponse, error)
 	mustEmbedUnimplementedWorkerServiceServer()
 }

@@ -69,6 +69,11 @@ class ExecutionServiceStub:
                 request_serializer=reprise_dot_v1_dot_execution__service__pb2.CancelExecutionRequest.SerializeToString,
                 response_deserializer=reprise_dot_v1_dot_execution__service__pb2.CancelExecutionResponse.FromString,
                 _registered_method=True)
+        self.RerunExecution = channel.unary_unary(
+                '/reprise.v1.ExecutionService/RerunExecution',
+                request_serializer=reprise_dot_v1_dot_execution__service__pb2.RerunExecutionRequest.SerializeToString,
+                response_deserializer=reprise_dot_v1_dot_execution__service__pb2.RerunExecutionResponse.FromString,
+                _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/reprise.v1.ExecutionService/ListWorkers',
                 request_serializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersRequest.SerializeToString,
@@ -174,6 +179,23 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RerunExecution(self, request, context):
+        """RerunExecution runs an execution that ended FAILED, ABANDONED, TIMED_OUT
+        or CANCELLED again. It is PENDING again at once, due now, with `failure`
+        and `finished_at` cleared; it keeps its id, its attempts and its
+        idempotency key; its next attempt is numbered after its last one; and its
+        retry limit, the k of its delay rules and its `max_elapsed` count afresh
+        from the re-run. A watch attached after the re-run follows it to its new
+        end.
+
+        Fails with INVALID_ARGUMENT when `execution_id` is empty, NOT_FOUND when
+        no execution has that id, and FAILED_PRECONDITION when the execution is
+        PENDING, RUNNING or SUCCEEDED. Needs the role that may cancel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWorkers(self, request, context):
         """ListWorkers lists the workers the coordinator has heard from in the last
         7 days, most recently seen first, each with the tasks it declared or asked
@@ -220,6 +242,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.CancelExecution,
                     request_deserializer=reprise_dot_v1_dot_execution__service__pb2.CancelExecutionRequest.FromString,
                     response_serializer=reprise_dot_v1_dot_execution__service__pb2.CancelExecutionResponse.SerializeToString,
+            ),
+            'RerunExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunExecution,
+                    request_deserializer=reprise_dot_v1_dot_execution__service__pb2.RerunExecutionRequest.FromString,
+                    response_serializer=reprise_dot_v1_dot_execution__service__pb2.RerunExecutionResponse.SerializeToString,
             ),
             'ListWorkers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkers,
@@ -394,6 +421,33 @@ class ExecutionService:
             '/reprise.v1.ExecutionService/CancelExecution',
             reprise_dot_v1_dot_execution__service__pb2.CancelExecutionRequest.SerializeToString,
             reprise_dot_v1_dot_execution__service__pb2.CancelExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reprise.v1.ExecutionService/RerunExecution',
+            reprise_dot_v1_dot_execution__service__pb2.RerunExecutionRequest.SerializeToString,
+            reprise_dot_v1_dot_execution__service__pb2.RerunExecutionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16reprise/v1/types.proto\x12\nreprise.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n\x0bRetryPolicy\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tunlimited\x18\x02 \x01(\x08\x12.\n\x0b\x62\x61\x63koff_min\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x62\x61\x63koff_max\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"y\n\x0eTaskDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x0cretry_policy\x18\x02 \x01(\x0b\x32\x17.reprise.v1.RetryPolicy\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"-\n\x07Payload\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"\x84\x01\n\x07\x46\x61ilure\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bstack_trace\x18\x03 \x01(\t\x12\x15\n\rnon_retryable\x18\x04 \x01(\x08\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xf3\x02\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.reprise.v1.AttemptState\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x30\n\x0cscheduled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x07\x66\x61ilure\x18\x07 \x01(\x0b\x32\x13.reprise.v1.Failure\x12-\n\x0cretry_policy\x18\x08 \x01(\x0b\x32\x17.reprise.v1.RetryPolicy\x12\x34\n\x10lease_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaa\x04\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.reprise.v1.ExecutionState\x12&\n\targuments\x18\x04 \x01(\x0b\x32\x13.reprise.v1.Payload\x12-\n\x0cretry_policy\x18\x05 \x01(\x0b\x32\x17.reprise.v1.RetryPolicy\x12%\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\x13.reprise.v1.Attempt\x12#\n\x06result\x18\x07 \x01(\x0b\x32\x13.reprise.v1.Payload\x12$\n\x07\x66\x61ilure\x18\x08 \x01(\x0b\x32\x13.reprise.v1.Failure\x12\x33\n\x0fnext_attempt_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x0c \x01(\t\x12\x31\n\x06labels\x18\r \x03(\x0b\x32!.reprise.v1.Execution.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcd\x02\n\rLeasedAttempt\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x13\n\x0blease_token\x18\x04 \x01(\x0c\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\targuments\x18\x06 \x01(\x0b\x32\x13.reprise.v1.Payload\x12.\n\ntimeout_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x06labels\x18\x08 \x03(\x0b\x32%.reprise.v1.LeasedAttempt.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"x\n\x07Outcome\x12\x13\n\x0blease_token\x18\x01 \x01(\x0c\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.reprise.v1.PayloadH\x00\x12&\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x13.reprise.v1.FailureH\x00\x42\t\n\x07outcome\"{\n\x0eOutcomeReceipt\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nwill_retry\x18\x03 \x01(\x08\x12\x33\n\x0fnext_attempt_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05tasks\x18\x02 \x03(\t\x12\x30\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x83\x02\n\x0e\x45xecutionState\x12\x1f\n\x1b\x45XECUTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATE_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_STATE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_STATE_SUCCEEDED\x10\x03\x12\x1a\n\x16\x45XECUTION_STATE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_STATE_ABANDONED\x10\x05\x12\x1d\n\x19\x45XECUTION_STATE_TIMED_OUT\x10\x06\x12\x1d\n\x19\x45XECUTION_STATE_CANCELLED\x10\x07*\xd6\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41TTEMPT_STATE_RUNNING\x10\x01\x12\x1b\n\x17\x41TTEMPT_STATE_SUCCEEDED\x10\x02\x12\x18\n\x14\x41TTEMPT_STATE_FAILED\x10\x03\x12\x1b\n\x17\x41TTEMPT_STATE_ABANDONED\x10\x04\x12\x1b\n\x17\x41TTEMPT_STATE_TIMED_OUT\x10\x05\x12\x1b\n\x17\x41TTEMPT_STATE_CANCELLED\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16reprise/v1/types.proto\x12\nreprise.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x01\n\x0bRetryPolicy\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tunlimited\x18\x02 \x01(\x08\x12.\n\x0b\x62\x61\x63koff_min\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x62\x61\x63koff_max\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13\x62\x61\x63koff_coefficient\x18\x05 \x01(\x01\x12\x0e\n\x06jitter\x18\x06 \x01(\x01\x12.\n\x0bmax_elapsed\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\x0bRetryBudget\x12\x1a\n\x12retries_per_second\x18\x01 \x01(\x01\x12\r\n\x05\x62urst\x18\x02 \x01(\r\"\xa8\x01\n\x0eTaskDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x0cretry_policy\x18\x02 \x01(\x0b\x32\x17.reprise.v1.RetryPolicy\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\x0cretry_budget\x18\x04 \x01(\x0b\x32\x17.reprise.v1.RetryBudget\"-\n\x07Payload\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"\x84\x01\n\x07\x46\x61ilure\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bstack_trace\x18\x03 \x01(\t\x12\x15\n\rnon_retryable\x18\x04 \x01(\x08\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x83\x04\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.reprise.v1.AttemptState\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x30\n\x0cscheduled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x07\x66\x61ilure\x18\x07 \x01(\x0b\x32\x13.reprise.v1.Failure\x12-\n\x0cretry_policy\x18\x08 \x01(\x0b\x32\x17.reprise.v1.RetryPolicy\x12\x34\n\x10lease_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\nretry_rule\x18\n \x01(\x0e\x32\x15.reprise.v1.RetryRule\x12,\n\x08retry_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11retry_computed_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaa\x04\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.reprise.v1.ExecutionState\x12&\n\targuments\x18\x04 \x01(\x0b\x32\x13.reprise.v1.Payload\x12-\n\x0cretry_policy\x18\x05 \x01(\x0b\x32\x17.reprise.v1.RetryPolicy\x12%\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\x13.reprise.v1.Attempt\x12#\n\x06result\x18\x07 \x01(\x0b\x32\x13.reprise.v1.Payload\x12$\n\x07\x66\x61ilure\x18\x08 \x01(\x0b\x32\x13.reprise.v1.Failure\x12\x33\n\x0fnext_attempt_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x0c \x01(\t\x12\x31\n\x06labels\x18\r \x03(\x0b\x32!.reprise.v1.Execution.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcd\x02\n\rLeasedAttempt\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x13\n\x0blease_token\x18\x04 \x01(\x0c\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\targuments\x18\x06 \x01(\x0b\x32\x13.reprise.v1.Payload\x12.\n\ntimeout_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x06labels\x18\x08 \x03(\x0b\x32%.reprise.v1.LeasedAttempt.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x01\n\x07Outcome\x12\x13\n\x0blease_token\x18\x01 \x01(\x0c\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.reprise.v1.PayloadH\x00\x12&\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x13.reprise.v1.FailureH\x00\x12$\n\x06snooze\x18\x04 \x01(\x0b\x32\x12.reprise.v1.SnoozeH\x00\x42\t\n\x07outcome\"2\n\x06Snooze\x12(\n\x05\x64\x65lay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8e\x01\n\x0eOutcomeReceipt\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nwill_retry\x18\x03 \x01(\x08\x12\x33\n\x0fnext_attempt_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"U\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05tasks\x18\x02 \x03(\t\x12\x30\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xd9\x01\n\tRetryRule\x12\x1a\n\x16RETRY_RULE_UNSPECIFIED\x10\x00\x12\x16\n\x12RETRY_RULE_BACKOFF\x10\x01\x12\x1a\n\x16RETRY_RULE_RETRY_AFTER\x10\x02\x12\x15\n\x11RETRY_RULE_SNOOZE\x10\x03\x12\x15\n\x11RETRY_RULE_BUDGET\x10\x04\x12\x1a\n\x16RETRY_RULE_MAX_ELAPSED\x10\x05\x12\x14\n\x10RETRY_RULE_LIMIT\x10\x06\x12\x1c\n\x18RETRY_RULE_NON_RETRYABLE\x10\x07*\x83\x02\n\x0e\x45xecutionState\x12\x1f\n\x1b\x45XECUTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATE_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_STATE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_STATE_SUCCEEDED\x10\x03\x12\x1a\n\x16\x45XECUTION_STATE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_STATE_ABANDONED\x10\x05\x12\x1d\n\x19\x45XECUTION_STATE_TIMED_OUT\x10\x06\x12\x1d\n\x19\x45XECUTION_STATE_CANCELLED\x10\x07*\xf1\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41TTEMPT_STATE_RUNNING\x10\x01\x12\x1b\n\x17\x41TTEMPT_STATE_SUCCEEDED\x10\x02\x12\x18\n\x14\x41TTEMPT_STATE_FAILED\x10\x03\x12\x1b\n\x17\x41TTEMPT_STATE_ABANDONED\x10\x04\x12\x1b\n\x17\x41TTEMPT_STATE_TIMED_OUT\x10\x05\x12\x1b\n\x17\x41TTEMPT_STATE_CANCELLED\x10\x06\x12\x19\n\x15\x41TTEMPT_STATE_SNOOZED\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,32 +37,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTION_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LEASEDATTEMPT_LABELSENTRY']._loaded_options = None
   _globals['_LEASEDATTEMPT_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTIONSTATE']._serialized_start=2156
-  _globals['_EXECUTIONSTATE']._serialized_end=2415
-  _globals['_ATTEMPTSTATE']._serialized_start=2418
-  _globals['_ATTEMPTSTATE']._serialized_end=2632
+  _globals['_RETRYRULE']._serialized_start=2610
+  _globals['_RETRYRULE']._serialized_end=2827
+  _globals['_EXECUTIONSTATE']._serialized_start=2830
+  _globals['_EXECUTIONSTATE']._serialized_end=3089
+  _globals['_ATTEMPTSTATE']._serialized_start=3092
+  _globals['_ATTEMPTSTATE']._serialized_end=3333
   _globals['_RETRYPOLICY']._serialized_start=104
-  _globals['_RETRYPOLICY']._serialized_end=247
-  _globals['_TASKDEFINITION']._serialized_start=249
-  _globals['_TASKDEFINITION']._serialized_end=370
-  _globals['_PAYLOAD']._serialized_start=372
-  _globals['_PAYLOAD']._serialized_end=417
-  _globals['_FAILURE']._serialized_start=420
-  _globals['_FAILURE']._serialized_end=552
-  _globals['_ATTEMPT']._serialized_start=555
-  _globals['_ATTEMPT']._serialized_end=926
-  _globals['_EXECUTION']._serialized_start=929
-  _globals['_EXECUTION']._serialized_end=1483
-  _globals['_EXECUTION_LABELSENTRY']._serialized_start=1438
-  _globals['_EXECUTION_LABELSENTRY']._serialized_end=1483
-  _globals['_LEASEDATTEMPT']._serialized_start=1486
-  _globals['_LEASEDATTEMPT']._serialized_end=1819
-  _globals['_LEASEDATTEMPT_LABELSENTRY']._serialized_start=1438
-  _globals['_LEASEDATTEMPT_LABELSENTRY']._serialized_end=1483
-  _globals['_OUTCOME']._serialized_start=1821
-  _globals['_OUTCOME']._serialized_end=1941
-  _globals['_OUTCOMERECEIPT']._serialized_start=1943
-  _globals['_OUTCOMERECEIPT']._serialized_end=2066
-  _globals['_WORKER']._serialized_start=2068
-  _globals['_WORKER']._serialized_end=2153
+  _globals['_RETRYPOLICY']._serialized_end=340
+  _globals['_RETRYBUDGET']._serialized_start=342
+  _globals['_RETRYBUDGET']._serialized_end=398
+  _globals['_TASKDEFINITION']._serialized_start=401
+  _globals['_TASKDEFINITION']._serialized_end=569
+  _globals['_PAYLOAD']._serialized_start=571
+  _globals['_PAYLOAD']._serialized_end=616
+  _globals['_FAILURE']._serialized_start=619
+  _globals['_FAILURE']._serialized_end=751
+  _globals['_ATTEMPT']._serialized_start=754
+  _globals['_ATTEMPT']._serialized_end=1269
+  _globals['_EXECUTION']._serialized_start=1272
+  _globals['_EXECUTION']._serialized_end=1826
+  _globals['_EXECUTION_LABELSENTRY']._serialized_start=1781
+  _globals['_EXECUTION_LABELSENTRY']._serialized_end=1826
+  _globals['_LEASEDATTEMPT']._serialized_start=1829
+  _globals['_LEASEDATTEMPT']._serialized_end=2162
+  _globals['_LEASEDATTEMPT_LABELSENTRY']._serialized_start=1781
+  _globals['_LEASEDATTEMPT_LABELSENTRY']._serialized_end=1826
+  _globals['_OUTCOME']._serialized_start=2165
+  _globals['_OUTCOME']._serialized_end=2323
+  _globals['_SNOOZE']._serialized_start=2325
+  _globals['_SNOOZE']._serialized_end=2375
+  _globals['_OUTCOMERECEIPT']._serialized_start=2378
+  _globals['_OUTCOMERECEIPT']._serialized_end=2520
+  _globals['_WORKER']._serialized_start=2522
+  _globals['_WORKER']._serialized_end=2607
 # @@protoc_insertion_point(module_scope)

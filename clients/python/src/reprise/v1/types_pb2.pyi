@@ -11,6 +11,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RetryRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RETRY_RULE_UNSPECIFIED: _ClassVar[RetryRule]
+    RETRY_RULE_BACKOFF: _ClassVar[RetryRule]
+    RETRY_RULE_RETRY_AFTER: _ClassVar[RetryRule]
+    RETRY_RULE_SNOOZE: _ClassVar[RetryRule]
+    RETRY_RULE_BUDGET: _ClassVar[RetryRule]
+    RETRY_RULE_MAX_ELAPSED: _ClassVar[RetryRule]
+    RETRY_RULE_LIMIT: _ClassVar[RetryRule]
+    RETRY_RULE_NON_RETRYABLE: _ClassVar[RetryRule]
+
 class ExecutionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EXECUTION_STATE_UNSPECIFIED: _ClassVar[ExecutionState]
@@ -31,6 +42,15 @@ class AttemptState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTEMPT_STATE_ABANDONED: _ClassVar[AttemptState]
     ATTEMPT_STATE_TIMED_OUT: _ClassVar[AttemptState]
     ATTEMPT_STATE_CANCELLED: _ClassVar[AttemptState]
+    ATTEMPT_STATE_SNOOZED: _ClassVar[AttemptState]
+RETRY_RULE_UNSPECIFIED: RetryRule
+RETRY_RULE_BACKOFF: RetryRule
+RETRY_RULE_RETRY_AFTER: RetryRule
+RETRY_RULE_SNOOZE: RetryRule
+RETRY_RULE_BUDGET: RetryRule
+RETRY_RULE_MAX_ELAPSED: RetryRule
+RETRY_RULE_LIMIT: RetryRule
+RETRY_RULE_NON_RETRYABLE: RetryRule
 EXECUTION_STATE_UNSPECIFIED: ExecutionState
 EXECUTION_STATE_PENDING: ExecutionState
 EXECUTION_STATE_RUNNING: ExecutionState
@@ -46,28 +66,45 @@ ATTEMPT_STATE_FAILED: AttemptState
 ATTEMPT_STATE_ABANDONED: AttemptState
 ATTEMPT_STATE_TIMED_OUT: AttemptState
 ATTEMPT_STATE_CANCELLED: AttemptState
+ATTEMPT_STATE_SNOOZED: AttemptState
 
 class RetryPolicy(_message.Message):
-    __slots__ = ("limit", "unlimited", "backoff_min", "backoff_max")
+    __slots__ = ("limit", "unlimited", "backoff_min", "backoff_max", "backoff_coefficient", "jitter", "max_elapsed")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     UNLIMITED_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_MIN_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_MAX_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_COEFFICIENT_FIELD_NUMBER: _ClassVar[int]
+    JITTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ELAPSED_FIELD_NUMBER: _ClassVar[int]
     limit: int
     unlimited: bool
     backoff_min: _duration_pb2.Duration
     backoff_max: _duration_pb2.Duration
-    def __init__(self, limit: _Optional[int] = ..., unlimited: _Optional[bool] = ..., backoff_min: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    backoff_coefficient: float
+    jitter: float
+    max_elapsed: _duration_pb2.Duration
+    def __init__(self, limit: _Optional[int] = ..., unlimited: _Optional[bool] = ..., backoff_min: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_coefficient: _Optional[float] = ..., jitter: _Optional[float] = ..., max_elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RetryBudget(_message.Message):
+    __slots__ = ("retries_per_second", "burst")
+    RETRIES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    retries_per_second: float
+    burst: int
+    def __init__(self, retries_per_second: _Optional[float] = ..., burst: _Optional[int] = ...) -> None: ...
 
 class TaskDefinition(_message.Message):
-    __slots__ = ("name", "retry_policy", "timeout")
+    __slots__ = ("name", "retry_policy", "timeout", "retry_budget")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     name: str
     retry_policy: RetryPolicy
     timeout: _duration_pb2.Duration
-    def __init__(self, name: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    retry_budget: RetryBudget
+    def __init__(self, name: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudget, _Mapping]] = ...) -> None: ...
 
 class Payload(_message.Message):
     __slots__ = ("data", "content_type")
@@ -92,7 +129,7 @@ class Failure(_message.Message):
     def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., stack_trace: _Optional[str] = ..., non_retryable: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("number", "state", "worker_id", "scheduled_at", "started_at", "finished_at", "failure", "retry_policy", "lease_expires_at")
+    __slots__ = ("number", "state", "worker_id", "scheduled_at", "started_at", "finished_at", "failure", "retry_policy", "lease_expires_at", "retry_rule", "retry_at", "retry_computed_at")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +139,9 @@ class Attempt(_message.Message):
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_RULE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_COMPUTED_AT_FIELD_NUMBER: _ClassVar[int]
     number: int
     state: AttemptState
     worker_id: str
@@ -111,7 +151,10 @@ class Attempt(_message.Message):
     failure: Failure
     retry_policy: RetryPolicy
     lease_expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, number: _Optional[int] = ..., state: _Optional[_Union[AttemptState, str]] = ..., worker_id: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    retry_rule: RetryRule
+    retry_at: _timestamp_pb2.Timestamp
+    retry_computed_at: _timestamp_pb2.Timestamp
+    def __init__(self, number: _Optional[int] = ..., state: _Optional[_Union[AttemptState, str]] = ..., worker_id: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_rule: _Optional[_Union[RetryRule, str]] = ..., retry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Execution(_message.Message):
     __slots__ = ("id", "task", "state", "arguments", "retry_policy", "attempts", "result", "failure", "next_attempt_at", "created_at", "finished_at", "idempotency_key", "labels")
@@ -178,26 +221,36 @@ class LeasedAttempt(_message.Message):
     def __init__(self, execution_id: _Optional[str] = ..., task: _Optional[str] = ..., attempt: _Optional[int] = ..., lease_token: _Optional[bytes] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., arguments: _Optional[_Union[Payload, _Mapping]] = ..., timeout_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("lease_token", "result", "failure")
+    __slots__ = ("lease_token", "result", "failure", "snooze")
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    SNOOZE_FIELD_NUMBER: _ClassVar[int]
     lease_token: bytes
     result: Payload
     failure: Failure
-    def __init__(self, lease_token: _Optional[bytes] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
+    snooze: Snooze
+    def __init__(self, lease_token: _Optional[bytes] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., snooze: _Optional[_Union[Snooze, _Mapping]] = ...) -> None: ...
+
+class Snooze(_message.Message):
+    __slots__ = ("delay",)
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    delay: _duration_pb2.Duration
+    def __init__(self, delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class OutcomeReceipt(_message.Message):
-    __slots__ = ("accepted", "reason", "will_retry", "next_attempt_at")
+    __slots__ = ("accepted", "reason", "will_retry", "next_attempt_at", "duplicate")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     WILL_RETRY_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
     will_retry: bool
     next_attempt_at: _timestamp_pb2.Timestamp
-    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., will_retry: _Optional[bool] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., will_retry: _Optional[bool] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class Worker(_message.Message):
     __slots__ = ("id", "tasks", "last_seen_at")

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file reprise/v1/execution_service.proto.
  */
 export const file_reprise_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJyZXByaXNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpyZXByaXNlLnYxIp0CCg1TdWJtaXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSJgoJYXJndW1lbnRzGAIgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgDIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKBmxhYmVscxgGIAMoCzIlLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDlN1Ym1pdFJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uEhAKCGV4aXN0aW5nGAIgASgIIkQKElN1Ym1pdEJhdGNoUmVxdWVzdBIuCgtzdWJtaXNzaW9ucxgBIAMoCzIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdCJCChNTdWJtaXRCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlIisKE0dldEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkAKFEdldEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIncKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIMCgR0YXNrGAEgASgJEikKBXN0YXRlGAIgASgOMhoucmVwcmlzZS52MS5FeGVjdXRpb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJcChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEikKCmV4ZWN1dGlvbnMYASADKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJCChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi4KFkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkMKF0NhbmNlbEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIiIKEkxpc3RXb3JrZXJzUmVxdWVzdBIMCgR0YXNrGAEgASgJIjoKE0xpc3RXb3JrZXJzUmVzcG9uc2USIwoHd29ya2VycxgBIAMoCzISLnJlcHJpc2UudjEuV29ya2VyMtYEChBFeGVjdXRpb25TZXJ2aWNlEj8KBlN1Ym1pdBIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdBoaLnJlcHJpc2UudjEuU3VibWl0UmVzcG9uc2USTgoLU3VibWl0QmF0Y2gSHi5yZXByaXNlLnYxLlN1Ym1pdEJhdGNoUmVxdWVzdBofLnJlcHJpc2UudjEuU3VibWl0QmF0Y2hSZXNwb25zZRJRCgxHZXRFeGVjdXRpb24SHy5yZXByaXNlLnYxLkdldEV4ZWN1dGlvblJlcXVlc3QaIC5yZXByaXNlLnYxLkdldEV4ZWN1dGlvblJlc3BvbnNlElcKDkxpc3RFeGVjdXRpb25zEiEucmVwcmlzZS52MS5MaXN0RXhlY3V0aW9uc1JlcXVlc3QaIi5yZXByaXNlLnYxLkxpc3RFeGVjdXRpb25zUmVzcG9uc2USWQoOV2F0Y2hFeGVjdXRpb24SIS5yZXByaXNlLnYxLldhdGNoRXhlY3V0aW9uUmVxdWVzdBoiLnJlcHJpc2UudjEuV2F0Y2hFeGVjdXRpb25SZXNwb25zZTABEloKD0NhbmNlbEV4ZWN1dGlvbhIiLnJlcHJpc2UudjEuQ2FuY2VsRXhlY3V0aW9uUmVxdWVzdBojLnJlcHJpc2UudjEuQ2FuY2VsRXhlY3V0aW9uUmVzcG9uc2USTgoLTGlzdFdvcmtlcnMSHi5yZXByaXNlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBofLnJlcHJpc2UudjEuTGlzdFdvcmtlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_reprise_v1_types]);
+  fileDesc("CiJyZXByaXNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpyZXByaXNlLnYxIp0CCg1TdWJtaXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSJgoJYXJndW1lbnRzGAIgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgDIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKBmxhYmVscxgGIAMoCzIlLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDlN1Ym1pdFJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uEhAKCGV4aXN0aW5nGAIgASgIIkQKElN1Ym1pdEJhdGNoUmVxdWVzdBIuCgtzdWJtaXNzaW9ucxgBIAMoCzIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdCJCChNTdWJtaXRCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlIisKE0dldEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkAKFEdldEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIncKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIMCgR0YXNrGAEgASgJEikKBXN0YXRlGAIgASgOMhoucmVwcmlzZS52MS5FeGVjdXRpb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJcChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEikKCmV4ZWN1dGlvbnMYASADKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJCChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi4KFkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkMKF0NhbmNlbEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi0KFVJlcnVuRXhlY3V0aW9uUmVxdWVzdBIUCgxleGVjdXRpb25faWQYASABKAkiQgoWUmVydW5FeGVjdXRpb25SZXNwb25zZRIoCglleGVjdXRpb24YASABKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbiIiChJMaXN0V29ya2Vyc1JlcXVlc3QSDAoEdGFzaxgBIAEoCSI6ChNMaXN0V29ya2Vyc1Jlc3BvbnNlEiMKB3dvcmtlcnMYASADKAsyEi5yZXByaXNlLnYxLldvcmtlcjKvBQoQRXhlY3V0aW9uU2VydmljZRI/CgZTdWJtaXQSGS5yZXByaXNlLnYxLlN1Ym1pdFJlcXVlc3QaGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlEk4KC1N1Ym1pdEJhdGNoEh4ucmVwcmlzZS52MS5TdWJtaXRCYXRjaFJlcXVlc3QaHy5yZXByaXNlLnYxLlN1Ym1pdEJhdGNoUmVzcG9uc2USUQoMR2V0RXhlY3V0aW9uEh8ucmVwcmlzZS52MS5HZXRFeGVjdXRpb25SZXF1ZXN0GiAucmVwcmlzZS52MS5HZXRFeGVjdXRpb25SZXNwb25zZRJXCg5MaXN0RXhlY3V0aW9ucxIhLnJlcHJpc2UudjEuTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0GiIucmVwcmlzZS52MS5MaXN0RXhlY3V0aW9uc1Jlc3BvbnNlElkKDldhdGNoRXhlY3V0aW9uEiEucmVwcmlzZS52MS5XYXRjaEV4ZWN1dGlvblJlcXVlc3QaIi5yZXByaXNlLnYxLldhdGNoRXhlY3V0aW9uUmVzcG9uc2UwARJaCg9DYW5jZWxFeGVjdXRpb24SIi5yZXByaXNlLnYxLkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QaIy5yZXByaXNlLnYxLkNhbmNlbEV4ZWN1dGlvblJlc3BvbnNlElcKDlJlcnVuRXhlY3V0aW9uEiEucmVwcmlzZS52MS5SZXJ1bkV4ZWN1dGlvblJlcXVlc3QaIi5yZXByaXNlLnYxLlJlcnVuRXhlY3V0aW9uUmVzcG9uc2USTgoLTGlzdFdvcmtlcnMSHi5yZXByaXNlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBofLnJlcHJpc2UudjEuTGlzdFdvcmtlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_reprise_v1_types]);
 
 /**
  * The request of ExecutionService.Submit.
@@ -355,6 +355,48 @@ export const CancelExecutionResponseSchema: GenMessage<CancelExecutionResponse> 
   messageDesc(file_reprise_v1_execution_service, 11);
 
 /**
+ * The request of ExecutionService.RerunExecution.
+ *
+ * @generated from message reprise.v1.RerunExecutionRequest
+ */
+export type RerunExecutionRequest = Message<"reprise.v1.RerunExecutionRequest"> & {
+  /**
+   * The execution's id. Required.
+   *
+   * @generated from field: string execution_id = 1;
+   */
+  executionId: string;
+};
+
+/**
+ * Describes the message reprise.v1.RerunExecutionRequest.
+ * Use `create(RerunExecutionRequestSchema)` to create a new message.
+ */
+export const RerunExecutionRequestSchema: GenMessage<RerunExecutionRequest> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_execution_service, 12);
+
+/**
+ * The response of ExecutionService.RerunExecution.
+ *
+ * @generated from message reprise.v1.RerunExecutionResponse
+ */
+export type RerunExecutionResponse = Message<"reprise.v1.RerunExecutionResponse"> & {
+  /**
+   * The execution, PENDING again.
+   *
+   * @generated from field: reprise.v1.Execution execution = 1;
+   */
+  execution?: Execution | undefined;
+};
+
+/**
+ * Describes the message reprise.v1.RerunExecutionResponse.
+ * Use `create(RerunExecutionResponseSchema)` to create a new message.
+ */
+export const RerunExecutionResponseSchema: GenMessage<RerunExecutionResponse> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_execution_service, 13);
+
+/**
  * The request of ExecutionService.ListWorkers.
  *
  * @generated from message reprise.v1.ListWorkersRequest
@@ -374,7 +416,7 @@ export type ListWorkersRequest = Message<"reprise.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 12);
+  messageDesc(file_reprise_v1_execution_service, 14);
 
 /**
  * The response of ExecutionService.ListWorkers.
@@ -395,7 +437,7 @@ export type ListWorkersResponse = Message<"reprise.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_execution_service, 13);
+  messageDesc(file_reprise_v1_execution_service, 15);
 
 /**
  * ExecutionService is called by callers and operators. Every RPC fails with
@@ -514,6 +556,26 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof CancelExecutionRequestSchema;
     output: typeof CancelExecutionResponseSchema;
+  },
+  /**
+   * RerunExecution runs an execution that ended FAILED, ABANDONED, TIMED_OUT
+   * or CANCELLED again. It is PENDING again at once, due now, with `failure`
+   * and `finished_at` cleared; it keeps its id, its attempts and its
+   * idempotency key; its next attempt is numbered after its last one; and its
+   * retry limit, the k of its delay rules and its `max_elapsed` count afresh
+   * from the re-run. A watch attached after the re-run follows it to its new
+   * end.
+   *
+   * Fails with INVALID_ARGUMENT when `execution_id` is empty, NOT_FOUND when
+   * no execution has that id, and FAILED_PRECONDITION when the execution is
+   * PENDING, RUNNING or SUCCEEDED. Needs the role that may cancel.
+   *
+   * @generated from rpc reprise.v1.ExecutionService.RerunExecution
+   */
+  rerunExecution: {
+    methodKind: "unary";
+    input: typeof RerunExecutionRequestSchema;
+    output: typeof RerunExecutionResponseSchema;
   },
   /**
    * ListWorkers lists the workers the coordinator has heard from in the last

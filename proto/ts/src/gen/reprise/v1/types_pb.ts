@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file reprise/v1/types.proto.
  */
 export const file_reprise_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChZyZXByaXNlL3YxL3R5cGVzLnByb3RvEgpyZXByaXNlLnYxIo8BCgtSZXRyeVBvbGljeRINCgVsaW1pdBgBIAEoDRIRCgl1bmxpbWl0ZWQYAiABKAgSLgoLYmFja29mZl9taW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLYmFja29mZl9tYXgYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ieQoOVGFza0RlZmluaXRpb24SDAoEbmFtZRgBIAEoCRItCgxyZXRyeV9wb2xpY3kYAiABKAsyFy5yZXByaXNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iLQoHUGF5bG9hZBIMCgRkYXRhGAEgASgMEhQKDGNvbnRlbnRfdHlwZRgCIAEoCSKEAQoHRmFpbHVyZRIMCgR0eXBlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEwoLc3RhY2tfdHJhY2UYAyABKAkSFQoNbm9uX3JldHJ5YWJsZRgEIAEoCBIuCgtyZXRyeV9hZnRlchgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLzAgoHQXR0ZW1wdBIOCgZudW1iZXIYASABKA0SJwoFc3RhdGUYAiABKA4yGC5yZXByaXNlLnYxLkF0dGVtcHRTdGF0ZRIRCgl3b3JrZXJfaWQYAyABKAkSMAoMc2NoZWR1bGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoHZmFpbHVyZRgHIAEoCzITLnJlcHJpc2UudjEuRmFpbHVyZRItCgxyZXRyeV9wb2xpY3kYCCABKAsyFy5yZXByaXNlLnYxLlJldHJ5UG9saWN5EjQKEGxlYXNlX2V4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqoECglFeGVjdXRpb24SCgoCaWQYASABKAkSDAoEdGFzaxgCIAEoCRIpCgVzdGF0ZRgDIAEoDjIaLnJlcHJpc2UudjEuRXhlY3V0aW9uU3RhdGUSJgoJYXJndW1lbnRzGAQgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgFIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSJQoIYXR0ZW1wdHMYBiADKAsyEy5yZXByaXNlLnYxLkF0dGVtcHQSIwoGcmVzdWx0GAcgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEiQKB2ZhaWx1cmUYCCABKAsyEy5yZXByaXNlLnYxLkZhaWx1cmUSMwoPbmV4dF9hdHRlbXB0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAwgASgJEjEKBmxhYmVscxgNIAMoCzIhLnJlcHJpc2UudjEuRXhlY3V0aW9uLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEizQIKDUxlYXNlZEF0dGVtcHQSFAoMZXhlY3V0aW9uX2lkGAEgASgJEgwKBHRhc2sYAiABKAkSDwoHYXR0ZW1wdBgDIAEoDRITCgtsZWFzZV90b2tlbhgEIAEoDBI0ChBsZWFzZV9leHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCglhcmd1bWVudHMYBiABKAsyEy5yZXByaXNlLnYxLlBheWxvYWQSLgoKdGltZW91dF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoGbGFiZWxzGAggAygLMiUucmVwcmlzZS52MS5MZWFzZWRBdHRlbXB0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEieAoHT3V0Y29tZRITCgtsZWFzZV90b2tlbhgBIAEoDBIlCgZyZXN1bHQYAiABKAsyEy5yZXByaXNlLnYxLlBheWxvYWRIABImCgdmYWlsdXJlGAMgASgLMhMucmVwcmlzZS52MS5GYWlsdXJlSABCCQoHb3V0Y29tZSJ7Cg5PdXRjb21lUmVjZWlwdBIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSEgoKd2lsbF9yZXRyeRgDIAEoCBIzCg9uZXh0X2F0dGVtcHRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlUKBldvcmtlchIKCgJpZBgBIAEoCRINCgV0YXNrcxgCIAMoCRIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKoMCCg5FeGVjdXRpb25TdGF0ZRIfChtFWEVDVVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIbChdFWEVDVVRJT05fU1RBVEVfUEVORElORxABEhsKF0VYRUNVVElPTl9TVEFURV9SVU5OSU5HEAISHQoZRVhFQ1VUSU9OX1NUQVRFX1NVQ0NFRURFRBADEhoKFkVYRUNVVElPTl9TVEFURV9GQUlMRUQQBBIdChlFWEVDVVRJT05fU1RBVEVfQUJBTkRPTkVEEAUSHQoZRVhFQ1VUSU9OX1NUQVRFX1RJTUVEX09VVBAGEh0KGUVYRUNVVElPTl9TVEFURV9DQU5DRUxMRUQQByrWAQoMQXR0ZW1wdFN0YXRlEh0KGUFUVEVNUFRfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVBVFRFTVBUX1NUQVRFX1JVTk5JTkcQARIbChdBVFRFTVBUX1NUQVRFX1NVQ0NFRURFRBACEhgKFEFUVEVNUFRfU1RBVEVfRkFJTEVEEAMSGwoXQVRURU1QVF9TVEFURV9BQkFORE9ORUQQBBIbChdBVFRFTVBUX1NUQVRFX1RJTUVEX09VVBAFEhsKF0FUVEVNUFRfU1RBVEVfQ0FOQ0VMTEVEEAZiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZyZXByaXNlL3YxL3R5cGVzLnByb3RvEgpyZXByaXNlLnYxIuwBCgtSZXRyeVBvbGljeRINCgVsaW1pdBgBIAEoDRIRCgl1bmxpbWl0ZWQYAiABKAgSLgoLYmFja29mZl9taW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLYmFja29mZl9tYXgYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGwoTYmFja29mZl9jb2VmZmljaWVudBgFIAEoARIOCgZqaXR0ZXIYBiABKAESLgoLbWF4X2VsYXBzZWQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iOAoLUmV0cnlCdWRnZXQSGgoScmV0cmllc19wZXJfc2Vjb25kGAEgASgBEg0KBWJ1cnN0GAIgASgNIqgBCg5UYXNrRGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEi0KDHJldHJ5X3BvbGljeRgCIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCgxyZXRyeV9idWRnZXQYBCABKAsyFy5yZXByaXNlLnYxLlJldHJ5QnVkZ2V0Ii0KB1BheWxvYWQSDAoEZGF0YRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkihAEKB0ZhaWx1cmUSDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhMKC3N0YWNrX3RyYWNlGAMgASgJEhUKDW5vbl9yZXRyeWFibGUYBCABKAgSLgoLcmV0cnlfYWZ0ZXIYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24igwQKB0F0dGVtcHQSDgoGbnVtYmVyGAEgASgNEicKBXN0YXRlGAIgASgOMhgucmVwcmlzZS52MS5BdHRlbXB0U3RhdGUSEQoJd29ya2VyX2lkGAMgASgJEjAKDHNjaGVkdWxlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKB2ZhaWx1cmUYByABKAsyEy5yZXByaXNlLnYxLkZhaWx1cmUSLQoMcmV0cnlfcG9saWN5GAggASgLMhcucmVwcmlzZS52MS5SZXRyeVBvbGljeRI0ChBsZWFzZV9leHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgpyZXRyeV9ydWxlGAogASgOMhUucmVwcmlzZS52MS5SZXRyeVJ1bGUSLAoIcmV0cnlfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEXJldHJ5X2NvbXB1dGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKqBAoJRXhlY3V0aW9uEgoKAmlkGAEgASgJEgwKBHRhc2sYAiABKAkSKQoFc3RhdGUYAyABKA4yGi5yZXByaXNlLnYxLkV4ZWN1dGlvblN0YXRlEiYKCWFyZ3VtZW50cxgEIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZBItCgxyZXRyeV9wb2xpY3kYBSABKAsyFy5yZXByaXNlLnYxLlJldHJ5UG9saWN5EiUKCGF0dGVtcHRzGAYgAygLMhMucmVwcmlzZS52MS5BdHRlbXB0EiMKBnJlc3VsdBgHIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZBIkCgdmYWlsdXJlGAggASgLMhMucmVwcmlzZS52MS5GYWlsdXJlEjMKD25leHRfYXR0ZW1wdF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgMIAEoCRIxCgZsYWJlbHMYDSADKAsyIS5yZXByaXNlLnYxLkV4ZWN1dGlvbi5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIs0CCg1MZWFzZWRBdHRlbXB0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIMCgR0YXNrGAIgASgJEg8KB2F0dGVtcHQYAyABKA0SEwoLbGVhc2VfdG9rZW4YBCABKAwSNAoQbGVhc2VfZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoJYXJndW1lbnRzGAYgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi4KCnRpbWVvdXRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKBmxhYmVscxgIIAMoCzIlLnJlcHJpc2UudjEuTGVhc2VkQXR0ZW1wdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp4BCgdPdXRjb21lEhMKC2xlYXNlX3Rva2VuGAEgASgMEiUKBnJlc3VsdBgCIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZEgAEiYKB2ZhaWx1cmUYAyABKAsyEy5yZXByaXNlLnYxLkZhaWx1cmVIABIkCgZzbm9vemUYBCABKAsyEi5yZXByaXNlLnYxLlNub296ZUgAQgkKB291dGNvbWUiMgoGU25vb3plEigKBWRlbGF5GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIo4BCg5PdXRjb21lUmVjZWlwdBIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSEgoKd2lsbF9yZXRyeRgDIAEoCBIzCg9uZXh0X2F0dGVtcHRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWR1cGxpY2F0ZRgFIAEoCCJVCgZXb3JrZXISCgoCaWQYASABKAkSDQoFdGFza3MYAiADKAkSMAoMbGFzdF9zZWVuX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrZAQoJUmV0cnlSdWxlEhoKFlJFVFJZX1JVTEVfVU5TUEVDSUZJRUQQABIWChJSRVRSWV9SVUxFX0JBQ0tPRkYQARIaChZSRVRSWV9SVUxFX1JFVFJZX0FGVEVSEAISFQoRUkVUUllfUlVMRV9TTk9PWkUQAxIVChFSRVRSWV9SVUxFX0JVREdFVBAEEhoKFlJFVFJZX1JVTEVfTUFYX0VMQVBTRUQQBRIUChBSRVRSWV9SVUxFX0xJTUlUEAYSHAoYUkVUUllfUlVMRV9OT05fUkVUUllBQkxFEAcqgwIKDkV4ZWN1dGlvblN0YXRlEh8KG0VYRUNVVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0VYRUNVVElPTl9TVEFURV9QRU5ESU5HEAESGwoXRVhFQ1VUSU9OX1NUQVRFX1JVTk5JTkcQAhIdChlFWEVDVVRJT05fU1RBVEVfU1VDQ0VFREVEEAMSGgoWRVhFQ1VUSU9OX1NUQVRFX0ZBSUxFRBAEEh0KGUVYRUNVVElPTl9TVEFURV9BQkFORE9ORUQQBRIdChlFWEVDVVRJT05fU1RBVEVfVElNRURfT1VUEAYSHQoZRVhFQ1VUSU9OX1NUQVRFX0NBTkNFTExFRBAHKvEBCgxBdHRlbXB0U3RhdGUSHQoZQVRURU1QVF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUFUVEVNUFRfU1RBVEVfUlVOTklORxABEhsKF0FUVEVNUFRfU1RBVEVfU1VDQ0VFREVEEAISGAoUQVRURU1QVF9TVEFURV9GQUlMRUQQAxIbChdBVFRFTVBUX1NUQVRFX0FCQU5ET05FRBAEEhsKF0FUVEVNUFRfU1RBVEVfVElNRURfT1VUEAUSGwoXQVRURU1QVF9TVEFURV9DQU5DRUxMRUQQBhIZChVBVFRFTVBUX1NUQVRFX1NOT09aRUQQB2IGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * How often, and after what delay, a failed, abandoned or timed-out attempt is
@@ -27,9 +27,15 @@ export const file_reprise_v1_types: GenFile = /*@__PURE__*/
  * An absent policy, or `limit` 0 with `unlimited` false, means no retries: the
  * execution ends at its first failure or abandonment (at most once).
  *
+ * Beyond Coflux, `backoff_coefficient`, `jitter` and `max_elapsed` are opt-in;
+ * their zero values change nothing. The k of the delay rules counts failures,
+ * abandonments and timeouts since the execution was submitted or last re-run;
+ * snoozes do not count.
+ *
  * Fails with INVALID_ARGUMENT, naming the field, when `unlimited` is set
  * together with `limit` > 0, when `backoff_min` > `backoff_max`, when a
- * duration is negative, or when a value is over its maximum.
+ * duration is negative, when `backoff_coefficient` or `jitter` is out of its
+ * range, NaN or infinite, or when a value is over its maximum.
  *
  * @generated from message reprise.v1.RetryPolicy
  */
@@ -67,11 +73,46 @@ export type RetryPolicy = Message<"reprise.v1.RetryPolicy"> & {
    * N = 1 it waits backoff_min), or the upper bound of the random delay
    * (unlimited). Whole milliseconds, rounded; at most 365 days.
    * Absent: equal to `backoff_min`, except with `unlimited` when both backoffs
-   * are absent (60 s).
+   * are absent (60 s). With `backoff_coefficient`, the cap of every delay.
    *
    * @generated from field: google.protobuf.Duration backoff_max = 4;
    */
   backoffMax?: Duration | undefined;
+
+  /**
+   * Exponential backoff. 0 (the default) keeps Coflux's rule: linear
+   * interpolation when limited, uniform random when unlimited. Otherwise at
+   * least 1, and the delay before retry k (counting from 1) is
+   * min(backoff_max, backoff_min * backoff_coefficient^(k - 1)), for limited
+   * and unlimited policies alike. Below 1 (and not 0), NaN or infinite is
+   * INVALID_ARGUMENT.
+   *
+   * @generated from field: double backoff_coefficient = 5;
+   */
+  backoffCoefficient: number;
+
+  /**
+   * Spreads retries that would otherwise start together: the computed delay d
+   * becomes uniform random in [d * (1 - jitter), d], so a retry never starts
+   * later than its schedule. A fraction in [0, 1]; 0 (the default) means no
+   * jitter and 1 means "full jitter". It does not apply to a failure's
+   * `retry_after`. Outside [0, 1], NaN or infinite is INVALID_ARGUMENT.
+   *
+   * @generated from field: double jitter = 6;
+   */
+  jitter: number;
+
+  /**
+   * A bound on the time spent retrying: no retry is scheduled whose start would
+   * fall later than the first attempt's `scheduled_at` (after a re-run, the
+   * re-run) + `max_elapsed`. The execution then ends with that failure, as if
+   * the limit had been reached. Absent or 0 means no bound. Works with limited
+   * and unlimited policies. Whole milliseconds, rounded; at most 3650 days;
+   * negative is INVALID_ARGUMENT.
+   *
+   * @generated from field: google.protobuf.Duration max_elapsed = 7;
+   */
+  maxElapsed?: Duration | undefined;
 };
 
 /**
@@ -80,6 +121,42 @@ export type RetryPolicy = Message<"reprise.v1.RetryPolicy"> & {
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
   messageDesc(file_reprise_v1_types, 0);
+
+/**
+ * A token bucket that spreads the retries of one task over time, so that a
+ * dead dependency does not face a retry storm. One bucket per task is shared by
+ * the whole coordinator (every node of a cluster). Each retry that is scheduled
+ * takes one token; when none is left, the retry is deferred to the moment the
+ * next token accrues, counted on the retries' schedule. It is never dropped:
+ * the limit and `max_elapsed` still apply. First attempts and snoozes never
+ * take tokens.
+ *
+ * @generated from message reprise.v1.RetryBudget
+ */
+export type RetryBudget = Message<"reprise.v1.RetryBudget"> & {
+  /**
+   * How fast tokens accrue. 0 (the default) means no budget. Negative, NaN,
+   * infinite or over 1000000 is INVALID_ARGUMENT.
+   *
+   * @generated from field: double retries_per_second = 1;
+   */
+  retriesPerSecond: number;
+
+  /**
+   * How many tokens the bucket holds when full: how many retries may start at
+   * once before the rate applies. 0 means 1; at most 1000000.
+   *
+   * @generated from field: uint32 burst = 2;
+   */
+  burst: number;
+};
+
+/**
+ * Describes the message reprise.v1.RetryBudget.
+ * Use `create(RetryBudgetSchema)` to create a new message.
+ */
+export const RetryBudgetSchema: GenMessage<RetryBudget> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_types, 1);
 
 /**
  * A task as a worker declares it. The latest declaration of a name, by any
@@ -114,6 +191,15 @@ export type TaskDefinition = Message<"reprise.v1.TaskDefinition"> & {
    * @generated from field: google.protobuf.Duration timeout = 3;
    */
   timeout?: Duration | undefined;
+
+  /**
+   * The task's retry budget. Absent, or `retries_per_second` 0, means none.
+   * Like the timeout, the latest declaration applies, to every retry of the
+   * task, whichever policy decided it.
+   *
+   * @generated from field: reprise.v1.RetryBudget retry_budget = 4;
+   */
+  retryBudget?: RetryBudget | undefined;
 };
 
 /**
@@ -121,7 +207,7 @@ export type TaskDefinition = Message<"reprise.v1.TaskDefinition"> & {
  * Use `create(TaskDefinitionSchema)` to create a new message.
  */
 export const TaskDefinitionSchema: GenMessage<TaskDefinition> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 1);
+  messageDesc(file_reprise_v1_types, 2);
 
 /**
  * An opaque, encoded value: arguments or a result.
@@ -152,7 +238,7 @@ export type Payload = Message<"reprise.v1.Payload"> & {
  * Use `create(PayloadSchema)` to create a new message.
  */
 export const PayloadSchema: GenMessage<Payload> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 2);
+  messageDesc(file_reprise_v1_types, 3);
 
 /**
  * Why an attempt failed, as reported by the worker, or as recorded by the
@@ -210,11 +296,11 @@ export type Failure = Message<"reprise.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 3);
+  messageDesc(file_reprise_v1_types, 4);
 
 /**
  * One run of a task: the state machine is
- *   RUNNING -> SUCCEEDED | FAILED | ABANDONED | TIMED_OUT | CANCELLED.
+ *   RUNNING -> SUCCEEDED | FAILED | ABANDONED | TIMED_OUT | CANCELLED | SNOOZED.
  * An attempt exists from its lease on; a retry that is waiting to run is shown
  * by the execution's `next_attempt_at`, not by an Attempt.
  *
@@ -289,6 +375,32 @@ export type Attempt = Message<"reprise.v1.Attempt"> & {
    * @generated from field: google.protobuf.Timestamp lease_expires_at = 9;
    */
   leaseExpiresAt?: Timestamp | undefined;
+
+  /**
+   * Which rule decided what followed this attempt: the time of the retry or
+   * snooze, or why no retry followed. UNSPECIFIED while RUNNING, after
+   * SUCCEEDED or CANCELLED, and for attempts recorded before rules were kept.
+   *
+   * @generated from field: reprise.v1.RetryRule retry_rule = 10;
+   */
+  retryRule: RetryRule;
+
+  /**
+   * When the retry or snooze that followed this attempt was due to start. Set
+   * only when `retry_rule` is BACKOFF, RETRY_AFTER, SNOOZE or BUDGET. A
+   * cancellation or a re-run may since have replaced it.
+   *
+   * @generated from field: google.protobuf.Timestamp retry_at = 11;
+   */
+  retryAt?: Timestamp | undefined;
+
+  /**
+   * When `retry_rule` is BUDGET: the start that the delay rules computed, before
+   * the task's retry budget deferred it to `retry_at`.
+   *
+   * @generated from field: google.protobuf.Timestamp retry_computed_at = 12;
+   */
+  retryComputedAt?: Timestamp | undefined;
 };
 
 /**
@@ -296,7 +408,7 @@ export type Attempt = Message<"reprise.v1.Attempt"> & {
  * Use `create(AttemptSchema)` to create a new message.
  */
 export const AttemptSchema: GenMessage<Attempt> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 4);
+  messageDesc(file_reprise_v1_types, 5);
 
 /**
  * One submitted run of a task, through all of its attempts.
@@ -404,7 +516,7 @@ export type Execution = Message<"reprise.v1.Execution"> & {
  * Use `create(ExecutionSchema)` to create a new message.
  */
 export const ExecutionSchema: GenMessage<Execution> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 5);
+  messageDesc(file_reprise_v1_types, 6);
 
 /**
  * A lease on one attempt, handed to a worker by LeaseAttempts.
@@ -477,7 +589,7 @@ export type LeasedAttempt = Message<"reprise.v1.LeasedAttempt"> & {
  * Use `create(LeasedAttemptSchema)` to create a new message.
  */
 export const LeasedAttemptSchema: GenMessage<LeasedAttempt> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 6);
+  messageDesc(file_reprise_v1_types, 7);
 
 /**
  * What one attempt ended with, as a worker reports it.
@@ -493,7 +605,7 @@ export type Outcome = Message<"reprise.v1.Outcome"> & {
   leaseToken: Uint8Array;
 
   /**
-   * Exactly one must be set; an outcome with neither is refused.
+   * Exactly one must be set; an outcome with none is refused.
    *
    * @generated from oneof reprise.v1.Outcome.outcome
    */
@@ -513,6 +625,18 @@ export type Outcome = Message<"reprise.v1.Outcome"> & {
      */
     value: Failure;
     case: "failure";
+  } | {
+    /**
+     * The attempt did not do its work and asks to be run again later: it ends
+     * SNOOZED, and its execution is PENDING again, due at now + `delay`. A
+     * snooze uses up no retry, is not counted in the k of the delay rules, and
+     * takes no token of a retry budget; it is allowed whatever the policy,
+     * including at most once, because the worker says nothing was done.
+     *
+     * @generated from field: reprise.v1.Snooze snooze = 4;
+     */
+    value: Snooze;
+    case: "snooze";
   } | { case: undefined; value?: undefined };
 };
 
@@ -521,7 +645,30 @@ export type Outcome = Message<"reprise.v1.Outcome"> & {
  * Use `create(OutcomeSchema)` to create a new message.
  */
 export const OutcomeSchema: GenMessage<Outcome> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 7);
+  messageDesc(file_reprise_v1_types, 8);
+
+/**
+ * Come back later without using up a retry (Outcome.snooze).
+ *
+ * @generated from message reprise.v1.Snooze
+ */
+export type Snooze = Message<"reprise.v1.Snooze"> & {
+  /**
+   * How long after the report the execution is due again. Absent or 0 means
+   * at once. Whole milliseconds, rounded; at most 365 days; negative is
+   * INVALID_ARGUMENT.
+   *
+   * @generated from field: google.protobuf.Duration delay = 1;
+   */
+  delay?: Duration | undefined;
+};
+
+/**
+ * Describes the message reprise.v1.Snooze.
+ * Use `create(SnoozeSchema)` to create a new message.
+ */
+export const SnoozeSchema: GenMessage<Snooze> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_types, 9);
 
 /**
  * The coordinator's answer to one Outcome.
@@ -530,10 +677,10 @@ export const OutcomeSchema: GenMessage<Outcome> = /*@__PURE__*/
  */
 export type OutcomeReceipt = Message<"reprise.v1.OutcomeReceipt"> & {
   /**
-   * True when the outcome was recorded. False when it was refused and changed
-   * nothing; `reason` then says why (a stale, unknown or malformed token, a
-   * lease that expired, a cancelled execution, an outcome already recorded,
-   * or neither result nor failure set).
+   * True when the outcome was recorded, or had been already (`duplicate`).
+   * False when it was refused and changed nothing; `reason` then says why (a
+   * stale, unknown or malformed token, a lease that expired, a cancelled
+   * execution, a different outcome already recorded, or no case set).
    *
    * @generated from field: bool accepted = 1;
    */
@@ -554,11 +701,24 @@ export type OutcomeReceipt = Message<"reprise.v1.OutcomeReceipt"> & {
   willRetry: boolean;
 
   /**
-   * When the retry may start. Set only when `will_retry`.
+   * When the retry may start (set only when `will_retry`), or, after a
+   * snooze, when the execution is due again. A retry deferred by the task's
+   * retry budget shows the deferred time.
    *
    * @generated from field: google.protobuf.Timestamp next_attempt_at = 4;
    */
   nextAttemptAt?: Timestamp | undefined;
+
+  /**
+   * True when this outcome repeats one already recorded for the same lease
+   * token with the same case (a result after SUCCEEDED, a failure after
+   * FAILED, a snooze after SNOOZED), for example when a worker sends a report
+   * again after losing the reply. It is then accepted and changes nothing;
+   * `will_retry` and `next_attempt_at` are not repeated.
+   *
+   * @generated from field: bool duplicate = 5;
+   */
+  duplicate: boolean;
 };
 
 /**
@@ -566,7 +726,7 @@ export type OutcomeReceipt = Message<"reprise.v1.OutcomeReceipt"> & {
  * Use `create(OutcomeReceiptSchema)` to create a new message.
  */
 export const OutcomeReceiptSchema: GenMessage<OutcomeReceipt> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 8);
+  messageDesc(file_reprise_v1_types, 10);
 
 /**
  * A worker the coordinator has heard from (ExecutionService.ListWorkers).
@@ -602,14 +762,88 @@ export type Worker = Message<"reprise.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 9);
+  messageDesc(file_reprise_v1_types, 11);
+
+/**
+ * Which rule decided what followed an attempt (Attempt.retry_rule).
+ *
+ * @generated from enum reprise.v1.RetryRule
+ */
+export enum RetryRule {
+  /**
+   * The attempt is RUNNING, SUCCEEDED or CANCELLED, or was recorded before
+   * rules were kept.
+   *
+   * @generated from enum value: RETRY_RULE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A retry after the delay the policy computed (backoff, coefficient, jitter).
+   *
+   * @generated from enum value: RETRY_RULE_BACKOFF = 1;
+   */
+  BACKOFF = 1,
+
+  /**
+   * A retry after the failure's own `retry_after`.
+   *
+   * @generated from enum value: RETRY_RULE_RETRY_AFTER = 2;
+   */
+  RETRY_AFTER = 2,
+
+  /**
+   * The worker snoozed the attempt: the execution is due again after the
+   * snooze's delay, and no retry was used up.
+   *
+   * @generated from enum value: RETRY_RULE_SNOOZE = 3;
+   */
+  SNOOZE = 3,
+
+  /**
+   * A retry that the task's retry budget deferred past its computed start.
+   *
+   * @generated from enum value: RETRY_RULE_BUDGET = 4;
+   */
+  BUDGET = 4,
+
+  /**
+   * No retry: its start would have fallen past the policy's `max_elapsed`.
+   *
+   * @generated from enum value: RETRY_RULE_MAX_ELAPSED = 5;
+   */
+  MAX_ELAPSED = 5,
+
+  /**
+   * No retry: none was left (including every at-most-once execution).
+   *
+   * @generated from enum value: RETRY_RULE_LIMIT = 6;
+   */
+  LIMIT = 6,
+
+  /**
+   * No retry: the failure was non-retryable.
+   *
+   * @generated from enum value: RETRY_RULE_NON_RETRYABLE = 7;
+   */
+  NON_RETRYABLE = 7,
+}
+
+/**
+ * Describes the enum reprise.v1.RetryRule.
+ */
+export const RetryRuleSchema: GenEnum<RetryRule> = /*@__PURE__*/
+  enumDesc(file_reprise_v1_types, 0);
 
 /**
  * The state of an execution.
  *
  *   PENDING --lease--> RUNNING --> SUCCEEDED | FAILED | ABANDONED | TIMED_OUT | CANCELLED
- *      ^                  |
- *      +-- retry due -----+   (failure, abandonment or timeout with retries left)
+ *      ^                  |                        |         |           |           |
+ *      +-- retry due -----+                        +---------+-----------+-----------+
+ *      |  (failure, abandonment or timeout            RerunExecution: PENDING again
+ *      |   with retries left, or a snooze)
+ *      +----------------------------------------------------------------------------+
  *
  * @generated from enum reprise.v1.ExecutionState
  */
@@ -622,10 +856,11 @@ export enum ExecutionState {
   UNSPECIFIED = 0,
 
   /**
-   * Waiting for its first attempt or for a retry. Reached by Submit, or from
+   * Waiting for its first attempt or for a retry. Reached by Submit; from
    * RUNNING when an attempt fails retryably, is abandoned or times out with
-   * retries left. `next_attempt_at` says when it may next be leased. Left by a
-   * lease (RUNNING) or by CancelExecution (CANCELLED).
+   * retries left, or is snoozed; and from FAILED, ABANDONED, TIMED_OUT or
+   * CANCELLED by RerunExecution. `next_attempt_at` says when it may next be
+   * leased. Left by a lease (RUNNING) or by CancelExecution (CANCELLED).
    *
    * @generated from enum value: EXECUTION_STATE_PENDING = 1;
    */
@@ -670,7 +905,8 @@ export enum ExecutionState {
   TIMED_OUT = 6,
 
   /**
-   * Terminal: CancelExecution ended it. It is never retried.
+   * Terminal: CancelExecution ended it. It is never retried (but
+   * RerunExecution may run it again).
    *
    * @generated from enum value: EXECUTION_STATE_CANCELLED = 7;
    */
@@ -681,7 +917,7 @@ export enum ExecutionState {
  * Describes the enum reprise.v1.ExecutionState.
  */
 export const ExecutionStateSchema: GenEnum<ExecutionState> = /*@__PURE__*/
-  enumDesc(file_reprise_v1_types, 0);
+  enumDesc(file_reprise_v1_types, 1);
 
 /**
  * The state of one attempt.
@@ -740,11 +976,20 @@ export enum AttemptState {
    * @generated from enum value: ATTEMPT_STATE_CANCELLED = 6;
    */
   CANCELLED = 6,
+
+  /**
+   * Terminal: the worker snoozed the attempt (Outcome.snooze): its execution is
+   * PENDING again, due after the snooze's delay. A snooze is not a failure and
+   * uses up no retry.
+   *
+   * @generated from enum value: ATTEMPT_STATE_SNOOZED = 7;
+   */
+  SNOOZED = 7,
 }
 
 /**
  * Describes the enum reprise.v1.AttemptState.
  */
 export const AttemptStateSchema: GenEnum<AttemptState> = /*@__PURE__*/
-  enumDesc(file_reprise_v1_types, 1);
+  enumDesc(file_reprise_v1_types, 2);
 

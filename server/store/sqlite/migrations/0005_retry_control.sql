@@ -1,0 +1,36 @@
+-- Retry control beyond Coflux: snoozes, re-runs, max_elapsed and retry budgets.
+
+-- The current run of an execution (since its submit or its last re-run): the
+-- failures, abandonments and timeouts it has had (the k of the delay rules,
+-- less one; snoozes do not count), and the earliest start of its first attempt
+-- (max_elapsed counts from there). NULL run_scheduled_at reads as created_at.
+ALTER TABLE executions ADD COLUMN run_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE executions ADD COLUMN run_scheduled_at INTEGER;
+
+-- Executions still open carry their run over: every failure so far counts,
+-- and the run began with the first attempt's scheduled start.
+UPDATE executions SET
+  run_failures = (SELECT count(*) FROM attempts a WHERE a.execution_seq = executions.seq AND a.state IN (3, 4, 5)),
+  run_scheduled_at = coalesce((SELECT a.scheduled_at FROM attempts a WHERE a.execution_seq = executions.seq AND a.number = 1), next_attempt_at)
+WHERE state IN (1, 2);
+
+-- What followed each attempt, and which rule decided it: a number of the proto
+-- enum RetryRule, when the retry or snooze was due, and for a retry that the
+-- budget deferred, when the delay rules had it due. NULL for attempts recorded
+-- before this migration.
+ALTER TABLE attempts ADD COLUMN retry_rule INTEGER;
+ALTER TABLE attempts ADD COLUMN retry_at INTEGER;
+ALTER TABLE attempts ADD COLUMN retry_computed_at INTEGER;
+
+-- A task's declared retry budget; NULL: none.
+ALTER TABLE tasks ADD COLUMN budget_per_second REAL;
+ALTER TABLE tasks ADD COLUMN budget_burst INTEGER;
+
+-- One token bucket per task with a budget: `tokens` as of `at`, on the
+-- retries' schedule. NULL tokens: full. The row is created when a task is
+-- declared with a budget.
+CREATE TABLE retry_buckets (
+  task    TEXT PRIMARY KEY,
+  tokens  REAL,
+  at      INTEGER
+) STRICT, WITHOUT ROWID;
