@@ -2,7 +2,9 @@
 import { create } from "@bufbuild/protobuf";
 import { RetryPolicySchema } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
-import { resolvePolicy, retryDelayMs } from "../server/coordinator/policy.js";
+import { takeRetryToken } from "../server/coordinator/budget.js";
+import { RetryRule, planRetry, resolvePolicy, retryDelayMs } from "../server/coordinator/policy.js";
+import type { BucketState } from "../server/store/store.js";
 import { seconds } from "./helpers.js";
 
 const policy = (init: Parameters<typeof create<typeof RetryPolicySchema>>[1]) => resolvePolicy(create(RetryPolicySchema, init));
@@ -78,5 +80,110 @@ describe("retry policy", () => {
   test("an absent backoff_max equals backoff_min", () => {
     expect(policy({ limit: 3, backoffMin: seconds(7) })).toMatchObject({ backoffMinMs: 7000, backoffMaxMs: 7000 });
     expect(policy({ unlimited: true, backoffMin: seconds(90) })).toMatchObject({ backoffMinMs: 90_000, backoffMaxMs: 90_000 });
+  });
+});
+
+describe("retry control beyond Coflux: the pure math", () => {
+  const never = () => {
+    throw new Error("this policy must not draw");
+  };
+
+  test.each([
+    // [limit or unlimited, min s, max s, coefficient, delays of retries 1.. in s]
+    [5, 1, 30, 2, [1, 2, 4, 8, 16]],
+    [6, 1, 30, 2, [1, 2, 4, 8, 16, 30]],
+    [4, 10, 1000, 10, [10, 100, 1000, 1000]],
+    [3, 5, 5, 1, [5, 5, 5]],
+    ["unlimited", 2, 100, 3, [2, 6, 18, 54, 100, 100, 100]],
+  ] as const)("limit %s, backoff [%s s, %s s], coefficient %s waits min(max, min × c^(k−1)): %j", (limit, min, max, coefficient, delays) => {
+    const p = policy({
+      ...(limit === "unlimited" ? { unlimited: true } : { limit }),
+      backoffMin: seconds(min),
+      backoffMax: seconds(max),
+      backoffCoefficient: coefficient,
+    })!;
+    expect(delays.map((_, i) => retryDelayMs(p, i + 1, never))).toEqual(delays.map((d) => d * 1000));
+    if (limit !== "unlimited") expect(retryDelayMs(p, limit + 1, never)).toBeNull();
+  });
+
+  test("an exponential delay stays at backoff_max however large k grows, and is 0 when backoff_min is 0", () => {
+    expect(retryDelayMs(policy({ unlimited: true, backoffMin: seconds(1), backoffMax: seconds(60), backoffCoefficient: 2 })!, 10_000, never)).toBe(60_000);
+    expect(retryDelayMs(policy({ unlimited: true, backoffMax: seconds(60), backoffCoefficient: 2 })!, 10_000, never)).toBe(0);
+  });
+
+  test("jitter j draws the computed delay d uniformly from the whole milliseconds of [d × (1 − j), d], for every form", () => {
+    const forms = [
+      policy({ limit: 3, backoffMin: seconds(10), backoffMax: seconds(20), jitter: 0.5 })!, // linear: 10, 15, 20 s
+      policy({ limit: 3, backoffMin: seconds(10), backoffMax: seconds(40), backoffCoefficient: 2, jitter: 0.5 })!, // 10, 20, 40 s
+    ];
+    const scheduled = [
+      [10_000, 15_000, 20_000],
+      [10_000, 20_000, 40_000],
+    ];
+    forms.forEach((p, f) => {
+      scheduled[f]!.forEach((d, i) => {
+        expect(retryDelayMs(p, i + 1, () => 0)).toBe(d / 2);
+        expect(retryDelayMs(p, i + 1, () => 0.999_999_999)).toBe(d);
+      });
+    });
+    // Full jitter: anywhere from 0 to the schedule.
+    const full = policy({ limit: 1, backoffMin: seconds(8), jitter: 1 })!;
+    expect(retryDelayMs(full, 1, () => 0)).toBe(0);
+    expect(retryDelayMs(full, 1, () => 0.5)).toBe(4000);
+    // Unlimited random with jitter draws twice: the Coflux delay, then the jitter.
+    const draws = [0.5, 0];
+    const random = policy({ unlimited: true, backoffMin: seconds(10), backoffMax: seconds(20), jitter: 0.1 })!;
+    expect(retryDelayMs(random, 1, () => draws.shift()!)).toBe(13_500);
+  });
+
+  test("planRetry ends at max_elapsed: a retry whose start would fall past run start + max_elapsed is not scheduled, one exactly at the bound is", () => {
+    const p = resolvePolicy(create(RetryPolicySchema, { limit: 10, backoffMin: seconds(10), maxElapsed: seconds(30) }))!;
+    const plan = (now: number, retryAfterMs = 0) => planRetry({ policy: p, failureNumber: 1, retryable: true, retryAfterMs, now, runScheduledAt: 1000, random: never });
+    expect(plan(21_000)).toEqual({ retry: true, rule: RetryRule.backoff, dueAt: 31_000 });
+    expect(plan(21_001)).toEqual({ retry: false, rule: RetryRule.maxElapsed });
+    expect(plan(1000, 30_000)).toEqual({ retry: true, rule: RetryRule.retryAfter, dueAt: 31_000 });
+    expect(plan(1000, 30_001)).toEqual({ retry: false, rule: RetryRule.maxElapsed });
+  });
+
+  test("planRetry names the rule that ends an execution: non_retryable before limit, and limit for no policy or no retry left", () => {
+    const p = resolvePolicy(create(RetryPolicySchema, { limit: 1 }))!;
+    const base = { retryAfterMs: 0, now: 0, runScheduledAt: 0, random: never };
+    expect(planRetry({ ...base, policy: p, failureNumber: 1, retryable: false })).toEqual({ retry: false, rule: RetryRule.nonRetryable });
+    expect(planRetry({ ...base, policy: null, failureNumber: 1, retryable: true })).toEqual({ retry: false, rule: RetryRule.limit });
+    expect(planRetry({ ...base, policy: p, failureNumber: 2, retryable: true })).toEqual({ retry: false, rule: RetryRule.limit });
+  });
+});
+
+describe("retry budget: the token bucket", () => {
+  const budget = { perSecond: 2, burst: 2 };
+
+  test("a bucket never used is full: burst retries go at their due time, then each waits for the next token, 1/rate apart", () => {
+    let bucket: BucketState | undefined;
+    const due: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const taken = takeRetryToken(budget, bucket, 10_000, Infinity)!;
+      bucket = taken.bucket;
+      due.push(taken.dueAt);
+    }
+    expect(due).toEqual([10_000, 10_000, 10_500, 11_000, 11_500, 12_000]);
+  });
+
+  test("tokens accrue up to burst on the retries' schedule: a retry due later finds the tokens that accrued by its due time", () => {
+    const empty = { tokens: 0, at: 10_000 };
+    expect(takeRetryToken(budget, empty, 10_250, Infinity)).toEqual({ dueAt: 10_500, deferred: true, bucket: { tokens: 0, at: 10_500 } });
+    expect(takeRetryToken(budget, empty, 10_500, Infinity)).toEqual({ dueAt: 10_500, deferred: false, bucket: { tokens: 0, at: 10_500 } });
+    // Never more than burst, however long the bucket rested.
+    expect(takeRetryToken(budget, empty, 1e9, Infinity)!.bucket.tokens).toBe(1);
+  });
+
+  test("a retry due before the bucket's time is counted where the bucket stands, so a storm with a long backoff is still spread", () => {
+    const after = takeRetryToken(budget, { tokens: 0, at: 70_000 }, 60_000, Infinity)!;
+    expect(after.dueAt).toBe(70_500);
+    expect(after.deferred).toBe(true);
+  });
+
+  test("a deferral past notAfter takes nothing and returns null", () => {
+    expect(takeRetryToken(budget, { tokens: 0, at: 10_000 }, 10_000, 10_499)).toBeNull();
+    expect(takeRetryToken(budget, { tokens: 0, at: 10_000 }, 10_000, 10_500)).not.toBeNull();
   });
 });

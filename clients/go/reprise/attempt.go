@@ -9,6 +9,7 @@ import (
 	"time"
 
 	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // running is one leased attempt, from its lease until the coordinator has
@@ -146,6 +147,7 @@ func (r *runner) finish(a *running, ctx context.Context) {
 		return
 	}
 	outcome := &reprisev1.Outcome{LeaseToken: a.leased.GetLeaseToken()}
+	var snooze *SnoozeError
 	switch {
 	case err == nil:
 		payload, encodeErr := encodePayload(result)
@@ -159,6 +161,12 @@ func (r *runner) finish(a *running, ctx context.Context) {
 		// retryable); a failure report racing it would record FAILED instead.
 		r.inflight.remove(a.leased.GetLeaseToken())
 		return
+	case errors.As(err, &snooze):
+		// The handler says it did nothing: not a failure, so When is not
+		// asked and no retry is used up, even when the worker is shutting down.
+		outcome.Outcome = &reprisev1.Outcome_Snooze{Snooze: &reprisev1.Snooze{
+			Delay: durationpb.New(min(max(snooze.Delay, 0), maxDuration)),
+		}}
 	case errors.Is(cause, ErrShutdown):
 		// Like an abandonment, an interrupted attempt is always retryable and
 		// When does not apply; reporting it now saves waiting for the lease.

@@ -108,6 +108,12 @@ type Handle struct {
 // Result waits for the execution's end; see Client.Result.
 func (h *Handle) Result(ctx context.Context, out any) error { return h.client.Result(ctx, h.ID, out) }
 
+// Rerun runs the execution again after it ended without succeeding; see
+// Client.Rerun. Result then waits for its new end.
+func (h *Handle) Rerun(ctx context.Context) (*reprisev1.Execution, error) {
+	return h.client.Rerun(ctx, h.ID)
+}
+
 // Submit creates an execution of task. args are encoded as JSON unless they
 // are a Payload or json.RawMessage.
 func (c *Client) Submit(ctx context.Context, task string, args any, opts ...SubmitOption) (*Handle, error) {
@@ -137,6 +143,18 @@ func (c *Client) Get(ctx context.Context, id string) (*reprisev1.Execution, erro
 // Cancel cancels the execution; see ExecutionService.CancelExecution.
 func (c *Client) Cancel(ctx context.Context, id string) (*reprisev1.Execution, error) {
 	resp, err := c.executions.CancelExecution(ctx, &reprisev1.CancelExecutionRequest{ExecutionId: id})
+	return resp.GetExecution(), err
+}
+
+// Rerun runs an execution that ended FAILED, ABANDONED, TIMED_OUT or
+// CANCELLED again, and returns it PENDING, due now; see
+// ExecutionService.RerunExecution. It keeps its id, its attempts and its
+// idempotency key; its next attempt is numbered after its last one; and its
+// retry limit and MaxElapsed count afresh. An execution that is PENDING,
+// RUNNING or SUCCEEDED is not re-run: the error is then a gRPC status error
+// with code FailedPrecondition.
+func (c *Client) Rerun(ctx context.Context, id string) (*reprisev1.Execution, error) {
+	resp, err := c.executions.RerunExecution(ctx, &reprisev1.RerunExecutionRequest{ExecutionId: id})
 	return resp.GetExecution(), err
 }
 

@@ -18,7 +18,17 @@
 //	reprise.Retries{Unlimited: true, Backoff: [2]time.Duration{min, max}}
 //	                                  unlimited, random in [min, max]
 //
+// Beyond Coflux, and changing nothing at their zero values: Coefficient
+// makes the backoff exponential (retry k waits min(max, min·c^(k-1))),
+// Jitter spreads each delay d over [d·(1-Jitter), d], and MaxElapsed ends
+// the retries when the next one would start more than MaxElapsed after the
+// first attempt was due. A RetryBudget task option caps how fast a task's
+// retries start, deferring (never dropping) the rest.
+//
 // Errors steer outcomes. A handler's error is retried while retries remain,
 // unless the task's When condition rejects it or it wraps Permanent(err);
-// RetryAfter(d, err) asks for a specific delay before the next retry.
+// RetryAfter(d, err) asks for a specific delay before the next retry; and
+// Snooze(d) is no failure at all: the execution runs again after d without
+// using up a retry. Client.Rerun runs an execution that ended without
+// succeeding again.
 package reprise

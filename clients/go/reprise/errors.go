@@ -63,6 +63,31 @@ func Permanent(err error) error {
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// SnoozeError asks the coordinator to run the execution again after Delay,
+// without counting a failure: the attempt ends SNOOZED and uses up no retry.
+// Build it with Snooze.
+type SnoozeError struct {
+	Delay time.Duration
+}
+
+// Snooze is the error a handler returns, possibly wrapped, when it did not do
+// its work and wants to be run again later, for example because what it
+// waits for is not ready yet:
+//
+//	if !ready {
+//		return nil, reprise.Snooze(30 * time.Second)
+//	}
+//
+// The worker reports a snooze (Outcome.snooze), not a failure: the attempt
+// ends SNOOZED and the execution is due again d after the report. A snooze
+// uses up no retry and is not counted in the k of the backoff rules, so it
+// is allowed whatever the task's Retries, even at most once, and the task's
+// When is not asked. A zero or negative d means at once; more than 365 days
+// is cut to 365 days.
+func Snooze(d time.Duration) error { return &SnoozeError{Delay: d} }
+
+func (e *SnoozeError) Error() string { return fmt.Sprintf("reprise: snoozed for %v", e.Delay) }
+
 // PanicError is what a handler's panic becomes. It is retryable like any other
 // error (subject to When), and its stack is reported as the failure's trace.
 type PanicError struct {

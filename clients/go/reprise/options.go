@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
+	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
 	"google.golang.org/grpc"
 )
 
@@ -105,12 +107,14 @@ func defaultWorkerID() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(suffix[:]))
 }
 
-// TaskOption configures one task: a Retries policy or a Timeout.
+// TaskOption configures one task: a Retries policy, a Timeout or a
+// RetryBudget.
 type TaskOption interface{ applyTask(*taskConfig) }
 
 type taskConfig struct {
 	retries Retries
 	timeout time.Duration
+	budget  RetryBudget
 }
 
 type timeoutOption time.Duration
@@ -121,3 +125,48 @@ func (d timeoutOption) applyTask(t *taskConfig) { t.timeout = time.Duration(d) }
 // lease. An attempt that runs longer becomes TIMED_OUT, which is retryable;
 // its handler's context is cancelled with ErrTimeout. Zero means no timeout.
 func Timeout(d time.Duration) TaskOption { return timeoutOption(d) }
+
+// Limits of a RetryBudget enforced by the coordinator.
+const (
+	maxBudgetPerSecond = 1_000_000
+	maxBudgetBurst     = 1_000_000
+)
+
+// RetryBudget spreads the retries of a task over time, so that a dead
+// dependency does not face a retry storm: a token bucket that fills at
+// PerSecond tokens a second up to Burst, one bucket per task for the whole
+// coordinator. Each retry takes a token; when none is left, the retry is
+// deferred until the next one accrues. It is never dropped, though the
+// policy's MaxElapsed still applies: a retry deferred past it does not
+// happen, and the execution ends with its failure. First attempts and
+// snoozes take no token.
+//
+//	w.Task("call_api", callAPI, reprise.Unlimited(), reprise.RetryBudget{PerSecond: 10, Burst: 50})
+//
+// A zero PerSecond means no budget; a zero Burst means 1. Like the Timeout,
+// the budget is declared with the task and applies to every retry of it,
+// whichever policy decided the retry. Both are at most 1000000.
+type RetryBudget struct {
+	PerSecond float64
+	Burst     uint32
+}
+
+func (b RetryBudget) applyTask(t *taskConfig) { t.budget = b }
+
+func (b RetryBudget) validate(field string) error {
+	switch {
+	case math.IsNaN(b.PerSecond) || b.PerSecond < 0 || b.PerSecond > maxBudgetPerSecond:
+		return fmt.Errorf("%s.PerSecond: must be 0 to %d; got %v", field, maxBudgetPerSecond, b.PerSecond)
+	case b.Burst > maxBudgetBurst:
+		return fmt.Errorf("%s.Burst: must be at most %d; got %d", field, maxBudgetBurst, b.Burst)
+	}
+	return nil
+}
+
+// wire is the budget as the coordinator sees it; nil when there is none.
+func (b RetryBudget) wire() *reprisev1.RetryBudget {
+	if b.PerSecond == 0 {
+		return nil
+	}
+	return &reprisev1.RetryBudget{RetriesPerSecond: b.PerSecond, Burst: b.Burst}
+}

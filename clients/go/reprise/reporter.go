@@ -51,7 +51,9 @@ func (r *runner) reportLoop(ctx context.Context) {
 }
 
 // report sends one batch, retrying while the coordinator is unavailable. A
-// repeated outcome is harmless: the coordinator refuses the second copy.
+// repeated outcome is harmless: when an earlier copy landed but its answer
+// was lost, the coordinator accepts the repeat as a duplicate and changes
+// nothing, and receive counts it as recorded.
 func (r *runner) report(ctx context.Context, batch []queuedOutcome) {
 	outcomes := make([]*reprisev1.Outcome, len(batch))
 	for i, q := range batch {
@@ -114,14 +116,38 @@ func (r *runner) receive(batch []queuedOutcome, receipts []*reprisev1.OutcomeRec
 			r.log.Info("reprise: outcome refused", "execution_id", q.attempt.leased.GetExecutionId(), "attempt", q.attempt.leased.GetAttempt(), "reason", receipt.GetReason())
 		case q.outcome.GetFailure() != nil:
 			r.logFailedAttempt(q.attempt.leased, q.outcome.GetFailure(), receipt)
+		case q.outcome.GetSnooze() != nil:
+			r.logSnoozedAttempt(q.attempt.leased, q.outcome.GetSnooze(), receipt)
+		case receipt.GetDuplicate():
+			r.log.Debug("reprise: outcome recorded by an earlier report", "execution_id", q.attempt.leased.GetExecutionId(), "attempt", q.attempt.leased.GetAttempt())
 		}
 	}
+}
+
+// logSnoozedAttempt logs an accepted snooze at info with when the execution
+// is due again, like a scheduled retry (a duplicate receipt does not say).
+func (r *runner) logSnoozedAttempt(leased *reprisev1.LeasedAttempt, s *reprisev1.Snooze, receipt *reprisev1.OutcomeReceipt) {
+	attrs := []any{
+		"task", leased.GetTask(),
+		"execution_id", leased.GetExecutionId(),
+		"attempt", leased.GetAttempt(),
+		"delay", s.GetDelay().AsDuration(),
+	}
+	if at := receipt.GetNextAttemptAt(); at != nil {
+		attrs = append(attrs, "next_attempt_at", at.AsTime())
+	}
+	r.log.Info("reprise: attempt snoozed; no retry used", attrs...)
 }
 
 // logFailedAttempt logs an accepted failure at info with what the
 // coordinator decided: a retry and when it may start, or none. A failed
 // attempt is the handler's news, not the worker's trouble, so it is not a
 // warning; the caller learns of a final failure from the execution itself.
+//
+// A duplicate receipt answers a report sent again after a transport error,
+// when the first copy was recorded but its answer lost. The failure is
+// recorded all the same, but the decision is not repeated, so the record
+// says nothing of it.
 func (r *runner) logFailedAttempt(leased *reprisev1.LeasedAttempt, f *reprisev1.Failure, receipt *reprisev1.OutcomeReceipt) {
 	attrs := []any{
 		"task", leased.GetTask(),
@@ -129,8 +155,12 @@ func (r *runner) logFailedAttempt(leased *reprisev1.LeasedAttempt, f *reprisev1.
 		"attempt", leased.GetAttempt(),
 		"error_type", f.GetType(),
 		"error_message", f.GetMessage(),
-		"will_retry", receipt.GetWillRetry(),
 	}
+	if receipt.GetDuplicate() {
+		r.log.Info("reprise: attempt failed; recorded by an earlier report whose answer was lost", attrs...)
+		return
+	}
+	attrs = append(attrs, "will_retry", receipt.GetWillRetry())
 	if !receipt.GetWillRetry() {
 		r.log.Info("reprise: attempt failed; no retry, the execution has failed", attrs...)
 		return

@@ -1,8 +1,11 @@
 package reprise
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,14 @@ import (
 
 func policy(limit uint32, unlimited bool, lo, hi time.Duration) *reprisev1.RetryPolicy {
 	return &reprisev1.RetryPolicy{Limit: limit, Unlimited: unlimited, BackoffMin: durationpb.New(lo), BackoffMax: durationpb.New(hi)}
+}
+
+func withExtras(p *reprisev1.RetryPolicy, coefficient, jitter float64, maxElapsed time.Duration) *reprisev1.RetryPolicy {
+	p.BackoffCoefficient, p.Jitter = coefficient, jitter
+	if maxElapsed != 0 {
+		p.MaxElapsed = durationpb.New(maxElapsed)
+	}
+	return p
 }
 
 func TestRetryPolicyFormsMapToTheWireWithExplicitBackoffs(t *testing.T) {
@@ -32,6 +43,11 @@ func TestRetryPolicyFormsMapToTheWireWithExplicitBackoffs(t *testing.T) {
 		{"Unlimited without Backoff sends 1 s to 60 s explicitly", Retries{Unlimited: true}, policy(0, true, time.Second, time.Minute)},
 		{"Unlimited with Backoff is random in that range", Retries{Unlimited: true, Backoff: [2]time.Duration{10 * time.Second, 300 * time.Second}}, policy(0, true, 10*time.Second, 300*time.Second)},
 		{"sub-second backoffs keep their milliseconds", Retries{Limit: 1, Backoff: [2]time.Duration{1500 * time.Millisecond, 2500 * time.Millisecond}}, policy(1, false, 1500*time.Millisecond, 2500*time.Millisecond)},
+		{"zero Coefficient, Jitter and MaxElapsed send nothing", Retries{Limit: 2, Coefficient: 0, Jitter: 0, MaxElapsed: 0}, policy(2, false, 0, 0)},
+		{"Coefficient, Jitter and MaxElapsed are sent as they are", Retries{Limit: 5, Backoff: [2]time.Duration{time.Second, time.Minute}, Coefficient: 2, Jitter: 0.25, MaxElapsed: 10 * time.Minute},
+			withExtras(policy(5, false, time.Second, time.Minute), 2, 0.25, 10*time.Minute)},
+		{"Unlimited with a Coefficient multiplies DefaultBackoff's min", Retries{Unlimited: true, Coefficient: 1.5, Jitter: 1},
+			withExtras(policy(0, true, time.Second, time.Minute), 1.5, 1, 0)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -62,6 +78,104 @@ func TestInvalidRetryPolicyIsRejectedNamingTheField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("validate(%+v) = %v, want it to mention %q", c.form, err, c.want)
 		}
+	}
+}
+
+var someBackoff = [2]time.Duration{time.Second, time.Minute}
+
+func TestCoefficientMustBeZeroOrAFiniteNumberOfAtLeastOne(t *testing.T) {
+	for _, bad := range []float64{0.5, -1, math.NaN(), math.Inf(1)} {
+		err := Retries{Limit: 3, Backoff: someBackoff, Coefficient: bad}.validate("Retries")
+		if err == nil || !strings.Contains(err.Error(), "Retries.Coefficient: must be 0 (Coflux's rule) or a finite number of at least 1") {
+			t.Errorf("Coefficient %v: validate = %v, want an error naming Retries.Coefficient", bad, err)
+		}
+	}
+	for _, good := range []float64{0, 1, 2.5, 1000} {
+		if err := (Retries{Limit: 3, Backoff: someBackoff, Coefficient: good}).validate("Retries"); err != nil {
+			t.Errorf("Coefficient %v: validate = %v, want nil", good, err)
+		}
+	}
+}
+
+func TestCoefficientWithAZeroMinBackoffIsRejectedAsAlwaysImmediate(t *testing.T) {
+	for _, form := range []Retries{
+		{Limit: 3, Coefficient: 2},
+		{Limit: 3, Coefficient: 2, Backoff: [2]time.Duration{0, time.Minute}},
+	} {
+		err := form.validate("Retries")
+		if err == nil || !strings.Contains(err.Error(), "Retries.Coefficient: multiplies Backoff's min, which is zero") {
+			t.Errorf("validate(%+v) = %v, want an error naming Retries.Coefficient", form, err)
+		}
+	}
+	// Unlimited with a zero Backoff sends DefaultBackoff, whose min is 1 s.
+	if err := (Retries{Unlimited: true, Coefficient: 2}).validate("Retries"); err != nil {
+		t.Errorf("Unlimited with a Coefficient: validate = %v, want nil", err)
+	}
+}
+
+func TestJitterMustBeAFractionFromZeroToOne(t *testing.T) {
+	for _, bad := range []float64{-0.1, 1.01, math.NaN(), math.Inf(1), math.Inf(-1)} {
+		err := Retries{Limit: 1, Jitter: bad}.validate("Retries")
+		if err == nil || !strings.Contains(err.Error(), "Retries.Jitter: must be a fraction from 0 to 1") {
+			t.Errorf("Jitter %v: validate = %v, want an error naming Retries.Jitter", bad, err)
+		}
+	}
+	for _, good := range []float64{0, 0.5, 1} {
+		if err := (Retries{Limit: 1, Jitter: good}).validate("Retries"); err != nil {
+			t.Errorf("Jitter %v: validate = %v, want nil", good, err)
+		}
+	}
+}
+
+func TestMaxElapsedMustBeZeroTo3650Days(t *testing.T) {
+	cases := []struct {
+		d    time.Duration
+		want string
+	}{
+		{-time.Second, "Retries.MaxElapsed: must not be negative"},
+		{3651 * 24 * time.Hour, "Retries.MaxElapsed: must be at most 3650 days"},
+	}
+	for _, c := range cases {
+		err := Retries{Unlimited: true, MaxElapsed: c.d}.validate("Retries")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("MaxElapsed %v: validate = %v, want it to mention %q", c.d, err, c.want)
+		}
+	}
+	for _, good := range []time.Duration{0, time.Minute, 3650 * 24 * time.Hour} {
+		if err := (Retries{Unlimited: true, MaxElapsed: good}).validate("Retries"); err != nil {
+			t.Errorf("MaxElapsed %v: validate = %v, want nil", good, err)
+		}
+	}
+}
+
+func TestInvalidRetryBudgetFailsRunNamingTheTaskAndField(t *testing.T) {
+	cases := []struct {
+		budget RetryBudget
+		want   string
+	}{
+		{RetryBudget{PerSecond: -1}, `reprise: Task "t": RetryBudget.PerSecond: must be 0 to 1000000`},
+		{RetryBudget{PerSecond: math.NaN()}, `reprise: Task "t": RetryBudget.PerSecond: must be 0 to 1000000`},
+		{RetryBudget{PerSecond: math.Inf(1)}, `reprise: Task "t": RetryBudget.PerSecond: must be 0 to 1000000`},
+		{RetryBudget{PerSecond: 1, Burst: 1_000_001}, `reprise: Task "t": RetryBudget.Burst: must be at most 1000000`},
+	}
+	for _, c := range cases {
+		w := NewWorker(WorkerOptions{})
+		w.Task("t", func(context.Context, json.RawMessage) (any, error) { return nil, nil }, c.budget)
+		// Run checks its tasks before it dials, so no coordinator is needed.
+		err := w.Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: Run = %v, want it to mention %q", c.budget, err, c.want)
+		}
+	}
+}
+
+func TestRetryBudgetMapsToTheWireOnlyWithARate(t *testing.T) {
+	if got := (RetryBudget{Burst: 5}).wire(); got != nil {
+		t.Errorf("a zero PerSecond sent %v, want no budget", got)
+	}
+	want := &reprisev1.RetryBudget{RetriesPerSecond: 2.5, Burst: 10}
+	if got := (RetryBudget{PerSecond: 2.5, Burst: 10}).wire(); !proto.Equal(got, want) {
+		t.Errorf("wire() = %v, want %v", got, want)
 	}
 }
 

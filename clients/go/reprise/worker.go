@@ -30,14 +30,14 @@ func NewWorker(opts WorkerOptions) *Worker {
 }
 
 // Task registers a handler for the named task, with its options: a Retries
-// policy (default at most once) and a Timeout. Register every task before
-// Run; Run declares them to the coordinator.
+// policy (default at most once), a Timeout and a RetryBudget. Register every
+// task before Run; Run declares them to the coordinator.
 //
 //	w.Task("call_api", callAPI, reprise.Retries{
 //		Limit:   3,
 //		Backoff: [2]time.Duration{time.Second, 30 * time.Second},
 //		When:    reprise.WhenIs(ErrConn, ErrTimeout),
-//	}, reprise.Timeout(time.Minute))
+//	}, reprise.Timeout(time.Minute), reprise.RetryBudget{PerSecond: 10, Burst: 50})
 func (w *Worker) Task(name string, fn Handler, opts ...TaskOption) {
 	t := &task{name: name, handler: fn}
 	for _, o := range opts {
@@ -100,8 +100,11 @@ func checkTasks(tasks []*task) (map[string]*task, []*reprisev1.TaskDefinition, e
 		if err := t.config.retries.validate(fmt.Sprintf("reprise: Task %q: Retries", t.name)); err != nil {
 			return nil, nil, err
 		}
+		if err := t.config.budget.validate(fmt.Sprintf("reprise: Task %q: RetryBudget", t.name)); err != nil {
+			return nil, nil, err
+		}
 		byName[t.name] = t
-		def := &reprisev1.TaskDefinition{Name: t.name, RetryPolicy: t.config.retries.wire()}
+		def := &reprisev1.TaskDefinition{Name: t.name, RetryPolicy: t.config.retries.wire(), RetryBudget: t.config.budget.wire()}
 		if t.config.timeout > 0 {
 			def.Timeout = durationpb.New(t.config.timeout)
 		}
