@@ -101,6 +101,65 @@ describe("reprise operator commands", () => {
     });
   });
 
+  test("show marks snoozed attempts and deferred retries and names the rule that set each delay: snooze, backoff, budget", async () => {
+    await withCoordinator(async (c) => {
+      await c.workers.declareTasks({ tasks: [{ name: "api", retryPolicy: { limit: 2, backoffMin: { seconds: 1n } }, retryBudget: { retriesPerSecond: 0.01, burst: 1 } }] });
+      const first = (await reprise(c, "submit", "api")).stdout.trim();
+      const second = (await reprise(c, "submit", "api")).stdout.trim();
+      const [a, b] = await leaseNow(c, ["api"], 2);
+      const { receipts } = await c.workers.reportOutcomes({ outcomes: [{ leaseToken: a!.leaseToken, outcome: { case: "snooze", value: { delay: { nanos: 100_000_000 } } } }] });
+      expect(receipts[0]!.accepted).toBe(true);
+      await fail(c, b!, { type: "Down", message: "503" });
+      const again = await nextAttempt(c, "api");
+      expect(again.executionId).toBe(first);
+      await fail(c, again, { type: "Down", message: "503" });
+      const snoozed = (await reprise(c, "show", first)).stdout;
+      expect(snoozed).toMatch(/1\s+SNOOZED\s+test-worker\s+.*snoozed; due again after 100 ms \(snooze\)/);
+      // The bucket's one token went to the second execution's retry; this one waits 100 s for the next.
+      expect(snoozed).toMatch(/2\s+FAILED\s+cli-test-worker\s+.*Down: 503\s+retry deferred by the task's retry budget: after 1m (39|40|41)s, not 1.00 s \(budget; 2 retries, after 1 s\)/);
+      expect((await reprise(c, "show", second)).stdout).toMatch(/1\s+FAILED\s+.*retr(ying|ied) after 1.00 s \(backoff; 2 retries, after 1 s\)/);
+      const retrying = (await reprise(c, "ls", "--retrying")).stdout;
+      expect(retrying).toMatch(new RegExp(`${first}\\s+api\\s+PENDING\\s+2\\s+next in 1m (39|40)s \\(budget\\)`));
+    });
+  });
+
+  test("show says that an execution cancelled while it waited for a retry was cancelled, not that it ran out of retries", async () => {
+    await withCoordinator(async (c) => {
+      const id = (await reprise(c, "submit", "t", "--retries", "3", "--backoff", "600,600")).stdout.trim();
+      await fail(c, (await leaseNow(c, ["t"]))[0]!, { type: "Down", message: "503" });
+      await reprise(c, "cancel", id);
+      const shown = (await reprise(c, "show", id)).stdout;
+      expect(shown).toMatch(/1\s+FAILED\s+.*retried after 10m 00s \(backoff; 3 retries, after 600 s\); cancelled before it ran \(it was due in (9m 5\d|10m 00)s\)/);
+      expect(shown).not.toContain("no retries left");
+    });
+  });
+
+  test("rerun ID runs one ended execution again; rerun --state says how many it will re-run, needs --yes without a terminal, then re-runs them all", async () => {
+    await withCoordinator(async (c) => {
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push((await reprise(c, "submit", "charge")).stdout.trim());
+      for (const attempt of await leaseNow(c, ["charge"], 3)) await fail(c, attempt, { type: "Declined", message: "card declined" });
+      const one = await reprise(c, "rerun", ids[0]!);
+      expect(one).toMatchObject({ code: 0, stdout: `${ids[0]}  PENDING  attempt 2 due now\n` });
+      const again = await reprise(c, "rerun", ids[0]!);
+      expect(again.code).toBe(3);
+      expect(again.stderr).toMatch(/FAILED_PRECONDITION.*is PENDING; only a FAILED, ABANDONED, TIMED_OUT or CANCELLED execution can be re-run/);
+      const unconfirmed = await reprise(c, "rerun", "--task", "charge", "--state", "failed", "--since", "1h");
+      expect(unconfirmed.code).toBe(2);
+      expect(unconfirmed.stderr).toContain("2 FAILED executions of charge that ended in the last 1h would be re-run; add --yes to confirm");
+      const many = await reprise(c, "rerun", "--task", "charge", "--state", "failed", "--since", "1h", "--yes");
+      expect(many.code).toBe(0);
+      expect(many.stdout).toBe("re-ran 2 of 2 FAILED executions of charge that ended in the last 1h\n");
+      const { executions } = await c.executions.listExecutions({ task: "charge" });
+      expect(executions.map((e) => e.state)).toEqual([1, 1, 1]);
+      expect((await reprise(c, "rerun", "--state", "failed", "--yes")).stdout).toBe("no FAILED executions; nothing to re-run\n");
+      const bad = await reprise(c, "rerun", "--state", "succeeded");
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/--state: must be one of failed, abandoned, timed_out, cancelled/);
+      expect((await reprise(c, "rerun")).code).toBe(2);
+    });
+  });
+
   test("cancel ends an execution CANCELLED and watch exits 1 once it ends unsuccessfully", async () => {
     await withCoordinator(async (c) => {
       const id = (await reprise(c, "submit", "t")).stdout.trim();
