@@ -848,6 +848,60 @@ describe.each([
     });
   });
 
+  describe("retry control", () => {
+    it("executionRerun re-opens an execution only from the state it was read in: PENDING, due then, its run counted afresh, its failure and end cleared", async () => {
+      const record = await store.write(async (tx) => insert(tx, "e", "t"));
+      const attemptId = await store.write(async (tx) => start(tx, record, { at: 5 }));
+      await store.write(async (tx) => finish(tx, record, attemptId, E.failed, 7));
+      expect(await store.write(async (tx) => tx.executionRerun({ seq: record.seq, task: "t", from: E.cancelled, now: 50 }))).toBe(false);
+      expect(await store.write(async (tx) => tx.executionRerun({ seq: record.seq, task: "t", from: E.failed, now: 50 }))).toBe(true);
+      expect(await store.write(async (tx) => tx.executionRerun({ seq: record.seq, task: "t", from: E.failed, now: 51 }))).toBe(false);
+      const rerun = await store.read(async (tx) => tx.executionGet("e"));
+      expect(rerun).toMatchObject({ state: E.pending, nextAttemptAt: 50, finishedAt: null, failure: null, result: null, runFailures: 0, runScheduledAt: 50, attemptCount: 1 });
+      const again = await store.write(async (tx) => lease(tx, "t", { at: 50 }));
+      expect(again!.due).toMatchObject({ id: "e", attemptCount: 1 });
+      const [ref] = await store.read(async (tx) => tx.attemptGet([again!.attemptId]));
+      expect(ref!.execution).toMatchObject({ runFailures: 0, runScheduledAt: 50 });
+      expect(await store.read(async (tx) => tx.executionCountByTaskAndState())).toEqual([{ task: "t", state: E.running, count: 1 }]);
+    });
+
+    it("executionSetRetry records the run's failures, and attemptFinish the rule that decided, its due time and the time it replaced", async () => {
+      const record = await store.write(async (tx) => insert(tx, "e", "t"));
+      const attemptId = await store.write(async (tx) => start(tx, record));
+      const decision = { rule: 4, retryAt: 900, computedAt: 100 };
+      await store.write(async (tx) => {
+        expect(await tx.attemptFinish({ id: attemptId, leaseSecret: SECRET, state: A.failed, finishedAt: 10, failure: null, retryPolicy: null, decision })).toBe(true);
+        expect(await tx.executionSetRetry({ seq: record.seq, task: "t", nextAttemptAt: 900, runFailures: 3 })).toBe(true);
+      });
+      expect((await store.read(async (tx) => tx.attemptList(record.seq)))[0]!.decision).toEqual(decision);
+      expect(await store.read(async (tx) => tx.executionGet("e"))).toMatchObject({ state: E.pending, nextAttemptAt: 900, runFailures: 3 });
+    });
+
+    it("a retry bucket is absent until it is put, then reads back as put; declaring a task with a budget creates it full", async () => {
+      expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toBeUndefined();
+      await store.write(async (tx) => tx.taskUpsert({ name: "t", retryPolicy: null, timeoutMs: null, retryBudget: { perSecond: 1, burst: 2 }, workerId: "w", declaredAt: 0 }));
+      expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toBeUndefined();
+      await store.write(async (tx) => tx.retryBucketPut("t", { tokens: 0.25, at: 1234 }));
+      expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toEqual({ tokens: 0.25, at: 1234 });
+      await store.write(async (tx) => tx.retryBucketPut("t", { tokens: 1.5, at: 2000 }));
+      expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toEqual({ tokens: 1.5, at: 2000 });
+    });
+
+    it("changes that take from one retry bucket at the same time take turns: neither overwrites what the other took", async () => {
+      await store.write(async (tx) => {
+        await tx.taskUpsert({ name: "t", retryPolicy: null, timeoutMs: null, retryBudget: { perSecond: 1, burst: 100 }, workerId: "w", declaredAt: 0 });
+        await tx.retryBucketPut("t", { tokens: 100, at: 0 });
+      });
+      // Each change reads the bucket, waits, and writes back one token less.
+      await Promise.all(Array.from({ length: 8 }, () => store.write(async (tx) => {
+        const bucket = (await tx.retryBucketGet("t"))!;
+        await sleep(kind.concurrentChanges ? 20 : 0);
+        await tx.retryBucketPut("t", { tokens: bucket.tokens - 1, at: bucket.at });
+      })));
+      expect((await store.read(async (tx) => tx.retryBucketGet("t")))!.tokens).toBe(92);
+    });
+  });
+
   describe("workers", () => {
     async function seen() {
       await store.write(async (tx) => {

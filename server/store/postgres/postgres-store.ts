@@ -90,6 +90,7 @@ const SQL = {
       worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
   retryBucketCreate: "INSERT INTO reprise.retry_buckets (task) VALUES ($1) ON CONFLICT (task) DO NOTHING",
   retryBucketGet: "SELECT tokens, at FROM reprise.retry_buckets WHERE task = $1 FOR UPDATE",
+  retryBucketRead: "SELECT tokens, at FROM reprise.retry_buckets WHERE task = $1",
   retryBucketPut: `INSERT INTO reprise.retry_buckets (task, tokens, at) VALUES ($1, $2, $3)
     ON CONFLICT (task) DO UPDATE SET tokens = excluded.tokens, at = excluded.at`,
   // Each statement that starts a decision also brings the declarations of the
@@ -552,7 +553,8 @@ class PostgresTx implements Tx {
   }
 
   async retryBucketGet(task: string): Promise<BucketState | undefined> {
-    const row = (await this.run("retryBucketGet", [task])).rows[0] as Row | undefined;
+    // In a change, locked until it ends: changes that take tokens take turns.
+    const row = (await this.run(this.writing ? "retryBucketGet" : "retryBucketRead", [task])).rows[0] as Row | undefined;
     return row === undefined || row.tokens === null ? undefined : { tokens: Number(row.tokens), at: Number(row.at) };
   }
 
