@@ -19,6 +19,9 @@ import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/st
 const ACCESS: Record<string, string[]> = {
   taskGet: [],
   taskUpsert: [],
+  retryBucketCreate: [],
+  retryBucketGet: [],
+  retryBucketPut: [],
   executionInsert: [],
   executionGet: ["sqlite_autoindex_executions_1"],
   executionGetBySeq: ["rowid"],
@@ -33,6 +36,7 @@ const ACCESS: Record<string, string[]> = {
   executionMaxSeq: ["rowid"],
   executionListDue: ["executions_due"],
   executionSetRetry: ["rowid"],
+  executionRerun: ["rowid"],
   executionFinishRunning: ["rowid"],
   executionFinishPending: ["rowid"],
   executionStart: ["rowid"],
