@@ -71,6 +71,27 @@ describe("metrics", () => {
     expect(value(text, "reprise_commit_duration_seconds_count")).toBe(value(text, "reprise_commit_batch_size_count"));
   });
 
+  test("/metrics counts retries the budget deferred by task, re-runs, snoozes and duplicate reports", async () => {
+    const clock = new FakeClock();
+    c = await startTestCoordinator({ clock, metricsListen: "127.0.0.1:0" });
+    await c.workers.declareTasks({ workerId: "w", tasks: [{ name: "api", retryPolicy: { limit: 1 }, retryBudget: { retriesPerSecond: 1, burst: 1 } }] });
+    await c.executions.submitBatch({ submissions: Array.from({ length: 4 }, () => ({ task: "api" })) });
+    const attempts = await leaseNow(c, ["api"], 4);
+    for (const a of attempts) await fail(c, a);
+    await fail(c, attempts[0]!);
+    const once = await submit(c, "once");
+    const [z] = await leaseNow(c, ["once"]);
+    await c.workers.reportOutcomes({ outcomes: [{ leaseToken: z!.leaseToken, outcome: { case: "snooze", value: {} } }] });
+    await fail(c, (await leaseNow(c, ["once"]))[0]!);
+    await c.executions.rerunExecution({ executionId: once.id });
+    const text = await scrape();
+    expect(value(text, 'reprise_retries_scheduled_total{task="api"}')).toBe(4);
+    expect(value(text, 'reprise_retries_deferred_total{task="api"}')).toBe(3);
+    expect(value(text, "reprise_duplicate_reports_total")).toBe(1);
+    expect(value(text, 'reprise_attempts_finished_total{task="once",outcome="snoozed"}')).toBe(1);
+    expect(value(text, 'reprise_executions_rerun_total{task="once"}')).toBe(1);
+  });
+
   test.skipIf(testStore === "postgres")("/metrics shows how long each SQLite statement and commit held the event loop, by operation", async () => {
     const clock = new FakeClock();
     c = await startTestCoordinator({ clock, metricsListen: "127.0.0.1:0" });
