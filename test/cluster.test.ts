@@ -4,7 +4,7 @@
 // the run's PostgreSQL server; the outage test runs a server of its own, which
 // it stops and starts again.
 import { status } from "@grpc/grpc-js";
-import { AttemptState, ExecutionState } from "@reprise/wire";
+import { AttemptState, ExecutionState, RetryRule } from "@reprise/wire";
 import type { Execution, LeasedAttempt } from "@reprise/wire";
 import { afterEach, describe, expect, inject, test } from "vitest";
 import { json, millis, seconds, toMs, until } from "./helpers.js";
@@ -293,6 +293,23 @@ describe.skipIf(!inject("postgresUrl"))("a cluster of three nodes on one Postgre
     expect(again!.attempt).toBe(2);
     expect((await fail(a, again!)).willRetry).toBe(false);
     expect((await get(b, y.id)).state).toBe(E.FAILED);
+  });
+
+  test("a task's retry budget is one bucket for the whole cluster: failures reported on three nodes at once are spread at its rate, and none is dropped", async () => {
+    const { nodes } = await cluster();
+    const [a, b] = nodes as [ChildCoordinator, ChildCoordinator, ChildCoordinator];
+    await a.workers.declareTasks({ workerId: "w", tasks: [{ name: "budgeted", retryPolicy: { limit: 1 }, retryBudget: { retriesPerSecond: 5, burst: 1 } }] });
+    const ids = await Promise.all(Array.from({ length: 12 }, (_, i) => submit(nodes[i % 3]!, "budgeted").then((e) => e.id)));
+    const leased = await lease(b, "budgeted", { max: 12 });
+    expect(leased).toHaveLength(12);
+    // Every outcome in a call of its own, spread over the nodes, all at once.
+    const receipts = await Promise.all(leased.map((attempt, i) => fail(nodes[i % 3]!, attempt)));
+    expect(receipts.every((r) => r.accepted && r.willRetry)).toBe(true);
+    const due = receipts.map((r) => toMs(r.nextAttemptAt)).sort((x, y) => x - y);
+    // One token at once, then one every 200 ms: a bucket per node would let three go together.
+    for (let i = 1; i < due.length; i++) expect(due[i]! - due[i - 1]!, `retry ${i}`).toBeGreaterThanOrEqual(199);
+    const rules = await Promise.all(ids.map(async (id) => (await get(a, id)).attempts[0]!.retryRule));
+    expect(rules.filter((rule) => rule === RetryRule.BUDGET)).toHaveLength(11);
   });
 
   test("an expired lease is abandoned exactly once, by the surviving nodes, when the node that granted it is dead; the execution is retried or ended per its policy", async () => {
