@@ -269,3 +269,26 @@ describe("long-poll", () => {
     expect(clock.nextTimerAt).toBeNull();
   });
 });
+
+describe("long-polls", () => {
+  test("work that comes due while a long-poll's first claim runs wakes that long-poll at once, rather than at its deadline", async () => {
+    await start();
+    const coordinator = c.server.coordinator;
+    const submitted: string[] = [];
+    const received: string[] = [];
+    for (let round = 0; round < 20; round++) {
+      // Both in one turn: the Submit commits while, or right after, the claim finds nothing.
+      const poll = coordinator.lease({ workerId: "w", tasks: ["race"], maxAttempts: 1, leaseMs: 30_000, waitMs: 60_000 }, new AbortController().signal);
+      const { execution } = await coordinator.submit({ task: "race", arguments: { data: new Uint8Array(), contentType: "" }, retryPolicy: null, idempotencyKey: null, delayMs: 0, labels: {} });
+      submitted.push(execution.id);
+      // The fake clock never reaches the deadline: only an offer can answer.
+      const leased = await Promise.race([poll, new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000))]);
+      expect(leased, `round ${round}: the long-poll missed the work`).not.toBeNull();
+      for (const attempt of leased!) {
+        received.push(attempt.executionId);
+        await succeed(c, attempt);
+      }
+    }
+    expect(received).toEqual(submitted);
+  });
+});

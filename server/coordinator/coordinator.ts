@@ -84,6 +84,12 @@ export class Coordinator {
   /** News for the other nodes, gathered over one turn and told once. */
   private news: PeerNews | null = null;
   private offerScheduled = false;
+  /**
+   * Bumped whenever due work is offered to the waiting pollers: a LeaseAttempts
+   * whose claim found nothing compares it across the claim, so that work
+   * offered before its poller was registered is not missed.
+   */
+  private offers = 0;
   private ticking: Promise<void> | null = null;
   private tickAgain = false;
   private closed = false;
@@ -315,6 +321,7 @@ export class Coordinator {
     const now = this.clock.now();
     // Checked before writing: most calls of a busy worker have nothing to write down.
     const seen = this.workers.due(request.workerId, request.tasks, now).length > 0;
+    const offers = this.offers;
     const leased = await this.store.write(async (tx) => {
       if (seen) await this.workers.seen(tx, request.workerId, request.tasks, now);
       return this.leaseDue(tx, request);
@@ -325,6 +332,9 @@ export class Coordinator {
       this.polls.add(poller);
       this.scheduler.consider(poller.deadline);
       signal.addEventListener("abort", () => this.polls.remove(poller) && resolve([]), { once: true });
+      // Work that came due while the claim above ran was offered to the
+      // pollers waiting then, which did not include this one yet.
+      if (this.offers !== offers) void this.offerTo(poller);
     });
   }
 
@@ -490,6 +500,7 @@ export class Coordinator {
   }
 
   private offerWorkSoon(): void {
+    this.offers++;
     if (this.offerScheduled || this.polls.size === 0) return;
     this.offerScheduled = true;
     queueMicrotask(() => {
@@ -500,6 +511,7 @@ export class Coordinator {
 
   /** Offers due work to every waiting poller, oldest first. */
   private offerWork(): void {
+    this.offers++;
     for (const poller of this.polls.list()) void this.offerTo(poller);
   }
 
