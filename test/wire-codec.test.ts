@@ -4,7 +4,7 @@
 // field, init objects as well as messages, corrupted input, and the fallbacks.
 import { ScalarType, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescField, DescMessage } from "@bufbuild/protobuf";
-import { DurationSchema, StructSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { DurationSchema, FloatValueSchema, StructSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, test } from "vitest";
 import { decodeMessage, decoderCovers } from "../proto/ts/src/decode.js";
 import { encodeMessage, encoderCovers } from "../proto/ts/src/encode.js";
@@ -50,6 +50,8 @@ function scalar(random: Random, type: ScalarType | undefined, zeroOften = true):
       return zero ? 0n : random.pick([1n, 1_732_400_000n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 63n - 1n, -1n, -(2n ** 63n)]);
     case ScalarType.UINT64:
       return zero ? 0n : random.pick([1n, 2n ** 53n, 2n ** 64n - 1n]);
+    case ScalarType.DOUBLE:
+      return zero ? 0 : random.pick([0.5, 1, 2, 1.5e-7, -3.25, -0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.MAX_VALUE, Number.MIN_VALUE]);
     default:
       throw new Error(`no generator for scalar type ${type}`);
   }
@@ -137,8 +139,12 @@ describe("wire encoder", () => {
     expect(timestamp.$unknown).toBeDefined();
     expect(encodeMessage(TimestampSchema, timestamp)).toEqual(Buffer.from(toBinary(TimestampSchema, timestamp)));
 
+    // A float field (32-bit) is not covered; a double is.
+    const float = create(FloatValueSchema, { value: 1.5 });
+    expect(encoderCovers(FloatValueSchema)).toBe(false);
+    expect(encodeMessage(FloatValueSchema, float)).toEqual(Buffer.from(toBinary(FloatValueSchema, float)));
     const struct = create(StructSchema, { fields: { n: { kind: { case: "numberValue", value: 1.5 } } } });
-    expect(encoderCovers(StructSchema)).toBe(false);
+    expect(encoderCovers(StructSchema)).toBe(true);
     expect(encodeMessage(StructSchema, struct)).toEqual(Buffer.from(toBinary(StructSchema, struct)));
 
     const outOfRange = create(DurationSchema, { seconds: 1n, nanos: 0.5 });

@@ -145,6 +145,12 @@ function readValue(kind: Kind, end: number): unknown {
       const [lo, hi] = readVarint64();
       return protoInt64.uDec(lo, hi);
     }
+    case Kind.Double: {
+      if (pos + 8 > end) throw fallback;
+      const value = buf.readDoubleLE(pos);
+      pos += 8;
+      return value;
+    }
   }
 }
 
@@ -184,7 +190,7 @@ function readMessage(plan: DecodePlan, end: number, depth: number, into?: Record
         if (field.message !== undefined) {
           if (wireType !== 2) throw fallback;
           list.push(readNested(field, end, depth, undefined));
-        } else if (wireType === 2 && wireTypeOf(field.kind) === 0) {
+        } else if (wireType === 2 && wireTypeOf(field.kind) !== 2) {
           // Packed.
           const length = readLength(end);
           const packedEnd = pos + length;

@@ -7,7 +7,7 @@
 // every message of the Reprise protos.
 //
 // It covers the field types the Reprise protos use. A message type with any
-// other (floats, fixed-width and zigzag integers, groups, proto2 required
+// other (float, fixed-width and zigzag integers, groups, proto2 required
 // fields), a message carrying unknown fields, or a value out of its type's
 // range is handed to toBinary, which encodes it or throws its own error.
 import { ScalarType, create, isMessage, protoInt64, toBinary } from "@bufbuild/protobuf";
@@ -21,6 +21,7 @@ export const enum Kind {
   Uint32,
   Int64,
   Uint64,
+  Double,
 }
 
 const KIND_OF_SCALAR: Partial<Record<ScalarType, Kind>> = {
@@ -31,6 +32,7 @@ const KIND_OF_SCALAR: Partial<Record<ScalarType, Kind>> = {
   [ScalarType.UINT32]: Kind.Uint32,
   [ScalarType.INT64]: Kind.Int64,
   [ScalarType.UINT64]: Kind.Uint64,
+  [ScalarType.DOUBLE]: Kind.Double,
 };
 
 /** One field, ready to measure and write (and, in decode.ts, to read). */
@@ -77,7 +79,8 @@ function scalarKind(type: ScalarType | undefined): Kind | null {
   return KIND_OF_SCALAR[type ?? ScalarType.INT32] ?? null;
 }
 
-export const wireTypeOf = (kind: Kind) => (kind === Kind.String || kind === Kind.Bytes ? 2 : 0);
+/** Length-delimited (2), 64-bit (1) or varint (0). */
+export const wireTypeOf = (kind: Kind) => (kind === Kind.String || kind === Kind.Bytes ? 2 : kind === Kind.Double ? 1 : 0);
 
 /** The plan of a message type, or null when it uses a field type this encoder leaves to toBinary. */
 export function planOf(schema: DescMessage): MessagePlan | null {
@@ -134,7 +137,7 @@ function planField(field: DescField): FieldPlan | null {
       }
       const kind = field.listKind === "enum" ? Kind.Int32 : scalarKind(field.scalar);
       if (kind === null) return null;
-      const packed = field.packed && wireTypeOf(kind) === 0;
+      const packed = field.packed && wireTypeOf(kind) !== 2;
       return fieldPlan(field, "list", packed ? 2 : wireTypeOf(kind), { kind, packed });
     }
     case "map": {
@@ -190,6 +193,9 @@ function isZero(kind: Kind, value: unknown): boolean {
     case Kind.Int64:
     case Kind.Uint64:
       return value === undefined || value === 0n || value === 0 || value === "0";
+    case Kind.Double:
+      // -0 is written, as toBinary writes it.
+      return value === undefined || Object.is(value, 0);
     default:
       return value === 0 || value === undefined;
   }
@@ -221,6 +227,9 @@ function valueSize(kind: Kind, value: unknown): number {
       const int = int64Value(value, kind === Kind.Uint64);
       return typeof int === "number" ? varintSize(int) : bigVarintSize(int);
     }
+    case Kind.Double:
+      if (typeof value !== "number") throw unsupported;
+      return 8;
   }
 }
 
@@ -368,7 +377,10 @@ function writeValue(kind: Kind, value: unknown): void {
       const int = int64Value(value, kind === Kind.Uint64);
       if (typeof int === "number") writeVarint(int);
       else writeBigVarint(int);
+      return;
     }
+    case Kind.Double:
+      pos = buf.writeDoubleLE(value as number, pos);
   }
 }
 
