@@ -1,12 +1,13 @@
-"""The caller's side: payloads, watching through retries, idempotency, and a coordinator restart."""
+"""The caller's side: payloads, watching through retries, idempotency, re-runs, and a coordinator restart."""
 from __future__ import annotations
 
 import asyncio
 import threading
 
+import grpc
 import pytest
 
-from reprise import Client, ExecutionState, Retries, WaitTimeout
+from reprise import AttemptState, Client, ExecutionFailed, ExecutionState, Retries, WaitTimeout
 
 from _support import wait_for
 
@@ -156,3 +157,81 @@ def test_a_wait_over_the_watch_quota_backs_off_until_a_watch_slot_frees(client, 
     first_watch.close()  # frees the slot
     waiter.join(20)
     assert outcome == {"value": "served"}
+
+
+def test_rerun_runs_a_failed_execution_again(client, make_worker):
+    worker = make_worker()
+
+    @worker.task  # at most once
+    def fragile(args, ctx):
+        if ctx.attempt == 1:
+            raise ValueError("first run fails")
+        return ctx.attempt
+
+    worker.start()
+    handle = client.submit("fragile", idempotency_key="run-1")
+    with pytest.raises(ExecutionFailed):
+        handle.result(timeout=10)
+
+    rerun = client.rerun(handle.id)
+    assert (rerun.id, rerun.state) == (handle.id, State.EXECUTION_STATE_PENDING)
+    assert not rerun.HasField("failure") and not rerun.HasField("finished_at")
+    # The same execution, its first attempt kept, runs to a new end.
+    assert client.execution(handle.id).result(timeout=10) == 2
+    execution = handle.get()
+    assert [(a.number, a.state) for a in execution.attempts] == [
+        (1, AttemptState.ATTEMPT_STATE_FAILED),
+        (2, AttemptState.ATTEMPT_STATE_SUCCEEDED),
+    ]
+    assert execution.idempotency_key == "run-1"
+
+
+def test_a_rerun_counts_the_retry_limit_afresh(client, make_worker):
+    worker = make_worker()
+
+    @worker.task(retries=1)
+    def twice_down(args, ctx):
+        if ctx.attempt <= 3:
+            raise ConnectionError(f"attempt {ctx.attempt}")
+        return ctx.attempt
+
+    worker.start()
+    handle = client.submit("twice_down")
+    with pytest.raises(ExecutionFailed):
+        handle.result(timeout=10)
+    assert len(handle.execution.attempts) == 2  # the limit of 1 is used up
+    handle.rerun()
+    # One retry is allowed again: attempt 3 fails, attempt 4 succeeds.
+    assert handle.result(timeout=10) == 4
+
+
+def test_handle_rerun_runs_a_cancelled_execution_and_result_follows_it(client, make_worker):
+    handle = client.submit("parked")
+    assert handle.cancel().state == State.EXECUTION_STATE_CANCELLED
+
+    assert handle.rerun().state == State.EXECUTION_STATE_PENDING
+    assert handle.execution.state == State.EXECUTION_STATE_PENDING
+    worker = make_worker()
+
+    @worker.task
+    def parked():
+        return "ran after the re-run"
+
+    worker.start()
+    assert handle.result(timeout=10) == "ran after the re-run"
+
+
+def test_rerun_of_a_succeeded_execution_is_refused_with_failed_precondition(client, make_worker):
+    worker = make_worker()
+
+    @worker.task
+    def fine():
+        return "done"
+
+    worker.start()
+    handle = client.submit("fine")
+    assert handle.result(timeout=10) == "done"
+    with pytest.raises(grpc.RpcError) as refused:
+        client.rerun(handle.id)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert len(handle.get().attempts) == 1

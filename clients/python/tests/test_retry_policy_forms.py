@@ -1,10 +1,15 @@
-"""Each Coflux `retries=` form maps to the wire RetryPolicy the contract gives it (no server needed)."""
+"""Each Coflux `retries=` form, and each retry control beyond Coflux, maps to
+the wire message the contract gives it (no server needed)."""
 from __future__ import annotations
+
+import math
+from datetime import timedelta
 
 import pytest
 
-from reprise import NonRetryableError, Retries, RetryAfter, to_retry_policy
+from reprise import NonRetryableError, Retries, RetryAfter, RetryBudget, Snooze, Worker, to_retry_policy
 from reprise._failures import failure_from_exception
+from reprise._tasks import make_task
 from reprise.retries import evaluate_when
 from reprise.v1.types_pb2 import RetryPolicy
 
@@ -49,6 +54,48 @@ def test_fractional_backoff_seconds_round_to_whole_milliseconds():
     assert ms(to_retry_policy(Retries(limit=2, backoff=(0.05, 0.1004)))) == (50, 100)
 
 
+def test_retries_sends_coefficient_jitter_and_max_elapsed_when_set():
+    policy = to_retry_policy(Retries(limit=4, backoff=(0.5, 30), coefficient=2, jitter=0.25, max_elapsed=timedelta(minutes=2)))
+    assert (policy.limit, ms(policy)) == (4, (500, 30_000))
+    assert (policy.backoff_coefficient, policy.jitter, policy.max_elapsed.ToMilliseconds()) == (2.0, 0.25, 120_000)
+    unlimited = to_retry_policy(Retries(limit=None, backoff=(1, 5), coefficient=1.5, max_elapsed=0.0004 + 60))
+    assert (unlimited.unlimited, unlimited.backoff_coefficient, unlimited.max_elapsed.ToMilliseconds()) == (True, 1.5, 60_000)
+    # An immediate-retry policy keeps its bare form and gains only what was asked for.
+    assert to_retry_policy(Retries(limit=2, backoff=(0, 0), jitter=1)) == RetryPolicy(limit=2, jitter=1.0)
+
+
+@pytest.mark.parametrize("extras", [{}, {"coefficient": 0, "jitter": 0, "max_elapsed": 0}, {"max_elapsed": None}])
+def test_zero_or_none_coefficient_jitter_and_max_elapsed_change_nothing(extras):
+    assert to_retry_policy(Retries(limit=3, backoff=(1, 2), **extras)) == to_retry_policy(Retries(limit=3, backoff=(1, 2)))
+    policy = to_retry_policy(Retries(limit=3, backoff=(1, 2), **extras))
+    assert policy.backoff_coefficient == 0 and policy.jitter == 0 and not policy.HasField("max_elapsed")
+
+
+def test_a_coefficient_of_exactly_1_is_allowed_and_sent():
+    assert to_retry_policy(Retries(limit=1, coefficient=1)).backoff_coefficient == 1.0
+
+
+def test_a_task_declares_its_retry_budget_with_its_definition():
+    definition = make_task(lambda: None, "budgeted", 3, None, RetryBudget(per_second=2.5, burst=10)).definition()
+    assert (definition.retry_budget.retries_per_second, definition.retry_budget.burst) == (2.5, 10)
+    assert definition.retry_policy.limit == 3
+    assert not make_task(lambda: None, "unbudgeted", 3, None).definition().HasField("retry_budget")
+    # burst 0 is the wire's "1"; it is sent as given.
+    assert RetryBudget(per_second=1, burst=0).to_wire().burst == 0
+
+
+def test_a_retry_budget_that_is_not_a_retry_budget_is_refused_naming_the_task():
+    worker = Worker("127.0.0.1:1")
+    with pytest.raises(TypeError, match=r"^task sloppy: retry_budget must be None or a RetryBudget"):
+        worker.task(name="sloppy", retry_budget={"per_second": 1})(lambda: None)
+
+
+def test_snooze_carries_its_delay_in_seconds():
+    assert Snooze(0.25).delay == 0.25
+    assert Snooze(timedelta(minutes=1)).delay == 60
+    assert Snooze(0).delay == 0
+
+
 def test_when_does_not_travel_on_the_wire():
     policy = to_retry_policy(Retries(limit=3, when=(ConnectionError, TimeoutError)))
     assert policy == RetryPolicy(limit=3, backoff_min=policy.backoff_min, backoff_max=policy.backoff_max)
@@ -65,6 +112,32 @@ def test_when_does_not_travel_on_the_wire():
         (lambda: Retries(limit=2, when=(ConnectionError, "x")), "Retries.when"),
         (lambda: to_retry_policy(-3), "retries"),
         (lambda: to_retry_policy("yes"), "retries"),
+        (lambda: Retries(limit=2, coefficient=0.5), "Retries.coefficient"),
+        (lambda: Retries(limit=2, coefficient=-2), "Retries.coefficient"),
+        (lambda: Retries(limit=2, coefficient=math.inf), "Retries.coefficient"),
+        (lambda: Retries(limit=2, coefficient=math.nan), "Retries.coefficient"),
+        (lambda: Retries(limit=2, coefficient="2"), "Retries.coefficient"),
+        (lambda: Retries(limit=2, coefficient=True), "Retries.coefficient"),
+        (lambda: Retries(limit=2, jitter=-0.1), "Retries.jitter"),
+        (lambda: Retries(limit=2, jitter=1.01), "Retries.jitter"),
+        (lambda: Retries(limit=2, jitter=math.nan), "Retries.jitter"),
+        (lambda: Retries(limit=2, jitter="half"), "Retries.jitter"),
+        (lambda: Retries(limit=2, max_elapsed=-1), "Retries.max_elapsed"),
+        (lambda: Retries(limit=2, max_elapsed=math.inf), "Retries.max_elapsed"),
+        (lambda: Retries(limit=2, max_elapsed=math.nan), "Retries.max_elapsed"),
+        (lambda: Retries(limit=2, max_elapsed=3651 * 86_400), "Retries.max_elapsed"),
+        (lambda: Retries(limit=2, max_elapsed="1h"), "Retries.max_elapsed"),
+        (lambda: RetryBudget(per_second=0), "RetryBudget.per_second"),
+        (lambda: RetryBudget(per_second=-1), "RetryBudget.per_second"),
+        (lambda: RetryBudget(per_second=math.inf), "RetryBudget.per_second"),
+        (lambda: RetryBudget(per_second=math.nan), "RetryBudget.per_second"),
+        (lambda: RetryBudget(per_second="fast"), "RetryBudget.per_second"),
+        (lambda: RetryBudget(per_second=1, burst=-1), "RetryBudget.burst"),
+        (lambda: RetryBudget(per_second=1, burst=2.5), "RetryBudget.burst"),
+        (lambda: RetryBudget(per_second=1, burst=True), "RetryBudget.burst"),
+        (lambda: Snooze(-1), "Snooze.seconds"),
+        (lambda: Snooze(366 * 86_400), "Snooze.seconds"),
+        (lambda: Snooze("soon"), "Snooze.seconds"),
     ],
 )
 def test_invalid_retry_options_are_refused_naming_the_option(make, option):

@@ -23,10 +23,11 @@ from .errors import (
     NonRetryableError,
     RepriseError,
     RetryAfter,
+    Snooze,
     WaitTimeout,
 )
-from .retries import Retries, to_retry_policy
-from .v1.types_pb2 import AttemptState, Execution, ExecutionState
+from .retries import Retries, RetryBudget, to_retry_policy
+from .v1.types_pb2 import AttemptState, Execution, ExecutionState, RetryRule
 from .worker import Worker
 
 __all__ = [
@@ -48,6 +49,9 @@ __all__ = [
     "RepriseError",
     "Retries",
     "RetryAfter",
+    "RetryBudget",
+    "RetryRule",
+    "Snooze",
     "WaitTimeout",
     "Worker",
     "current_attempt",

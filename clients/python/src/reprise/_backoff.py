@@ -7,8 +7,9 @@ import random
 import grpc
 
 # Codes after which the same request may simply be sent again. Resending is
-# safe for every worker RPC: leases are fenced, so a duplicate report or
-# heartbeat is refused per token rather than applied twice.
+# safe for every worker RPC: leases are fenced, so a report that repeats one
+# already recorded is answered as a duplicate (accepted, changing nothing)
+# rather than applied twice, and a heartbeat only extends a lease.
 TRANSIENT = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,

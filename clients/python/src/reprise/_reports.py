@@ -12,7 +12,7 @@ import grpc
 from reprise.v1 import types_pb2, worker_service_pb2
 
 from ._backoff import Backoff, is_transient
-from ._durations import from_timestamp
+from ._durations import from_duration, from_timestamp
 from .context import AttemptContext
 
 log = logging.getLogger("reprise.worker")
@@ -20,13 +20,17 @@ log = logging.getLogger("reprise.worker")
 # The coordinator's default --max-batch-size; larger batches are INVALID_ARGUMENT.
 MAX_BATCH = 1000
 RPC_TIMEOUT = 10.0
+# What a duplicate receipt says of the decision: the coordinator does not repeat it.
+ALREADY_RECORDED = "already recorded by an earlier report whose reply was lost"
 
 
 class OutcomeReporter:
     """Sends outcomes until each has a receipt. Resends through a coordinator
     restart (a result must not be lost because the coordinator blinked), and
-    calls `settled(token)` once the coordinator accepted or refused it.
-    `attempt_of(token)` names the attempt in the log line of a failure."""
+    calls `settled(token)` once the coordinator accepted or refused it. A
+    resend of an outcome that was recorded before its reply was lost is
+    accepted as a duplicate, so it counts as recorded.
+    `attempt_of(token)` names the attempt in the log line of a failure or a snooze."""
 
     def __init__(
         self,
@@ -90,10 +94,17 @@ class OutcomeReporter:
                 return
             backoff.reset()
             for outcome, receipt in zip(batch, response.receipts):
+                # A duplicate is accepted: an earlier send of this batch was
+                # recorded and only its reply was lost.
                 if not receipt.accepted:
                     log.warning("reprise: coordinator refused an outcome: %s", receipt.reason)
                 elif outcome.HasField("failure"):
                     log_failed_attempt(self._attempt_of(outcome.lease_token), outcome.failure, receipt)
+                elif outcome.HasField("snooze"):
+                    log_snoozed_attempt(self._attempt_of(outcome.lease_token), outcome.snooze, receipt)
+                elif receipt.duplicate:
+                    context = self._attempt_of(outcome.lease_token)
+                    log.debug("reprise: the result of %s was already recorded by an earlier report", _name(context))
                 self._settled(outcome.lease_token)
             return
 
@@ -128,18 +139,18 @@ class OutcomeReporter:
 def log_failed_attempt(context: AttemptContext | None, failure: types_pb2.Failure, receipt: types_pb2.OutcomeReceipt) -> None:
     """Logs an accepted failure at INFO with what the coordinator decided: a
     retry and when it may start, or none. The same facts are on the record
-    (`extra`), for handlers that write structured logs."""
-    task, execution_id, attempt = (context.task, context.execution_id, context.attempt) if context else ("?", "?", 0)
-    next_attempt_at = None
-    if receipt.will_retry and receipt.HasField("next_attempt_at"):
-        next_attempt_at = datetime.fromtimestamp(from_timestamp(receipt.next_attempt_at), timezone.utc)
-    if not receipt.will_retry:
+    (`extra`), for handlers that write structured logs. A duplicate receipt
+    does not repeat the decision, so `will_retry` is then None."""
+    task, execution_id, attempt = _facts(context)
+    next_attempt_at = _next_attempt_at(receipt) if receipt.will_retry else None
+    if receipt.duplicate:
+        decision = ALREADY_RECORDED
+    elif not receipt.will_retry:
         decision = "no retry, the execution has failed"
     elif next_attempt_at is None:
         decision = "retry scheduled"
     else:
-        seconds = max(0.0, next_attempt_at.timestamp() - time.time())
-        decision = f"retry at {next_attempt_at.isoformat(timespec='milliseconds')} (in {seconds:.1f} s)"
+        decision = f"retry at {_when(next_attempt_at)}"
     log.info(
         "reprise: %s[%s] attempt %d failed with %s: %s; %s",
         task, execution_id, attempt, failure.type, failure.message, decision,
@@ -149,7 +160,53 @@ def log_failed_attempt(context: AttemptContext | None, failure: types_pb2.Failur
             "attempt": attempt,
             "error_type": failure.type,
             "error_message": failure.message,
-            "will_retry": receipt.will_retry,
+            "will_retry": None if receipt.duplicate else receipt.will_retry,
             "next_attempt_at": next_attempt_at,
+            "duplicate": receipt.duplicate,
         },
     )
+
+
+def log_snoozed_attempt(context: AttemptContext | None, snooze: types_pb2.Snooze, receipt: types_pb2.OutcomeReceipt) -> None:
+    """Logs an accepted snooze at INFO with when the execution is due again;
+    the same facts are on the record (`extra`)."""
+    task, execution_id, attempt = _facts(context)
+    next_attempt_at = None if receipt.duplicate else _next_attempt_at(receipt)
+    if receipt.duplicate:
+        decision = ALREADY_RECORDED
+    elif next_attempt_at is None:
+        decision = "due again"
+    else:
+        decision = f"due again at {_when(next_attempt_at)}"
+    log.info(
+        "reprise: %s[%s] attempt %d snoozed for %g s; %s",
+        task, execution_id, attempt, from_duration(snooze.delay), decision,
+        extra={
+            "task": task,
+            "execution_id": execution_id,
+            "attempt": attempt,
+            "snooze_delay": from_duration(snooze.delay),
+            "next_attempt_at": next_attempt_at,
+            "duplicate": receipt.duplicate,
+        },
+    )
+
+
+def _facts(context: AttemptContext | None) -> tuple[str, str, int]:
+    return (context.task, context.execution_id, context.attempt) if context else ("?", "?", 0)
+
+
+def _name(context: AttemptContext | None) -> str:
+    task, execution_id, attempt = _facts(context)
+    return f"{task}[{execution_id}] attempt {attempt}"
+
+
+def _next_attempt_at(receipt: types_pb2.OutcomeReceipt) -> datetime | None:
+    if not receipt.HasField("next_attempt_at"):
+        return None
+    return datetime.fromtimestamp(from_timestamp(receipt.next_attempt_at), timezone.utc)
+
+
+def _when(moment: datetime) -> str:
+    seconds = max(0.0, moment.timestamp() - time.time())
+    return f"{moment.isoformat(timespec='milliseconds')} (in {seconds:.1f} s)"

@@ -11,7 +11,7 @@ from reprise.v1 import types_pb2
 
 from ._durations import Seconds, as_seconds, to_duration
 from .context import AttemptContext
-from .retries import Retries, RetriesOption, When, normalize, to_retry_policy
+from .retries import Retries, RetriesOption, RetryBudget, When, normalize, to_retry_policy
 
 _BAD_NAME = re.compile(r"[\s\x00-\x1f\x7f]")
 MAX_TIMEOUT = 365 * 86_400
@@ -24,6 +24,7 @@ class TaskSpec:
     retries: Retries | None
     timeout: float | None
     arity: int  # how many of (args, ctx) the handler takes
+    retry_budget: RetryBudget | None = None
 
     @property
     def when(self) -> When | None:
@@ -36,6 +37,8 @@ class TaskSpec:
             definition.retry_policy.CopyFrom(policy)
         if self.timeout:
             definition.timeout.CopyFrom(to_duration(self.timeout))
+        if self.retry_budget is not None:
+            definition.retry_budget.CopyFrom(self.retry_budget.to_wire())
         return definition
 
     def call(self, args: Any, context: AttemptContext) -> Any:
@@ -45,7 +48,13 @@ class TaskSpec:
         return self.handler(*call_args)
 
 
-def make_task(handler: Callable[..., Any], name: str | None, retries: RetriesOption, timeout: Seconds | None) -> TaskSpec:
+def make_task(
+    handler: Callable[..., Any],
+    name: str | None,
+    retries: RetriesOption,
+    timeout: Seconds | None,
+    retry_budget: RetryBudget | None = None,
+) -> TaskSpec:
     if not callable(handler):
         raise TypeError(f"task: the handler must be callable; got {handler!r}")
     task_name = name or getattr(handler, "__name__", None)
@@ -56,7 +65,9 @@ def make_task(handler: Callable[..., Any], name: str | None, retries: RetriesOpt
         timeout_seconds = as_seconds(timeout, f"task {task_name}: timeout")
         if timeout_seconds > MAX_TIMEOUT:
             raise ValueError(f"task {task_name}: timeout must be at most 365 days; got {timeout!r}")
-    return TaskSpec(task_name, handler, normalize(retries), timeout_seconds or None, _arity(handler))
+    if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+        raise TypeError(f"task {task_name}: retry_budget must be None or a RetryBudget; got {retry_budget!r}")
+    return TaskSpec(task_name, handler, normalize(retries), timeout_seconds or None, _arity(handler), retry_budget)
 
 
 def _arity(handler: Callable[..., Any]) -> int:

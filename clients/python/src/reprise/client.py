@@ -109,6 +109,21 @@ class Client:
         request = service.CancelExecutionRequest(execution_id=execution_id)
         return self._retrying(lambda timeout: self._stub.CancelExecution(request, timeout=timeout, wait_for_ready=True)).execution
 
+    def rerun(self, execution_id: str) -> types_pb2.Execution:
+        """Runs an execution that ended FAILED, ABANDONED, TIMED_OUT or CANCELLED again; returns it, PENDING.
+
+        It keeps its id, its attempts and its idempotency key, and its retry
+        limit counts afresh. Raises grpc.RpcError with FAILED_PRECONDITION when
+        it is PENDING, RUNNING or SUCCEEDED, and NOT_FOUND when there is no
+        such execution. To wait for its new end: `client.execution(id).result()`.
+        """
+        return self._rerun(execution_id)
+
+    def _rerun(self, execution_id: str) -> types_pb2.Execution:
+        request = service.RerunExecutionRequest(execution_id=execution_id)
+        # Sent once: a resend after a lost reply would find it PENDING already and be refused.
+        return self._stub.RerunExecution(request, timeout=RECONNECT_TIMEOUT, wait_for_ready=True).execution
+
     def _retrying(self, call: Callable[[float], T]) -> T:
         """Runs an idempotent unary call, resending through transient failures for up to RECONNECT_TIMEOUT."""
         deadline = time.monotonic() + RECONNECT_TIMEOUT
@@ -125,7 +140,7 @@ class Client:
 
 
 class ExecutionHandle:
-    """One execution: its latest snapshot in `.execution`, and ways to wait for, watch or cancel it."""
+    """One execution: its latest snapshot in `.execution`, and ways to wait for, watch, cancel or re-run it."""
 
     def __init__(self, client: Client, execution: types_pb2.Execution):
         self._client = client
@@ -143,6 +158,14 @@ class ExecutionHandle:
     def cancel(self) -> types_pb2.Execution:
         """Cancels it: a pending one never runs again; a running attempt is told to stop. Ended ones are unchanged."""
         self.execution = self._client._cancel(self.id)
+        return self.execution
+
+    def rerun(self) -> types_pb2.Execution:
+        """Runs it again after it ended FAILED, ABANDONED, TIMED_OUT or CANCELLED (see Client.rerun).
+
+        result() and watch() then follow it to its new end.
+        """
+        self.execution = self._client._rerun(self.id)
         return self.execution
 
     def watch(self, timeout: float | None = None) -> Iterator[types_pb2.Execution]:

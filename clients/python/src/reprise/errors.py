@@ -5,6 +5,8 @@ from reprise.v1 import types_pb2
 
 from ._durations import Seconds, as_seconds
 
+MAX_SNOOZE_SECONDS = 365 * 86_400
+
 
 class RepriseError(Exception):
     """Base of every error this package raises on its own account."""
@@ -62,6 +64,21 @@ class RetryAfter(Exception):
     def __init__(self, seconds: Seconds, message: str = ""):
         self.retry_after = as_seconds(seconds, "retry_after")
         super().__init__(message or f"retry requested after {self.retry_after:g} s")
+
+
+class Snooze(Exception):
+    """Raise to say the attempt did no work and should run again after `seconds`.
+
+    The attempt ends SNOOZED and the execution is due again after the delay.
+    A snooze is not a failure: it uses up no retry, is allowed even for a task
+    without retries, and `when` is not asked about it.
+    """
+
+    def __init__(self, seconds: Seconds, message: str = ""):
+        self.delay = as_seconds(seconds, "Snooze.seconds")
+        if self.delay > MAX_SNOOZE_SECONDS:
+            raise ValueError(f"Snooze.seconds: at most 365 days; got {seconds!r}")
+        super().__init__(message or f"snoozed for {self.delay:g} s")
 
 
 class NonRetryableError(Exception):

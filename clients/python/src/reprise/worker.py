@@ -24,8 +24,9 @@ from ._inflight import Inflight
 from ._reports import OutcomeReporter
 from ._tasks import TaskSpec, make_task
 from .codec import Codec
+from .errors import Snooze
 from .options import DEFAULT_ADDRESS, WorkerOptions
-from .retries import RetriesOption
+from .retries import RetriesOption, RetryBudget
 
 log = logging.getLogger("reprise.worker")
 
@@ -78,20 +79,28 @@ class Worker:
     def task(self, handler: F, /) -> F: ...
 
     @overload
-    def task(self, *, name: str | None = None, retries: RetriesOption = None, timeout: Seconds | None = None) -> Callable[[F], F]: ...
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        retries: RetriesOption = None,
+        timeout: Seconds | None = None,
+        retry_budget: RetryBudget | None = None,
+    ) -> Callable[[F], F]: ...
 
-    def task(self, handler=None, /, *, name=None, retries=None, timeout=None):
+    def task(self, handler=None, /, *, name=None, retries=None, timeout=None, retry_budget=None):
         """Registers a handler, as `@cf.task(...)` does. The handler takes (), (args) or
         (args, ctx), where args is the decoded Submit arguments and ctx an AttemptContext.
 
         `retries`: None/0/False (at most once), N (N immediate retries), True
         (unlimited, 1..60 s) or a Retries. `timeout`: seconds one attempt may run.
+        `retry_budget`: a RetryBudget that spreads the task's retries over time.
         """
 
         def register(function: F) -> F:
             if self._started:
                 raise RuntimeError("task: register tasks before start()")
-            spec = make_task(function, name, retries, timeout)
+            spec = make_task(function, name, retries, timeout, retry_budget)
             if spec.name in self._tasks:
                 raise ValueError(f"task {spec.name!r} is already registered")
             self._tasks[spec.name] = spec
@@ -278,6 +287,10 @@ class Worker:
                 raise LookupError(f"this worker has no task {leased.task!r}")
             value = spec.call(self.options.codec.decode(leased.arguments), context)
             outcome.result.CopyFrom(self.options.codec.encode(value))
+        except Snooze as snooze:
+            # Not a failure, so `when` has no say: the attempt did no work and asks to run later.
+            outcome.snooze.SetInParent()
+            outcome.snooze.delay.CopyFrom(to_duration(snooze.delay))
         except BaseException as error:  # noqa: BLE001 - every error is the attempt's outcome
             outcome.failure.CopyFrom(failure_from_exception(error, spec.when if spec else None))
         finally:
