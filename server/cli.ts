@@ -75,7 +75,7 @@ function readTls(cert: string, key: string, clientCa: string | null): NonNullabl
 }
 
 function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
-  const { listen, db, durability, tlsCert, tlsKey, tlsClientCa, authTokens, metricsListen, retainMs, logLevel: _, ...limits } = config;
+  const { listen, db, durability, tlsCert, tlsKey, tlsClientCa, authTokens, httpListen, metricsListen: _alias, retainMs, logLevel: _, ...limits } = config;
   return {
     listen,
     db,
@@ -83,7 +83,7 @@ function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
     limits,
     tls: tlsCert && tlsKey ? readTls(tlsCert, tlsKey, tlsClientCa) : undefined,
     authorizer: authTokens ? Authorizer.fromFile(authTokens) : undefined,
-    metricsListen: metricsListen ?? undefined,
+    httpListen: httpListen ?? undefined,
     retainMs: retainMs ?? undefined,
     log,
   };
@@ -105,7 +105,8 @@ async function serve(args: string[]): Promise<number> {
   const config = loadServeConfig(values as Record<string, string | undefined>, process.env);
   const log = jsonLogger(config.logLevel);
   const server = await startServer(serverOptions(config, log));
-  const metricsNote = server.metricsPort === null ? "" : `; metrics on http://${config.metricsListen!.replace(/:\d+$/, `:${server.metricsPort}`)}/metrics`;
+  const httpBase = server.httpPort === null ? null : `${config.tlsCert ? "https" : "http"}://${config.httpListen!.replace(/:\d+$/, `:${server.httpPort}`)}`;
+  const metricsNote = httpBase === null ? "" : `; JSON API on ${httpBase}/api/v1/executions, metrics on ${httpBase}/metrics`;
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       announce(`reprise: ${signal}; shutting down`, { signal });

@@ -16,7 +16,8 @@ import type { Authorizer } from "./auth.js";
 import { systemClock } from "../coordinator/clock.js";
 import type { Clock } from "../coordinator/clock.js";
 import { EventLoopHolds } from "../operator/holds.js";
-import { PrometheusMetrics, serveMetrics } from "../operator/metrics.js";
+import { PrometheusMetrics } from "../operator/metrics.js";
+import { serveHttp } from "./http.js";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { executionService } from "./execution-service.js";
 import { DEFAULT_LIMITS } from "./limits.js";
@@ -46,7 +47,9 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer };
   /** Require bearer tokens with roles; absent means no auth. */
   authorizer?: Authorizer;
-  /** host:port for Prometheus metrics at /metrics; absent means off. */
+  /** host:port of the HTTP listener: the JSON API under /api/v1/ and Prometheus metrics at /metrics; absent means off. */
+  httpListen?: string;
+  /** The former name of `httpListen`, kept as an alias. */
   metricsListen?: string;
   /** Delete executions that finished longer ago than this, with their attempts; absent keeps them. */
   retainMs?: number;
@@ -59,7 +62,9 @@ export interface ServerOptions {
 export interface RunningServer {
   /** The port actually bound. */
   readonly port: number;
-  /** The metrics port actually bound, when metrics are on. */
+  /** The HTTP port actually bound (JSON API and metrics), when it is on. */
+  readonly httpPort: number | null;
+  /** The same as httpPort, under its former name. */
   readonly metricsPort: number | null;
   readonly coordinator: Coordinator;
   /** Retention, when `retainMs` is set. */
@@ -199,7 +204,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let store: Store | undefined;
   let stopping: Promise<void> | null = null;
   let coordinator: Coordinator | undefined;
-  const metrics = options.metricsListen
+  const httpListen = options.httpListen ?? options.metricsListen;
+  const metrics = httpListen
     ? new PrometheusMetrics({
         executionCounts: async () =>
           (await store!.read(async (tx) => tx.executionCountByTaskAndState())).map(({ task, state, count }) => ({
@@ -243,19 +249,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // quotas below bound long-polls and watches more tightly.
     "grpc.max_concurrent_streams": limits.maxWatchesPerConnection + limits.maxLongPollsPerConnection + 100,
   });
+  const statusOf = (error: unknown) =>
+    error instanceof StoreUnavailableError ? new StatusError(grpc.status.UNAVAILABLE, `${error.message}; try again`) : undefined;
   const implementOptions: ImplementOptions = {
-    statusOf: (error) =>
-      error instanceof StoreUnavailableError ? new StatusError(grpc.status.UNAVAILABLE, `${error.message}; try again`) : undefined,
+    statusOf,
     onInternalError: (method, error) =>
       log.error("request failed", { method, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
     authorize: options.authorizer && ((service, method, metadata) => options.authorizer!.check(service, method, metadata)),
   };
   const watches = new ConnectionQuota("watches", limits.maxWatchesPerConnection, "--max-watches-per-connection");
   const longPolls = new ConnectionQuota("long-polls", limits.maxLongPollsPerConnection, "--max-long-polls-per-connection");
-  server.addService(
-    serviceDefinition(ExecutionService),
-    implementService(ExecutionService, executionService(coordinator, limits, watches), implementOptions),
-  );
+  const executions = executionService(coordinator, limits, watches);
+  server.addService(serviceDefinition(ExecutionService), implementService(ExecutionService, executions, implementOptions));
   server.addService(serviceDefinition(WorkerService), implementService(WorkerService, workerService(coordinator, limits, longPolls), implementOptions));
   const health = new HealthImplementation({ "": "SERVING", ...Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING" as const])) });
   health.addToServer(server);
@@ -276,14 +281,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const reason = /\[listen (\w+): ([^\]]*?) \S+\]/.exec(String((error as Error).message));
     throw reason ? new ConfigError(`--listen: cannot listen on ${options.listen}: ${reason[2]} (${reason[1]})`) : error;
   });
-  const metricsServer = metrics && options.metricsListen ? await serveMetrics(metrics, options.metricsListen) : null;
+  const http =
+    metrics && httpListen
+      ? await serveHttp({ listen: httpListen, handlers: executions, metrics, tls: options.tls, authorizer: options.authorizer, statusOf, log }).catch(async (error: unknown) => {
+          server.forceShutdown();
+          await store!.close();
+          throw new ConfigError(`--http-listen: cannot listen on ${httpListen}: ${(error as Error).message}`);
+        })
+      : null;
   coordinator.start();
   retention?.start();
   log.info("serving", { listen: options.listen, port, db: postgres ? redactUrl(options.db) : options.db, durability: options.durability, tls: !!options.tls, auth: !!options.authorizer });
 
   return {
     port,
-    metricsPort: metricsServer?.port ?? null,
+    httpPort: http?.port ?? null,
+    metricsPort: http?.port ?? null,
     coordinator,
     retention,
     holds,
@@ -304,7 +317,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         });
         await ticked;
         await store.close();
-        if (metricsServer) await new Promise((resolve) => metricsServer.server.close(resolve));
+        await http?.close();
         log.info("stopped");
       })();
       return stopping;

@@ -15,6 +15,8 @@ export interface ServeConfig extends Limits {
   tlsKey: string | null;
   tlsClientCa: string | null;
   authTokens: string | null;
+  /** The HTTP listener: the JSON API and /metrics. --metrics-listen is its alias. */
+  httpListen: string | null;
   metricsListen: string | null;
   /** Delete executions that finished longer ago than this; null keeps them forever. */
   retainMs: number | null;
@@ -170,11 +172,19 @@ export const SERVE_OPTIONS = [
     parse: path,
   },
   {
+    key: "httpListen",
+    flag: "http-listen",
+    env: "REPRISE_HTTP_LISTEN",
+    default: null,
+    help: "host:port to serve HTTP on (HTTPS with --tls-cert): the JSON API under /api/v1/ and Prometheus metrics at /metrics, for example 127.0.0.1:8080; off when unset",
+    parse: listenAddress,
+  },
+  {
     key: "metricsListen",
     flag: "metrics-listen",
     env: "REPRISE_METRICS_LISTEN",
     default: null,
-    help: "host:port to serve Prometheus metrics at /metrics, for example 127.0.0.1:9464; off when unset",
+    help: "the former name of --http-listen, kept as an alias",
     parse: listenAddress,
   },
   {
@@ -203,6 +213,11 @@ export function loadServeConfig(flags: Record<string, string | undefined>, env: 
   if ((result.tlsCert === null) !== (result.tlsKey === null)) throw new ConfigError("--tls-cert and --tls-key: give both or neither");
   if (result.tlsClientCa !== null && result.tlsCert === null) throw new ConfigError("--tls-client-ca: needs --tls-cert and --tls-key");
   if (result.minLeaseMs > result.maxLeaseMs) throw new ConfigError("--min-lease-duration: must not be greater than --max-lease-duration");
+  if (result.httpListen !== null && result.metricsListen !== null && result.httpListen !== result.metricsListen) {
+    throw new ConfigError("--metrics-listen: is an alias of --http-listen; give one of them, or the same address to both");
+  }
+  result.httpListen ??= result.metricsListen;
+  result.metricsListen = null;
   return result;
 }
 

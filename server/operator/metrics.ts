@@ -1,9 +1,7 @@
-// Prometheus metrics, served on `reprise serve --metrics-listen` (off by
-// default) in the standard text format. Counters are bumped after the commit
+// Prometheus metrics, served at /metrics on `reprise serve --http-listen` (off
+// by default; see api/http.ts) in the standard text format. Counters are bumped after the commit
 // that made them true; gauges that describe the database are read at scrape
 // time, so they cost nothing between scrapes.
-import { createServer } from "node:http";
-import type { Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** What the coordinator reports. The no-op version is used when metrics are off. */
@@ -146,26 +144,4 @@ export class PrometheusMetrics implements CoordinatorMetrics {
     this.commitSize.observe(changes);
     this.commitLatency.observe(ms / 1000);
   }
-}
-
-/** Serves GET /metrics on host:port. Resolves with the bound port. */
-export async function serveMetrics(metrics: PrometheusMetrics, listen: string): Promise<{ port: number; server: Server }> {
-  const match = /^(.+):(\d+)$/.exec(listen)!;
-  const server = createServer((request, response) => {
-    if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
-      response.writeHead(404, { "content-type": "text/plain" }).end("not found; try /metrics\n");
-      return;
-    }
-    metrics.registry.metrics().then(
-      (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
-      (error: unknown) => response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`),
-    );
-  });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(Number(match[2]), match[1]!.replace(/^\[|\]$/g, ""), () => {
-      const address = server.address();
-      resolve({ port: typeof address === "object" && address ? address.port : 0, server });
-    });
-  });
 }
