@@ -122,33 +122,23 @@ async function route(request: IncomingMessage, response: ServerResponse, options
   const execution = EXECUTION_PATH.exec(url.pathname);
   if (!execution) throw new StatusError(grpc.status.NOT_FOUND, `${url.pathname}: no such path; the JSON API is under /api/v1/executions`);
   const executionId = decodeURIComponent(execution[1]!);
-  switch (execution[2]) {
-    case undefined: {
-      allow(method, ["GET"], url.pathname);
-      authorize(options, request, "GetExecution");
-      const reply = await handlers.getExecution(create(GetExecutionRequestSchema, { executionId }), unaryCall);
-      sendJson(response, ExecutionSchema, reply.execution!);
-      return;
-    }
-    case "cancel": {
-      allow(method, ["POST"], url.pathname);
-      authorize(options, request, "CancelExecution");
-      const reply = await handlers.cancelExecution(create(CancelExecutionRequestSchema, { executionId }), unaryCall);
-      sendJson(response, ExecutionSchema, reply.execution!);
-      return;
-    }
-    case "rerun": {
-      allow(method, ["POST"], url.pathname);
-      authorize(options, request, "RerunExecution");
-      const reply = await handlers.rerunExecution(create(RerunExecutionRequestSchema, { executionId }), unaryCall);
-      sendJson(response, ExecutionSchema, reply.execution!);
-      return;
-    }
-    case "watch":
-      allow(method, ["GET"], url.pathname);
-      authorize(options, request, "WatchExecution");
-      await watch(request, response, executionId, options, streams);
+  const verb = execution[2] ?? "get";
+  if (verb === "watch") {
+    allow(method, ["GET"], url.pathname);
+    authorize(options, request, "WatchExecution");
+    await watch(request, response, executionId, options, streams);
+    return;
   }
+  // Each of the three takes { execution_id } and answers { execution }.
+  const actions: Record<string, { http: string; rpc: string; call: () => Promise<{ execution?: MessageInitShape<typeof ExecutionSchema> }> }> = {
+    get: { http: "GET", rpc: "GetExecution", call: () => handlers.getExecution(create(GetExecutionRequestSchema, { executionId }), unaryCall) },
+    cancel: { http: "POST", rpc: "CancelExecution", call: () => handlers.cancelExecution(create(CancelExecutionRequestSchema, { executionId }), unaryCall) },
+    rerun: { http: "POST", rpc: "RerunExecution", call: () => handlers.rerunExecution(create(RerunExecutionRequestSchema, { executionId }), unaryCall) },
+  };
+  const action = actions[verb]!;
+  allow(method, [action.http], url.pathname);
+  authorize(options, request, action.rpc);
+  sendJson(response, ExecutionSchema, (await action.call()).execution!);
 }
 
 /**
