@@ -13,7 +13,7 @@
 // Everything comes from node_modules and this checkout: nothing is downloaded.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -178,8 +178,14 @@ const vendorProtos = packedSet(
   ),
   assets,
 );
+const consoleFiles = ["index.html", "app.js", "styles.css"].map((name) => {
+  const file = join(ROOT, "dist/console", name);
+  if (!existsSync(file)) fail(`${file} is missing: npm run build writes it`);
+  assets[`console/${name}`] = file;
+  return `console/${name}`;
+});
 const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
-const manifest = { version, commit: commit(), protos, migrations, sqlite, vendorProtos };
+const manifest = { version, commit: commit(), protos, console: consoleFiles, migrations, sqlite, vendorProtos };
 writeFileSync(join(WORK, "manifest.json"), JSON.stringify(manifest, null, 2));
 assets["manifest.json"] = join(WORK, "manifest.json");
 

@@ -8,6 +8,7 @@ import { execFile, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { get as httpsGet } from "node:https";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
@@ -212,7 +213,7 @@ describe.runIf(EXECUTABLE !== undefined)("the single executable, with an empty e
     }
   }, 30_000);
 
-  test("every command works from it: serve with TLS, tokens, metrics and full durability; submit, ls, show, cancel, watch, workers, backup", async () => {
+  test("every command works from it: serve with TLS, tokens, the console, the JSON API, metrics and full durability; submit, ls, show, cancel, rerun, watch, workers, backup", async () => {
     const dir = tempDir();
     const file = (name: string) => join(dir, name);
     execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", file("key.pem"), "-out", file("cert.pem"), "-days", "1",
@@ -221,14 +222,14 @@ describe.runIf(EXECUTABLE !== undefined)("the single executable, with an empty e
     writeFileSync(file("tokens"), `admin ${token}\n`);
     const env = empty(dir);
     const child = spawn(EXECUTABLE!, ["serve", "--listen", "127.0.0.1:0", "--db", file("reprise.db"), "--tls-cert", file("cert.pem"), "--tls-key", file("key.pem"),
-      "--auth-tokens", file("tokens"), "--metrics-listen", "127.0.0.1:0", "--durability", "full"], { env, stdio: ["ignore", "ignore", "pipe"] });
+      "--auth-tokens", file("tokens"), "--http-listen", "127.0.0.1:0", "--durability", "full"], { env, stdio: ["ignore", "ignore", "pipe"] });
     const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
     try {
       let stderr = "";
-      const [address, metrics] = await new Promise<[string, string]>((resolve, reject) => {
+      const [address, httpBase] = await new Promise<[string, string]>((resolve, reject) => {
         child.stderr!.on("data", (chunk: Buffer) => {
           stderr += chunk.toString();
-          const match = /serving on (127\.0\.0\.1:\d+) .*metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(stderr);
+          const match = /serving on (127\.0\.0\.1:\d+) .*metrics on (https:\/\/127\.0\.0\.1:\d+)\/metrics/.exec(stderr);
           if (match) resolve([match[1]!, match[2]!]);
         });
         child.once("exit", (code) => reject(new Error(`the executable exited with ${code}: ${stderr}`)));
@@ -243,7 +244,21 @@ describe.runIf(EXECUTABLE !== undefined)("the single executable, with an empty e
       expect((await cli("watch", id, "--json")).code).toBe(1);
       expect((await cli("workers")).stdout).toBe("no worker seen in the last 7 days\n");
       expect((await exec(EXECUTABLE!, ["ls", "--addr", address, "--tls-ca", file("cert.pem")], env)).stderr).toContain("UNAUTHENTICATED");
-      expect(await (await fetch(metrics)).text()).toContain('reprise_executions{task="report",state="cancelled"} 1');
+      // HTTPS with the coordinator's certificate: the console, the JSON API and the metrics, all embedded in the executable.
+      const https = (path: string, headers: Record<string, string> = {}) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          httpsGet(`${httpBase}${path}`, { ca: readFileSync(file("cert.pem")), headers }, (response) => {
+            let body = "";
+            response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+            response.on("end", () => resolve({ status: response.statusCode!, body }));
+          }).on("error", reject);
+        });
+      expect((await https("/metrics")).body).toContain('reprise_executions{task="report",state="cancelled"} 1');
+      expect((await https("/")).body).toContain('<script src="app.js"></script>');
+      expect(await https("/app.js")).toMatchObject({ status: 200, body: expect.stringContaining("/api/v1/executions") });
+      expect(await https(`/api/v1/executions/${id}`)).toMatchObject({ status: 401 });
+      expect(JSON.parse((await https(`/api/v1/executions/${id}`, { authorization: `Bearer ${token}` })).body)).toMatchObject({ id, state: "EXECUTION_STATE_CANCELLED" });
+      expect(await cli("rerun", id)).toMatchObject({ code: 0, stdout: expect.stringContaining("PENDING") });
       expect(await exec(EXECUTABLE!, ["backup", "--db", file("reprise.db"), file("copy.db")], env)).toMatchObject({ code: 0 });
     } finally {
       child.kill("SIGTERM");

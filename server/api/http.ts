@@ -1,6 +1,6 @@
-// The HTTP listener of `reprise serve --http-listen`: the JSON API under
-// /api/v1/ and Prometheus metrics at /metrics, on one port (HTTPS with the
-// coordinator's TLS certificate).
+// The HTTP listener of `reprise serve --http-listen`: the web console at /,
+// the JSON API under /api/v1/ and Prometheus metrics at /metrics, on one port
+// (HTTPS with the coordinator's TLS certificate).
 //
 // The JSON API speaks ExecutionService's own messages in protobuf's canonical
 // JSON mapping, and follows Google's HTTP mapping conventions (AIP-131 to
@@ -30,6 +30,7 @@ import type { Execution, ServiceHandlers } from "@reprise/wire";
 import type { Authorizer } from "./auth.js";
 import type { Logger } from "../operator/log.js";
 import type { PrometheusMetrics } from "../operator/metrics.js";
+import { consoleFile } from "../runtime/runtime.js";
 import { invalid } from "./validate.js";
 
 export interface HttpOptions {
@@ -73,6 +74,17 @@ const HTTP_STATUS: Record<number, number> = {
 
 const EXECUTION_PATH = /^\/api\/v1\/executions\/([^/:]+)(?::(cancel|rerun|watch))?$/;
 
+/** The console's files at their paths, with their types. */
+const CONSOLE: Record<string, { file: string; type: string }> = {
+  "/": { file: "index.html", type: "text/html; charset=utf-8" },
+  "/index.html": { file: "index.html", type: "text/html; charset=utf-8" },
+  "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
+  "/styles.css": { file: "styles.css", type: "text/css; charset=utf-8" },
+};
+
+/** The page talks to this origin only: no CDN, no other host. */
+const CONSOLE_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
+
 /** Starts the listener. Resolves once it is bound. */
 export async function serveHttp(options: HttpOptions): Promise<HttpListener> {
   const streams = new Set<ServerResponse>();
@@ -109,6 +121,14 @@ async function route(request: IncomingMessage, response: ServerResponse, options
     allow(method, ["GET"], url.pathname);
     const text = await options.metrics.registry.metrics();
     response.writeHead(200, { "content-type": options.metrics.registry.contentType }).end(text);
+    return;
+  }
+  const page = CONSOLE[url.pathname];
+  if (page) {
+    allow(method, ["GET"], url.pathname);
+    const body = consoleFile(page.file);
+    if (body === null) throw new StatusError(grpc.status.NOT_FOUND, `${url.pathname}: the console was not built (npm run build writes dist/console)`);
+    response.writeHead(200, { "content-type": page.type, "content-security-policy": CONSOLE_POLICY, "cache-control": "no-cache", "x-content-type-options": "nosniff" }).end(body);
     return;
   }
   const { handlers } = options;

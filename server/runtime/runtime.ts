@@ -28,6 +28,8 @@ interface Manifest {
   commit: string;
   /** Asset names of the API's protos, "proto/reprise/v1/….proto". */
   protos: string[];
+  /** Asset names of the console's files, "console/app.js" and the like. */
+  console: string[];
   /** Asset names of the migrations, "migrations/sqlite/0001_….sql" and "migrations/postgres/0001_….sql". */
   migrations: string[];
   /** The SQLite addon and the better-sqlite3 code for the checkpoint thread. */
@@ -82,6 +84,17 @@ export function sqliteForThreads(): { driver: string; nativeBinding: string | un
   if (!inExecutable) return { driver: createRequire(import.meta.url).resolve("better-sqlite3"), nativeBinding: undefined };
   const { folder } = sqliteFolder();
   return { driver: join(folder, "better-sqlite3.cjs"), nativeBinding: join(folder, "better_sqlite3.node") };
+}
+
+/**
+ * The console's files, by name ("index.html", "app.js", "styles.css"): built
+ * into dist/console by scripts/build-console.mjs, or embedded in the
+ * executable. Null for a file the build does not have.
+ */
+export function consoleFile(name: string): Buffer | null {
+  if (inExecutable) return embedded().console.includes(`console/${name}`) ? Buffer.from(getAsset(`console/${name}`)) : null;
+  const path = join(root(), "dist/console", name);
+  return existsSync(path) ? readFileSync(path) : null;
 }
 
 /** Where each store's migrations live in a checkout or package. */

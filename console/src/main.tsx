@@ -1,0 +1,441 @@
+// The Reprise console: the executions page and an execution's page, over the
+// coordinator's JSON API. Routes live in the URL's hash (#/executions?…,
+// #/executions/ID), so that the coordinator serves one page for all of them.
+import { render } from "preact";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { ApiError, cancelExecution, getExecution, listExecutions, rerunExecution, token, watchExecution } from "./api.js";
+import type { Execution } from "./api.js";
+import { clockTime, describePolicy, duration, failureLine, isRetrying, lastFailure, ms, payloadText, relative, ruleName, shortState } from "./format.js";
+import { Timeline } from "./timeline.js";
+
+const STATES = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "ABANDONED", "TIMED_OUT", "CANCELLED"];
+const RERUNNABLE = new Set(["FAILED", "ABANDONED", "TIMED_OUT", "CANCELLED"]);
+const OPEN = new Set(["PENDING", "RUNNING"]);
+
+/** The current time, ticking every second, for ages and countdowns. */
+function useNow(): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, []);
+  return now;
+}
+
+/** The route in the hash: its path and its query. */
+function useRoute(): { path: string; query: URLSearchParams } {
+  const read = () => {
+    const [path, query] = (location.hash.slice(1) || "/executions").split("?");
+    return { path: path || "/executions", query: new URLSearchParams(query ?? "") };
+  };
+  const [route, setRoute] = useState(read);
+  useEffect(() => {
+    const changed = () => setRoute(read());
+    addEventListener("hashchange", changed);
+    return () => removeEventListener("hashchange", changed);
+  }, []);
+  return route;
+}
+
+function StateBadge({ state }: { state: string }) {
+  const name = shortState(state);
+  return <span class={`badge state-${name.toLowerCase()}`}>{name}</span>;
+}
+
+/** Asks for the bearer token the coordinator wants; kept for this tab only. */
+function TokenForm({ error, onToken }: { error: ApiError; onToken: () => void }) {
+  const [value, setValue] = useState("");
+  return (
+    <form
+      class="panel token"
+      onSubmit={(event) => {
+        event.preventDefault();
+        token.set(value.trim());
+        onToken();
+      }}
+    >
+      <h2>{error.status === 403 ? "This token may not read executions" : "The coordinator needs a token"}</h2>
+      <p>{error.message}. Paste a caller or admin token from the coordinator's --auth-tokens file. It is kept in this tab only and sent as a header.</p>
+      <label for="token">Bearer token</label>
+      <input id="token" type="password" autocomplete="off" value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} required />
+      <button type="submit">Use this token</button>
+    </form>
+  );
+}
+
+function Problem({ error, retry }: { error: unknown; retry: () => void }) {
+  if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return <TokenForm error={error} onToken={retry} />;
+  const message = error instanceof ApiError ? `${error.code}: ${error.message}` : String(error);
+  return (
+    <div class="panel problem" role="alert">
+      <p>{message}</p>
+      <button onClick={retry}>Try again</button>
+    </div>
+  );
+}
+
+function ExecutionsPage({ query }: { query: URLSearchParams }) {
+  const now = useNow();
+  const task = query.get("task") ?? "";
+  const state = query.get("state") ?? "";
+  const retrying = query.get("view") === "retrying";
+  const [pages, setPages] = useState<{ executions: Execution[]; next: string | undefined }>({ executions: [], next: undefined });
+  const [error, setError] = useState<unknown>(null);
+  const [loading, setLoading] = useState(true);
+  const [attempt, setAttempt] = useState(0);
+
+  const load = useCallback(
+    async (pageToken?: string) => {
+      setLoading(true);
+      try {
+        const page = await listExecutions({ task, state: retrying ? "PENDING" : state, pageSize: 50, pageToken });
+        const executions = (page.executions ?? []).filter((e) => !retrying || isRetrying(e));
+        setPages((previous) => ({ executions: pageToken ? [...previous.executions, ...executions] : executions, next: page.nextPageToken }));
+        setError(null);
+      } catch (caught) {
+        setError(caught);
+      } finally {
+        setLoading(false);
+      }
+    },
+    [task, state, retrying],
+  );
+  useEffect(() => {
+    void load();
+  }, [load, attempt]);
+
+  const navigate = (changes: Record<string, string>) => {
+    const next = new URLSearchParams(query);
+    for (const [key, value] of Object.entries(changes)) value ? next.set(key, value) : next.delete(key);
+    location.hash = `#/executions?${next}`;
+  };
+  const rows = retrying ? [...pages.executions].sort((a, b) => (ms(a.nextAttemptAt) ?? 0) - (ms(b.nextAttemptAt) ?? 0)) : pages.executions;
+
+  return (
+    <main>
+      <div class="toolbar">
+        <div class="tabs" role="tablist">
+          <a role="tab" aria-selected={!retrying} href="#/executions">
+            All executions
+          </a>
+          <a role="tab" aria-selected={retrying} href="#/executions?view=retrying">
+            Retrying now
+          </a>
+        </div>
+        {/* Uncontrolled, and made anew for each route: the clock re-renders every second. */}
+        <form
+          key={query.toString()}
+          class="filters"
+          onSubmit={(event) => {
+            event.preventDefault();
+            const data = new FormData(event.currentTarget);
+            const id = String(data.get("id") ?? "").trim();
+            if (id) location.hash = `#/executions/${encodeURIComponent(id)}`;
+            else navigate({ task: String(data.get("task") ?? "").trim(), state: String(data.get("state") ?? "") });
+          }}
+        >
+          <label>
+            Task
+            <input name="task" defaultValue={task} placeholder="any task" />
+          </label>
+          {!retrying && (
+            <label>
+              State
+              <select name="state" defaultValue={state}>
+                <option value="">any state</option>
+                {STATES.map((s) => (
+                  <option value={s}>{s}</option>
+                ))}
+              </select>
+            </label>
+          )}
+          <label>
+            Execution id
+            <input name="id" placeholder="open by id" />
+          </label>
+          <button type="submit">Apply</button>
+        </form>
+      </div>
+      {error !== null ? (
+        <Problem error={error} retry={() => setAttempt((n) => n + 1)} />
+      ) : (
+        <table class="executions">
+          <caption class="sr-only">{retrying ? "Executions waiting for a retry, soonest first" : "Executions, newest first"}</caption>
+          <thead>
+            <tr>
+              <th scope="col">Execution</th>
+              <th scope="col">Task</th>
+              <th scope="col">State</th>
+              <th scope="col">Attempts</th>
+              <th scope="col">Age</th>
+              <th scope="col">Next / ended</th>
+              <th scope="col">Last failure</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((e) => {
+              const next = ms(e.nextAttemptAt);
+              const finished = ms(e.finishedAt);
+              const last = e.attempts?.at(-1);
+              const rule = last && next !== null ? ruleName(last) : null;
+              return (
+                <tr key={e.id} data-id={e.id}>
+                  <td class="mono">
+                    <a href={`#/executions/${encodeURIComponent(e.id)}`}>{e.id.slice(0, 13)}…</a>
+                  </td>
+                  <td>{e.task}</td>
+                  <td>
+                    <StateBadge state={e.state} />
+                  </td>
+                  <td class="num">{e.attempts?.length ?? 0}</td>
+                  <td>{duration(now - ms(e.createdAt)!)}</td>
+                  <td class="countdown">
+                    {next !== null
+                      ? `${next > now ? `retry ${relative(next, now)}` : "due now"}${rule && isRetrying(e) ? ` · ${rule}` : ""}`
+                      : finished !== null
+                        ? `ended ${relative(finished, now)}`
+                        : e.state === "EXECUTION_STATE_RUNNING"
+                          ? "running"
+                          : ""}
+                  </td>
+                  <td class="failure" title={lastFailure(e)}>
+                    {lastFailure(e)}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+      {!error && !loading && rows.length === 0 && <p class="empty">{retrying ? "Nothing is waiting for a retry." : "No executions match."}</p>}
+      <div class="more">
+        {loading && <span aria-live="polite">Loading…</span>}
+        {!loading && pages.next && <button onClick={() => void load(pages.next)}>Older executions</button>}
+      </div>
+    </main>
+  );
+}
+
+function ExecutionPage({ id }: { id: string }) {
+  const now = useNow();
+  const [execution, setExecution] = useState<Execution | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [attempt, setAttempt] = useState(0);
+  const [busy, setBusy] = useState(false);
+  const [width, setWidth] = useState(900);
+  const box = useRef<HTMLDivElement>(null);
+
+  useEffect(() => {
+    const measure = () => box.current && setWidth(box.current.clientWidth);
+    measure();
+    addEventListener("resize", measure);
+    return () => removeEventListener("resize", measure);
+  }, [execution !== null]);
+
+  // Live: the watch stream sends the current state, then every change, and
+  // ends after the terminal one; a re-run (or a dropped stream) opens it again.
+  useEffect(() => {
+    const controller = new AbortController();
+    let stopped = false;
+    (async () => {
+      while (!stopped) {
+        try {
+          await watchExecution(id, (snapshot) => setExecution(snapshot), controller.signal);
+          setError(null);
+          return;
+        } catch (caught) {
+          if (controller.signal.aborted) return;
+          if (caught instanceof ApiError && caught.status !== 0) {
+            setError(caught);
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      }
+    })();
+    return () => {
+      stopped = true;
+      controller.abort();
+    };
+  }, [id, attempt]);
+
+  const act = async (what: "cancel" | "rerun") => {
+    const question = what === "cancel" ? "Cancel this execution? A pending one never runs; a running attempt is told to stop." : "Run this execution again? Its retry limit counts afresh.";
+    if (!confirm(question)) return;
+    setBusy(true);
+    try {
+      setExecution(await (what === "cancel" ? cancelExecution(id) : rerunExecution(id)));
+      if (what === "rerun") setAttempt((n) => n + 1);
+    } catch (caught) {
+      alert(caught instanceof ApiError ? `${caught.code}: ${caught.message}` : String(caught));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (error !== null) return <main>{<Problem error={error} retry={() => setAttempt((n) => n + 1)} />}</main>;
+  if (execution === null) return <main aria-busy="true">Loading…</main>;
+  const state = shortState(execution.state);
+  const next = ms(execution.nextAttemptAt);
+  const attempts = execution.attempts ?? [];
+  const labels = Object.entries(execution.labels ?? {});
+  return (
+    <main>
+      <p>
+        <a href="#/executions">← Executions</a>
+      </p>
+      <header class="execution-header">
+        <div>
+          <h1>
+            {execution.task} <StateBadge state={execution.state} />
+          </h1>
+          <p class="mono id">{execution.id}</p>
+        </div>
+        <div class="actions">
+          {OPEN.has(state) && (
+            <button class="danger" disabled={busy} onClick={() => void act("cancel")}>
+              Cancel
+            </button>
+          )}
+          {RERUNNABLE.has(state) && (
+            <button disabled={busy} onClick={() => void act("rerun")}>
+              Re-run
+            </button>
+          )}
+        </div>
+      </header>
+      <dl class="facts">
+        <dt>Created</dt>
+        <dd>
+          {clockTime(ms(execution.createdAt)!)} ({relative(ms(execution.createdAt)!, now)})
+        </dd>
+        {execution.finishedAt && (
+          <>
+            <dt>Ended</dt>
+            <dd>
+              {clockTime(ms(execution.finishedAt)!)}, after {duration(ms(execution.finishedAt)! - ms(execution.createdAt)!)}
+            </dd>
+          </>
+        )}
+        {next !== null && (
+          <>
+            <dt>Next attempt</dt>
+            <dd class="countdown">
+              attempt {attempts.length + 1} {next > now ? relative(next, now) : "due now"} ({clockTime(next)})
+            </dd>
+          </>
+        )}
+        <dt>Retry policy</dt>
+        <dd>{describePolicy(execution.retryPolicy)}</dd>
+        {execution.idempotencyKey && (
+          <>
+            <dt>Idempotency key</dt>
+            <dd class="mono">{execution.idempotencyKey}</dd>
+          </>
+        )}
+        {labels.length > 0 && (
+          <>
+            <dt>Labels</dt>
+            <dd>
+              {labels.map(([k, v]) => (
+                <span class="label">
+                  {k}={v}
+                </span>
+              ))}
+            </dd>
+          </>
+        )}
+        {execution.failure && (
+          <>
+            <dt>Failure</dt>
+            <dd class="failure">{failureLine(execution.failure)}</dd>
+          </>
+        )}
+      </dl>
+      <section>
+        <h2>Timeline</h2>
+        <div ref={box} class="timeline-box">
+          {attempts.length === 0 && next !== null ? <p class="empty">No attempt yet: the first is due {relative(next, now)}.</p> : <Timeline execution={execution} now={now} width={width} />}
+        </div>
+      </section>
+      <section>
+        <h2>Attempts</h2>
+        <ol class="attempts">
+          {attempts.map((a, i) => {
+            const started = ms(a.startedAt)!;
+            const finished = ms(a.finishedAt);
+            const followed = attempts[i + 1] ? ms(attempts[i + 1]!.scheduledAt) : i === attempts.length - 1 ? next : null;
+            const rule = ruleName(a);
+            return (
+              <li key={a.number} class="attempt" data-attempt={a.number}>
+                <div class="attempt-head">
+                  <strong>Attempt {a.number}</strong> <StateBadge state={a.state} />
+                  <span class="muted">
+                    {" "}
+                    on {a.workerId || "a worker"}, started {clockTime(started)}, {finished === null ? `running for ${duration(now - started)}` : `took ${duration(finished - started)}`}
+                  </span>
+                </div>
+                {a.failure && (
+                  <details class="failure-detail">
+                    <summary class="failure">{failureLine(a.failure)}</summary>
+                    {a.failure.stackTrace && <pre>{a.failure.stackTrace}</pre>}
+                  </details>
+                )}
+                {rule && (
+                  <p class="decision">
+                    {followed !== null && followed !== undefined && finished !== null && ["backoff", "retry_after", "snooze", "budget"].includes(rule)
+                      ? `Then waited ${duration(followed - finished)} (${rule}${a.retryComputedAt ? `; the delay rules said ${duration(ms(a.retryComputedAt)! - finished)}` : ""}).`
+                      : `Then no retry: ${rule}.`}{" "}
+                    {a.retryPolicy && <span class="muted">Decided under: {describePolicy(a.retryPolicy)}.</span>}
+                  </p>
+                )}
+              </li>
+            );
+          })}
+        </ol>
+      </section>
+      <section class="payloads">
+        <div>
+          <h2>Arguments</h2>
+          <pre>{payloadText(execution.arguments) || "(empty)"}</pre>
+        </div>
+        {execution.result && (
+          <div>
+            <h2>Result</h2>
+            <pre>{payloadText(execution.result)}</pre>
+          </div>
+        )}
+      </section>
+    </main>
+  );
+}
+
+function App() {
+  const { path, query } = useRoute();
+  const match = /^\/executions\/(.+)$/.exec(path);
+  return (
+    <>
+      <nav class="top">
+        <a class="brand" href="#/executions">
+          Reprise
+        </a>
+        <a href="#/executions">Executions</a>
+        <a href="#/executions?view=retrying">Retrying now</a>
+        {token.get() && (
+          <button
+            class="link"
+            onClick={() => {
+              token.clear();
+              location.reload();
+            }}
+          >
+            Forget token
+          </button>
+        )}
+      </nav>
+      {match ? <ExecutionPage key={match[1]} id={decodeURIComponent(match[1]!)} /> : <ExecutionsPage query={query} />}
+    </>
+  );
+}
+
+render(<App />, document.getElementById("app")!);

@@ -1,0 +1,169 @@
+// The web console, used as a person would use it, in headless Chromium: the
+// executions page and its "retrying now" view, an execution's page with its
+// attempts on the timeline, cancel and re-run with their confirmations, a live
+// update arriving, and the token form. Screenshots go to test/artifacts/.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { Authorizer } from "../server/api/auth.js";
+import { millis, seconds, startTestCoordinator, tempDir } from "./helpers.js";
+import type { TestCoordinator } from "./helpers.js";
+import { fail, leaseNow, submit, succeed } from "./wire-helpers.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = join(import.meta.dirname, "artifacts");
+// CI installs Chromium (.ci/run); elsewhere these tests need it too, unless told to skip.
+const available = existsSync(CHROMIUM) || process.env.CI === "true";
+
+let browser: Browser;
+let c: TestCoordinator;
+let base: string;
+
+beforeAll(async () => {
+  if (!available) return;
+  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+afterEach(async () => {
+  await c?.close();
+});
+
+async function start(options: Parameters<typeof startTestCoordinator>[0] = {}) {
+  c = await startTestCoordinator({ httpListen: "127.0.0.1:0", ...options });
+  base = `http://127.0.0.1:${c.server.httpPort}`;
+}
+
+async function open(path: string, viewport = { width: 1280, height: 860 }): Promise<Page> {
+  const page = await browser.newPage({ viewport });
+  const outside: string[] = [];
+  page.on("request", (request) => {
+    if (!request.url().startsWith(base)) outside.push(request.url());
+  });
+  page.on("pageerror", (error) => {
+    throw error;
+  });
+  await page.goto(`${base}${path}`);
+  page.on("close", () => expect(outside, "requests to other hosts").toEqual([]));
+  return page;
+}
+
+const shot = (page: Page, name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+
+describe.runIf(available)("the console in a browser", () => {
+  test("the executions page lists executions newest first with state, attempts, age, last failure and a countdown; 'retrying now' shows the waiting retries", async () => {
+    await start();
+    const charged = await submit(c, "charge_card", { retryPolicy: { limit: 3, backoffMin: millis(200) }, labels: { tenant: "acme" } });
+    await fail(c, (await leaseNow(c, ["charge_card"]))[0]!, { type: "ConnectionError", message: "connection refused by payments.example" });
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await succeed(c, (await leaseNow(c, ["charge_card"]))[0]!, { charged: 42 });
+    const waiting = await submit(c, "sync_crm", { retryPolicy: { limit: 2, backoffMin: seconds(600) } });
+    await fail(c, (await leaseNow(c, ["sync_crm"]))[0]!, { type: "RateLimited", message: "HTTP 429 from the CRM" });
+    const failed = await submit(c, "send_email");
+    await fail(c, (await leaseNow(c, ["send_email"]))[0]!, { type: "SmtpError", message: "mailbox unavailable", nonRetryable: true });
+
+    const page = await open("/");
+    const rows = page.locator("table.executions tbody tr");
+    await expect.poll(() => rows.count()).toBe(3);
+    expect(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([failed.id, waiting.id, charged.id]);
+    const retryRow = page.locator(`tr[data-id="${waiting.id}"]`);
+    await expect.poll(() => retryRow.textContent()).toMatch(/sync_crm\s*PENDING\s*1.*retry in (9m 5\ds|10m 00s) · backoff.*RateLimited: HTTP 429 from the CRM/);
+    expect(await page.locator(`tr[data-id="${failed.id}"] .badge`).textContent()).toBe("FAILED");
+    expect(await page.locator(`tr[data-id="${failed.id}"] .failure`).textContent()).toBe("SmtpError: mailbox unavailable");
+    await shot(page, "executions");
+
+    await page.getByRole("tab", { name: "Retrying now" }).click();
+    await expect.poll(() => rows.count()).toBe(1);
+    expect(await rows.first().getAttribute("data-id")).toBe(waiting.id);
+    await shot(page, "retrying-now");
+
+    await page.getByRole("tab", { name: "All executions" }).click();
+    await page.getByLabel("State").selectOption("FAILED");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([failed.id]);
+    await page.close();
+  });
+
+  test("an execution's page draws every attempt on the timeline with its failure and the rule that set each wait, and shows arguments and result", async () => {
+    await start();
+    const e = await submit(c, "charge_card", { retryPolicy: { limit: 3, backoffMin: millis(300) }, idempotencyKey: "order-17" });
+    for (const message of ["connection refused", "read timeout"]) {
+      await fail(c, (await leaseNow(c, ["charge_card"]))[0]!, { type: "ConnectionError", message });
+      await new Promise((resolve) => setTimeout(resolve, 320));
+    }
+    await succeed(c, (await leaseNow(c, ["charge_card"]))[0]!, { charged: 42, currency: "EUR" });
+
+    const page = await open(`/#/executions/${e.id}`);
+    await page.locator(".execution-header .badge").getByText("SUCCEEDED").waitFor();
+    expect(await page.locator("svg.timeline .bar").count()).toBe(3);
+    expect(await page.locator("svg.timeline .bar.state-failed").count()).toBe(2);
+    expect(await page.locator("svg.timeline .wait-label").allTextContents()).toEqual([expect.stringMatching(/· backoff$/), expect.stringMatching(/· backoff$/)]);
+    const attempts = page.locator("li.attempt");
+    expect(await attempts.count()).toBe(3);
+    expect(await attempts.nth(0).locator("summary").textContent()).toBe("ConnectionError: connection refused");
+    expect(await attempts.nth(1).locator("summary").textContent()).toBe("ConnectionError: read timeout");
+    expect(await attempts.nth(0).locator(".decision").textContent()).toMatch(/^Then waited 3\d\d ms \(backoff\)\. Decided under: 3 retries, after 0.3 s\.$/);
+    expect(await page.locator(".payloads pre").last().textContent()).toBe('{\n  "charged": 42,\n  "currency": "EUR"\n}');
+    expect(await page.locator("dl.facts").textContent()).toContain("order-17");
+    await shot(page, "execution");
+    // And on a phone.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, "execution-phone");
+    await page.close();
+  });
+
+  test("cancel and re-run ask first, are shown only when they apply, and a live update arrives without a reload", async () => {
+    await start();
+    const e = await submit(c, "export_report");
+    const page = await open(`/#/executions/${e.id}`);
+    await page.locator(".execution-header .badge").getByText("PENDING").waitFor();
+    expect(await page.getByRole("button", { name: "Re-run" }).count()).toBe(0);
+
+    // Refusing the confirmation changes nothing.
+    page.once("dialog", (dialog) => void dialog.dismiss());
+    await page.getByRole("button", { name: "Cancel" }).click();
+    expect(await page.locator(".execution-header .badge").textContent()).toBe("PENDING");
+
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await page.locator(".execution-header .badge").getByText("CANCELLED").waitFor();
+    expect(await page.getByRole("button", { name: "Cancel" }).count()).toBe(0);
+
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.getByRole("button", { name: "Re-run" }).click();
+    await page.locator(".execution-header .badge").getByText("PENDING").waitFor();
+
+    // A worker leases and finishes it elsewhere: the page follows.
+    const [attempt] = await leaseNow(c, ["export_report"]);
+    await page.locator(".execution-header .badge").getByText("RUNNING").waitFor();
+    await fail(c, attempt!, { type: "DiskFull", message: "no space left on device", nonRetryable: true });
+    await page.locator(".execution-header .badge").getByText("FAILED").waitFor();
+    expect(await page.locator("li.attempt summary").textContent()).toBe("DiskFull: no space left on device");
+    await shot(page, "after-rerun");
+    await page.close();
+  });
+
+  test("with bearer tokens the page asks for a token, sends it as a header and never puts it in a URL", async () => {
+    const TOKEN = "caller-token-0123456789";
+    const file = join(tempDir(), "tokens");
+    writeFileSync(file, `caller ${TOKEN}\n`);
+    await start({ authorizer: Authorizer.fromFile(file) });
+    const page = await open("/");
+    const urls: string[] = [];
+    page.on("request", (request) => urls.push(request.url()));
+    await page.getByLabel("Bearer token").waitFor();
+    await shot(page, "token");
+    await page.getByLabel("Bearer token").fill(TOKEN);
+    await page.getByRole("button", { name: "Use this token" }).click();
+    await page.locator("table.executions").waitFor();
+    expect(urls.some((url) => url.includes(TOKEN))).toBe(false);
+    expect(page.url()).not.toContain(TOKEN);
+    await page.close();
+  });
+});
