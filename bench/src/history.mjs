@@ -162,7 +162,10 @@ const stats = (samples) => ({ median: median(samples), max: Math.max(...samples)
  * On the history coordinator: `scrapes` GETs of /metrics, `scrapeGapMs` apart;
  * then `calls` rounds of three ListExecutions calls, `callGapMs` apart: state
  * FAILED with page_size 50, its second page, and state PENDING (nothing is
- * pending between runs). Each is timed at the caller, gRPC included.
+ * pending between runs). Each is timed at the caller, gRPC included. Then the
+ * console's two pages over its JSON API, as its page asks for them: the first
+ * page (50 newest executions) and a filtered page (50 FAILED), each timed to
+ * the parsed JSON.
  */
 export async function probeHistory(system, { failed, scrapes = 20, calls = 20, scrapeGapMs, callGapMs, timeoutMs }) {
   const deadline = now() + timeoutMs;
@@ -202,6 +205,23 @@ export async function probeHistory(system, { failed, scrapes = 20, calls = 20, s
       times.pendingNone.push((await list({ state: ExecutionState.PENDING, pageSize: 50 }, { size: 0 })).ms);
       await sleep(callGapMs);
     }
+    const base = system.window.url.replace(/\/metrics$/, "");
+    const page = async (query, expected) => {
+      const started = now();
+      const response = await fetch(`${base}/api/v1/executions?${query}`);
+      const body = await response.json();
+      const ms = now() - started;
+      if (response.status !== 200 || (body.executions ?? []).length !== expected) throw new Error(`GET /api/v1/executions?${query}: ${response.status}, ${(body.executions ?? []).length} executions, expected ${expected}`);
+      return ms;
+    };
+    times.consoleFirst = [];
+    times.consoleFailed = [];
+    for (let k = 0; k < calls; k++) {
+      inTime();
+      times.consoleFirst.push(await page("page_size=50", 50));
+      times.consoleFailed.push(await page("state=FAILED&page_size=50", firstPage.size));
+      await sleep(callGapMs);
+    }
     for (const [key, samples] of Object.entries(times)) result[key] = samples.length ? stats(samples) : undefined;
   } finally {
     await system.finish();
@@ -214,5 +234,5 @@ const fmt = (ms) => ms.toFixed(ms < 10 ? 2 : 1);
 const pair = (s) => (s ? `${fmt(s.median)} / ${fmt(s.max)}` : "–");
 
 export function describeProbes(result) {
-  return `scrape ${pair(result.scrape)} ms; FAILED page 1 ${pair(result.failedFirst)}, page 2 ${pair(result.failedSecond)}, PENDING (none) ${pair(result.pendingNone)} (median / max)`;
+  return `scrape ${pair(result.scrape)} ms; FAILED page 1 ${pair(result.failedFirst)}, page 2 ${pair(result.failedSecond)}, PENDING (none) ${pair(result.pendingNone)}; console first page ${pair(result.consoleFirst)}, FAILED ${pair(result.consoleFailed)} (median / max)`;
 }

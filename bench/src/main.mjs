@@ -339,6 +339,8 @@ function printHistory(med) {
     rows.push([`ListExecutions FAILED, page_size 50, ms, ${of}`, "–", probe("failedFirst"), ""]);
     rows.push([`ListExecutions FAILED, its second page, ms, ${of}`, "–", probe("failedSecond"), ""]);
     rows.push([`ListExecutions PENDING (none pending), ms, ${of}`, "–", probe("pendingNone"), ""]);
+    rows.push([`console's first page (GET /api/v1/executions, 50 newest), ms, ${of}`, "–", probe("consoleFirst"), ""]);
+    rows.push([`console's filtered page (GET /api/v1/executions?state=FAILED, 50), ms, ${of}`, "–", probe("consoleFailed"), ""]);
   }
   rows.push(["start to SERVING, ms", "–", fmt(extras.history.startToServingMs, 0), ""]);
   rows.push(["RSS after start, MiB", "–", fmt(extras.history.rssMiB, 0), ""]);
