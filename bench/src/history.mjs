@@ -206,7 +206,7 @@ export async function probeHistory(system, { failed, scrapes = 20, calls = 20, s
       await sleep(callGapMs);
     }
     const base = system.window.url.replace(/\/metrics$/, "");
-    const page = async (query, expected) => {
+    const consolePage = async (query, expected) => {
       const started = now();
       const response = await fetch(`${base}/api/v1/executions?${query}`);
       const body = await response.json();
@@ -218,8 +218,8 @@ export async function probeHistory(system, { failed, scrapes = 20, calls = 20, s
     times.consoleFailed = [];
     for (let k = 0; k < calls; k++) {
       inTime();
-      times.consoleFirst.push(await page("page_size=50", 50));
-      times.consoleFailed.push(await page("state=FAILED&page_size=50", firstPage.size));
+      times.consoleFirst.push(await consolePage("page_size=50", 50));
+      times.consoleFailed.push(await consolePage("state=FAILED&page_size=50", firstPage.size));
       await sleep(callGapMs);
     }
     for (const [key, samples] of Object.entries(times)) result[key] = samples.length ? stats(samples) : undefined;
