@@ -90,6 +90,32 @@ describe.runIf(available)("the console in a browser", () => {
     await page.close();
   });
 
+  test("the tasks page shows each task's declared policy, its executions by state and its workers, and flags due work that no worker takes; the workers page lists the workers", async () => {
+    await start();
+    await c.workers.declareTasks({ workerId: "billing-7", tasks: [{ name: "charge_card", retryPolicy: { limit: 3, backoffMin: seconds(1), backoffMax: seconds(30), backoffCoefficient: 2 } }] });
+    await submit(c, "charge_card");
+    await succeed(c, (await leaseNow(c, ["charge_card"]))[0]!);
+    await submit(c, "export_report");
+
+    const page = await open("/#/tasks");
+    const charge = page.locator('tr[data-task="charge_card"]');
+    await charge.waitFor();
+    // billing-7 declared it, and the test's own worker leased its work.
+    expect(await charge.textContent()).toMatch(/charge_card3 retries, 1 s × 2\^\(k−1\), at most 30 s.*SUCCEEDED\s*1.*2 seen, last/);
+    const orphan = page.locator('tr[data-task="export_report"]');
+    expect(await orphan.textContent()).toMatch(/export_reportnot declared.*PENDING\s*1.*1NO WORKER\s*0 seen/);
+    await shot(page, "tasks");
+    await page.locator('tr[data-task="export_report"] a.count').click();
+    await expect.poll(() => page.locator("table.executions tbody tr").count()).toBe(1);
+
+    await page.getByRole("link", { name: "Workers" }).click();
+    const worker = page.locator('tr[data-worker="billing-7"]');
+    await worker.waitFor();
+    expect(await worker.textContent()).toMatch(/billing-7.*charge_card/);
+    await shot(page, "workers");
+    await page.close();
+  });
+
   test("an execution's page draws every attempt on the timeline with its failure and the rule that set each wait, and shows arguments and result", async () => {
     await start();
     const e = await submit(c, "charge_card", { retryPolicy: { limit: 3, backoffMin: millis(300) }, idempotencyKey: "order-17" });

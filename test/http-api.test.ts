@@ -127,6 +127,27 @@ describe("the JSON API", () => {
     expect(await call("GET", "/api/v1/executions/nope:watch")).toMatchObject({ status: 404, body: { code: "NOT_FOUND" } });
   });
 
+  test("GET /api/v1/tasks answers a ListTasksResponse and GET /api/v1/workers a ListWorkersResponse, filtered by task", async () => {
+    await start();
+    await c.workers.declareTasks({ workerId: "mailer-1", tasks: [{ name: "send_email", retryPolicy: { limit: 2 } }] });
+    await submit(c, "send_email");
+    await submit(c, "orphan");
+    const tasks = await call("GET", "/api/v1/tasks");
+    expect(tasks).toMatchObject({
+      status: 200,
+      body: {
+        tasks: [
+          { name: "orphan", executions: [{ state: "EXECUTION_STATE_PENDING", count: "1" }], due: "1", noWorker: true },
+          { name: "send_email", declaration: { name: "send_email", retryPolicy: { limit: 2 } }, declaredBy: "mailer-1", due: "1", workers: 1 },
+        ],
+      },
+    });
+    expect(await call("GET", "/api/v1/workers?task=send_email")).toMatchObject({ status: 200, body: { workers: [{ id: "mailer-1", tasks: ["send_email"] }] } });
+    expect(await call("GET", "/api/v1/workers?task=orphan")).toMatchObject({ status: 200, body: {} });
+    expect(await call("GET", "/api/v1/tasks?state=FAILED")).toMatchObject({ status: 400, body: { message: "state: ListTasks takes no parameters" } });
+    expect(await call("POST", "/api/v1/workers")).toMatchObject({ status: 405 });
+  });
+
   test("/metrics is served on the same port as the JSON API", async () => {
     await start();
     await submit(c, "t");

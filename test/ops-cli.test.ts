@@ -160,6 +160,17 @@ describe("reprise operator commands", () => {
     });
   });
 
+  test("ls warns on stderr about a task whose executions are due while no worker takes them, as 'no pollers'", async () => {
+    await withCoordinator(async (c) => {
+      await reprise(c, "submit", "nightly_export");
+      const { stdout, stderr } = await reprise(c, "ls");
+      expect(stdout).toContain("nightly_export");
+      expect(stderr).toBe("reprise: warning: 1 execution is due for nightly_export, and no worker is taking them (none seen in the last 7 days); is a worker for nightly_export running?\n");
+      await leaseNow(c, ["nightly_export"]);
+      expect((await reprise(c, "ls")).stderr).toBe("");
+    });
+  });
+
   test("cancel ends an execution CANCELLED and watch exits 1 once it ends unsuccessfully", async () => {
     await withCoordinator(async (c) => {
       const id = (await reprise(c, "submit", "t")).stdout.trim();

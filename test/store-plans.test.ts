@@ -19,6 +19,7 @@ import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/st
 const ACCESS: Record<string, string[]> = {
   taskGet: [],
   taskUpsert: [],
+  taskList: [],
   retryBucketCreate: [],
   retryBucketGet: [],
   retryBucketPut: [],
@@ -56,6 +57,7 @@ const ACCESS: Record<string, string[]> = {
   countByTaskAndState: [],
   countAdd: [],
   countDue: ["executions_next"],
+  countDueOfTask: ["executions_due"],
   retentionWalk: ["rowid"],
   retentionDeleteAttempts: ["sqlite_autoindex_attempts_1"],
   retentionDeleteExecution: ["rowid", "sqlite_autoindex_attempts_1"],

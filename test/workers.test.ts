@@ -19,6 +19,48 @@ afterEach(async () => {
 const writesOf = (c: TestCoordinator) =>
   c.server.holds.get().values.find((v) => v.metricName.endsWith("_count") && v.labels.operation === "workerSeen")?.value ?? 0;
 
+describe("ListTasks", () => {
+  test("lists every declared or submitted task by name, with its declaration, its executions by state, how many are due, and its workers", async () => {
+    const clock = new FakeClock();
+    c = await startTestCoordinator({ clock });
+    await c.workers.declareTasks({
+      workerId: "billing-1",
+      tasks: [{ name: "charge", retryPolicy: { limit: 3, backoffMin: seconds(1) }, timeout: seconds(30), retryBudget: { retriesPerSecond: 2, burst: 4 } }],
+    });
+    await c.executions.submitBatch({ submissions: [{ task: "charge" }, { task: "charge" }, { task: "charge", delay: seconds(60) }, { task: "orphan" }] });
+    const [leased] = (await c.workers.leaseAttempts({ workerId: "billing-1", tasks: ["charge"] })).attempts;
+    await c.workers.reportOutcomes({ outcomes: [{ leaseToken: leased!.leaseToken, outcome: { case: "result", value: {} } }] });
+    const { tasks } = await c.executions.listTasks({});
+    expect(tasks.map((t) => t.name)).toEqual(["charge", "orphan"]);
+    const [charge, orphan] = tasks;
+    expect(charge).toMatchObject({
+      declaration: { name: "charge", retryPolicy: { limit: 3 }, timeout: { seconds: 30n }, retryBudget: { retriesPerSecond: 2, burst: 4 } },
+      declaredBy: "billing-1",
+      due: 1n,
+      workers: 1,
+      noWorker: false,
+    });
+    expect(toMs(charge!.declaredAt)).toBe(clock.now());
+    expect(charge!.executions.map((e) => [e.state, e.count])).toEqual([[1, 2n], [3, 1n]]);
+    // Nothing declared it, nobody asks for its work, and it is due: flagged.
+    expect(orphan).toMatchObject({ declaredBy: "", due: 1n, workers: 0, noWorker: true });
+    expect(orphan!.declaration).toBeUndefined();
+    expect(orphan!.workerLastSeenAt).toBeUndefined();
+  });
+
+  test("a task with due work is flagged no_worker once no worker was seen for it in the last minute", async () => {
+    const clock = new FakeClock();
+    c = await startTestCoordinator({ clock });
+    await c.workers.leaseAttempts({ workerId: "w", tasks: ["report"] });
+    await c.executions.submit({ task: "report" });
+    expect((await c.executions.listTasks({})).tasks[0]).toMatchObject({ name: "report", due: 1n, noWorker: false });
+    await clock.advance(61_000);
+    expect((await c.executions.listTasks({})).tasks[0]).toMatchObject({ name: "report", due: 1n, workers: 1, noWorker: true });
+    await c.workers.leaseAttempts({ workerId: "w", tasks: ["report"], maxAttempts: 1 });
+    expect((await c.executions.listTasks({})).tasks[0]).toMatchObject({ due: 0n, noWorker: false });
+  });
+});
+
 describe("ListWorkers", () => {
   test("lists each worker seen through DeclareTasks or LeaseAttempts with its tasks, most recently seen first", async () => {
     const clock = new FakeClock();

@@ -67,6 +67,25 @@ export interface Execution {
   labels?: Record<string, string>;
 }
 
+export interface TaskSummary {
+  name: string;
+  declaration?: { name: string; retryPolicy?: RetryPolicy; timeout?: string; retryBudget?: { retriesPerSecond?: number; burst?: number } };
+  declaredBy?: string;
+  declaredAt?: string;
+  executions?: { state: ExecutionState; count: string }[];
+  /** An int64, as a string. */
+  due?: string;
+  workers?: number;
+  workerLastSeenAt?: string;
+  noWorker?: boolean;
+}
+
+export interface Worker {
+  id: string;
+  tasks?: string[];
+  lastSeenAt?: string;
+}
+
 export interface Page {
   executions?: Execution[];
   nextPageToken?: string;
@@ -120,6 +139,8 @@ export function listExecutions(filter: { task?: string; state?: string; pageSize
   return call("GET", `/api/v1/executions?${query}`);
 }
 
+export const listTasks = () => call<{ tasks?: TaskSummary[] }>("GET", "/api/v1/tasks");
+export const listWorkers = () => call<{ workers?: Worker[] }>("GET", "/api/v1/workers");
 export const getExecution = (id: string) => call<Execution>("GET", `/api/v1/executions/${encodeURIComponent(id)}`);
 export const cancelExecution = (id: string) => call<Execution>("POST", `/api/v1/executions/${encodeURIComponent(id)}:cancel`);
 export const rerunExecution = (id: string) => call<Execution>("POST", `/api/v1/executions/${encodeURIComponent(id)}:rerun`);

@@ -3,8 +3,8 @@
 // #/executions/ID), so that the coordinator serves one page for all of them.
 import { render } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, cancelExecution, getExecution, listExecutions, rerunExecution, token, watchExecution } from "./api.js";
-import type { Execution } from "./api.js";
+import { ApiError, cancelExecution, listExecutions, listTasks, listWorkers, rerunExecution, token, watchExecution } from "./api.js";
+import type { Execution, TaskSummary, Worker } from "./api.js";
 import { clockTime, describePolicy, duration, failureLine, isRetrying, lastFailure, ms, payloadText, relative, ruleName, shortState } from "./format.js";
 import { Timeline } from "./timeline.js";
 
@@ -410,6 +410,146 @@ function ExecutionPage({ id }: { id: string }) {
   );
 }
 
+/** Loads `load()` once, then again every `everyMs`, with its error for Problem. */
+function usePolled<T>(load: () => Promise<T>, everyMs: number): { data: T | null; error: unknown; retry: () => void } {
+  const [data, setData] = useState<T | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [round, setRound] = useState(0);
+  useEffect(() => {
+    let live = true;
+    const run = () =>
+      load().then(
+        (value) => live && (setData(value), setError(null)),
+        (caught: unknown) => live && setError(caught),
+      );
+    void run();
+    const timer = setInterval(() => void run(), everyMs);
+    return () => {
+      live = false;
+      clearInterval(timer);
+    };
+  }, [round]);
+  return { data, error, retry: () => setRound((n) => n + 1) };
+}
+
+const STATE_ORDER = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "ABANDONED", "TIMED_OUT", "CANCELLED"];
+
+function TasksPage() {
+  const now = useNow();
+  const { data, error, retry } = usePolled(listTasks, 5000);
+  if (error !== null) return <main>{<Problem error={error} retry={retry} />}</main>;
+  if (data === null) return <main aria-busy="true">Loading…</main>;
+  const tasks = data.tasks ?? [];
+  return (
+    <main>
+      <h1>Tasks</h1>
+      {tasks.length === 0 && <p class="empty">No task has been declared or submitted yet.</p>}
+      <table class="executions tasks">
+        <caption class="sr-only">Every task, with its declared policy, its executions by state and its workers</caption>
+        <thead>
+          <tr>
+            <th scope="col">Task</th>
+            <th scope="col">Declared policy</th>
+            <th scope="col">Executions</th>
+            <th scope="col">Due now</th>
+            <th scope="col">Workers</th>
+          </tr>
+        </thead>
+        <tbody>
+          {tasks.map((t: TaskSummary) => {
+            const counts = new Map((t.executions ?? []).map((row) => [shortState(row.state), row.count]));
+            const due = Number(t.due ?? 0);
+            const seen = ms(t.workerLastSeenAt);
+            return (
+              <tr key={t.name} data-task={t.name}>
+                <td>
+                  <a href={`#/executions?task=${encodeURIComponent(t.name)}`}>{t.name}</a>
+                </td>
+                <td>
+                  {t.declaration ? (
+                    <>
+                      {describePolicy(t.declaration.retryPolicy)}
+                      {t.declaration.timeout && <div class="muted">timeout {duration(Number.parseFloat(t.declaration.timeout) * 1000)}</div>}
+                      {t.declaration.retryBudget?.retriesPerSecond && (
+                        <div class="muted">
+                          budget {t.declaration.retryBudget.retriesPerSecond}/s, burst {t.declaration.retryBudget.burst ?? 1}
+                        </div>
+                      )}
+                    </>
+                  ) : (
+                    <span class="muted">not declared</span>
+                  )}
+                </td>
+                <td>
+                  <div class="counts">
+                    {STATE_ORDER.filter((s) => counts.has(s)).map((s) => (
+                      <a class="count" href={`#/executions?task=${encodeURIComponent(t.name)}&state=${s}`}>
+                        <StateBadge state={s} /> {Number(counts.get(s)).toLocaleString("en")}
+                      </a>
+                    ))}
+                  </div>
+                </td>
+                <td class="num">{due > 10_000 ? "10,000+" : due.toLocaleString("en")}</td>
+                <td>
+                  {t.noWorker && (
+                    <span class="badge state-failed" title="Executions are due and no worker was seen for this task in the last minute">
+                      NO WORKER
+                    </span>
+                  )}{" "}
+                  {t.workers ?? 0} seen{seen !== null ? `, last ${relative(seen, now)}` : ""}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </main>
+  );
+}
+
+function WorkersPage() {
+  const now = useNow();
+  const { data, error, retry } = usePolled(listWorkers, 5000);
+  if (error !== null) return <main>{<Problem error={error} retry={retry} />}</main>;
+  if (data === null) return <main aria-busy="true">Loading…</main>;
+  const workers = data.workers ?? [];
+  return (
+    <main>
+      <h1>Workers</h1>
+      <p class="muted">Every worker that declared tasks or asked for work in the last 7 days, most recently seen first.</p>
+      {workers.length === 0 ? (
+        <p class="empty">No worker has been seen in the last 7 days.</p>
+      ) : (
+        <table class="executions workers">
+          <caption class="sr-only">Workers seen lately</caption>
+          <thead>
+            <tr>
+              <th scope="col">Worker</th>
+              <th scope="col">Last seen</th>
+              <th scope="col">Tasks</th>
+            </tr>
+          </thead>
+          <tbody>
+            {workers.map((w: Worker) => (
+              <tr key={w.id} data-worker={w.id}>
+                <td class="mono">{w.id || "(no id)"}</td>
+                <td>{w.lastSeenAt ? relative(ms(w.lastSeenAt)!, now) : ""}</td>
+                <td>
+                  {(w.tasks ?? []).map((task) => (
+                    <a class="label" href={`#/executions?task=${encodeURIComponent(task)}`}>
+                      {task}
+                    </a>
+                  ))}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </main>
+  );
+}
+
 function App() {
   const { path, query } = useRoute();
   const match = /^\/executions\/(.+)$/.exec(path);
@@ -421,6 +561,8 @@ function App() {
         </a>
         <a href="#/executions">Executions</a>
         <a href="#/executions?view=retrying">Retrying now</a>
+        <a href="#/tasks">Tasks</a>
+        <a href="#/workers">Workers</a>
         {token.get() && (
           <button
             class="link"
@@ -433,7 +575,15 @@ function App() {
           </button>
         )}
       </nav>
-      {match ? <ExecutionPage key={match[1]} id={decodeURIComponent(match[1]!)} /> : <ExecutionsPage query={query} />}
+      {match ? (
+        <ExecutionPage key={match[1]} id={decodeURIComponent(match[1]!)} />
+      ) : path === "/tasks" ? (
+        <TasksPage />
+      ) : path === "/workers" ? (
+        <WorkersPage />
+      ) : (
+        <ExecutionsPage query={query} />
+      )}
     </>
   );
 }

@@ -7,7 +7,9 @@ import type { ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
 import { encodePolicy } from "../coordinator/coordinator.js";
 import type { Coordinator, SubmitParams } from "../coordinator/coordinator.js";
 import { fixedLimits } from "./limits.js";
-import { msToTimestamp } from "../coordinator/time.js";
+import { msToDuration, msToTimestamp } from "../coordinator/time.js";
+import { storedPolicy } from "../coordinator/snapshot.js";
+import type { TaskRecord } from "../store/store.js";
 import type { Limits } from "./limits.js";
 import type { ConnectionQuota } from "./quota.js";
 import {
@@ -37,6 +39,16 @@ function decodePageToken(token: string): number | undefined {
   const match = /^s(\d{1,16})$/.exec(Buffer.from(token, "base64url").toString());
   if (!match) throw invalid("page_token", "is not a token returned by ListExecutions");
   return Number(match[1]);
+}
+
+/** A stored declaration in its wire form. */
+function taskDefinition(task: TaskRecord) {
+  return {
+    name: task.name,
+    retryPolicy: task.retryPolicy === null ? undefined : storedPolicy(task.retryPolicy).policy,
+    timeout: task.timeoutMs === null ? undefined : msToDuration(task.timeoutMs),
+    retryBudget: task.retryBudget === null ? undefined : { retriesPerSecond: task.retryBudget.perSecond, burst: task.retryBudget.burst },
+  };
 }
 
 /** Validates one Submit; `prefix` places its fields inside a batch. */
@@ -121,6 +133,22 @@ export function executionService(
     async rerunExecution(request) {
       checkExecutionId(request.executionId);
       return { execution: await coordinator.rerun(request.executionId) };
+    },
+
+    async listTasks() {
+      return {
+        tasks: (await coordinator.listTasks()).map((task) => ({
+          name: task.name,
+          declaration: task.declaration === null ? undefined : taskDefinition(task.declaration),
+          declaredBy: task.declaration?.workerId ?? "",
+          declaredAt: task.declaration === null ? undefined : msToTimestamp(task.declaration.declaredAt),
+          executions: task.executions.map(({ state, count }) => ({ state, count: BigInt(count) })),
+          due: BigInt(task.due),
+          workers: task.workers,
+          workerLastSeenAt: task.lastSeenAt === null ? undefined : msToTimestamp(task.lastSeenAt),
+          noWorker: task.noWorker,
+        })),
+      };
     },
 
     async listWorkers(request) {

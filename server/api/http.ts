@@ -22,6 +22,10 @@ import {
   GetExecutionRequestSchema,
   ListExecutionsRequestSchema,
   ListExecutionsResponseSchema,
+  ListTasksRequestSchema,
+  ListTasksResponseSchema,
+  ListWorkersRequestSchema,
+  ListWorkersResponseSchema,
   RerunExecutionRequestSchema,
   StatusError,
   WatchExecutionRequestSchema,
@@ -139,8 +143,23 @@ async function route(request: IncomingMessage, response: ServerResponse, options
     sendJson(response, ListExecutionsResponseSchema, reply);
     return;
   }
+  if (url.pathname === "/api/v1/tasks") {
+    allow(method, ["GET"], url.pathname);
+    authorize(options, request, "ListTasks");
+    onlyParameters(url.searchParams, [], "ListTasks");
+    sendJson(response, ListTasksResponseSchema, await handlers.listTasks(create(ListTasksRequestSchema), unaryCall));
+    return;
+  }
+  if (url.pathname === "/api/v1/workers") {
+    allow(method, ["GET"], url.pathname);
+    authorize(options, request, "ListWorkers");
+    onlyParameters(url.searchParams, ["task"], "ListWorkers");
+    const reply = await handlers.listWorkers(create(ListWorkersRequestSchema, { task: url.searchParams.get("task") ?? "" }), unaryCall);
+    sendJson(response, ListWorkersResponseSchema, reply);
+    return;
+  }
   const execution = EXECUTION_PATH.exec(url.pathname);
-  if (!execution) throw new StatusError(grpc.status.NOT_FOUND, `${url.pathname}: no such path; the JSON API is under /api/v1/executions`);
+  if (!execution) throw new StatusError(grpc.status.NOT_FOUND, `${url.pathname}: no such path; the JSON API is /api/v1/executions, /api/v1/tasks and /api/v1/workers`);
   const executionId = decodeURIComponent(execution[1]!);
   const verb = execution[2] ?? "get";
   if (verb === "watch") {
@@ -200,12 +219,16 @@ const unaryCall = {} as never;
 
 /** ListExecutions' query parameters: task, state (a name such as FAILED or EXECUTION_STATE_FAILED, or its number), page_size, page_token. */
 function listRequest(query: URLSearchParams) {
-  for (const key of query.keys()) {
-    if (!["task", "state", "page_size", "page_token"].includes(key)) throw invalid(key, "is not a parameter of ListExecutions; use task, state, page_size or page_token");
-  }
+  onlyParameters(query, ["task", "state", "page_size", "page_token"], "ListExecutions");
   const pageSize = query.get("page_size") ?? "0";
   if (!/^-?\d+$/.test(pageSize)) throw invalid("page_size", `must be a whole number; got ${JSON.stringify(pageSize)}`);
   return { task: query.get("task") ?? "", state: stateOf(query.get("state") ?? ""), pageSize: Number(pageSize), pageToken: query.get("page_token") ?? "" };
+}
+
+function onlyParameters(query: URLSearchParams, known: string[], rpc: string): void {
+  for (const key of query.keys()) {
+    if (!known.includes(key)) throw invalid(key, known.length === 0 ? `${rpc} takes no parameters` : `is not a parameter of ${rpc}; use ${known.join(", ")}`);
+  }
 }
 
 function stateOf(raw: string): ExecutionState {

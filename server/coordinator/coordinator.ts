@@ -25,7 +25,19 @@ import { WorkerRegistry } from "./workers.js";
 import { Scheduler } from "./scheduler.js";
 import { toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
-import type { AttemptRef, ExecutionRecord, NewAttempt, NewExecution, PayloadRecord, PeerNews, RetryBudgetRecord, Store, Tx, WorkerRecord } from "../store/store.js";
+import type {
+  AttemptRef,
+  ExecutionRecord,
+  NewAttempt,
+  NewExecution,
+  PayloadRecord,
+  PeerNews,
+  RetryBudgetRecord,
+  Store,
+  TaskRecord,
+  Tx,
+  WorkerRecord,
+} from "../store/store.js";
 import { msToTimestamp } from "./time.js";
 import { quote } from "../api/validate.js";
 import { WatchHub } from "./watch-hub.js";
@@ -58,6 +70,22 @@ export interface DeclaredTask {
 }
 
 export const isTerminal = (state: number) => state !== E.pending && state !== E.running;
+
+/** What ListTasks says of one task. */
+export interface TaskOverview {
+  name: string;
+  declaration: TaskRecord | null;
+  executions: { state: number; count: number }[];
+  due: number;
+  workers: number;
+  lastSeenAt: number | null;
+  noWorker: boolean;
+}
+
+/** Due executions are counted up to here: a backlog of millions is "more than 10000". */
+const DUE_COUNT_CAP = 10_001;
+/** Due work with no worker seen for its task for this long is flagged. */
+const NO_WORKER_AFTER_MS = 60_000;
 
 /** The states RerunExecution re-opens. */
 const RERUNNABLE = new Set<number>([E.failed, E.abandoned, E.timedOut, E.cancelled]);
@@ -308,6 +336,38 @@ export class Coordinator {
       const now = this.clock.now();
       await this.workers.seen(tx, workerId, tasks.map((task) => task.name), now, true);
       for (const task of tasks) await tx.taskUpsert({ ...task, workerId, declaredAt: now });
+    });
+  }
+
+  /**
+   * Every task known (declared, or with executions), by name, with its
+   * declaration, its executions by state, how many are due now, and the
+   * workers seen for it lately.
+   */
+  async listTasks(): Promise<TaskOverview[]> {
+    return this.store.read(async (tx) => {
+      const now = this.clock.now();
+      const declared = new Map((await tx.taskList()).map((task) => [task.name, task]));
+      const counts = (await tx.executionCountByTaskAndState()).filter((row) => row.count > 0);
+      const names = [...new Set([...declared.keys(), ...counts.map((row) => row.task)])].sort();
+      const overviews: TaskOverview[] = [];
+      for (const name of names) {
+        const executions = counts.filter((row) => row.task === name).sort((a, b) => a.state - b.state);
+        const pending = executions.some((row) => row.state === E.pending);
+        const due = pending ? await tx.executionCountDueOfTask({ task: name, now, cap: DUE_COUNT_CAP }) : 0;
+        const workers = await this.workers.list(tx, name, now);
+        const lastSeenAt = workers.length === 0 ? null : Math.max(...workers.map((worker) => worker.lastSeenAt));
+        overviews.push({
+          name,
+          declaration: declared.get(name) ?? null,
+          executions: executions.map(({ state, count }) => ({ state, count })),
+          due,
+          workers: workers.length,
+          lastSeenAt,
+          noWorker: due > 0 && (lastSeenAt === null || now - lastSeenAt > NO_WORKER_AFTER_MS),
+        });
+      }
+      return overviews;
     });
   }
 

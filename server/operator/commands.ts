@@ -296,6 +296,7 @@ async function ls(args: string[]): Promise<number> {
       return [e.id, e.task, stateText(c.style, stateName(e.state)), String(e.attempts.length), when, duration(now - ms(e.createdAt)!), last ? failureText(last) : ""];
     });
     c.out(executions.length === 0 ? "no executions\n" : table(c.style, ["ID", "TASK", "STATE", "ATTEMPTS", "NEXT / ENDED", "AGE", "LAST ERROR"], rows));
+    await warnWaitingWithoutWorkers(c, values.task);
     return EXIT.ok;
   } finally {
     c.client.raw.close();
@@ -539,6 +540,21 @@ export const secondsOrDuration = (raw: string): number | null => parseDurationMs
 
 /** How long `submit --wait` waits for a first attempt before it says that no worker may serve the task. */
 const NO_WORKER_WARNING_MS = 5000;
+
+/**
+ * Says on stderr which tasks (of `task` only, when given) have executions due
+ * and no worker seen for them in the last minute, as Temporal's "no pollers".
+ */
+async function warnWaitingWithoutWorkers(c: Context, task: string | undefined): Promise<void> {
+  const { tasks } = await c.client.listTasks({}, { metadata: c.metadata });
+  const now = Date.now();
+  for (const t of tasks) {
+    if (!t.noWorker || (task !== undefined && t.name !== task)) continue;
+    const due = t.due > 10_000n ? "more than 10,000 executions are" : t.due === 1n ? "1 execution is" : `${t.due} executions are`;
+    const seen = t.workerLastSeenAt ? `last seen ${relative(timestampToMs(t.workerLastSeenAt), now)}` : "none seen in the last 7 days";
+    process.stderr.write(`reprise: warning: ${due} due for ${t.name}, and no worker is taking them (${seen}); is a worker for ${t.name} running?\n`);
+  }
+}
 
 /** Says on stderr who, if anyone, has served `task`: submit --wait when the first attempt does not come. */
 async function warnNoWorker(c: Context, task: string): Promise<void> {

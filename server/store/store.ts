@@ -164,6 +164,8 @@ export interface Tx {
   afterCommit(effect: () => void): void;
 
   taskGet(name: string): Awaitable<TaskRecord | undefined>;
+  /** Every declared task, by name. */
+  taskList(): Awaitable<TaskRecord[]>;
   taskUpsert(task: TaskRecord): Awaitable<void>;
 
   /**
@@ -263,6 +265,8 @@ export interface Tx {
    * whether that change's own changes are included differs between stores.
    */
   executionCountByTaskAndState(): Awaitable<{ task: string; state: number; count: number }[]>;
+  /** PENDING executions of `task` due at `now`, counted up to `cap` (a backlog may be large). */
+  executionCountDueOfTask(params: { task: string; now: number; cap: number }): Awaitable<number>;
   /** PENDING executions due at `now` and due later. */
   executionCountPending(now: number): Awaitable<{ due: number; delayed: number }>;
 

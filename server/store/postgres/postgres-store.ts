@@ -83,6 +83,9 @@ const EXECUTION_COLUMNS = `seq, id, task, state, version, arguments, arguments_t
 /** Every statement, by name: node-postgres prepares each once per connection. */
 const SQL = {
   taskGet: "SELECT name, retry_policy, timeout_ms, budget_per_second, budget_burst, worker_id, declared_at FROM reprise.tasks WHERE name = $1",
+  taskList: "SELECT name, retry_policy, timeout_ms, budget_per_second, budget_burst, worker_id, declared_at FROM reprise.tasks ORDER BY name",
+  countDueOfTask: `SELECT count(*)::integer AS count FROM (SELECT 1 FROM reprise.executions
+    WHERE state = ${PENDING} AND task = $1 AND next_attempt_at <= $2 LIMIT $3) due`,
   taskUpsert: `INSERT INTO reprise.tasks (name, retry_policy, timeout_ms, budget_per_second, budget_burst, worker_id, declared_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (name) DO UPDATE SET retry_policy = excluded.retry_policy, timeout_ms = excluded.timeout_ms,
@@ -550,6 +553,14 @@ class PostgresTx implements Tx {
     await this.run("taskUpsert", [task.name, blob(task.retryPolicy), task.timeoutMs, budget?.perSecond ?? null, budget?.burst ?? null, task.workerId, task.declaredAt]);
     if (budget !== null) await this.run("retryBucketCreate", [task.name]);
     this.tasks.set(task.name, task);
+  }
+
+  async taskList(): Promise<TaskRecord[]> {
+    return ((await this.run("taskList", [])).rows as Row[]).map(taskFromRow);
+  }
+
+  async executionCountDueOfTask(params: { task: string; now: number; cap: number }): Promise<number> {
+    return (await this.run("countDueOfTask", [params.task, params.now, params.cap])).rows[0]!.count as number;
   }
 
   async retryBucketGet(task: string): Promise<BucketState | undefined> {

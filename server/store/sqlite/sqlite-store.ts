@@ -253,6 +253,10 @@ export class SqliteStore implements Store, Tx {
     return task;
   }
 
+  taskList(): TaskRecord[] {
+    return (this.statements.taskList.all() as Row[]).map(taskFromRow);
+  }
+
   taskUpsert(task: TaskRecord): void {
     this.tasks.delete(task.name);
     this.tasksInBatch.add(task.name);
@@ -534,6 +538,10 @@ export class SqliteStore implements Store, Tx {
       else counts.set(key, { task, state, count: delta });
     }
     return [...counts.values()].filter((row) => row.count !== 0);
+  }
+
+  executionCountDueOfTask(params: { task: string; now: number; cap: number }): number {
+    return this.statements.countDueOfTask.get(params.task, params.now, params.cap) as number;
   }
 
   executionCountPending(now: number): { due: number; delayed: number } {

@@ -67,6 +67,7 @@ export function prepareStatements(s: Prepare) {
   const listColumns = "SELECT * FROM executions";
   return {
     taskGet: s("taskGet", "SELECT * FROM tasks WHERE name = ?"),
+    taskList: s("taskList", "SELECT * FROM tasks ORDER BY name"),
     taskUpsert: s(
       "taskUpsert",
       `INSERT INTO tasks (name, retry_policy, timeout_ms, budget_per_second, budget_burst, worker_id, declared_at)
@@ -211,6 +212,11 @@ export function prepareStatements(s: Prepare) {
     // Due PENDING executions are few unless workers fall behind; the delayed
     // ones (a million waiting retries, say) are the rest of the PENDING count.
     countDue: s("countDue", `SELECT count(*) FROM executions WHERE state = ${PENDING} AND next_attempt_at <= ?`, "pluck"),
+    countDueOfTask: s(
+      "countDueOfTask",
+      `SELECT count(*) FROM (SELECT 1 FROM executions WHERE state = ${PENDING} AND task = ? AND next_attempt_at <= ? LIMIT ?)`,
+      "pluck",
+    ),
     // Retention: a walk in seq order that reads exactly the rows it is given.
     retentionWalk: s(
       "retentionWalk",

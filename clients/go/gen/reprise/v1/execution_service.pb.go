@@ -865,6 +865,89 @@ func (x *ListWorkersResponse) GetWorkers() []*Worker {
 	return nil
 }
 
+// The request of ExecutionService.ListTasks.
+type ListTasksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{16}
+}
+
+// The response of ExecutionService.ListTasks.
+type ListTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every task the coordinator knows, sorted by name.
+	Tasks         []*TaskSummary `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_execution_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_execution_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListTasksResponse) GetTasks() []*TaskSummary {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
 var File_reprise_v1_execution_service_proto protoreflect.FileDescriptor
 
 const file_reprise_v1_execution_service_proto_rawDesc = "" +
@@ -918,7 +1001,10 @@ const file_reprise_v1_execution_service_proto_rawDesc = "" +
 	"\x12ListWorkersRequest\x12\x12\n" +
 	"\x04task\x18\x01 \x01(\tR\x04task\"C\n" +
 	"\x13ListWorkersResponse\x12,\n" +
-	"\aworkers\x18\x01 \x03(\v2\x12.reprise.v1.WorkerR\aworkers2\xaf\x05\n" +
+	"\aworkers\x18\x01 \x03(\v2\x12.reprise.v1.WorkerR\aworkers\"\x12\n" +
+	"\x10ListTasksRequest\"B\n" +
+	"\x11ListTasksResponse\x12-\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x17.reprise.v1.TaskSummaryR\x05tasks2\xf9\x05\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.reprise.v1.SubmitRequest\x1a\x1a.reprise.v1.SubmitResponse\x12N\n" +
 	"\vSubmitBatch\x12\x1e.reprise.v1.SubmitBatchRequest\x1a\x1f.reprise.v1.SubmitBatchResponse\x12Q\n" +
@@ -927,7 +1013,8 @@ const file_reprise_v1_execution_service_proto_rawDesc = "" +
 	"\x0eWatchExecution\x12!.reprise.v1.WatchExecutionRequest\x1a\".reprise.v1.WatchExecutionResponse0\x01\x12Z\n" +
 	"\x0fCancelExecution\x12\".reprise.v1.CancelExecutionRequest\x1a#.reprise.v1.CancelExecutionResponse\x12W\n" +
 	"\x0eRerunExecution\x12!.reprise.v1.RerunExecutionRequest\x1a\".reprise.v1.RerunExecutionResponse\x12N\n" +
-	"\vListWorkers\x12\x1e.reprise.v1.ListWorkersRequest\x1a\x1f.reprise.v1.ListWorkersResponseB\xb4\x01\n" +
+	"\vListWorkers\x12\x1e.reprise.v1.ListWorkersRequest\x1a\x1f.reprise.v1.ListWorkersResponse\x12H\n" +
+	"\tListTasks\x12\x1c.reprise.v1.ListTasksRequest\x1a\x1d.reprise.v1.ListTasksResponseB\xb4\x01\n" +
 	"\x0ecom.reprise.v1B\x15ExecutionServiceProtoP\x01ZBgithub.com/reprise-dev/reprise/clients/go/gen/reprise/v1;reprisev1\xa2\x02\x03RXX\xaa\x02\n" +
 	"Reprise.V1\xca\x02\n" +
 	"Reprise\\V1\xe2\x02\x16Reprise\\V1\\GPBMetadata\xea\x02\vReprise::V1b\x06proto3"
@@ -944,7 +1031,7 @@ func file_reprise_v1_execution_service_proto_rawDescGZIP() []byte {
 	return file_reprise_v1_execution_service_proto_rawDescData
 }
 
-var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*SubmitRequest)(nil),           // 0: reprise.v1.SubmitRequest
 	(*SubmitResponse)(nil),          // 1: reprise.v1.SubmitResponse
@@ -962,50 +1049,56 @@ var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*RerunExecutionResponse)(nil),  // 13: reprise.v1.RerunExecutionResponse
 	(*ListWorkersRequest)(nil),      // 14: reprise.v1.ListWorkersRequest
 	(*ListWorkersResponse)(nil),     // 15: reprise.v1.ListWorkersResponse
-	nil,                             // 16: reprise.v1.SubmitRequest.LabelsEntry
-	(*Payload)(nil),                 // 17: reprise.v1.Payload
-	(*RetryPolicy)(nil),             // 18: reprise.v1.RetryPolicy
-	(*durationpb.Duration)(nil),     // 19: google.protobuf.Duration
-	(*Execution)(nil),               // 20: reprise.v1.Execution
-	(ExecutionState)(0),             // 21: reprise.v1.ExecutionState
-	(*Worker)(nil),                  // 22: reprise.v1.Worker
+	(*ListTasksRequest)(nil),        // 16: reprise.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 17: reprise.v1.ListTasksResponse
+	nil,                             // 18: reprise.v1.SubmitRequest.LabelsEntry
+	(*Payload)(nil),                 // 19: reprise.v1.Payload
+	(*RetryPolicy)(nil),             // 20: reprise.v1.RetryPolicy
+	(*durationpb.Duration)(nil),     // 21: google.protobuf.Duration
+	(*Execution)(nil),               // 22: reprise.v1.Execution
+	(ExecutionState)(0),             // 23: reprise.v1.ExecutionState
+	(*Worker)(nil),                  // 24: reprise.v1.Worker
+	(*TaskSummary)(nil),             // 25: reprise.v1.TaskSummary
 }
 var file_reprise_v1_execution_service_proto_depIdxs = []int32{
-	17, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
-	18, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
-	19, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
-	16, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
-	20, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
+	19, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
+	20, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
+	21, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
+	18, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
+	22, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
 	0,  // 5: reprise.v1.SubmitBatchRequest.submissions:type_name -> reprise.v1.SubmitRequest
 	1,  // 6: reprise.v1.SubmitBatchResponse.results:type_name -> reprise.v1.SubmitResponse
-	20, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
-	21, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
-	20, // 9: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
-	20, // 10: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
-	20, // 11: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
-	20, // 12: reprise.v1.RerunExecutionResponse.execution:type_name -> reprise.v1.Execution
-	22, // 13: reprise.v1.ListWorkersResponse.workers:type_name -> reprise.v1.Worker
-	0,  // 14: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
-	2,  // 15: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
-	4,  // 16: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
-	6,  // 17: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
-	8,  // 18: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
-	10, // 19: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
-	12, // 20: reprise.v1.ExecutionService.RerunExecution:input_type -> reprise.v1.RerunExecutionRequest
-	14, // 21: reprise.v1.ExecutionService.ListWorkers:input_type -> reprise.v1.ListWorkersRequest
-	1,  // 22: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
-	3,  // 23: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
-	5,  // 24: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
-	7,  // 25: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
-	9,  // 26: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
-	11, // 27: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
-	13, // 28: reprise.v1.ExecutionService.RerunExecution:output_type -> reprise.v1.RerunExecutionResponse
-	15, // 29: reprise.v1.ExecutionService.ListWorkers:output_type -> reprise.v1.ListWorkersResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	22, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
+	23, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
+	22, // 9: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
+	22, // 10: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
+	22, // 11: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
+	22, // 12: reprise.v1.RerunExecutionResponse.execution:type_name -> reprise.v1.Execution
+	24, // 13: reprise.v1.ListWorkersResponse.workers:type_name -> reprise.v1.Worker
+	25, // 14: reprise.v1.ListTasksResponse.tasks:type_name -> reprise.v1.TaskSummary
+	0,  // 15: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
+	2,  // 16: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
+	4,  // 17: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
+	6,  // 18: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
+	8,  // 19: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
+	10, // 20: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
+	12, // 21: reprise.v1.ExecutionService.RerunExecution:input_type -> reprise.v1.RerunExecutionRequest
+	14, // 22: reprise.v1.ExecutionService.ListWorkers:input_type -> reprise.v1.ListWorkersRequest
+	16, // 23: reprise.v1.ExecutionService.ListTasks:input_type -> reprise.v1.ListTasksRequest
+	1,  // 24: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
+	3,  // 25: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
+	5,  // 26: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
+	7,  // 27: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
+	9,  // 28: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
+	11, // 29: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
+	13, // 30: reprise.v1.ExecutionService.RerunExecution:output_type -> reprise.v1.RerunExecutionResponse
+	15, // 31: reprise.v1.ExecutionService.ListWorkers:output_type -> reprise.v1.ListWorkersResponse
+	17, // 32: reprise.v1.ExecutionService.ListTasks:output_type -> reprise.v1.ListTasksResponse
+	24, // [24:33] is the sub-list for method output_type
+	15, // [15:24] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_execution_service_proto_init() }
@@ -1020,7 +1113,7 @@ func file_reprise_v1_execution_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_execution_service_proto_rawDesc), len(file_reprise_v1_execution_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	ExecutionService_CancelExecution_FullMethodName = "/reprise.v1.ExecutionService/CancelExecution"
 	ExecutionService_RerunExecution_FullMethodName  = "/reprise.v1.ExecutionService/RerunExecution"
 	ExecutionService_ListWorkers_FullMethodName     = "/reprise.v1.ExecutionService/ListWorkers"
+	ExecutionService_ListTasks_FullMethodName       = "/reprise.v1.ExecutionService/ListTasks"
 )
 
 // ExecutionServiceClient is the client API for ExecutionService service.
@@ -124,6 +125,13 @@ type ExecutionServiceClient interface {
 	//
 	// Fails with INVALID_ARGUMENT for a malformed `task`.
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
+	// ListTasks lists every task the coordinator knows, by name: each task that a
+	// worker has declared or that has executions in the store, with its latest
+	// declaration, its executions by state, how many are due now, and the
+	// workers seen for it lately. A task with due executions and no worker seen
+	// for it in the last minute is flagged `no_worker`: its work waits for a
+	// worker that is not there.
+	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 }
 
 type executionServiceClient struct {
@@ -223,6 +231,16 @@ func (c *executionServiceClient) ListWorkers(ctx context.Context, in *ListWorker
 	return out, nil
 }
 
+func (c *executionServiceClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTasksResponse)
+	err := c.cc.Invoke(ctx, ExecutionService_ListTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutionServiceServer is the server API for ExecutionService service.
 // All implementations must embed UnimplementedExecutionServiceServer
 // for forward compatibility.
@@ -315,6 +333,13 @@ type ExecutionServiceServer interface {
 	//
 	// Fails with INVALID_ARGUMENT for a malformed `task`.
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
+	// ListTasks lists every task the coordinator knows, by name: each task that a
+	// worker has declared or that has executions in the store, with its latest
+	// declaration, its executions by state, how many are due now, and the
+	// workers seen for it lately. A task with due executions and no worker seen
+	// for it in the last minute is flagged `no_worker`: its work waits for a
+	// worker that is not there.
+	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	mustEmbedUnimplementedExecutionServiceServer()
 }
 
@@ -348,6 +373,9 @@ func (UnimplementedExecutionServiceServer) RerunExecution(context.Context, *Reru
 }
 func (UnimplementedExecutionServiceServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWorkers not implemented")
+}
+func (UnimplementedExecutionServiceServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTasks not implemented")
 }
 func (UnimplementedExecutionServiceServer) mustEmbedUnimplementedExecutionServiceServer() {}
 func (UnimplementedExecutionServiceServer) testEmbeddedByValue()                          {}
@@ -507,6 +535,24 @@ func _ExecutionService_ListWorkers_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutionService_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).ListTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutionService_ListTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).ListTasks(ctx, req.(*ListTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecutionService_ServiceDesc is the grpc.ServiceDesc for ExecutionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -541,6 +587,10 @@ var ExecutionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListWorkers",
 			Handler:    _ExecutionService_ListWorkers_Handler,
+		},
+		{
+			MethodName: "ListTasks",
+			Handler:    _ExecutionService_ListTasks_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1390,6 +1390,185 @@ func (x *OutcomeReceipt) GetDuplicate() bool {
 	return false
 }
 
+// What the coordinator knows of one task (ExecutionService.ListTasks).
+type TaskSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The latest declaration of the task by any worker: its retry policy,
+	// timeout and retry budget. Absent when no worker has declared it.
+	Declaration *TaskDefinition `protobuf:"bytes,2,opt,name=declaration,proto3" json:"declaration,omitempty"`
+	// The `worker_id` of the DeclareTasks call that made the declaration.
+	DeclaredBy string `protobuf:"bytes,3,opt,name=declared_by,json=declaredBy,proto3" json:"declared_by,omitempty"`
+	// When the declaration was made.
+	DeclaredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=declared_at,json=declaredAt,proto3" json:"declared_at,omitempty"`
+	// The task's executions in the store, by state; states with none are left
+	// out.
+	Executions []*StateCount `protobuf:"bytes,5,rep,name=executions,proto3" json:"executions,omitempty"`
+	// PENDING executions of the task that are due now, counted up to 10001
+	// (10001 means "more than 10000").
+	Due int64 `protobuf:"varint,6,opt,name=due,proto3" json:"due,omitempty"`
+	// How many workers declared the task or asked for its work in the last 7
+	// days.
+	Workers uint32 `protobuf:"varint,7,opt,name=workers,proto3" json:"workers,omitempty"`
+	// When a worker was last seen for the task; absent when none was in the
+	// last 7 days.
+	WorkerLastSeenAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=worker_last_seen_at,json=workerLastSeenAt,proto3" json:"worker_last_seen_at,omitempty"`
+	// True when executions are due and no worker was seen for the task in the
+	// last 60 s.
+	NoWorker      bool `protobuf:"varint,9,opt,name=no_worker,json=noWorker,proto3" json:"no_worker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskSummary) Reset() {
+	*x = TaskSummary{}
+	mi := &file_reprise_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskSummary) ProtoMessage() {}
+
+func (x *TaskSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskSummary.ProtoReflect.Descriptor instead.
+func (*TaskSummary) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TaskSummary) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TaskSummary) GetDeclaration() *TaskDefinition {
+	if x != nil {
+		return x.Declaration
+	}
+	return nil
+}
+
+func (x *TaskSummary) GetDeclaredBy() string {
+	if x != nil {
+		return x.DeclaredBy
+	}
+	return ""
+}
+
+func (x *TaskSummary) GetDeclaredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeclaredAt
+	}
+	return nil
+}
+
+func (x *TaskSummary) GetExecutions() []*StateCount {
+	if x != nil {
+		return x.Executions
+	}
+	return nil
+}
+
+func (x *TaskSummary) GetDue() int64 {
+	if x != nil {
+		return x.Due
+	}
+	return 0
+}
+
+func (x *TaskSummary) GetWorkers() uint32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *TaskSummary) GetWorkerLastSeenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WorkerLastSeenAt
+	}
+	return nil
+}
+
+func (x *TaskSummary) GetNoWorker() bool {
+	if x != nil {
+		return x.NoWorker
+	}
+	return false
+}
+
+// How many executions are in one state (TaskSummary.executions).
+type StateCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state.
+	State ExecutionState `protobuf:"varint,1,opt,name=state,proto3,enum=reprise.v1.ExecutionState" json:"state,omitempty"`
+	// How many executions are in it.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateCount) Reset() {
+	*x = StateCount{}
+	mi := &file_reprise_v1_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateCount) ProtoMessage() {}
+
+func (x *StateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
+func (*StateCount) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StateCount) GetState() ExecutionState {
+	if x != nil {
+		return x.State
+	}
+	return ExecutionState_EXECUTION_STATE_UNSPECIFIED
+}
+
+func (x *StateCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // A worker the coordinator has heard from (ExecutionService.ListWorkers).
 type Worker struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1406,7 +1585,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_reprise_v1_types_proto_msgTypes[11]
+	mi := &file_reprise_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1597,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[11]
+	mi := &file_reprise_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1610,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Worker) GetId() string {
@@ -1557,7 +1736,25 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"will_retry\x18\x03 \x01(\bR\twillRetry\x12B\n" +
 	"\x0fnext_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1c\n" +
-	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"l\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"\x89\x03\n" +
+	"\vTaskSummary\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12<\n" +
+	"\vdeclaration\x18\x02 \x01(\v2\x1a.reprise.v1.TaskDefinitionR\vdeclaration\x12\x1f\n" +
+	"\vdeclared_by\x18\x03 \x01(\tR\n" +
+	"declaredBy\x12;\n" +
+	"\vdeclared_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"declaredAt\x126\n" +
+	"\n" +
+	"executions\x18\x05 \x03(\v2\x16.reprise.v1.StateCountR\n" +
+	"executions\x12\x10\n" +
+	"\x03due\x18\x06 \x01(\x03R\x03due\x12\x18\n" +
+	"\aworkers\x18\a \x01(\rR\aworkers\x12I\n" +
+	"\x13worker_last_seen_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x10workerLastSeenAt\x12\x1b\n" +
+	"\tno_worker\x18\t \x01(\bR\bnoWorker\"T\n" +
+	"\n" +
+	"StateCount\x120\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1a.reprise.v1.ExecutionStateR\x05state\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"l\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05tasks\x18\x02 \x03(\tR\x05tasks\x12<\n" +
@@ -1608,7 +1805,7 @@ func file_reprise_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_reprise_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_reprise_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_reprise_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_reprise_v1_types_proto_goTypes = []any{
 	(RetryRule)(0),                // 0: reprise.v1.RetryRule
 	(ExecutionState)(0),           // 1: reprise.v1.ExecutionState
@@ -1624,55 +1821,62 @@ var file_reprise_v1_types_proto_goTypes = []any{
 	(*Outcome)(nil),               // 11: reprise.v1.Outcome
 	(*Snooze)(nil),                // 12: reprise.v1.Snooze
 	(*OutcomeReceipt)(nil),        // 13: reprise.v1.OutcomeReceipt
-	(*Worker)(nil),                // 14: reprise.v1.Worker
-	nil,                           // 15: reprise.v1.Execution.LabelsEntry
-	nil,                           // 16: reprise.v1.LeasedAttempt.LabelsEntry
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*TaskSummary)(nil),           // 14: reprise.v1.TaskSummary
+	(*StateCount)(nil),            // 15: reprise.v1.StateCount
+	(*Worker)(nil),                // 16: reprise.v1.Worker
+	nil,                           // 17: reprise.v1.Execution.LabelsEntry
+	nil,                           // 18: reprise.v1.LeasedAttempt.LabelsEntry
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_reprise_v1_types_proto_depIdxs = []int32{
-	17, // 0: reprise.v1.RetryPolicy.backoff_min:type_name -> google.protobuf.Duration
-	17, // 1: reprise.v1.RetryPolicy.backoff_max:type_name -> google.protobuf.Duration
-	17, // 2: reprise.v1.RetryPolicy.max_elapsed:type_name -> google.protobuf.Duration
+	19, // 0: reprise.v1.RetryPolicy.backoff_min:type_name -> google.protobuf.Duration
+	19, // 1: reprise.v1.RetryPolicy.backoff_max:type_name -> google.protobuf.Duration
+	19, // 2: reprise.v1.RetryPolicy.max_elapsed:type_name -> google.protobuf.Duration
 	3,  // 3: reprise.v1.TaskDefinition.retry_policy:type_name -> reprise.v1.RetryPolicy
-	17, // 4: reprise.v1.TaskDefinition.timeout:type_name -> google.protobuf.Duration
+	19, // 4: reprise.v1.TaskDefinition.timeout:type_name -> google.protobuf.Duration
 	4,  // 5: reprise.v1.TaskDefinition.retry_budget:type_name -> reprise.v1.RetryBudget
-	17, // 6: reprise.v1.Failure.retry_after:type_name -> google.protobuf.Duration
+	19, // 6: reprise.v1.Failure.retry_after:type_name -> google.protobuf.Duration
 	2,  // 7: reprise.v1.Attempt.state:type_name -> reprise.v1.AttemptState
-	18, // 8: reprise.v1.Attempt.scheduled_at:type_name -> google.protobuf.Timestamp
-	18, // 9: reprise.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	18, // 10: reprise.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 8: reprise.v1.Attempt.scheduled_at:type_name -> google.protobuf.Timestamp
+	20, // 9: reprise.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	20, // 10: reprise.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
 	7,  // 11: reprise.v1.Attempt.failure:type_name -> reprise.v1.Failure
 	3,  // 12: reprise.v1.Attempt.retry_policy:type_name -> reprise.v1.RetryPolicy
-	18, // 13: reprise.v1.Attempt.lease_expires_at:type_name -> google.protobuf.Timestamp
+	20, // 13: reprise.v1.Attempt.lease_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 14: reprise.v1.Attempt.retry_rule:type_name -> reprise.v1.RetryRule
-	18, // 15: reprise.v1.Attempt.retry_at:type_name -> google.protobuf.Timestamp
-	18, // 16: reprise.v1.Attempt.retry_computed_at:type_name -> google.protobuf.Timestamp
+	20, // 15: reprise.v1.Attempt.retry_at:type_name -> google.protobuf.Timestamp
+	20, // 16: reprise.v1.Attempt.retry_computed_at:type_name -> google.protobuf.Timestamp
 	1,  // 17: reprise.v1.Execution.state:type_name -> reprise.v1.ExecutionState
 	6,  // 18: reprise.v1.Execution.arguments:type_name -> reprise.v1.Payload
 	3,  // 19: reprise.v1.Execution.retry_policy:type_name -> reprise.v1.RetryPolicy
 	8,  // 20: reprise.v1.Execution.attempts:type_name -> reprise.v1.Attempt
 	6,  // 21: reprise.v1.Execution.result:type_name -> reprise.v1.Payload
 	7,  // 22: reprise.v1.Execution.failure:type_name -> reprise.v1.Failure
-	18, // 23: reprise.v1.Execution.next_attempt_at:type_name -> google.protobuf.Timestamp
-	18, // 24: reprise.v1.Execution.created_at:type_name -> google.protobuf.Timestamp
-	18, // 25: reprise.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 26: reprise.v1.Execution.labels:type_name -> reprise.v1.Execution.LabelsEntry
-	18, // 27: reprise.v1.LeasedAttempt.lease_expires_at:type_name -> google.protobuf.Timestamp
+	20, // 23: reprise.v1.Execution.next_attempt_at:type_name -> google.protobuf.Timestamp
+	20, // 24: reprise.v1.Execution.created_at:type_name -> google.protobuf.Timestamp
+	20, // 25: reprise.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	17, // 26: reprise.v1.Execution.labels:type_name -> reprise.v1.Execution.LabelsEntry
+	20, // 27: reprise.v1.LeasedAttempt.lease_expires_at:type_name -> google.protobuf.Timestamp
 	6,  // 28: reprise.v1.LeasedAttempt.arguments:type_name -> reprise.v1.Payload
-	18, // 29: reprise.v1.LeasedAttempt.timeout_at:type_name -> google.protobuf.Timestamp
-	16, // 30: reprise.v1.LeasedAttempt.labels:type_name -> reprise.v1.LeasedAttempt.LabelsEntry
+	20, // 29: reprise.v1.LeasedAttempt.timeout_at:type_name -> google.protobuf.Timestamp
+	18, // 30: reprise.v1.LeasedAttempt.labels:type_name -> reprise.v1.LeasedAttempt.LabelsEntry
 	6,  // 31: reprise.v1.Outcome.result:type_name -> reprise.v1.Payload
 	7,  // 32: reprise.v1.Outcome.failure:type_name -> reprise.v1.Failure
 	12, // 33: reprise.v1.Outcome.snooze:type_name -> reprise.v1.Snooze
-	17, // 34: reprise.v1.Snooze.delay:type_name -> google.protobuf.Duration
-	18, // 35: reprise.v1.OutcomeReceipt.next_attempt_at:type_name -> google.protobuf.Timestamp
-	18, // 36: reprise.v1.Worker.last_seen_at:type_name -> google.protobuf.Timestamp
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	19, // 34: reprise.v1.Snooze.delay:type_name -> google.protobuf.Duration
+	20, // 35: reprise.v1.OutcomeReceipt.next_attempt_at:type_name -> google.protobuf.Timestamp
+	5,  // 36: reprise.v1.TaskSummary.declaration:type_name -> reprise.v1.TaskDefinition
+	20, // 37: reprise.v1.TaskSummary.declared_at:type_name -> google.protobuf.Timestamp
+	15, // 38: reprise.v1.TaskSummary.executions:type_name -> reprise.v1.StateCount
+	20, // 39: reprise.v1.TaskSummary.worker_last_seen_at:type_name -> google.protobuf.Timestamp
+	1,  // 40: reprise.v1.StateCount.state:type_name -> reprise.v1.ExecutionState
+	20, // 41: reprise.v1.Worker.last_seen_at:type_name -> google.protobuf.Timestamp
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_types_proto_init() }
@@ -1691,7 +1895,7 @@ func file_reprise_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_types_proto_rawDesc), len(file_reprise_v1_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -79,6 +79,11 @@ class ExecutionServiceStub:
                 request_serializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/reprise.v1.ExecutionService/ListTasks',
+                request_serializer=reprise_dot_v1_dot_execution__service__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=reprise_dot_v1_dot_execution__service__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -210,6 +215,18 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """ListTasks lists every task the coordinator knows, by name: each task that a
+        worker has declared or that has executions in the store, with its latest
+        declaration, its executions by state, how many are due now, and the
+        workers seen for it lately. A task with due executions and no worker seen
+        for it in the last minute is flagged `no_worker`: its work waits for a
+        worker that is not there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +269,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersRequest.FromString,
                     response_serializer=reprise_dot_v1_dot_execution__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=reprise_dot_v1_dot_execution__service__pb2.ListTasksRequest.FromString,
+                    response_serializer=reprise_dot_v1_dot_execution__service__pb2.ListTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -475,6 +497,33 @@ class ExecutionService:
             '/reprise.v1.ExecutionService/ListWorkers',
             reprise_dot_v1_dot_execution__service__pb2.ListWorkersRequest.SerializeToString,
             reprise_dot_v1_dot_execution__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reprise.v1.ExecutionService/ListTasks',
+            reprise_dot_v1_dot_execution__service__pb2.ListTasksRequest.SerializeToString,
+            reprise_dot_v1_dot_execution__service__pb2.ListTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -252,6 +252,36 @@ class OutcomeReceipt(_message.Message):
     duplicate: bool
     def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., will_retry: _Optional[bool] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
+class TaskSummary(_message.Message):
+    __slots__ = ("name", "declaration", "declared_by", "declared_at", "executions", "due", "workers", "worker_last_seen_at", "no_worker")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DECLARATION_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    NO_WORKER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    declaration: TaskDefinition
+    declared_by: str
+    declared_at: _timestamp_pb2.Timestamp
+    executions: _containers.RepeatedCompositeFieldContainer[StateCount]
+    due: int
+    workers: int
+    worker_last_seen_at: _timestamp_pb2.Timestamp
+    no_worker: bool
+    def __init__(self, name: _Optional[str] = ..., declaration: _Optional[_Union[TaskDefinition, _Mapping]] = ..., declared_by: _Optional[str] = ..., declared_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executions: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., due: _Optional[int] = ..., workers: _Optional[int] = ..., worker_last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., no_worker: _Optional[bool] = ...) -> None: ...
+
+class StateCount(_message.Message):
+    __slots__ = ("state", "count")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    state: ExecutionState
+    count: int
+    def __init__(self, state: _Optional[_Union[ExecutionState, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
 class Worker(_message.Message):
     __slots__ = ("id", "tasks", "last_seen_at")
     ID_FIELD_NUMBER: _ClassVar[int]

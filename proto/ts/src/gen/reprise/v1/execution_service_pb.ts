@@ -9,7 +9,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
-import type { Execution, ExecutionState, Payload, RetryPolicy, Worker } from "./types_pb.js";
+import type { Execution, ExecutionState, Payload, RetryPolicy, TaskSummary, Worker } from "./types_pb.js";
 import { file_reprise_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file reprise/v1/execution_service.proto.
  */
 export const file_reprise_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJyZXByaXNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpyZXByaXNlLnYxIp0CCg1TdWJtaXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSJgoJYXJndW1lbnRzGAIgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgDIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKBmxhYmVscxgGIAMoCzIlLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDlN1Ym1pdFJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uEhAKCGV4aXN0aW5nGAIgASgIIkQKElN1Ym1pdEJhdGNoUmVxdWVzdBIuCgtzdWJtaXNzaW9ucxgBIAMoCzIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdCJCChNTdWJtaXRCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlIisKE0dldEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkAKFEdldEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIncKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIMCgR0YXNrGAEgASgJEikKBXN0YXRlGAIgASgOMhoucmVwcmlzZS52MS5FeGVjdXRpb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJcChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEikKCmV4ZWN1dGlvbnMYASADKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJCChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi4KFkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkMKF0NhbmNlbEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi0KFVJlcnVuRXhlY3V0aW9uUmVxdWVzdBIUCgxleGVjdXRpb25faWQYASABKAkiQgoWUmVydW5FeGVjdXRpb25SZXNwb25zZRIoCglleGVjdXRpb24YASABKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbiIiChJMaXN0V29ya2Vyc1JlcXVlc3QSDAoEdGFzaxgBIAEoCSI6ChNMaXN0V29ya2Vyc1Jlc3BvbnNlEiMKB3dvcmtlcnMYASADKAsyEi5yZXByaXNlLnYxLldvcmtlcjKvBQoQRXhlY3V0aW9uU2VydmljZRI/CgZTdWJtaXQSGS5yZXByaXNlLnYxLlN1Ym1pdFJlcXVlc3QaGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlEk4KC1N1Ym1pdEJhdGNoEh4ucmVwcmlzZS52MS5TdWJtaXRCYXRjaFJlcXVlc3QaHy5yZXByaXNlLnYxLlN1Ym1pdEJhdGNoUmVzcG9uc2USUQoMR2V0RXhlY3V0aW9uEh8ucmVwcmlzZS52MS5HZXRFeGVjdXRpb25SZXF1ZXN0GiAucmVwcmlzZS52MS5HZXRFeGVjdXRpb25SZXNwb25zZRJXCg5MaXN0RXhlY3V0aW9ucxIhLnJlcHJpc2UudjEuTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0GiIucmVwcmlzZS52MS5MaXN0RXhlY3V0aW9uc1Jlc3BvbnNlElkKDldhdGNoRXhlY3V0aW9uEiEucmVwcmlzZS52MS5XYXRjaEV4ZWN1dGlvblJlcXVlc3QaIi5yZXByaXNlLnYxLldhdGNoRXhlY3V0aW9uUmVzcG9uc2UwARJaCg9DYW5jZWxFeGVjdXRpb24SIi5yZXByaXNlLnYxLkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QaIy5yZXByaXNlLnYxLkNhbmNlbEV4ZWN1dGlvblJlc3BvbnNlElcKDlJlcnVuRXhlY3V0aW9uEiEucmVwcmlzZS52MS5SZXJ1bkV4ZWN1dGlvblJlcXVlc3QaIi5yZXByaXNlLnYxLlJlcnVuRXhlY3V0aW9uUmVzcG9uc2USTgoLTGlzdFdvcmtlcnMSHi5yZXByaXNlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBofLnJlcHJpc2UudjEuTGlzdFdvcmtlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_reprise_v1_types]);
+  fileDesc("CiJyZXByaXNlL3YxL2V4ZWN1dGlvbl9zZXJ2aWNlLnByb3RvEgpyZXByaXNlLnYxIp0CCg1TdWJtaXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSJgoJYXJndW1lbnRzGAIgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi0KDHJldHJ5X3BvbGljeRgDIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKBmxhYmVscxgGIAMoCzIlLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkwKDlN1Ym1pdFJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uEhAKCGV4aXN0aW5nGAIgASgIIkQKElN1Ym1pdEJhdGNoUmVxdWVzdBIuCgtzdWJtaXNzaW9ucxgBIAMoCzIZLnJlcHJpc2UudjEuU3VibWl0UmVxdWVzdCJCChNTdWJtaXRCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlIisKE0dldEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkAKFEdldEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIncKFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIMCgR0YXNrGAEgASgJEikKBXN0YXRlGAIgASgOMhoucmVwcmlzZS52MS5FeGVjdXRpb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJcChZMaXN0RXhlY3V0aW9uc1Jlc3BvbnNlEikKCmV4ZWN1dGlvbnMYASADKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoVV2F0Y2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJCChZXYXRjaEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi4KFkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJIkMKF0NhbmNlbEV4ZWN1dGlvblJlc3BvbnNlEigKCWV4ZWN1dGlvbhgBIAEoCzIVLnJlcHJpc2UudjEuRXhlY3V0aW9uIi0KFVJlcnVuRXhlY3V0aW9uUmVxdWVzdBIUCgxleGVjdXRpb25faWQYASABKAkiQgoWUmVydW5FeGVjdXRpb25SZXNwb25zZRIoCglleGVjdXRpb24YASABKAsyFS5yZXByaXNlLnYxLkV4ZWN1dGlvbiIiChJMaXN0V29ya2Vyc1JlcXVlc3QSDAoEdGFzaxgBIAEoCSI6ChNMaXN0V29ya2Vyc1Jlc3BvbnNlEiMKB3dvcmtlcnMYASADKAsyEi5yZXByaXNlLnYxLldvcmtlciISChBMaXN0VGFza3NSZXF1ZXN0IjsKEUxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcucmVwcmlzZS52MS5UYXNrU3VtbWFyeTL5BQoQRXhlY3V0aW9uU2VydmljZRI/CgZTdWJtaXQSGS5yZXByaXNlLnYxLlN1Ym1pdFJlcXVlc3QaGi5yZXByaXNlLnYxLlN1Ym1pdFJlc3BvbnNlEk4KC1N1Ym1pdEJhdGNoEh4ucmVwcmlzZS52MS5TdWJtaXRCYXRjaFJlcXVlc3QaHy5yZXByaXNlLnYxLlN1Ym1pdEJhdGNoUmVzcG9uc2USUQoMR2V0RXhlY3V0aW9uEh8ucmVwcmlzZS52MS5HZXRFeGVjdXRpb25SZXF1ZXN0GiAucmVwcmlzZS52MS5HZXRFeGVjdXRpb25SZXNwb25zZRJXCg5MaXN0RXhlY3V0aW9ucxIhLnJlcHJpc2UudjEuTGlzdEV4ZWN1dGlvbnNSZXF1ZXN0GiIucmVwcmlzZS52MS5MaXN0RXhlY3V0aW9uc1Jlc3BvbnNlElkKDldhdGNoRXhlY3V0aW9uEiEucmVwcmlzZS52MS5XYXRjaEV4ZWN1dGlvblJlcXVlc3QaIi5yZXByaXNlLnYxLldhdGNoRXhlY3V0aW9uUmVzcG9uc2UwARJaCg9DYW5jZWxFeGVjdXRpb24SIi5yZXByaXNlLnYxLkNhbmNlbEV4ZWN1dGlvblJlcXVlc3QaIy5yZXByaXNlLnYxLkNhbmNlbEV4ZWN1dGlvblJlc3BvbnNlElcKDlJlcnVuRXhlY3V0aW9uEiEucmVwcmlzZS52MS5SZXJ1bkV4ZWN1dGlvblJlcXVlc3QaIi5yZXByaXNlLnYxLlJlcnVuRXhlY3V0aW9uUmVzcG9uc2USTgoLTGlzdFdvcmtlcnMSHi5yZXByaXNlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBofLnJlcHJpc2UudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJICglMaXN0VGFza3MSHC5yZXByaXNlLnYxLkxpc3RUYXNrc1JlcXVlc3QaHS5yZXByaXNlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_reprise_v1_types]);
 
 /**
  * The request of ExecutionService.Submit.
@@ -440,6 +440,42 @@ export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__P
   messageDesc(file_reprise_v1_execution_service, 15);
 
 /**
+ * The request of ExecutionService.ListTasks.
+ *
+ * @generated from message reprise.v1.ListTasksRequest
+ */
+export type ListTasksRequest = Message<"reprise.v1.ListTasksRequest"> & {
+};
+
+/**
+ * Describes the message reprise.v1.ListTasksRequest.
+ * Use `create(ListTasksRequestSchema)` to create a new message.
+ */
+export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_execution_service, 16);
+
+/**
+ * The response of ExecutionService.ListTasks.
+ *
+ * @generated from message reprise.v1.ListTasksResponse
+ */
+export type ListTasksResponse = Message<"reprise.v1.ListTasksResponse"> & {
+  /**
+   * Every task the coordinator knows, sorted by name.
+   *
+   * @generated from field: repeated reprise.v1.TaskSummary tasks = 1;
+   */
+  tasks: TaskSummary[];
+};
+
+/**
+ * Describes the message reprise.v1.ListTasksResponse.
+ * Use `create(ListTasksResponseSchema)` to create a new message.
+ */
+export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_execution_service, 17);
+
+/**
  * ExecutionService is called by callers and operators. Every RPC fails with
  * INVALID_ARGUMENT, naming the field, when its request is malformed; with
  * UNAUTHENTICATED or PERMISSION_DENIED when auth is enabled and the caller's
@@ -593,6 +629,21 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof ListWorkersRequestSchema;
     output: typeof ListWorkersResponseSchema;
+  },
+  /**
+   * ListTasks lists every task the coordinator knows, by name: each task that a
+   * worker has declared or that has executions in the store, with its latest
+   * declaration, its executions by state, how many are due now, and the
+   * workers seen for it lately. A task with due executions and no worker seen
+   * for it in the last minute is flagged `no_worker`: its work waits for a
+   * worker that is not there.
+   *
+   * @generated from rpc reprise.v1.ExecutionService.ListTasks
+   */
+  listTasks: {
+    methodKind: "unary";
+    input: typeof ListTasksRequestSchema;
+    output: typeof ListTasksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_reprise_v1_execution_service, 0);

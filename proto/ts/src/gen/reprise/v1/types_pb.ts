@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file reprise/v1/types.proto.
  */
 export const file_reprise_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChZyZXByaXNlL3YxL3R5cGVzLnByb3RvEgpyZXByaXNlLnYxIuwBCgtSZXRyeVBvbGljeRINCgVsaW1pdBgBIAEoDRIRCgl1bmxpbWl0ZWQYAiABKAgSLgoLYmFja29mZl9taW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLYmFja29mZl9tYXgYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGwoTYmFja29mZl9jb2VmZmljaWVudBgFIAEoARIOCgZqaXR0ZXIYBiABKAESLgoLbWF4X2VsYXBzZWQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iOAoLUmV0cnlCdWRnZXQSGgoScmV0cmllc19wZXJfc2Vjb25kGAEgASgBEg0KBWJ1cnN0GAIgASgNIqgBCg5UYXNrRGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEi0KDHJldHJ5X3BvbGljeRgCIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCgxyZXRyeV9idWRnZXQYBCABKAsyFy5yZXByaXNlLnYxLlJldHJ5QnVkZ2V0Ii0KB1BheWxvYWQSDAoEZGF0YRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkihAEKB0ZhaWx1cmUSDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhMKC3N0YWNrX3RyYWNlGAMgASgJEhUKDW5vbl9yZXRyeWFibGUYBCABKAgSLgoLcmV0cnlfYWZ0ZXIYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24igwQKB0F0dGVtcHQSDgoGbnVtYmVyGAEgASgNEicKBXN0YXRlGAIgASgOMhgucmVwcmlzZS52MS5BdHRlbXB0U3RhdGUSEQoJd29ya2VyX2lkGAMgASgJEjAKDHNjaGVkdWxlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKB2ZhaWx1cmUYByABKAsyEy5yZXByaXNlLnYxLkZhaWx1cmUSLQoMcmV0cnlfcG9saWN5GAggASgLMhcucmVwcmlzZS52MS5SZXRyeVBvbGljeRI0ChBsZWFzZV9leHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgpyZXRyeV9ydWxlGAogASgOMhUucmVwcmlzZS52MS5SZXRyeVJ1bGUSLAoIcmV0cnlfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEXJldHJ5X2NvbXB1dGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKqBAoJRXhlY3V0aW9uEgoKAmlkGAEgASgJEgwKBHRhc2sYAiABKAkSKQoFc3RhdGUYAyABKA4yGi5yZXByaXNlLnYxLkV4ZWN1dGlvblN0YXRlEiYKCWFyZ3VtZW50cxgEIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZBItCgxyZXRyeV9wb2xpY3kYBSABKAsyFy5yZXByaXNlLnYxLlJldHJ5UG9saWN5EiUKCGF0dGVtcHRzGAYgAygLMhMucmVwcmlzZS52MS5BdHRlbXB0EiMKBnJlc3VsdBgHIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZBIkCgdmYWlsdXJlGAggASgLMhMucmVwcmlzZS52MS5GYWlsdXJlEjMKD25leHRfYXR0ZW1wdF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgMIAEoCRIxCgZsYWJlbHMYDSADKAsyIS5yZXByaXNlLnYxLkV4ZWN1dGlvbi5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIs0CCg1MZWFzZWRBdHRlbXB0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIMCgR0YXNrGAIgASgJEg8KB2F0dGVtcHQYAyABKA0SEwoLbGVhc2VfdG9rZW4YBCABKAwSNAoQbGVhc2VfZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoJYXJndW1lbnRzGAYgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi4KCnRpbWVvdXRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKBmxhYmVscxgIIAMoCzIlLnJlcHJpc2UudjEuTGVhc2VkQXR0ZW1wdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp4BCgdPdXRjb21lEhMKC2xlYXNlX3Rva2VuGAEgASgMEiUKBnJlc3VsdBgCIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZEgAEiYKB2ZhaWx1cmUYAyABKAsyEy5yZXByaXNlLnYxLkZhaWx1cmVIABIkCgZzbm9vemUYBCABKAsyEi5yZXByaXNlLnYxLlNub296ZUgAQgkKB291dGNvbWUiMgoGU25vb3plEigKBWRlbGF5GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIo4BCg5PdXRjb21lUmVjZWlwdBIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSEgoKd2lsbF9yZXRyeRgDIAEoCBIzCg9uZXh0X2F0dGVtcHRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWR1cGxpY2F0ZRgFIAEoCCJVCgZXb3JrZXISCgoCaWQYASABKAkSDQoFdGFza3MYAiADKAkSMAoMbGFzdF9zZWVuX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrZAQoJUmV0cnlSdWxlEhoKFlJFVFJZX1JVTEVfVU5TUEVDSUZJRUQQABIWChJSRVRSWV9SVUxFX0JBQ0tPRkYQARIaChZSRVRSWV9SVUxFX1JFVFJZX0FGVEVSEAISFQoRUkVUUllfUlVMRV9TTk9PWkUQAxIVChFSRVRSWV9SVUxFX0JVREdFVBAEEhoKFlJFVFJZX1JVTEVfTUFYX0VMQVBTRUQQBRIUChBSRVRSWV9SVUxFX0xJTUlUEAYSHAoYUkVUUllfUlVMRV9OT05fUkVUUllBQkxFEAcqgwIKDkV4ZWN1dGlvblN0YXRlEh8KG0VYRUNVVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0VYRUNVVElPTl9TVEFURV9QRU5ESU5HEAESGwoXRVhFQ1VUSU9OX1NUQVRFX1JVTk5JTkcQAhIdChlFWEVDVVRJT05fU1RBVEVfU1VDQ0VFREVEEAMSGgoWRVhFQ1VUSU9OX1NUQVRFX0ZBSUxFRBAEEh0KGUVYRUNVVElPTl9TVEFURV9BQkFORE9ORUQQBRIdChlFWEVDVVRJT05fU1RBVEVfVElNRURfT1VUEAYSHQoZRVhFQ1VUSU9OX1NUQVRFX0NBTkNFTExFRBAHKvEBCgxBdHRlbXB0U3RhdGUSHQoZQVRURU1QVF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUFUVEVNUFRfU1RBVEVfUlVOTklORxABEhsKF0FUVEVNUFRfU1RBVEVfU1VDQ0VFREVEEAISGAoUQVRURU1QVF9TVEFURV9GQUlMRUQQAxIbChdBVFRFTVBUX1NUQVRFX0FCQU5ET05FRBAEEhsKF0FUVEVNUFRfU1RBVEVfVElNRURfT1VUEAUSGwoXQVRURU1QVF9TVEFURV9DQU5DRUxMRUQQBhIZChVBVFRFTVBUX1NUQVRFX1NOT09aRUQQB2IGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZyZXByaXNlL3YxL3R5cGVzLnByb3RvEgpyZXByaXNlLnYxIuwBCgtSZXRyeVBvbGljeRINCgVsaW1pdBgBIAEoDRIRCgl1bmxpbWl0ZWQYAiABKAgSLgoLYmFja29mZl9taW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLYmFja29mZl9tYXgYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGwoTYmFja29mZl9jb2VmZmljaWVudBgFIAEoARIOCgZqaXR0ZXIYBiABKAESLgoLbWF4X2VsYXBzZWQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iOAoLUmV0cnlCdWRnZXQSGgoScmV0cmllc19wZXJfc2Vjb25kGAEgASgBEg0KBWJ1cnN0GAIgASgNIqgBCg5UYXNrRGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEi0KDHJldHJ5X3BvbGljeRgCIAEoCzIXLnJlcHJpc2UudjEuUmV0cnlQb2xpY3kSKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCgxyZXRyeV9idWRnZXQYBCABKAsyFy5yZXByaXNlLnYxLlJldHJ5QnVkZ2V0Ii0KB1BheWxvYWQSDAoEZGF0YRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkihAEKB0ZhaWx1cmUSDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhMKC3N0YWNrX3RyYWNlGAMgASgJEhUKDW5vbl9yZXRyeWFibGUYBCABKAgSLgoLcmV0cnlfYWZ0ZXIYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24igwQKB0F0dGVtcHQSDgoGbnVtYmVyGAEgASgNEicKBXN0YXRlGAIgASgOMhgucmVwcmlzZS52MS5BdHRlbXB0U3RhdGUSEQoJd29ya2VyX2lkGAMgASgJEjAKDHNjaGVkdWxlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKB2ZhaWx1cmUYByABKAsyEy5yZXByaXNlLnYxLkZhaWx1cmUSLQoMcmV0cnlfcG9saWN5GAggASgLMhcucmVwcmlzZS52MS5SZXRyeVBvbGljeRI0ChBsZWFzZV9leHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgpyZXRyeV9ydWxlGAogASgOMhUucmVwcmlzZS52MS5SZXRyeVJ1bGUSLAoIcmV0cnlfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEXJldHJ5X2NvbXB1dGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKqBAoJRXhlY3V0aW9uEgoKAmlkGAEgASgJEgwKBHRhc2sYAiABKAkSKQoFc3RhdGUYAyABKA4yGi5yZXByaXNlLnYxLkV4ZWN1dGlvblN0YXRlEiYKCWFyZ3VtZW50cxgEIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZBItCgxyZXRyeV9wb2xpY3kYBSABKAsyFy5yZXByaXNlLnYxLlJldHJ5UG9saWN5EiUKCGF0dGVtcHRzGAYgAygLMhMucmVwcmlzZS52MS5BdHRlbXB0EiMKBnJlc3VsdBgHIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZBIkCgdmYWlsdXJlGAggASgLMhMucmVwcmlzZS52MS5GYWlsdXJlEjMKD25leHRfYXR0ZW1wdF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgMIAEoCRIxCgZsYWJlbHMYDSADKAsyIS5yZXByaXNlLnYxLkV4ZWN1dGlvbi5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIs0CCg1MZWFzZWRBdHRlbXB0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIMCgR0YXNrGAIgASgJEg8KB2F0dGVtcHQYAyABKA0SEwoLbGVhc2VfdG9rZW4YBCABKAwSNAoQbGVhc2VfZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoJYXJndW1lbnRzGAYgASgLMhMucmVwcmlzZS52MS5QYXlsb2FkEi4KCnRpbWVvdXRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKBmxhYmVscxgIIAMoCzIlLnJlcHJpc2UudjEuTGVhc2VkQXR0ZW1wdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp4BCgdPdXRjb21lEhMKC2xlYXNlX3Rva2VuGAEgASgMEiUKBnJlc3VsdBgCIAEoCzITLnJlcHJpc2UudjEuUGF5bG9hZEgAEiYKB2ZhaWx1cmUYAyABKAsyEy5yZXByaXNlLnYxLkZhaWx1cmVIABIkCgZzbm9vemUYBCABKAsyEi5yZXByaXNlLnYxLlNub296ZUgAQgkKB291dGNvbWUiMgoGU25vb3plEigKBWRlbGF5GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIo4BCg5PdXRjb21lUmVjZWlwdBIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSEgoKd2lsbF9yZXRyeRgDIAEoCBIzCg9uZXh0X2F0dGVtcHRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWR1cGxpY2F0ZRgFIAEoCCKoAgoLVGFza1N1bW1hcnkSDAoEbmFtZRgBIAEoCRIvCgtkZWNsYXJhdGlvbhgCIAEoCzIaLnJlcHJpc2UudjEuVGFza0RlZmluaXRpb24SEwoLZGVjbGFyZWRfYnkYAyABKAkSLwoLZGVjbGFyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCmV4ZWN1dGlvbnMYBSADKAsyFi5yZXByaXNlLnYxLlN0YXRlQ291bnQSCwoDZHVlGAYgASgDEg8KB3dvcmtlcnMYByABKA0SNwoTd29ya2VyX2xhc3Rfc2Vlbl9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJbm9fd29ya2VyGAkgASgIIkYKClN0YXRlQ291bnQSKQoFc3RhdGUYASABKA4yGi5yZXByaXNlLnYxLkV4ZWN1dGlvblN0YXRlEg0KBWNvdW50GAIgASgDIlUKBldvcmtlchIKCgJpZBgBIAEoCRINCgV0YXNrcxgCIAMoCRIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKtkBCglSZXRyeVJ1bGUSGgoWUkVUUllfUlVMRV9VTlNQRUNJRklFRBAAEhYKElJFVFJZX1JVTEVfQkFDS09GRhABEhoKFlJFVFJZX1JVTEVfUkVUUllfQUZURVIQAhIVChFSRVRSWV9SVUxFX1NOT09aRRADEhUKEVJFVFJZX1JVTEVfQlVER0VUEAQSGgoWUkVUUllfUlVMRV9NQVhfRUxBUFNFRBAFEhQKEFJFVFJZX1JVTEVfTElNSVQQBhIcChhSRVRSWV9SVUxFX05PTl9SRVRSWUFCTEUQByqDAgoORXhlY3V0aW9uU3RhdGUSHwobRVhFQ1VUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXRVhFQ1VUSU9OX1NUQVRFX1BFTkRJTkcQARIbChdFWEVDVVRJT05fU1RBVEVfUlVOTklORxACEh0KGUVYRUNVVElPTl9TVEFURV9TVUNDRUVERUQQAxIaChZFWEVDVVRJT05fU1RBVEVfRkFJTEVEEAQSHQoZRVhFQ1VUSU9OX1NUQVRFX0FCQU5ET05FRBAFEh0KGUVYRUNVVElPTl9TVEFURV9USU1FRF9PVVQQBhIdChlFWEVDVVRJT05fU1RBVEVfQ0FOQ0VMTEVEEAcq8QEKDEF0dGVtcHRTdGF0ZRIdChlBVFRFTVBUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVQVRURU1QVF9TVEFURV9SVU5OSU5HEAESGwoXQVRURU1QVF9TVEFURV9TVUNDRUVERUQQAhIYChRBVFRFTVBUX1NUQVRFX0ZBSUxFRBADEhsKF0FUVEVNUFRfU1RBVEVfQUJBTkRPTkVEEAQSGwoXQVRURU1QVF9TVEFURV9USU1FRF9PVVQQBRIbChdBVFRFTVBUX1NUQVRFX0NBTkNFTExFRBAGEhkKFUFUVEVNUFRfU1RBVEVfU05PT1pFRBAHYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * How often, and after what delay, a failed, abandoned or timed-out attempt is
@@ -729,6 +729,117 @@ export const OutcomeReceiptSchema: GenMessage<OutcomeReceipt> = /*@__PURE__*/
   messageDesc(file_reprise_v1_types, 10);
 
 /**
+ * What the coordinator knows of one task (ExecutionService.ListTasks).
+ *
+ * @generated from message reprise.v1.TaskSummary
+ */
+export type TaskSummary = Message<"reprise.v1.TaskSummary"> & {
+  /**
+   * The task's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The latest declaration of the task by any worker: its retry policy,
+   * timeout and retry budget. Absent when no worker has declared it.
+   *
+   * @generated from field: reprise.v1.TaskDefinition declaration = 2;
+   */
+  declaration?: TaskDefinition | undefined;
+
+  /**
+   * The `worker_id` of the DeclareTasks call that made the declaration.
+   *
+   * @generated from field: string declared_by = 3;
+   */
+  declaredBy: string;
+
+  /**
+   * When the declaration was made.
+   *
+   * @generated from field: google.protobuf.Timestamp declared_at = 4;
+   */
+  declaredAt?: Timestamp | undefined;
+
+  /**
+   * The task's executions in the store, by state; states with none are left
+   * out.
+   *
+   * @generated from field: repeated reprise.v1.StateCount executions = 5;
+   */
+  executions: StateCount[];
+
+  /**
+   * PENDING executions of the task that are due now, counted up to 10001
+   * (10001 means "more than 10000").
+   *
+   * @generated from field: int64 due = 6;
+   */
+  due: bigint;
+
+  /**
+   * How many workers declared the task or asked for its work in the last 7
+   * days.
+   *
+   * @generated from field: uint32 workers = 7;
+   */
+  workers: number;
+
+  /**
+   * When a worker was last seen for the task; absent when none was in the
+   * last 7 days.
+   *
+   * @generated from field: google.protobuf.Timestamp worker_last_seen_at = 8;
+   */
+  workerLastSeenAt?: Timestamp | undefined;
+
+  /**
+   * True when executions are due and no worker was seen for the task in the
+   * last 60 s.
+   *
+   * @generated from field: bool no_worker = 9;
+   */
+  noWorker: boolean;
+};
+
+/**
+ * Describes the message reprise.v1.TaskSummary.
+ * Use `create(TaskSummarySchema)` to create a new message.
+ */
+export const TaskSummarySchema: GenMessage<TaskSummary> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_types, 11);
+
+/**
+ * How many executions are in one state (TaskSummary.executions).
+ *
+ * @generated from message reprise.v1.StateCount
+ */
+export type StateCount = Message<"reprise.v1.StateCount"> & {
+  /**
+   * The state.
+   *
+   * @generated from field: reprise.v1.ExecutionState state = 1;
+   */
+  state: ExecutionState;
+
+  /**
+   * How many executions are in it.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message reprise.v1.StateCount.
+ * Use `create(StateCountSchema)` to create a new message.
+ */
+export const StateCountSchema: GenMessage<StateCount> = /*@__PURE__*/
+  messageDesc(file_reprise_v1_types, 12);
+
+/**
  * A worker the coordinator has heard from (ExecutionService.ListWorkers).
  *
  * @generated from message reprise.v1.Worker
@@ -762,7 +873,7 @@ export type Worker = Message<"reprise.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_reprise_v1_types, 11);
+  messageDesc(file_reprise_v1_types, 13);
 
 /**
  * Which rule decided what followed an attempt (Attempt.retry_rule).
