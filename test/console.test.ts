@@ -63,7 +63,7 @@ describe.runIf(available)("the console in a browser", () => {
     await fail(c, (await leaseNow(c, ["charge_card"]))[0]!, { type: "ConnectionError", message: "connection refused by payments.example" });
     await new Promise((resolve) => setTimeout(resolve, 250));
     await succeed(c, (await leaseNow(c, ["charge_card"]))[0]!, { charged: 42 });
-    const waiting = await submit(c, "sync_crm", { retryPolicy: { limit: 2, backoffMin: seconds(600) } });
+    const waiting = await submit(c, "sync_crm", { retryPolicy: { limit: 2, backoffMin: seconds(600) }, idempotencyKey: "crm-sync-1" });
     await fail(c, (await leaseNow(c, ["sync_crm"]))[0]!, { type: "RateLimited", message: "HTTP 429 from the CRM" });
     const failed = await submit(c, "send_email");
     await fail(c, (await leaseNow(c, ["send_email"]))[0]!, { type: "SmtpError", message: "mailbox unavailable", nonRetryable: true });
@@ -83,7 +83,16 @@ describe.runIf(available)("the console in a browser", () => {
     expect(await rows.first().getAttribute("data-id")).toBe(waiting.id);
     await shot(page, "retrying-now");
 
-    await page.getByRole("tab", { name: "All executions" }).click();
+    // Open one by its idempotency key; an unknown one is said so.
+    await page.getByLabel("Id or idempotency key").fill("nightly-2026-11-30");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.getByRole("alert").getByText("No execution has the id or idempotency key “nightly-2026-11-30”.").waitFor();
+    await page.getByLabel("Id or idempotency key").fill("crm-sync-1");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.waitForURL(`**/#/executions/${waiting.id}`);
+    await page.locator(".execution-header").getByText("sync_crm").waitFor();
+
+    await page.goto(`${base}/#/executions`);
     await page.getByLabel("State").selectOption("FAILED");
     await page.getByRole("button", { name: "Apply" }).click();
     await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([failed.id]);

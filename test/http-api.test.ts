@@ -127,6 +127,19 @@ describe("the JSON API", () => {
     expect(await call("GET", "/api/v1/executions/nope:watch")).toMatchObject({ status: 404, body: { code: "NOT_FOUND" } });
   });
 
+  test("idempotency_key finds the one execution with that key, when it matches task and state too; an unknown key lists none", async () => {
+    await start();
+    const keyed = await submit(c, "charge", { idempotencyKey: "order-17" });
+    await submit(c, "charge", { idempotencyKey: "order-18" });
+    const ids = async (query: string) => ((await call("GET", `/api/v1/executions?${query}`)).body!.executions as { id: string }[] | undefined)?.map((e) => e.id) ?? [];
+    expect(await ids("idempotency_key=order-17")).toEqual([keyed.id]);
+    expect(await ids("idempotency_key=order-17&task=charge&state=PENDING")).toEqual([keyed.id]);
+    expect(await ids("idempotency_key=order-17&state=FAILED")).toEqual([]);
+    expect(await ids("idempotency_key=order-17&task=other")).toEqual([]);
+    expect(await ids("idempotency_key=nope")).toEqual([]);
+    expect(await call("GET", `/api/v1/executions?idempotency_key=${"k".repeat(300)}`)).toMatchObject({ status: 400, body: { message: "idempotency_key: must be at most 256 bytes" } });
+  });
+
   test("GET /api/v1/tasks answers a ListTasksResponse and GET /api/v1/workers a ListWorkersResponse, filtered by task", async () => {
     await start();
     await c.workers.declareTasks({ workerId: "mailer-1", tasks: [{ name: "send_email", retryPolicy: { limit: 2 } }] });

@@ -29,6 +29,15 @@ describe("submit", () => {
     expect(leased!.labels).toEqual({ a: "1" });
   });
 
+  test("ListExecutions with an idempotency_key lists the one execution that has it, and none for a key nobody used", async () => {
+    c = await startTestCoordinator();
+    const { execution } = await c.executions.submit({ task: "charge", idempotencyKey: "order-17" });
+    await c.executions.submit({ task: "charge", idempotencyKey: "order-18" });
+    expect((await c.executions.listExecutions({ idempotencyKey: "order-17" })).executions.map((e) => e.id)).toEqual([execution!.id]);
+    expect((await c.executions.listExecutions({ idempotencyKey: "order-17", state: 4 })).executions).toEqual([]);
+    expect(await c.executions.listExecutions({ idempotencyKey: "order-19" })).toMatchObject({ executions: [], nextPageToken: "" });
+  });
+
   test("concurrent Submits with one idempotency_key create one execution", async () => {
     c = await startTestCoordinator();
     const replies = await Promise.all(Array.from({ length: 20 }, () => c.executions.submit({ task: "t", idempotencyKey: "k" })));

@@ -3,7 +3,7 @@
 // #/executions/ID), so that the coordinator serves one page for all of them.
 import { render } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, cancelExecution, listExecutions, listTasks, listWorkers, rerunExecution, token, watchExecution } from "./api.js";
+import { ApiError, cancelExecution, getExecution, listExecutions, listTasks, listWorkers, rerunExecution, token, watchExecution } from "./api.js";
 import type { Execution, TaskSummary, Worker } from "./api.js";
 import { clockTime, describePolicy, duration, failureLine, isRetrying, lastFailure, ms, payloadText, relative, ruleName, shortState } from "./format.js";
 import { Timeline } from "./timeline.js";
@@ -83,6 +83,28 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState(true);
   const [attempt, setAttempt] = useState(0);
+  const [notFound, setNotFound] = useState<string | null>(null);
+
+  /** Opens the execution with this id, or else with this idempotency key. */
+  const find = async (text: string) => {
+    setNotFound(null);
+    try {
+      location.hash = `#/executions/${encodeURIComponent((await getExecution(text)).id)}`;
+      return;
+    } catch (caught) {
+      if (!(caught instanceof ApiError) || (caught.status !== 404 && caught.status !== 400)) {
+        setError(caught);
+        return;
+      }
+    }
+    try {
+      const [byKey] = (await listExecutions({ idempotencyKey: text, pageSize: 1 })).executions ?? [];
+      if (byKey) location.hash = `#/executions/${encodeURIComponent(byKey.id)}`;
+      else setNotFound(text);
+    } catch (caught) {
+      setError(caught);
+    }
+  };
 
   const load = useCallback(
     async (pageToken?: string) => {
@@ -130,7 +152,7 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
             event.preventDefault();
             const data = new FormData(event.currentTarget);
             const id = String(data.get("id") ?? "").trim();
-            if (id) location.hash = `#/executions/${encodeURIComponent(id)}`;
+            if (id) void find(id);
             else navigate({ task: String(data.get("task") ?? "").trim(), state: String(data.get("state") ?? "") });
           }}
         >
@@ -150,12 +172,17 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
             </label>
           )}
           <label>
-            Execution id
-            <input name="id" placeholder="open by id" />
+            Id or idempotency key
+            <input name="id" placeholder="open one execution" />
           </label>
           <button type="submit">Apply</button>
         </form>
       </div>
+      {notFound !== null && (
+        <p class="panel problem" role="alert">
+          No execution has the id or idempotency key “{notFound}”.
+        </p>
+      )}
       {error !== null ? (
         <Problem error={error} retry={() => setAttempt((n) => n + 1)} />
       ) : (

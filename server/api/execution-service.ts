@@ -51,14 +51,16 @@ function taskDefinition(task: TaskRecord) {
   };
 }
 
+function checkIdempotencyKey(key: string, field: string): void {
+  if (Buffer.byteLength(key) > fixedLimits.idempotencyKeyBytes) throw invalid(field, `must be at most ${fixedLimits.idempotencyKeyBytes} bytes`);
+}
+
 /** Validates one Submit; `prefix` places its fields inside a batch. */
 function submission(request: SubmitRequest, prefix: string, limits: Limits): SubmitParams {
   checkTaskName(request.task, `${prefix}task`, limits);
   checkPayload(request.arguments, `${prefix}arguments`, limits.maxPayloadBytes);
   checkRetryPolicy(request.retryPolicy, `${prefix}retry_policy`);
-  if (Buffer.byteLength(request.idempotencyKey) > fixedLimits.idempotencyKeyBytes) {
-    throw invalid(`${prefix}idempotency_key`, `must be at most ${fixedLimits.idempotencyKeyBytes} bytes`);
-  }
+  checkIdempotencyKey(request.idempotencyKey, `${prefix}idempotency_key`);
   const delayMs = checkDuration(request.delay, `${prefix}delay`, fixedLimits.durationMs);
   checkLabels(request.labels, `${prefix}labels`);
   return {
@@ -99,7 +101,9 @@ export function executionService(
       }
       if (!(request.state in ExecutionState)) throw invalid("state", `${request.state} is not an ExecutionState`);
       if (request.task !== "") checkTaskName(request.task, "task", limits);
+      checkIdempotencyKey(request.idempotencyKey, "idempotency_key");
       const page = await coordinator.list({
+        idempotencyKey: request.idempotencyKey === "" ? undefined : request.idempotencyKey,
         task: request.task === "" ? undefined : request.task,
         state: request.state === ExecutionState.UNSPECIFIED ? undefined : request.state,
         beforeSeq: decodePageToken(request.pageToken),

@@ -217,12 +217,18 @@ async function watch(request: IncomingMessage, response: ServerResponse, executi
 /** Unary handlers of ExecutionService read nothing of their call. */
 const unaryCall = {} as never;
 
-/** ListExecutions' query parameters: task, state (a name such as FAILED or EXECUTION_STATE_FAILED, or its number), page_size, page_token. */
+/** ListExecutions' query parameters: task, state (a name such as FAILED or EXECUTION_STATE_FAILED, or its number), page_size, page_token, idempotency_key. */
 function listRequest(query: URLSearchParams) {
-  onlyParameters(query, ["task", "state", "page_size", "page_token"], "ListExecutions");
+  onlyParameters(query, ["task", "state", "page_size", "page_token", "idempotency_key"], "ListExecutions");
   const pageSize = query.get("page_size") ?? "0";
   if (!/^-?\d+$/.test(pageSize)) throw invalid("page_size", `must be a whole number; got ${JSON.stringify(pageSize)}`);
-  return { task: query.get("task") ?? "", state: stateOf(query.get("state") ?? ""), pageSize: Number(pageSize), pageToken: query.get("page_token") ?? "" };
+  return {
+    task: query.get("task") ?? "",
+    state: stateOf(query.get("state") ?? ""),
+    pageSize: Number(pageSize),
+    pageToken: query.get("page_token") ?? "",
+    idempotencyKey: query.get("idempotency_key") ?? "",
+  };
 }
 
 function onlyParameters(query: URLSearchParams, known: string[], rpc: string): void {

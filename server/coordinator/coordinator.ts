@@ -256,8 +256,18 @@ export class Coordinator {
     return this.store.read(async (tx) => this.snapshot(tx, await this.requireExecution(tx, id)));
   }
 
-  async list(params: { task?: string; state?: number; beforeSeq?: number; limit: number }) {
+  /** A page of executions, newest first; with `idempotencyKey`, the one execution that has it (if it matches the rest). */
+  async list(params: { task?: string; state?: number; beforeSeq?: number; limit: number; idempotencyKey?: string }) {
     return this.store.read(async (tx) => {
+      if (params.idempotencyKey !== undefined) {
+        const record = await tx.executionGetByIdempotencyKey(params.idempotencyKey);
+        const matches =
+          record !== undefined &&
+          (params.task === undefined || record.task === params.task) &&
+          (params.state === undefined || record.state === params.state) &&
+          (params.beforeSeq === undefined || record.seq < params.beforeSeq);
+        return { executions: matches ? [await this.snapshot(tx, record)] : [], nextBeforeSeq: null };
+      }
       const { records, nextBeforeSeq } = await tx.executionList(params);
       const executions: Execution[] = [];
       for (const record of records) executions.push(await this.snapshot(tx, record));

@@ -377,9 +377,12 @@ type ListExecutionsRequest struct {
 	// The most executions to return in one page. 0 means 100; at most 1000.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The `next_page_token` of the previous page. Empty means the first page.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the execution with this idempotency key (at most one), when it also
+	// matches `task` and `state`. Empty means any. At most 256 bytes.
+	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListExecutionsRequest) Reset() {
@@ -436,6 +439,13 @@ func (x *ListExecutionsRequest) GetPageSize() int32 {
 func (x *ListExecutionsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListExecutionsRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -974,13 +984,14 @@ const file_reprise_v1_execution_service_proto_rawDesc = "" +
 	"\x13GetExecutionRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"K\n" +
 	"\x14GetExecutionResponse\x123\n" +
-	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution\"\x99\x01\n" +
+	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution\"\xc2\x01\n" +
 	"\x15ListExecutionsRequest\x12\x12\n" +
 	"\x04task\x18\x01 \x01(\tR\x04task\x120\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1a.reprise.v1.ExecutionStateR\x05state\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"w\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"w\n" +
 	"\x16ListExecutionsResponse\x125\n" +
 	"\n" +
 	"executions\x18\x01 \x03(\v2\x15.reprise.v1.ExecutionR\n" +

@@ -66,16 +66,18 @@ class GetExecutionResponse(_message.Message):
     def __init__(self, execution: _Optional[_Union[_types_pb2.Execution, _Mapping]] = ...) -> None: ...
 
 class ListExecutionsRequest(_message.Message):
-    __slots__ = ("task", "state", "page_size", "page_token")
+    __slots__ = ("task", "state", "page_size", "page_token", "idempotency_key")
     TASK_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     task: str
     state: _types_pb2.ExecutionState
     page_size: int
     page_token: str
-    def __init__(self, task: _Optional[str] = ..., state: _Optional[_Union[_types_pb2.ExecutionState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, task: _Optional[str] = ..., state: _Optional[_Union[_types_pb2.ExecutionState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ListExecutionsResponse(_message.Message):
     __slots__ = ("executions", "next_page_token")
