@@ -112,7 +112,7 @@ describe.runIf(available)("the console in a browser", () => {
     // billing-7 declared it, and the test's own worker leased its work.
     expect(await charge.textContent()).toMatch(/charge_card3 retries, 1 s × 2\^\(k−1\), at most 30 s.*SUCCEEDED\s*1.*2 seen, last/);
     const orphan = page.locator('tr[data-task="export_report"]');
-    expect(await orphan.textContent()).toMatch(/export_reportnot declared.*PENDING\s*1.*1NO WORKER\s*0 seen/);
+    expect(await orphan.textContent()).toMatch(/export_reportnot declared.*PENDING\s*1.*10 failed, 0 retriedNO WORKER\s*0 seen/);
     await shot(page, "tasks");
     await page.locator('tr[data-task="export_report"] a.count').click();
     await expect.poll(() => page.locator("table.executions tbody tr").count()).toBe(1);

@@ -887,6 +887,34 @@ describe.each([
       expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toEqual({ tokens: 1.5, at: 2000 });
     });
 
+    it("failure counts add up by task and type from the minute given, a change that rolls back counts nothing, and forgetting drops older minutes", async () => {
+      await store.write(async (tx) => {
+        tx.failureCounted({ task: "t", type: "A", at: 60_000, retried: true });
+        tx.failureCounted({ task: "t", type: "A", at: 125_000, retried: false });
+        tx.failureCounted({ task: "u", type: "B", at: 125_000, retried: true });
+      });
+      await expect(
+        store.write(async (tx) => {
+          tx.failureCounted({ task: "t", type: "A", at: 125_000, retried: true });
+          throw new Error("planned");
+        }),
+      ).rejects.toThrow("planned");
+      const sorted = (rows: { task: string; type: string; failures: number; retries: number }[]) => [...rows].sort((a, b) => (a.task + a.type < b.task + b.type ? -1 : 1));
+      expect(sorted(await store.read(async (tx) => tx.failureStats(0)))).toEqual([
+        { task: "t", type: "A", failures: 2, retries: 1 },
+        { task: "u", type: "B", failures: 1, retries: 1 },
+      ]);
+      expect(sorted(await store.read(async (tx) => tx.failureStats(120_000)))).toEqual([
+        { task: "t", type: "A", failures: 1, retries: 0 },
+        { task: "u", type: "B", failures: 1, retries: 1 },
+      ]);
+      await store.write(async (tx) => tx.failureStatsForget(120_000));
+      expect(sorted(await store.read(async (tx) => tx.failureStats(0)))).toEqual([
+        { task: "t", type: "A", failures: 1, retries: 0 },
+        { task: "u", type: "B", failures: 1, retries: 1 },
+      ]);
+    });
+
     it("changes that take from one retry bucket at the same time take turns: neither overwrites what the other took", async () => {
       await store.write(async (tx) => {
         await tx.taskUpsert({ name: "t", retryPolicy: null, timeoutMs: null, retryBudget: { perSecond: 1, burst: 100 }, workerId: "w", declaredAt: 0 });

@@ -156,6 +156,7 @@ describe("group commit", () => {
         { version: 3, name: "0003_history_indexes.sql" },
         { version: 4, name: "0004_workers.sql" },
         { version: 5, name: "0005_retry_control.sql" },
+        { version: 6, name: "0006_failure_minutes.sql" },
       ]);
       expect(db.prepare("SELECT id FROM executions").all()).toEqual([{ id: "kept" }]);
     } finally {

@@ -48,6 +48,29 @@ describe("ListTasks", () => {
     expect(orphan!.workerLastSeenAt).toBeUndefined();
   });
 
+  test("ListTasks counts the failures, abandonments and timeouts of the last hour, the retries that followed, and the most frequent failure types", async () => {
+    const clock = new FakeClock();
+    c = await startTestCoordinator({ clock });
+    const fail = async (type: string) => {
+      const [attempt] = (await c!.workers.leaseAttempts({ workerId: "w", tasks: ["sync"], leaseDuration: seconds(1) })).attempts;
+      await c!.workers.reportOutcomes({ outcomes: [{ leaseToken: attempt!.leaseToken, outcome: { case: "failure", value: { type } } }] });
+    };
+    await c.executions.submit({ task: "sync", retryPolicy: { limit: 1 } });
+    await fail("Timeout");
+    await fail("Timeout");
+    await c.executions.submit({ task: "sync", retryPolicy: { limit: 1 } });
+    await fail("Refused");
+    // Abandoned: its lease runs out, and the retry that follows is counted too.
+    await c.workers.leaseAttempts({ workerId: "w", tasks: ["sync"], leaseDuration: seconds(1) });
+    await clock.advance(1500);
+    const [sync] = (await c.executions.listTasks({})).tasks;
+    expect(sync).toMatchObject({ failuresLastHour: 4, retriesLastHour: 2 });
+    expect(sync!.frequentFailures.map((f) => [f.type, f.count])).toEqual([["Timeout", 2], ["Abandoned", 1], ["Refused", 1]]);
+    // Counted by the minute: an hour and a minute later, they are gone.
+    await clock.advance(3_660_000);
+    expect((await c.executions.listTasks({})).tasks[0]).toMatchObject({ failuresLastHour: 0, retriesLastHour: 0, frequentFailures: [] });
+  });
+
   test("a task with due work is flagged no_worker once no worker was seen for it in the last minute", async () => {
     const clock = new FakeClock();
     c = await startTestCoordinator({ clock });

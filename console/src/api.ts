@@ -78,6 +78,9 @@ export interface TaskSummary {
   workers?: number;
   workerLastSeenAt?: string;
   noWorker?: boolean;
+  failuresLastHour?: number;
+  retriesLastHour?: number;
+  frequentFailures?: { type: string; count: number }[];
 }
 
 export interface Worker {

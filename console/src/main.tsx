@@ -479,6 +479,7 @@ function TasksPage() {
             <th scope="col">Declared policy</th>
             <th scope="col">Executions</th>
             <th scope="col">Due now</th>
+            <th scope="col">Last hour</th>
             <th scope="col">Workers</th>
           </tr>
         </thead>
@@ -517,6 +518,14 @@ function TasksPage() {
                   </div>
                 </td>
                 <td class="num">{due > 10_000 ? "10,000+" : due.toLocaleString("en")}</td>
+                <td class="last-hour">
+                  {(t.failuresLastHour ?? 0).toLocaleString("en")} failed, {(t.retriesLastHour ?? 0).toLocaleString("en")} retried
+                  {(t.frequentFailures ?? []).map((f) => (
+                    <div class="failure">
+                      {f.type} × {f.count.toLocaleString("en")}
+                    </div>
+                  ))}
+                </td>
                 <td>
                   {t.noWorker && (
                     <span class="badge state-failed" title="Executions are due and no worker was seen for this task in the last minute">

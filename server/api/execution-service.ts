@@ -151,6 +151,9 @@ export function executionService(
           workers: task.workers,
           workerLastSeenAt: task.lastSeenAt === null ? undefined : msToTimestamp(task.lastSeenAt),
           noWorker: task.noWorker,
+          failuresLastHour: task.failuresLastHour,
+          retriesLastHour: task.retriesLastHour,
+          frequentFailures: task.frequentFailures,
         })),
       };
     },

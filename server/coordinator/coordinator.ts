@@ -80,6 +80,10 @@ export interface TaskOverview {
   workers: number;
   lastSeenAt: number | null;
   noWorker: boolean;
+  failuresLastHour: number;
+  retriesLastHour: number;
+  /** Most frequent first, at most 5. */
+  frequentFailures: { type: string; count: number }[];
 }
 
 /** Due executions are counted up to here: a backlog of millions is "more than 10000". */
@@ -359,6 +363,7 @@ export class Coordinator {
       const now = this.clock.now();
       const declared = new Map((await tx.taskList()).map((task) => [task.name, task]));
       const counts = (await tx.executionCountByTaskAndState()).filter((row) => row.count > 0);
+      const failures = await tx.failureStats(now - 3_600_000);
       const names = [...new Set([...declared.keys(), ...counts.map((row) => row.task)])].sort();
       const overviews: TaskOverview[] = [];
       for (const name of names) {
@@ -367,6 +372,7 @@ export class Coordinator {
         const due = pending ? await tx.executionCountDueOfTask({ task: name, now, cap: DUE_COUNT_CAP }) : 0;
         const workers = await this.workers.list(tx, name, now);
         const lastSeenAt = workers.length === 0 ? null : Math.max(...workers.map((worker) => worker.lastSeenAt));
+        const types = failures.filter((row) => row.task === name).sort((a, b) => b.failures - a.failures || (a.type < b.type ? -1 : 1));
         overviews.push({
           name,
           declaration: declared.get(name) ?? null,
@@ -375,6 +381,9 @@ export class Coordinator {
           workers: workers.length,
           lastSeenAt,
           noWorker: due > 0 && (lastSeenAt === null || now - lastSeenAt > NO_WORKER_AFTER_MS),
+          failuresLastHour: types.reduce((sum, row) => sum + row.failures, 0),
+          retriesLastHour: types.reduce((sum, row) => sum + row.retries, 0),
+          frequentFailures: types.slice(0, 5).map((row) => ({ type: row.type, count: row.failures })),
         });
       }
       return overviews;

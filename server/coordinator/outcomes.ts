@@ -172,6 +172,7 @@ export class Outcomes {
     }
     if (!(await this.finishAttempt(tx, attempt, state, now, failure, policy ? policyBytes : null, decision))) return undefined;
     const nextAttemptAt = decision.retryAt;
+    tx.failureCounted({ task: execution.task, type: failure.type, at: now, retried: nextAttemptAt !== null });
     const fields = { execution_id: execution.id, task: execution.task, attempt: attempt.number, error_type: failure.type };
     this.ctx.count(tx, (m) => {
       m.attemptFinished(execution.task, OUTCOME_OF_STATE[state]!);

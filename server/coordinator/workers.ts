@@ -11,6 +11,7 @@ const SEEN_EVERY_MS = 5000;
 const WORKER_MEMORY_MS = 7 * 86_400_000;
 const FORGET_EVERY_MS = 3_600_000;
 const MAX_LISTED = 1000;
+const FAILURE_MEMORY_MS = 86_400_000;
 
 export class WorkerRegistry {
   /** When each worker and task was last written down, by `${workerId} ${task}`. */
@@ -35,6 +36,8 @@ export class WorkerRegistry {
     if (now - this.forgottenAt >= FORGET_EVERY_MS) {
       this.forgottenAt = now;
       await tx.workerForget(now - WORKER_MEMORY_MS);
+      // The hourly tidy-up of what the tasks page shows: a day of failure counts is kept.
+      await tx.failureStatsForget(now - FAILURE_MEMORY_MS);
       for (const [key, at] of this.writtenAt) if (at < now - SEEN_EVERY_MS) this.writtenAt.delete(key);
     }
   }

@@ -151,6 +151,31 @@ export function insertedExecution(seq: number, params: NewExecution): ExecutionR
   };
 }
 
+/** Failures counted in one change or batch, summed by task, minute and type before they are written. */
+export class FailureCounts {
+  private readonly sums = new Map<string, { task: string; minute: number; type: string; failures: number; retries: number }>();
+
+  add(params: { task: string; type: string; at: number; retried: boolean }): void {
+    const minute = Math.floor(params.at / 60_000);
+    const key = `${minute} ${params.task} ${params.type}`;
+    let sum = this.sums.get(key);
+    if (!sum) this.sums.set(key, (sum = { task: params.task, minute, type: params.type, failures: 0, retries: 0 }));
+    sum.failures++;
+    if (params.retried) sum.retries++;
+  }
+
+  /** The sums, and forgets them. */
+  take(): { task: string; minute: number; type: string; failures: number; retries: number }[] {
+    const sums = [...this.sums.values()];
+    this.sums.clear();
+    return sums;
+  }
+
+  get size(): number {
+    return this.sums.size;
+  }
+}
+
 /**
  * Workers from (worker, task, last seen) rows that come most recently seen
  * first: each with its tasks sorted, at most `limit` of them, most recently

@@ -285,6 +285,16 @@ export interface Tx {
   retryBucketGet(task: string): Awaitable<BucketState | undefined>;
   retryBucketPut(task: string, bucket: BucketState): Awaitable<void>;
 
+  /**
+   * Counts an attempt that failed, was abandoned or timed out, by task, minute
+   * and failure type, and whether a retry followed; written with the commit.
+   */
+  failureCounted(params: { task: string; type: string; at: number; retried: boolean }): void;
+  /** Failures and retries by task and failure type since `since`, from the counts failureCounted kept. */
+  failureStats(since: number): Awaitable<{ task: string; type: string; failures: number; retries: number }[]>;
+  /** Deletes the failure counts of minutes before `before`. */
+  failureStatsForget(before: number): Awaitable<void>;
+
   /** Records that `workerId` was seen at `at`, declaring `tasks` or asking for work of them. */
   workerSeen(params: { workerId: string; tasks: readonly string[]; at: number }): Awaitable<void>;
   /** Workers seen at or after `seenSince`, most recently seen first, at most `limit`; with `task`, only those of that task. */

@@ -23,6 +23,7 @@ import { AttemptStateNumber, ExecutionStateNumber, StoreUnavailableError } from 
 import { migrations } from "../../runtime/runtime.js";
 import { listPage } from "../list-page.js";
 import {
+  FailureCounts,
   WorkerList,
   attemptFromRow,
   blob,
@@ -206,6 +207,9 @@ const SQL = {
       UNION ALL SELECT task, state, delta FROM reprise.execution_count_changes) c
     GROUP BY task, state HAVING sum(count) <> 0`,
   countDue: `SELECT count(*)::bigint AS count FROM reprise.executions WHERE state = ${PENDING} AND next_attempt_at <= $1`,
+  failureStats: `SELECT task, type, sum(failures)::integer AS failures, sum(retries)::integer AS retries
+    FROM reprise.failure_minutes WHERE minute >= $1 GROUP BY task, type`,
+  failureForget: "DELETE FROM reprise.failure_minutes WHERE minute < $1",
   countFold: `WITH moved AS (DELETE FROM reprise.execution_count_changes RETURNING task, state, delta)
     INSERT INTO reprise.execution_counts (task, state, count)
     SELECT task, state, sum(delta) FROM moved GROUP BY task, state
@@ -370,7 +374,7 @@ export class PostgresStore implements Store {
         const committing = performance.now();
         if (write) await tx.flush();
         // The count changes go with the COMMIT, in one round trip.
-        await client.query(write ? `${tx.countsInsert()}COMMIT` : "COMMIT");
+        await client.query(write ? `${tx.countsInsert()}${tx.failuresInsert()}COMMIT` : "COMMIT");
         if (write) this.options.onCommit?.(1, performance.now() - committing);
         for (const effect of tx.effects) effect();
         this.setAvailable(true);
@@ -428,6 +432,8 @@ class PostgresTx implements Tx {
   private deferredRetries: { seq: number; nextAttemptAt: number; runFailures: number }[] = [];
   /** Count changes of this transaction: task, state, delta, … appended before COMMIT. */
   private readonly counts: (string | number)[] = [];
+  /** Failures counted in this transaction, appended with its COMMIT. */
+  private readonly failures = new FailureCounts();
   /** Task declarations read in this transaction. */
   private readonly tasks = new Map<string, TaskRecord | undefined>();
 
@@ -520,6 +526,26 @@ class PostgresTx implements Tx {
       values.push(`(${this.client.escapeLiteral(key.slice(space + 1))}, ${Number(key.slice(0, space))}, ${delta})`);
     }
     return values.length === 0 ? "" : `INSERT INTO reprise.execution_count_changes (task, state, delta) VALUES ${values.join(", ")}; `;
+  }
+
+  /** The INSERT of this change's failure counts, with the values inlined ("" when none). */
+  failuresInsert(): string {
+    if (this.failures.size === 0) return "";
+    const literal = (text: string) => this.client.escapeLiteral(text);
+    const values = this.failures.take().map((s) => `(${literal(s.task)}, ${s.minute}, ${literal(s.type)}, ${s.failures}, ${s.retries})`);
+    return `INSERT INTO reprise.failure_minutes (task, minute, type, failures, retries) VALUES ${values.join(", ")}; `;
+  }
+
+  failureCounted(params: Parameters<Tx["failureCounted"]>[0]): void {
+    this.failures.add(params);
+  }
+
+  async failureStats(since: number): Promise<{ task: string; type: string; failures: number; retries: number }[]> {
+    return (await this.run("failureStats", [Math.floor(since / 60_000)])).rows as { task: string; type: string; failures: number; retries: number }[];
+  }
+
+  async failureStatsForget(before: number): Promise<void> {
+    await this.run("failureForget", [Math.floor(before / 60_000)]);
   }
 
   async taskGet(name: string): Promise<TaskRecord | undefined> {

@@ -8,6 +8,7 @@ import { Checkpointer } from "./checkpointer.js";
 import { noHolds } from "../../operator/holds.js";
 import { Ownership } from "./ownership.js";
 import {
+  FailureCounts,
   WorkerList,
   attemptFromRow,
   blob,
@@ -75,6 +76,8 @@ export class SqliteStore implements Store, Tx {
    * added up and written to execution_counts just before the batch commits.
    */
   private countChanges: (string | number)[] = [];
+  /** Failures counted in the open batch, written just before it commits. */
+  private failureChanges: Parameters<Tx["failureCounted"]>[0][] = [];
   /** Task declarations as committed, by name (null: never declared); this process is the only writer. */
   private readonly tasks = new Map<string, TaskRecord | null>();
   /** Tasks declared in the open batch: read from the database until it commits. */
@@ -113,8 +116,10 @@ export class SqliteStore implements Store, Tx {
       this.batches = new GroupCommit<Tx>(this.db, control, this, {
         changeStarted: () => {
           const counted = this.countChanges.length;
+          const failures = this.failureChanges.length;
           return () => {
             this.countChanges.length = counted;
+            this.failureChanges.length = failures;
             this.tasks.clear();
           };
         },
@@ -122,6 +127,12 @@ export class SqliteStore implements Store, Tx {
           const counts = this.pendingCounts();
           this.countChanges = [];
           for (const { task, state, delta } of counts) this.statements.countAdd.run(task, state, delta);
+          if (this.failureChanges.length > 0) {
+            const sums = new FailureCounts();
+            for (const failure of this.failureChanges) sums.add(failure);
+            this.failureChanges = [];
+            for (const s of sums.take()) this.statements.failureAdd.run(s.task, s.minute, s.type, s.failures, s.retries);
+          }
         },
         committed: (changes, ms) => {
           this.tasksInBatch.clear();
@@ -130,6 +141,7 @@ export class SqliteStore implements Store, Tx {
         },
         rolledBack: () => {
           this.countChanges = [];
+          this.failureChanges = [];
           this.tasks.clear();
           this.tasksInBatch.clear();
         },
@@ -567,6 +579,31 @@ export class SqliteStore implements Store, Tx {
       deleted++;
     }
     return { deleted, nextSeq: rows.length < params.limit ? null : rows[rows.length - 1]![0] + 1 };
+  }
+
+  failureCounted(params: Parameters<Tx["failureCounted"]>[0]): void {
+    this.failureChanges.push(params);
+  }
+
+  failureStats(since: number): { task: string; type: string; failures: number; retries: number }[] {
+    // With what the open batch has counted so far, as executionCountByTaskAndState does.
+    const sums = new Map<string, { task: string; type: string; failures: number; retries: number }>();
+    const add = (task: string, type: string, failures: number, retries: number) => {
+      const key = `${task} ${type}`;
+      const sum = sums.get(key) ?? { task, type, failures: 0, retries: 0 };
+      sum.failures += failures;
+      sum.retries += retries;
+      sums.set(key, sum);
+    };
+    for (const row of this.statements.failureStats.all(Math.floor(since / 60_000)) as { task: string; type: string; failures: number; retries: number }[]) {
+      add(row.task, row.type, row.failures, row.retries);
+    }
+    for (const f of this.failureChanges) if (f.at >= since) add(f.task, f.type, 1, f.retried ? 1 : 0);
+    return [...sums.values()];
+  }
+
+  failureStatsForget(before: number): void {
+    this.statements.failureForget.run(Math.floor(before / 60_000));
   }
 
   workerSeen(params: { workerId: string; tasks: readonly string[]; at: number }): void {

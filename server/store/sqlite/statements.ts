@@ -228,6 +228,16 @@ export function prepareStatements(s: Prepare) {
       "retentionDeleteExecution",
       "DELETE FROM executions WHERE seq = ? AND finished_at IS NOT NULL AND finished_at < ?",
     ),
+    failureAdd: s(
+      "failureAdd",
+      `INSERT INTO failure_minutes (task, minute, type, failures, retries) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (task, minute, type) DO UPDATE SET failures = failures + excluded.failures, retries = retries + excluded.retries`,
+    ),
+    failureStats: s(
+      "failureStats",
+      "SELECT task, type, sum(failures) AS failures, sum(retries) AS retries FROM failure_minutes WHERE minute >= ? GROUP BY task, type",
+    ),
+    failureForget: s("failureForget", "DELETE FROM failure_minutes WHERE minute < ?"),
     workerSeen: s(
       "workerSeen",
       `INSERT INTO worker_tasks (worker_id, task, last_seen_at) VALUES (?, ?, ?)

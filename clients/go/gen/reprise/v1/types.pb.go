@@ -1416,9 +1416,17 @@ type TaskSummary struct {
 	WorkerLastSeenAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=worker_last_seen_at,json=workerLastSeenAt,proto3" json:"worker_last_seen_at,omitempty"`
 	// True when executions are due and no worker was seen for the task in the
 	// last 60 s.
-	NoWorker      bool `protobuf:"varint,9,opt,name=no_worker,json=noWorker,proto3" json:"no_worker,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NoWorker bool `protobuf:"varint,9,opt,name=no_worker,json=noWorker,proto3" json:"no_worker,omitempty"`
+	// Attempts of the task that failed, were abandoned or timed out in the last
+	// hour (counted by the minute).
+	FailuresLastHour uint32 `protobuf:"varint,10,opt,name=failures_last_hour,json=failuresLastHour,proto3" json:"failures_last_hour,omitempty"`
+	// Retries of the task scheduled in the last hour.
+	RetriesLastHour uint32 `protobuf:"varint,11,opt,name=retries_last_hour,json=retriesLastHour,proto3" json:"retries_last_hour,omitempty"`
+	// The task's most frequent failure types in the last hour, most frequent
+	// first; at most 5.
+	FrequentFailures []*FailureTypeCount `protobuf:"bytes,12,rep,name=frequent_failures,json=frequentFailures,proto3" json:"frequent_failures,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TaskSummary) Reset() {
@@ -1514,6 +1522,82 @@ func (x *TaskSummary) GetNoWorker() bool {
 	return false
 }
 
+func (x *TaskSummary) GetFailuresLastHour() uint32 {
+	if x != nil {
+		return x.FailuresLastHour
+	}
+	return 0
+}
+
+func (x *TaskSummary) GetRetriesLastHour() uint32 {
+	if x != nil {
+		return x.RetriesLastHour
+	}
+	return 0
+}
+
+func (x *TaskSummary) GetFrequentFailures() []*FailureTypeCount {
+	if x != nil {
+		return x.FrequentFailures
+	}
+	return nil
+}
+
+// How often one failure type occurred (TaskSummary.frequent_failures).
+type FailureTypeCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The failure's type, as Failure.type.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// How many attempts failed with it.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailureTypeCount) Reset() {
+	*x = FailureTypeCount{}
+	mi := &file_reprise_v1_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailureTypeCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailureTypeCount) ProtoMessage() {}
+
+func (x *FailureTypeCount) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailureTypeCount.ProtoReflect.Descriptor instead.
+func (*FailureTypeCount) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *FailureTypeCount) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *FailureTypeCount) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // How many executions are in one state (TaskSummary.executions).
 type StateCount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1527,7 +1611,7 @@ type StateCount struct {
 
 func (x *StateCount) Reset() {
 	*x = StateCount{}
-	mi := &file_reprise_v1_types_proto_msgTypes[12]
+	mi := &file_reprise_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1623,7 @@ func (x *StateCount) String() string {
 func (*StateCount) ProtoMessage() {}
 
 func (x *StateCount) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[12]
+	mi := &file_reprise_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1636,7 @@ func (x *StateCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateCount.ProtoReflect.Descriptor instead.
 func (*StateCount) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StateCount) GetState() ExecutionState {
@@ -1585,7 +1669,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_reprise_v1_types_proto_msgTypes[13]
+	mi := &file_reprise_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1681,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_types_proto_msgTypes[13]
+	mi := &file_reprise_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1694,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_reprise_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Worker) GetId() string {
@@ -1736,7 +1820,7 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"will_retry\x18\x03 \x01(\bR\twillRetry\x12B\n" +
 	"\x0fnext_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1c\n" +
-	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"\x89\x03\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"\xae\x04\n" +
 	"\vTaskSummary\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12<\n" +
 	"\vdeclaration\x18\x02 \x01(\v2\x1a.reprise.v1.TaskDefinitionR\vdeclaration\x12\x1f\n" +
@@ -1750,7 +1834,14 @@ const file_reprise_v1_types_proto_rawDesc = "" +
 	"\x03due\x18\x06 \x01(\x03R\x03due\x12\x18\n" +
 	"\aworkers\x18\a \x01(\rR\aworkers\x12I\n" +
 	"\x13worker_last_seen_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x10workerLastSeenAt\x12\x1b\n" +
-	"\tno_worker\x18\t \x01(\bR\bnoWorker\"T\n" +
+	"\tno_worker\x18\t \x01(\bR\bnoWorker\x12,\n" +
+	"\x12failures_last_hour\x18\n" +
+	" \x01(\rR\x10failuresLastHour\x12*\n" +
+	"\x11retries_last_hour\x18\v \x01(\rR\x0fretriesLastHour\x12I\n" +
+	"\x11frequent_failures\x18\f \x03(\v2\x1c.reprise.v1.FailureTypeCountR\x10frequentFailures\"<\n" +
+	"\x10FailureTypeCount\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"T\n" +
 	"\n" +
 	"StateCount\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.reprise.v1.ExecutionStateR\x05state\x12\x14\n" +
@@ -1805,7 +1896,7 @@ func file_reprise_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_reprise_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_reprise_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_reprise_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_reprise_v1_types_proto_goTypes = []any{
 	(RetryRule)(0),                // 0: reprise.v1.RetryRule
 	(ExecutionState)(0),           // 1: reprise.v1.ExecutionState
@@ -1822,61 +1913,63 @@ var file_reprise_v1_types_proto_goTypes = []any{
 	(*Snooze)(nil),                // 12: reprise.v1.Snooze
 	(*OutcomeReceipt)(nil),        // 13: reprise.v1.OutcomeReceipt
 	(*TaskSummary)(nil),           // 14: reprise.v1.TaskSummary
-	(*StateCount)(nil),            // 15: reprise.v1.StateCount
-	(*Worker)(nil),                // 16: reprise.v1.Worker
-	nil,                           // 17: reprise.v1.Execution.LabelsEntry
-	nil,                           // 18: reprise.v1.LeasedAttempt.LabelsEntry
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*FailureTypeCount)(nil),      // 15: reprise.v1.FailureTypeCount
+	(*StateCount)(nil),            // 16: reprise.v1.StateCount
+	(*Worker)(nil),                // 17: reprise.v1.Worker
+	nil,                           // 18: reprise.v1.Execution.LabelsEntry
+	nil,                           // 19: reprise.v1.LeasedAttempt.LabelsEntry
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_reprise_v1_types_proto_depIdxs = []int32{
-	19, // 0: reprise.v1.RetryPolicy.backoff_min:type_name -> google.protobuf.Duration
-	19, // 1: reprise.v1.RetryPolicy.backoff_max:type_name -> google.protobuf.Duration
-	19, // 2: reprise.v1.RetryPolicy.max_elapsed:type_name -> google.protobuf.Duration
+	20, // 0: reprise.v1.RetryPolicy.backoff_min:type_name -> google.protobuf.Duration
+	20, // 1: reprise.v1.RetryPolicy.backoff_max:type_name -> google.protobuf.Duration
+	20, // 2: reprise.v1.RetryPolicy.max_elapsed:type_name -> google.protobuf.Duration
 	3,  // 3: reprise.v1.TaskDefinition.retry_policy:type_name -> reprise.v1.RetryPolicy
-	19, // 4: reprise.v1.TaskDefinition.timeout:type_name -> google.protobuf.Duration
+	20, // 4: reprise.v1.TaskDefinition.timeout:type_name -> google.protobuf.Duration
 	4,  // 5: reprise.v1.TaskDefinition.retry_budget:type_name -> reprise.v1.RetryBudget
-	19, // 6: reprise.v1.Failure.retry_after:type_name -> google.protobuf.Duration
+	20, // 6: reprise.v1.Failure.retry_after:type_name -> google.protobuf.Duration
 	2,  // 7: reprise.v1.Attempt.state:type_name -> reprise.v1.AttemptState
-	20, // 8: reprise.v1.Attempt.scheduled_at:type_name -> google.protobuf.Timestamp
-	20, // 9: reprise.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	20, // 10: reprise.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 8: reprise.v1.Attempt.scheduled_at:type_name -> google.protobuf.Timestamp
+	21, // 9: reprise.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	21, // 10: reprise.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
 	7,  // 11: reprise.v1.Attempt.failure:type_name -> reprise.v1.Failure
 	3,  // 12: reprise.v1.Attempt.retry_policy:type_name -> reprise.v1.RetryPolicy
-	20, // 13: reprise.v1.Attempt.lease_expires_at:type_name -> google.protobuf.Timestamp
+	21, // 13: reprise.v1.Attempt.lease_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 14: reprise.v1.Attempt.retry_rule:type_name -> reprise.v1.RetryRule
-	20, // 15: reprise.v1.Attempt.retry_at:type_name -> google.protobuf.Timestamp
-	20, // 16: reprise.v1.Attempt.retry_computed_at:type_name -> google.protobuf.Timestamp
+	21, // 15: reprise.v1.Attempt.retry_at:type_name -> google.protobuf.Timestamp
+	21, // 16: reprise.v1.Attempt.retry_computed_at:type_name -> google.protobuf.Timestamp
 	1,  // 17: reprise.v1.Execution.state:type_name -> reprise.v1.ExecutionState
 	6,  // 18: reprise.v1.Execution.arguments:type_name -> reprise.v1.Payload
 	3,  // 19: reprise.v1.Execution.retry_policy:type_name -> reprise.v1.RetryPolicy
 	8,  // 20: reprise.v1.Execution.attempts:type_name -> reprise.v1.Attempt
 	6,  // 21: reprise.v1.Execution.result:type_name -> reprise.v1.Payload
 	7,  // 22: reprise.v1.Execution.failure:type_name -> reprise.v1.Failure
-	20, // 23: reprise.v1.Execution.next_attempt_at:type_name -> google.protobuf.Timestamp
-	20, // 24: reprise.v1.Execution.created_at:type_name -> google.protobuf.Timestamp
-	20, // 25: reprise.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	17, // 26: reprise.v1.Execution.labels:type_name -> reprise.v1.Execution.LabelsEntry
-	20, // 27: reprise.v1.LeasedAttempt.lease_expires_at:type_name -> google.protobuf.Timestamp
+	21, // 23: reprise.v1.Execution.next_attempt_at:type_name -> google.protobuf.Timestamp
+	21, // 24: reprise.v1.Execution.created_at:type_name -> google.protobuf.Timestamp
+	21, // 25: reprise.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	18, // 26: reprise.v1.Execution.labels:type_name -> reprise.v1.Execution.LabelsEntry
+	21, // 27: reprise.v1.LeasedAttempt.lease_expires_at:type_name -> google.protobuf.Timestamp
 	6,  // 28: reprise.v1.LeasedAttempt.arguments:type_name -> reprise.v1.Payload
-	20, // 29: reprise.v1.LeasedAttempt.timeout_at:type_name -> google.protobuf.Timestamp
-	18, // 30: reprise.v1.LeasedAttempt.labels:type_name -> reprise.v1.LeasedAttempt.LabelsEntry
+	21, // 29: reprise.v1.LeasedAttempt.timeout_at:type_name -> google.protobuf.Timestamp
+	19, // 30: reprise.v1.LeasedAttempt.labels:type_name -> reprise.v1.LeasedAttempt.LabelsEntry
 	6,  // 31: reprise.v1.Outcome.result:type_name -> reprise.v1.Payload
 	7,  // 32: reprise.v1.Outcome.failure:type_name -> reprise.v1.Failure
 	12, // 33: reprise.v1.Outcome.snooze:type_name -> reprise.v1.Snooze
-	19, // 34: reprise.v1.Snooze.delay:type_name -> google.protobuf.Duration
-	20, // 35: reprise.v1.OutcomeReceipt.next_attempt_at:type_name -> google.protobuf.Timestamp
+	20, // 34: reprise.v1.Snooze.delay:type_name -> google.protobuf.Duration
+	21, // 35: reprise.v1.OutcomeReceipt.next_attempt_at:type_name -> google.protobuf.Timestamp
 	5,  // 36: reprise.v1.TaskSummary.declaration:type_name -> reprise.v1.TaskDefinition
-	20, // 37: reprise.v1.TaskSummary.declared_at:type_name -> google.protobuf.Timestamp
-	15, // 38: reprise.v1.TaskSummary.executions:type_name -> reprise.v1.StateCount
-	20, // 39: reprise.v1.TaskSummary.worker_last_seen_at:type_name -> google.protobuf.Timestamp
-	1,  // 40: reprise.v1.StateCount.state:type_name -> reprise.v1.ExecutionState
-	20, // 41: reprise.v1.Worker.last_seen_at:type_name -> google.protobuf.Timestamp
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	21, // 37: reprise.v1.TaskSummary.declared_at:type_name -> google.protobuf.Timestamp
+	16, // 38: reprise.v1.TaskSummary.executions:type_name -> reprise.v1.StateCount
+	21, // 39: reprise.v1.TaskSummary.worker_last_seen_at:type_name -> google.protobuf.Timestamp
+	15, // 40: reprise.v1.TaskSummary.frequent_failures:type_name -> reprise.v1.FailureTypeCount
+	1,  // 41: reprise.v1.StateCount.state:type_name -> reprise.v1.ExecutionState
+	21, // 42: reprise.v1.Worker.last_seen_at:type_name -> google.protobuf.Timestamp
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_types_proto_init() }
@@ -1895,7 +1988,7 @@ func file_reprise_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_types_proto_rawDesc), len(file_reprise_v1_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

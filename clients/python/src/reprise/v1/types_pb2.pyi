@@ -253,7 +253,7 @@ class OutcomeReceipt(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., will_retry: _Optional[bool] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class TaskSummary(_message.Message):
-    __slots__ = ("name", "declaration", "declared_by", "declared_at", "executions", "due", "workers", "worker_last_seen_at", "no_worker")
+    __slots__ = ("name", "declaration", "declared_by", "declared_at", "executions", "due", "workers", "worker_last_seen_at", "no_worker", "failures_last_hour", "retries_last_hour", "frequent_failures")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DECLARATION_FIELD_NUMBER: _ClassVar[int]
     DECLARED_BY_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +263,9 @@ class TaskSummary(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     WORKER_LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
     NO_WORKER_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    FREQUENT_FAILURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     declaration: TaskDefinition
     declared_by: str
@@ -272,7 +275,18 @@ class TaskSummary(_message.Message):
     workers: int
     worker_last_seen_at: _timestamp_pb2.Timestamp
     no_worker: bool
-    def __init__(self, name: _Optional[str] = ..., declaration: _Optional[_Union[TaskDefinition, _Mapping]] = ..., declared_by: _Optional[str] = ..., declared_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executions: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., due: _Optional[int] = ..., workers: _Optional[int] = ..., worker_last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., no_worker: _Optional[bool] = ...) -> None: ...
+    failures_last_hour: int
+    retries_last_hour: int
+    frequent_failures: _containers.RepeatedCompositeFieldContainer[FailureTypeCount]
+    def __init__(self, name: _Optional[str] = ..., declaration: _Optional[_Union[TaskDefinition, _Mapping]] = ..., declared_by: _Optional[str] = ..., declared_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executions: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., due: _Optional[int] = ..., workers: _Optional[int] = ..., worker_last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., no_worker: _Optional[bool] = ..., failures_last_hour: _Optional[int] = ..., retries_last_hour: _Optional[int] = ..., frequent_failures: _Optional[_Iterable[_Union[FailureTypeCount, _Mapping]]] = ...) -> None: ...
+
+class FailureTypeCount(_message.Message):
+    __slots__ = ("type", "count")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    count: int
+    def __init__(self, type: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class StateCount(_message.Message):
     __slots__ = ("state", "count")
