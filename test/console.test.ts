@@ -77,6 +77,9 @@ describe.runIf(available)("the console in a browser", () => {
     expect(await page.locator(`tr[data-id="${failed.id}"] .badge`).textContent()).toBe("FAILED");
     expect(await page.locator(`tr[data-id="${failed.id}"] .failure`).textContent()).toBe("SmtpError: mailbox unavailable");
     await shot(page, "executions");
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, "executions-phone");
+    await page.setViewportSize({ width: 1280, height: 860 });
 
     await page.getByRole("tab", { name: "Retrying now" }).click();
     await expect.poll(() => rows.count()).toBe(1);
@@ -112,8 +115,11 @@ describe.runIf(available)("the console in a browser", () => {
     // billing-7 declared it, and the test's own worker leased its work.
     expect(await charge.textContent()).toMatch(/charge_card3 retries, 1 s × 2\^\(k−1\), at most 30 s.*SUCCEEDED\s*1.*2 seen, last/);
     const orphan = page.locator('tr[data-task="export_report"]');
-    expect(await orphan.textContent()).toMatch(/export_reportnot declared.*PENDING\s*1.*10 failed, 0 retriedNO WORKER\s*0 seen/);
+    expect(await orphan.textContent()).toMatch(/export_reportNO WORKERnot declared.*PENDING\s*1.*10 failed, 0 retried0 seen/);
     await shot(page, "tasks");
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, "tasks-phone");
+    await page.setViewportSize({ width: 1280, height: 860 });
     await page.locator('tr[data-task="export_report"] a.count').click();
     await expect.poll(() => page.locator("table.executions tbody tr").count()).toBe(1);
 

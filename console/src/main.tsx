@@ -186,53 +186,55 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
       {error !== null ? (
         <Problem error={error} retry={() => setAttempt((n) => n + 1)} />
       ) : (
-        <table class="executions">
-          <caption class="sr-only">{retrying ? "Executions waiting for a retry, soonest first" : "Executions, newest first"}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Execution</th>
-              <th scope="col">Task</th>
-              <th scope="col">State</th>
-              <th scope="col">Attempts</th>
-              <th scope="col">Age</th>
-              <th scope="col">Next / ended</th>
-              <th scope="col">Last failure</th>
-            </tr>
-          </thead>
-          <tbody>
-            {rows.map((e) => {
-              const next = ms(e.nextAttemptAt);
-              const finished = ms(e.finishedAt);
-              const last = e.attempts?.at(-1);
-              const rule = last && next !== null ? ruleName(last) : null;
-              return (
-                <tr key={e.id} data-id={e.id}>
-                  <td class="mono">
-                    <a href={`#/executions/${encodeURIComponent(e.id)}`}>{e.id.slice(0, 13)}…</a>
-                  </td>
-                  <td>{e.task}</td>
-                  <td>
-                    <StateBadge state={e.state} />
-                  </td>
-                  <td class="num">{e.attempts?.length ?? 0}</td>
-                  <td>{duration(now - ms(e.createdAt)!)}</td>
-                  <td class="countdown">
-                    {next !== null
-                      ? `${next > now ? `retry ${relative(next, now)}` : "due now"}${rule && isRetrying(e) ? ` · ${rule}` : ""}`
-                      : finished !== null
-                        ? `ended ${relative(finished, now)}`
-                        : e.state === "EXECUTION_STATE_RUNNING"
-                          ? "running"
-                          : ""}
-                  </td>
-                  <td class="failure" title={lastFailure(e)}>
-                    {lastFailure(e)}
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <div class="scroll">
+          <table class="executions list">
+            <caption class="sr-only">{retrying ? "Executions waiting for a retry, soonest first" : "Executions, newest first"}</caption>
+            <thead>
+              <tr>
+                <th scope="col">Execution</th>
+                <th scope="col">Task</th>
+                <th scope="col">State</th>
+                <th scope="col">Attempts</th>
+                <th scope="col">Age</th>
+                <th scope="col">Next / ended</th>
+                <th scope="col">Last failure</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((e) => {
+                const next = ms(e.nextAttemptAt);
+                const finished = ms(e.finishedAt);
+                const last = e.attempts?.at(-1);
+                const rule = last && next !== null ? ruleName(last) : null;
+                return (
+                  <tr key={e.id} data-id={e.id}>
+                    <td class="mono">
+                      <a href={`#/executions/${encodeURIComponent(e.id)}`}>{e.id.slice(0, 13)}…</a>
+                    </td>
+                    <td>{e.task}</td>
+                    <td>
+                      <StateBadge state={e.state} />
+                    </td>
+                    <td class="num">{e.attempts?.length ?? 0}</td>
+                    <td>{duration(now - ms(e.createdAt)!)}</td>
+                    <td class="countdown">
+                      {next !== null
+                        ? `${next > now ? `retry ${relative(next, now)}` : "due now"}${rule && isRetrying(e) ? ` · ${rule}` : ""}`
+                        : finished !== null
+                          ? `ended ${relative(finished, now)}`
+                          : e.state === "EXECUTION_STATE_RUNNING"
+                            ? "running"
+                            : ""}
+                    </td>
+                    <td class="failure" title={lastFailure(e)}>
+                      {lastFailure(e)}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
       )}
       {!error && !loading && rows.length === 0 && <p class="empty">{retrying ? "Nothing is waiting for a retry." : "No executions match."}</p>}
       <div class="more">
@@ -471,74 +473,78 @@ function TasksPage() {
     <main>
       <h1>Tasks</h1>
       {tasks.length === 0 && <p class="empty">No task has been declared or submitted yet.</p>}
-      <table class="executions tasks">
-        <caption class="sr-only">Every task, with its declared policy, its executions by state and its workers</caption>
-        <thead>
-          <tr>
-            <th scope="col">Task</th>
-            <th scope="col">Declared policy</th>
-            <th scope="col">Executions</th>
-            <th scope="col">Due now</th>
-            <th scope="col">Last hour</th>
-            <th scope="col">Workers</th>
-          </tr>
-        </thead>
-        <tbody>
-          {tasks.map((t: TaskSummary) => {
-            const counts = new Map((t.executions ?? []).map((row) => [shortState(row.state), row.count]));
-            const due = Number(t.due ?? 0);
-            const seen = ms(t.workerLastSeenAt);
-            return (
-              <tr key={t.name} data-task={t.name}>
-                <td>
-                  <a href={`#/executions?task=${encodeURIComponent(t.name)}`}>{t.name}</a>
-                </td>
-                <td>
-                  {t.declaration ? (
-                    <>
-                      {describePolicy(t.declaration.retryPolicy)}
-                      {t.declaration.timeout && <div class="muted">timeout {duration(Number.parseFloat(t.declaration.timeout) * 1000)}</div>}
-                      {t.declaration.retryBudget?.retriesPerSecond && (
-                        <div class="muted">
-                          budget {t.declaration.retryBudget.retriesPerSecond}/s, burst {t.declaration.retryBudget.burst ?? 1}
-                        </div>
-                      )}
-                    </>
-                  ) : (
-                    <span class="muted">not declared</span>
-                  )}
-                </td>
-                <td>
-                  <div class="counts">
-                    {STATE_ORDER.filter((s) => counts.has(s)).map((s) => (
-                      <a class="count" href={`#/executions?task=${encodeURIComponent(t.name)}&state=${s}`}>
-                        <StateBadge state={s} /> {Number(counts.get(s)).toLocaleString("en")}
-                      </a>
-                    ))}
-                  </div>
-                </td>
-                <td class="num">{due > 10_000 ? "10,000+" : due.toLocaleString("en")}</td>
-                <td class="last-hour">
-                  {(t.failuresLastHour ?? 0).toLocaleString("en")} failed, {(t.retriesLastHour ?? 0).toLocaleString("en")} retried
-                  {(t.frequentFailures ?? []).map((f) => (
-                    <div class="failure">
-                      {f.type} × {f.count.toLocaleString("en")}
+      <div class="scroll">
+        <table class="executions tasks">
+          <caption class="sr-only">Every task, with its declared policy, its executions by state and its workers</caption>
+          <thead>
+            <tr>
+              <th scope="col">Task</th>
+              <th scope="col">Declared policy</th>
+              <th scope="col">Executions</th>
+              <th scope="col">Due now</th>
+              <th scope="col">Last hour</th>
+              <th scope="col">Workers</th>
+            </tr>
+          </thead>
+          <tbody>
+            {tasks.map((t: TaskSummary) => {
+              const counts = new Map((t.executions ?? []).map((row) => [shortState(row.state), row.count]));
+              const due = Number(t.due ?? 0);
+              const seen = ms(t.workerLastSeenAt);
+              return (
+                <tr key={t.name} data-task={t.name}>
+                  <td>
+                    <a href={`#/executions?task=${encodeURIComponent(t.name)}`}>{t.name}</a>
+                    {t.noWorker && (
+                      <div>
+                        <span class="badge state-failed" title="Executions are due and no worker was seen for this task in the last minute">
+                          NO WORKER
+                        </span>
+                      </div>
+                    )}
+                  </td>
+                  <td>
+                    {t.declaration ? (
+                      <>
+                        {describePolicy(t.declaration.retryPolicy)}
+                        {t.declaration.timeout && <div class="muted">timeout {duration(Number.parseFloat(t.declaration.timeout) * 1000)}</div>}
+                        {t.declaration.retryBudget?.retriesPerSecond && (
+                          <div class="muted">
+                            budget {t.declaration.retryBudget.retriesPerSecond}/s, burst {t.declaration.retryBudget.burst ?? 1}
+                          </div>
+                        )}
+                      </>
+                    ) : (
+                      <span class="muted">not declared</span>
+                    )}
+                  </td>
+                  <td>
+                    <div class="counts">
+                      {STATE_ORDER.filter((s) => counts.has(s)).map((s) => (
+                        <a class="count" href={`#/executions?task=${encodeURIComponent(t.name)}&state=${s}`}>
+                          <StateBadge state={s} /> {Number(counts.get(s)).toLocaleString("en")}
+                        </a>
+                      ))}
                     </div>
-                  ))}
-                </td>
-                <td>
-                  {t.noWorker && (
-                    <span class="badge state-failed" title="Executions are due and no worker was seen for this task in the last minute">
-                      NO WORKER
-                    </span>
-                  )}{" "}
-                  {t.workers ?? 0} seen{seen !== null ? `, last ${relative(seen, now)}` : ""}
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+                  </td>
+                  <td class="num">{due > 10_000 ? "10,000+" : due.toLocaleString("en")}</td>
+                  <td class="last-hour">
+                    {(t.failuresLastHour ?? 0).toLocaleString("en")} failed, {(t.retriesLastHour ?? 0).toLocaleString("en")} retried
+                    {(t.frequentFailures ?? []).map((f) => (
+                      <div class="failure">
+                        {f.type} × {f.count.toLocaleString("en")}
+                      </div>
+                    ))}
+                  </td>
+                  <td>
+                    {t.workers ?? 0} seen{seen !== null ? `, last ${relative(seen, now)}` : ""}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
     </main>
   );
 }
@@ -556,31 +562,33 @@ function WorkersPage() {
       {workers.length === 0 ? (
         <p class="empty">No worker has been seen in the last 7 days.</p>
       ) : (
-        <table class="executions workers">
-          <caption class="sr-only">Workers seen lately</caption>
-          <thead>
-            <tr>
-              <th scope="col">Worker</th>
-              <th scope="col">Last seen</th>
-              <th scope="col">Tasks</th>
-            </tr>
-          </thead>
-          <tbody>
-            {workers.map((w: Worker) => (
-              <tr key={w.id} data-worker={w.id}>
-                <td class="mono">{w.id || "(no id)"}</td>
-                <td>{w.lastSeenAt ? relative(ms(w.lastSeenAt)!, now) : ""}</td>
-                <td>
-                  {(w.tasks ?? []).map((task) => (
-                    <a class="label" href={`#/executions?task=${encodeURIComponent(task)}`}>
-                      {task}
-                    </a>
-                  ))}
-                </td>
+        <div class="scroll">
+          <table class="executions workers">
+            <caption class="sr-only">Workers seen lately</caption>
+            <thead>
+              <tr>
+                <th scope="col">Worker</th>
+                <th scope="col">Last seen</th>
+                <th scope="col">Tasks</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {workers.map((w: Worker) => (
+                <tr key={w.id} data-worker={w.id}>
+                  <td class="mono">{w.id || "(no id)"}</td>
+                  <td>{w.lastSeenAt ? relative(ms(w.lastSeenAt)!, now) : ""}</td>
+                  <td>
+                    {(w.tasks ?? []).map((task) => (
+                      <a class="label" href={`#/executions?task=${encodeURIComponent(task)}`}>
+                        {task}
+                      </a>
+                    ))}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
     </main>
   );
