@@ -5,7 +5,10 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
 import { tempDir } from "./helpers.js";
-import { coordinatorAddress, secondsOrDuration } from "../server/operator/commands.js";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { AttemptState, ExecutionSchema, ExecutionState, RetryRule } from "@reprise/wire";
+import { coordinatorAddress, progressLines, secondsOrDuration } from "../server/operator/commands.js";
 import { CLI, freePort, spawnCoordinator } from "./process-helpers.js";
 import type { ChildCoordinator } from "./process-helpers.js";
 import { fail, leaseNow, succeed } from "./wire-helpers.js";
@@ -226,5 +229,27 @@ describe("reaching the coordinator", () => {
   test("submit's --delay and --backoff take seconds, as the clients count, or a duration with its unit", () => {
     expect(["90", "1.5", "250ms", "30s", "5m", "1h", "2d"].map(secondsOrDuration)).toEqual([90_000, 1500, 250, 30_000, 300_000, 3_600_000, 172_800_000]);
     expect(["-1", "5 min", "", "1e3"].map(secondsOrDuration)).toEqual([null, null, null, null]);
+  });
+});
+
+describe("progress lines", () => {
+  test("a watch of a re-run execution says that it was re-run and when it is due, not the rule that had ended it", () => {
+    const now = Date.parse("2026-11-30T12:00:00Z");
+    const at = (ms: number) => timestampFromMs(now + ms);
+    const rerun = create(ExecutionSchema, {
+      id: "e",
+      task: "t",
+      state: ExecutionState.PENDING,
+      nextAttemptAt: at(0),
+      createdAt: at(-7_200_000),
+      attempts: [
+        { number: 1, state: AttemptState.FAILED, workerId: "w", scheduledAt: at(-7_200_000), startedAt: at(-7_200_000), finishedAt: at(-7_190_000), failure: { type: "Down" }, retryRule: RetryRule.BACKOFF, retryAt: at(-7_180_000) },
+        { number: 2, state: AttemptState.FAILED, workerId: "w", scheduledAt: at(-7_180_000), startedAt: at(-7_180_000), finishedAt: at(-7_170_000), failure: { type: "Down" }, retryRule: RetryRule.MAX_ELAPSED },
+      ],
+    });
+    const lines = progressLines(undefined, rerun, { color: false }, now);
+    expect(lines).toContain("attempt 1 failed: Down");
+    expect(lines).toContain("attempt 2 failed: Down; re-run, due now");
+    expect(lines.join("\n")).not.toContain("max_elapsed");
   });
 });

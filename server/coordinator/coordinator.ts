@@ -9,7 +9,7 @@
 // write to settle: nothing is acknowledged before it is durable.
 import { toBinary } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
-import { ExecutionState, RetryPolicySchema, StatusError } from "@reprise/wire";
+import { RetryPolicySchema, StatusError } from "@reprise/wire";
 import type { Execution, LeasedAttempt, Outcome, OutcomeReceipt, RetryPolicy } from "@reprise/wire";
 import { systemClock } from "./clock.js";
 import type { Clock } from "./clock.js";
@@ -23,7 +23,7 @@ import type { CoordinatorMetrics } from "../operator/metrics.js";
 import { newExecutionId } from "./ids.js";
 import { WorkerRegistry } from "./workers.js";
 import { Scheduler } from "./scheduler.js";
-import { toExecution, toPayload } from "./snapshot.js";
+import { stateName, toExecution, toPayload } from "./snapshot.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
 import type {
   AttemptRef,
@@ -93,9 +93,6 @@ const NO_WORKER_AFTER_MS = 60_000;
 
 /** The states RerunExecution re-opens. */
 const RERUNNABLE = new Set<number>([E.failed, E.abandoned, E.timedOut, E.cancelled]);
-
-/** An execution state as the API names it, for example "SUCCEEDED". */
-const stateName = (state: number) => ExecutionState[state] ?? String(state);
 
 // Expired attempts are handled in slices, one per timer tick, so that one tick
 // never holds the event loop for long, even after a restart with many leases

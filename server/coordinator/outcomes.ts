@@ -7,7 +7,7 @@ import type { Clock } from "./clock.js";
 import type { Logger } from "../operator/log.js";
 import type { CoordinatorMetrics } from "../operator/metrics.js";
 import { takeRetryToken } from "./budget.js";
-import { RetryRule, latestRetryAt, planRetry } from "./policy.js";
+import { RULE_NAMES, RetryRule, latestRetryAt, planRetry } from "./policy.js";
 import { storedPolicy } from "./snapshot.js";
 import { durationToMs, msToTimestamp } from "./time.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
@@ -224,17 +224,6 @@ export class Outcomes {
     return (await this.endAttempt(tx, attempt, state, now, failure)) === undefined ? null : state;
   }
 }
-
-/** How logs name each rule, as the CLI and the docs do. */
-export const RULE_NAMES: Record<number, string> = {
-  [RetryRule.backoff]: "backoff",
-  [RetryRule.retryAfter]: "retry_after",
-  [RetryRule.snooze]: "snooze",
-  [RetryRule.budget]: "budget",
-  [RetryRule.maxElapsed]: "max_elapsed",
-  [RetryRule.limit]: "limit",
-  [RetryRule.nonRetryable]: "non_retryable",
-};
 
 /** An OutcomeReceipt as a literal: create() would first fill in every default. */
 function receipt({

@@ -84,6 +84,17 @@ export const RetryRule = {
   nonRetryable: 7,
 } as const;
 
+/** How the logs, the CLI and the docs name each rule. */
+export const RULE_NAMES: Record<number, string> = {
+  [RetryRule.backoff]: "backoff",
+  [RetryRule.retryAfter]: "retry_after",
+  [RetryRule.snooze]: "snooze",
+  [RetryRule.budget]: "budget",
+  [RetryRule.maxElapsed]: "max_elapsed",
+  [RetryRule.limit]: "limit",
+  [RetryRule.nonRetryable]: "non_retryable",
+};
+
 /** What follows a failure, an abandonment or a timeout, before any retry budget. */
 export type RetryPlan =
   | { retry: true; rule: typeof RetryRule.backoff | typeof RetryRule.retryAfter; dueAt: number }

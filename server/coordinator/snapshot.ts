@@ -1,6 +1,6 @@
 // Builds the wire form of executions and attempts from store records.
 import { fromBinary } from "@bufbuild/protobuf";
-import { RetryPolicySchema } from "@reprise/wire";
+import { ExecutionState, RetryPolicySchema } from "@reprise/wire";
 import type { Attempt, Execution, Failure, Payload, RetryPolicy } from "@reprise/wire";
 import { resolvePolicy } from "./policy.js";
 import type { ResolvedPolicy } from "./policy.js";
@@ -27,6 +27,9 @@ export function storedPolicy(bytes: Uint8Array): StoredPolicy {
   }
   return stored;
 }
+
+/** An execution state as the API names it, for example "SUCCEEDED". */
+export const stateName = (state: number): string => ExecutionState[state] ?? String(state);
 
 /** A policy that allows no retries is shown as absent, like no policy at all. */
 function shownPolicy(bytes: Uint8Array | null): RetryPolicy | undefined {

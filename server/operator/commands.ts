@@ -16,6 +16,8 @@ import { ConfigError, parseDurationMs } from "./config.js";
 import { clockTime, duration, paint, relative, stateText, table, terminalStyle } from "./format.js";
 import type { Style } from "./format.js";
 import { durationToMs, msToDuration, timestampToMs } from "../coordinator/time.js";
+import { RULE_NAMES } from "../coordinator/policy.js";
+import { stateName } from "../coordinator/snapshot.js";
 
 /** Exit codes: 0 ok (and, for submit --wait, succeeded); 1 the execution did not succeed; 2 usage; 3 the call failed. */
 export const EXIT = { ok: 0, notSucceeded: 1, usage: 2, callFailed: 3 } as const;
@@ -92,7 +94,7 @@ function connect(values: { addr?: string; token?: string; "tls-ca"?: string; jso
 }
 
 const ms = (t: Timestamp | undefined) => (t ? timestampToMs(t) : null);
-const stateName = (state: ExecutionState) => ExecutionState[state] ?? String(state);
+
 const attemptStateName = (state: AttemptState) => AttemptState[state] ?? String(state);
 const isTerminal = (state: ExecutionState) => state !== ExecutionState.PENDING && state !== ExecutionState.RUNNING;
 const asJson = (execution: Execution) => toJson(ExecutionSchema, execution);
@@ -121,19 +123,10 @@ function failureText(attempt: Attempt | Execution): string {
   return failure.message ? `${failure.type}: ${failure.message.split("\n")[0]}` : failure.type;
 }
 
-/** How the CLI names each rule, as the docs and the logs do. */
-const RULE_NAME: Partial<Record<RetryRule, string>> = {
-  [RetryRule.BACKOFF]: "backoff",
-  [RetryRule.RETRY_AFTER]: "retry_after",
-  [RetryRule.SNOOZE]: "snooze",
-  [RetryRule.BUDGET]: "budget",
-  [RetryRule.MAX_ELAPSED]: "max_elapsed",
-};
-
 /** Why a pending execution waits after its last attempt: the rule that set the time, or "re-run" when that attempt had ended it. */
 function waitRule(last: Attempt): string | undefined {
   if (last.retryRule === RetryRule.UNSPECIFIED) return undefined;
-  return last.retryAt !== undefined ? RULE_NAME[last.retryRule] : "re-run";
+  return last.retryAt !== undefined ? RULE_NAMES[last.retryRule] : "re-run";
 }
 
 /**
@@ -159,7 +152,7 @@ export function retryNote(execution: Execution, i: number, now: number): string 
       break;
     case RetryRule.BACKOFF:
     case RetryRule.RETRY_AFTER:
-      note = `${last && execution.state === ExecutionState.PENDING ? "retrying" : "retried"} after ${duration(retryAt! - finished)} (${RULE_NAME[attempt.retryRule]}; ${policy})`;
+      note = `${last && execution.state === ExecutionState.PENDING ? "retrying" : "retried"} after ${duration(retryAt! - finished)} (${RULE_NAMES[attempt.retryRule]}; ${policy})`;
       scheduled = true;
       break;
     case RetryRule.BUDGET: {
@@ -482,9 +475,12 @@ export function progressLines(previous: Execution | undefined, current: Executio
       const next = ms(current.nextAttemptAt);
       const finished = ms(attempt.finishedAt);
       if (current.state === ExecutionState.PENDING && next !== null && finished !== null && attempt.number === current.attempts.length) {
-        const rule = RULE_NAME[attempt.retryRule];
-        const verb = attempt.state === AttemptState.SNOOZED ? "due again" : "retrying";
-        line += `; ${verb} in ${duration(next - finished)} (${relative(next, now)}${rule && rule !== "snooze" ? `, ${rule}` : ""})`;
+        const rule = waitRule(attempt);
+        if (rule === "re-run") line += `; re-run, due ${relative(next, now)}`;
+        else {
+          const verb = attempt.state === AttemptState.SNOOZED ? "due again" : "retrying";
+          line += `; ${verb} in ${duration(next - finished)} (${relative(next, now)}${rule && rule !== "snooze" ? `, ${rule}` : ""})`;
+        }
       }
       lines.push(line);
     }
