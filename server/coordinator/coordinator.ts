@@ -24,7 +24,7 @@ import { newExecutionId } from "./ids.js";
 import { WorkerRegistry } from "./workers.js";
 import { Scheduler } from "./scheduler.js";
 import { stateName, toExecution, toPayload } from "./snapshot.js";
-import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../store/store.js";
+import { AttemptStateNumber as A, ExecutionStateNumber as E, RERUNNABLE_STATES } from "../store/store.js";
 import type {
   AttemptRef,
   ExecutionRecord,
@@ -90,9 +90,6 @@ export interface TaskOverview {
 const DUE_COUNT_CAP = 10_001;
 /** Due work with no worker seen for its task for this long is flagged. */
 const NO_WORKER_AFTER_MS = 60_000;
-
-/** The states RerunExecution re-opens. */
-const RERUNNABLE = new Set<number>([E.failed, E.abandoned, E.timedOut, E.cancelled]);
 
 // Expired attempts are handled in slices, one per timer tick, so that one tick
 // never holds the event loop for long, even after a restart with many leases
@@ -304,7 +301,7 @@ export class Coordinator {
     return this.store.write(async (tx) => {
       const record = await this.requireExecution(tx, id);
       const now = this.clock.now();
-      if (!RERUNNABLE.has(record.state) || !(await tx.executionRerun({ seq: record.seq, task: record.task, from: record.state, now }))) {
+      if (!RERUNNABLE_STATES.includes(record.state) || !(await tx.executionRerun({ seq: record.seq, task: record.task, from: record.state, now }))) {
         throw new StatusError(
           status.FAILED_PRECONDITION,
           `execution_id: execution ${quote(id)} is ${stateName(record.state)}; only a FAILED, ABANDONED, TIMED_OUT or CANCELLED execution can be re-run`,

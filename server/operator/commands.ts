@@ -18,6 +18,7 @@ import type { Style } from "./format.js";
 import { durationToMs, msToDuration, timestampToMs } from "../coordinator/time.js";
 import { RULE_NAMES } from "../coordinator/policy.js";
 import { stateName } from "../coordinator/snapshot.js";
+import { RERUNNABLE_STATES } from "../store/store.js";
 
 /** Exit codes: 0 ok (and, for submit --wait, succeeded); 1 the execution did not succeed; 2 usage; 3 the call failed. */
 export const EXIT = { ok: 0, notSucceeded: 1, usage: 2, callFailed: 3 } as const;
@@ -335,7 +336,8 @@ async function cancel(args: string[]): Promise<number> {
   }
 }
 
-const RERUNNABLE_STATES = ["failed", "abandoned", "timed_out", "cancelled"];
+/** The --state values of rerun: failed, abandoned, timed_out and cancelled. */
+const RERUNNABLE = RERUNNABLE_STATES.map((state) => stateName(state).toLowerCase());
 /** Re-runs in flight at once during `rerun --state`. */
 const RERUN_CONCURRENCY = 16;
 /** The most executions one `rerun --state` lists. */
@@ -380,7 +382,7 @@ ${COMMON_HELP}`);
     }
   }
   const stateFlag = values.state!.toLowerCase();
-  if (!RERUNNABLE_STATES.includes(stateFlag)) throw new ConfigError(`--state: must be one of ${RERUNNABLE_STATES.join(", ")}; got ${JSON.stringify(values.state)}`);
+  if (!RERUNNABLE.includes(stateFlag)) throw new ConfigError(`--state: must be one of ${RERUNNABLE.join(", ")}; got ${JSON.stringify(values.state)}`);
   const state = ExecutionState[stateFlag.toUpperCase() as keyof typeof ExecutionState] as ExecutionState;
   const sinceMs = values.since === undefined ? null : secondsOrDuration(values.since);
   if (sinceMs === null && values.since !== undefined) throw new ConfigError(`--since: must be seconds or a duration with a unit, such as 30m, 1h or 2d; got ${JSON.stringify(values.since)}`);

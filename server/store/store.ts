@@ -21,6 +21,14 @@ export const ExecutionStateNumber = {
   cancelled: 7,
 } as const;
 
+/** The states RerunExecution re-opens: FAILED, ABANDONED, TIMED_OUT and CANCELLED. */
+export const RERUNNABLE_STATES: readonly number[] = [
+  ExecutionStateNumber.failed,
+  ExecutionStateNumber.abandoned,
+  ExecutionStateNumber.timedOut,
+  ExecutionStateNumber.cancelled,
+];
+
 /** Numbers of the proto enum reprise.v1.AttemptState. */
 export const AttemptStateNumber = {
   running: 1,

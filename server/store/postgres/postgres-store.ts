@@ -19,7 +19,7 @@ import type {
   Tx,
   WorkerRecord,
 } from "../store.js";
-import { AttemptStateNumber, ExecutionStateNumber, StoreUnavailableError } from "../store.js";
+import { AttemptStateNumber, ExecutionStateNumber, RERUNNABLE_STATES, StoreUnavailableError } from "../store.js";
 import { migrations } from "../../runtime/runtime.js";
 import { listPage } from "../list-page.js";
 import {
@@ -44,7 +44,7 @@ import { CHANNEL, PostgresPeers } from "./peers.js";
 const PENDING = ExecutionStateNumber.pending;
 const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
-const RERUNNABLE = [ExecutionStateNumber.failed, ExecutionStateNumber.abandoned, ExecutionStateNumber.timedOut, ExecutionStateNumber.cancelled].join(", ");
+const RERUNNABLE = RERUNNABLE_STATES.join(", ");
 const ATTEMPT_RUNNING = AttemptStateNumber.running;
 
 /** A transaction that lost a race is run again at most this many times. */

@@ -2,7 +2,7 @@
 // metric and the plan guard (test/store-plans.test.ts) report.
 import type Database from "better-sqlite3";
 import type { HoldObserver } from "../../operator/holds.js";
-import { AttemptStateNumber, ExecutionStateNumber } from "../store.js";
+import { AttemptStateNumber, ExecutionStateNumber, RERUNNABLE_STATES } from "../store.js";
 
 const PENDING = ExecutionStateNumber.pending;
 // Hot statements bind positional parameters: binding by name costs a property
@@ -12,7 +12,7 @@ const FINISH = `UPDATE executions SET state = ?, finished_at = ?, next_attempt_a
   version = version + 1`;
 const RUNNING = ExecutionStateNumber.running;
 const SUCCEEDED = ExecutionStateNumber.succeeded;
-const RERUNNABLE = [ExecutionStateNumber.failed, ExecutionStateNumber.abandoned, ExecutionStateNumber.timedOut, ExecutionStateNumber.cancelled].join(", ");
+const RERUNNABLE = RERUNNABLE_STATES.join(", ");
 const ATTEMPT_RUNNING = AttemptStateNumber.running;
 
 /** Prepares `sql` under `name`; "raw" rows come as arrays, "pluck" rows as their first column. */
