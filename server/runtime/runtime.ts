@@ -92,10 +92,19 @@ export function sqliteForThreads(): { driver: string; nativeBinding: string | un
  * executable. Null for a file the build does not have.
  */
 export function consoleFile(name: string): Buffer | null {
-  if (inExecutable) return embedded().console.includes(`console/${name}`) ? Buffer.from(getAsset(`console/${name}`)) : null;
-  const path = join(root(), "dist/console", name);
-  return existsSync(path) ? readFileSync(path) : null;
+  const cached = consoleFiles.get(name);
+  if (cached) return cached;
+  let file: Buffer | null;
+  if (inExecutable) file = embedded().console.includes(`console/${name}`) ? Buffer.from(getAsset(`console/${name}`)) : null;
+  else {
+    const path = join(root(), "dist/console", name);
+    file = existsSync(path) ? readFileSync(path) : null;
+  }
+  // Read once, not at every request.
+  if (file !== null) consoleFiles.set(name, file);
+  return file;
 }
+const consoleFiles = new Map<string, Buffer>();
 
 /** Where each store's migrations live in a checkout or package. */
 const migrationsDir = (store: "sqlite" | "postgres") => `server/store/${store}/migrations`;
