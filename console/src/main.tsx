@@ -74,6 +74,17 @@ function Problem({ error, retry }: { error: unknown; retry: () => void }) {
   );
 }
 
+/** A page whose data has not come: why (with a way to try again), or that it is loading. */
+function NotYet({ error, retry }: { error: unknown; retry: () => void }) {
+  return error !== null ? (
+    <main>
+      <Problem error={error} retry={retry} />
+    </main>
+  ) : (
+    <main aria-busy="true">Loading…</main>
+  );
+}
+
 function ExecutionsPage({ query }: { query: URLSearchParams }) {
   const now = useNow();
   const task = query.get("task") ?? "";
@@ -302,8 +313,7 @@ function ExecutionPage({ id }: { id: string }) {
     }
   };
 
-  if (error !== null) return <main>{<Problem error={error} retry={() => setAttempt((n) => n + 1)} />}</main>;
-  if (execution === null) return <main aria-busy="true">Loading…</main>;
+  if (error !== null || execution === null) return <NotYet error={error} retry={() => setAttempt((n) => n + 1)} />;
   const state = shortState(execution.state);
   const next = ms(execution.nextAttemptAt);
   const attempts = execution.attempts ?? [];
@@ -466,8 +476,7 @@ const STATE_ORDER = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "ABANDONED", "
 function TasksPage() {
   const now = useNow();
   const { data, error, retry } = usePolled(listTasks, 5000);
-  if (error !== null) return <main>{<Problem error={error} retry={retry} />}</main>;
-  if (data === null) return <main aria-busy="true">Loading…</main>;
+  if (error !== null || data === null) return <NotYet error={error} retry={retry} />;
   const tasks = data.tasks ?? [];
   return (
     <main>
@@ -552,8 +561,7 @@ function TasksPage() {
 function WorkersPage() {
   const now = useNow();
   const { data, error, retry } = usePolled(listWorkers, 5000);
-  if (error !== null) return <main>{<Problem error={error} retry={retry} />}</main>;
-  if (data === null) return <main aria-busy="true">Loading…</main>;
+  if (error !== null || data === null) return <NotYet error={error} retry={retry} />;
   const workers = data.workers ?? [];
   return (
     <main>
