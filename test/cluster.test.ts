@@ -166,6 +166,21 @@ describe.skipIf(!inject("postgresUrl"))("a cluster of three nodes on one Postgre
     });
   });
 
+  test("a watch sees a change that came without news (a node killed between its commit and its NOTIFY) at the next one-second re-check, and ends after it", async () => {
+    const { db, nodes } = await cluster();
+    const [a, b] = nodes as [ChildCoordinator, ChildCoordinator];
+    const { id } = await submit(a, "unannounced");
+    const onB = await watch(b, id);
+    // What a node's change looks like when the node dies before telling anyone: committed, no NOTIFY.
+    const started = performance.now();
+    await queryRows(db, "UPDATE executions SET state = $1, version = version + 1, next_attempt_at = NULL, finished_at = $2 WHERE id = $3", [E.CANCELLED, Date.now(), id]);
+    await onB.ended;
+    const ms = round(performance.now() - started);
+    console.log(`[cluster] an unannounced change reached the watch after ${ms} ms`);
+    expect(onB.seen.map((e) => e.state)).toEqual([E.PENDING, E.CANCELLED]);
+    expect(ms).toBeLessThan(3000);
+  });
+
   test("a long-poll on one node wakes within 500 ms when work is submitted on another, and a retry decided on one node wakes a long-poll on another on time", async () => {
     const { nodes } = await cluster();
     const [a, b, c] = nodes as [ChildCoordinator, ChildCoordinator, ChildCoordinator];

@@ -103,6 +103,15 @@ describe.each([
       });
     });
 
+    it("executionVersions gives the version of each execution that exists, one more after each change, and nothing for a seq that does not", async () => {
+      const [a, b] = await store.write(async (tx) => [await insert(tx, "va", "t"), await insert(tx, "vb", "t")]);
+      const versions = async () => (await store.read(async (tx) => tx.executionVersions([a.seq, b.seq, b.seq + 1000]))).sort((x, y) => x.seq - y.seq);
+      expect(await versions()).toEqual([{ seq: a.seq, version: a.version }, { seq: b.seq, version: b.version }]);
+      await store.write(async (tx) => tx.executionFinish({ seq: b.seq, task: "t", from: "open", state: E.cancelled, finishedAt: 0 }));
+      expect(await versions()).toEqual([{ seq: a.seq, version: a.version }, { seq: b.seq, version: b.version + 1 }]);
+      expect(await store.read(async (tx) => tx.executionVersions([]))).toEqual([]);
+    });
+
     it("executionInsert inserts a batch in one call and returns its records in the order given, under seqs that grow in that order", async () => {
       const before = await store.write(async (tx) => insert(tx, "before", "t"));
       const batch = [newExecution("b1", "t", { nextAttemptAt: 3 }), newExecution("b2", "u", { idempotencyKey: "k2", labels: { n: "2" } }), newExecution("b3", "t")];

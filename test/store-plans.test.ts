@@ -26,6 +26,7 @@ const ACCESS: Record<string, string[]> = {
   executionInsert: [],
   executionGet: ["sqlite_autoindex_executions_1"],
   executionGetBySeq: ["rowid"],
+  executionVersion: ["rowid"],
   executionGetByKey: ["sqlite_autoindex_executions_2"],
   executionList: ["rowid"],
   executionListByTask: ["executions_task"],

@@ -145,11 +145,15 @@ export class Coordinator {
   /** Handles whatever fell due while the coordinator was down, then arms the timer. */
   start(): void {
     this.onTimer();
-    // Work may come due on another node without news of it reaching this one
-    // (a lost notification, a node that died): look again every recheckMs.
+    // Work may come due, and watched executions change, on another node without
+    // news of it reaching this one (a node killed between its commit and its
+    // NOTIFY, a failed read): look again every recheckMs.
     const peers = this.store.peers;
     if (peers) {
-      this.recheck = setInterval(() => this.onTimer(), peers.recheckMs);
+      this.recheck = setInterval(() => {
+        this.onTimer();
+        void this.recheckWatches();
+      }, peers.recheckMs);
       this.recheck.unref();
     }
   }
@@ -526,7 +530,19 @@ export class Coordinator {
       });
       for (const { seq, record, snapshot } of snapshots) this.watchers.publish(seq, record.version, snapshot, isTerminal(record.state));
     } catch (error) {
-      this.log.warn("reading changed executions for watchers failed; the next change brings them up to date", { error: String(error) });
+      this.log.warn("reading changed executions for watchers failed; the next re-check brings them up to date", { error: String(error) });
+    }
+  }
+
+  /** Sends watchers here what changed without news of it: one cheap read of the watched executions' versions. */
+  private async recheckWatches(): Promise<void> {
+    const watched = this.watchers.watched();
+    if (watched.length === 0) return;
+    try {
+      const versions = await this.store.read(async (tx) => tx.executionVersions(watched));
+      await this.republish(this.watchers.behind(versions));
+    } catch (error) {
+      this.log.warn("re-checking watched executions failed; it tries again at the next re-check", { error: String(error) });
     }
   }
 

@@ -30,6 +30,13 @@ export class WatchHub {
     return [...this.bySeq.keys()];
   }
 
+  /** The watched executions whose watchers have not all been sent `versions`' version (execution seq -> version). */
+  behind(versions: { seq: number; version: number }[]): number[] {
+    return versions
+      .filter(({ seq, version }) => [...(this.bySeq.get(seq) ?? [])].some((watcher) => watcher.lastVersion < version))
+      .map(({ seq }) => seq);
+  }
+
   add(seq: number, watcher: Watcher): () => void {
     let set = this.bySeq.get(seq);
     if (!set) this.bySeq.set(seq, (set = new Set()));

@@ -185,6 +185,8 @@ export interface Tx {
   executionGet(id: string): Awaitable<ExecutionRecord | undefined>;
   executionGetBySeq(seq: number): Awaitable<ExecutionRecord | undefined>;
   executionGetByIdempotencyKey(key: string): Awaitable<ExecutionRecord | undefined>;
+  /** The version of each of these executions that exists, in no particular order: a cheap look at which have changed. */
+  executionVersions(seqs: readonly number[]): Awaitable<{ seq: number; version: number }[]>;
   /**
    * Newest first, at most `limit`; `beforeSeq` pages. A page may come back
    * short, even empty, while `nextBeforeSeq` says that more may follow: a walk

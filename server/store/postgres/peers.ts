@@ -3,7 +3,7 @@
 // lock that serializes commits across the whole database, so news is
 // coalesced: at most one NOTIFY in flight per node, carrying everything that
 // happened meanwhile. Receivers re-read the store; a lost notification delays
-// work until the next re-check (recheckMs), never strands it.
+// work and watches until the next re-check (recheckMs), never strands them.
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import type { PeerNews, Peers } from "../store.js";

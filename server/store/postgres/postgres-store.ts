@@ -110,6 +110,7 @@ const SQL = {
   executionGet: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1`,
   executionGetForUpdate: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1 FOR UPDATE`,
   executionGetBySeq: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE seq = $1`,
+  executionVersions: "SELECT seq, version FROM reprise.executions WHERE seq = ANY($1)",
   executionGetByKey: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE idempotency_key = $1`,
   executionList: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE seq < $1 ORDER BY seq DESC LIMIT $2`,
   executionListByTask: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE task = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
@@ -632,6 +633,10 @@ class PostgresTx implements Tx {
 
   executionGetByIdempotencyKey(key: string): Promise<ExecutionRecord | undefined> {
     return this.one("executionGetByKey", [key]);
+  }
+
+  async executionVersions(seqs: readonly number[]): Promise<{ seq: number; version: number }[]> {
+    return (await this.run("executionVersions", [seqs])).rows as { seq: number; version: number }[];
   }
 
   executionList(params: Parameters<Tx["executionList"]>[0]): ReturnType<Tx["executionList"]> {

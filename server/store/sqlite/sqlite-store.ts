@@ -315,6 +315,15 @@ export class SqliteStore implements Store, Tx {
     return row && executionFromRow(row);
   }
 
+  executionVersions(seqs: readonly number[]): { seq: number; version: number }[] {
+    const found: { seq: number; version: number }[] = [];
+    for (const seq of seqs) {
+      const version = this.statements.executionVersion.get(seq) as number | undefined;
+      if (version !== undefined) found.push({ seq, version });
+    }
+    return found;
+  }
+
   executionGetByIdempotencyKey(key: string): ExecutionRecord | undefined {
     const row = this.statements.executionGetByKey.get(key) as Row | undefined;
     return row && executionFromRow(row);

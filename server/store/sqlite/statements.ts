@@ -90,6 +90,7 @@ export function prepareStatements(s: Prepare) {
     ),
     executionGet: s("executionGet", "SELECT * FROM executions WHERE id = ?"),
     executionGetBySeq: s("executionGetBySeq", "SELECT * FROM executions WHERE seq = ?"),
+    executionVersion: s("executionVersion", "SELECT version FROM executions WHERE seq = ?", "pluck"),
     executionGetByKey: s("executionGetByKey", "SELECT * FROM executions WHERE idempotency_key = ?"),
     // One statement per filter, so that each walks its own index newest first.
     // The state lists repeat the indexes' `state <> 3` so that the planner
