@@ -99,6 +99,17 @@ describe.runIf(available)("the console in a browser", () => {
     await page.getByLabel("State").selectOption("FAILED");
     await page.getByRole("button", { name: "Apply" }).click();
     await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([failed.id]);
+
+    // By label: typed in, or followed from an execution's page.
+    await page.goto(`${base}/#/executions`);
+    await page.getByLabel("Label", { exact: true }).fill("tenant=acme");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([charged.id]);
+    await page.goto(`${base}/#/executions/${charged.id}`);
+    await page.getByRole("link", { name: "tenant=acme" }).click();
+    await page.waitForURL("**/#/executions?label=tenant%3Dacme");
+    await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([charged.id]);
+    expect(await page.getByLabel("Label", { exact: true }).inputValue()).toBe("tenant=acme");
     await page.close();
   });
 

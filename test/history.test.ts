@@ -18,7 +18,12 @@ import { ExecutionState } from "@reprise/wire";
 
 const SECRET = new Uint8Array(16);
 
-async function insert(tx: Tx, id: string, task: string, fields: { createdAt?: number; nextAttemptAt?: number; idempotencyKey?: string } = {}): Promise<ExecutionRecord> {
+async function insert(
+  tx: Tx,
+  id: string,
+  task: string,
+  fields: { createdAt?: number; nextAttemptAt?: number; idempotencyKey?: string; labels?: Record<string, string> } = {},
+): Promise<ExecutionRecord> {
   const record = (await tx.executionInsert([{
     id,
     task,
@@ -28,7 +33,7 @@ async function insert(tx: Tx, id: string, task: string, fields: { createdAt?: nu
     nextAttemptAt: fields.nextAttemptAt ?? 0,
     createdAt: fields.createdAt ?? 0,
     idempotencyKey: fields.idempotencyKey ?? null,
-    labels: {},
+    labels: fields.labels ?? {},
   }]))[0];
   if (!record) throw new Error(`execution ${id} was not inserted`);
   return record;
@@ -166,6 +171,30 @@ describe("execution counts for metrics", () => {
     try {
       expect(await kept(reopened)).toEqual(countedFromRows(path));
       expect(await kept(reopened)).toEqual({ [`t0/${E.pending}`]: 5, [`t1/${E.pending}`]: 5, [`t0/${E.succeeded}`]: 5, [`t1/${E.succeeded}`]: 5, [`t0/${E.failed}`]: 5, [`t1/${E.failed}`]: 5 });
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  test("the migration that indexes labels indexes the labelled executions already in the database, and lists by label find them", async () => {
+    const path = join(tempDir(), "db");
+    const store = new SqliteStore({ path });
+    const seqs = await store.write(async (tx) => {
+      const made: number[] = [];
+      for (let i = 0; i < 10; i++) made.push((await insert(tx, `e${i}`, "t", { labels: i % 2 === 0 ? { env: "prod", n: String(i) } : {} })).seq);
+      return made;
+    });
+    await store.close();
+    // The database as it was before migration 0007.
+    const db = new Database(path);
+    db.exec("DROP TABLE execution_labels; DELETE FROM schema_migrations WHERE version = 7;");
+    db.close();
+    const reopened = new SqliteStore({ path });
+    try {
+      const listed = await reopened.read(async (tx) => tx.executionList({ labels: { env: "prod" }, limit: 100 }));
+      expect(listed.records.map((r) => r.seq)).toEqual([seqs[8], seqs[6], seqs[4], seqs[2], seqs[0]]);
+      const one = await reopened.read(async (tx) => tx.executionList({ labels: { n: "4" }, limit: 100 }));
+      expect(one.records.map((r) => r.id)).toEqual(["e4"]);
     } finally {
       await reopened.close();
     }

@@ -140,6 +140,21 @@ describe("the JSON API", () => {
     expect(await call("GET", `/api/v1/executions?idempotency_key=${"k".repeat(300)}`)).toMatchObject({ status: 400, body: { message: "idempotency_key: must be at most 256 bytes" } });
   });
 
+  test("label=KEY=VALUE, once per label, lists the executions submitted with every one of them; a label without = is 400 naming label", async () => {
+    await start();
+    const prodPay = await submit(c, "charge", { labels: { env: "prod", team: "pay" } });
+    const prod = await submit(c, "charge", { labels: { env: "prod", url: "a=b" } });
+    await submit(c, "charge", { labels: { env: "test" } });
+    const ids = async (query: string) => ((await call("GET", `/api/v1/executions?${query}`)).body!.executions as { id: string }[] | undefined)?.map((e) => e.id) ?? [];
+    expect(await ids("label=env%3Dprod")).toEqual([prod.id, prodPay.id]);
+    expect(await ids("label=env=prod")).toEqual([prod.id, prodPay.id]);
+    expect(await ids("label=env=prod&label=team=pay")).toEqual([prodPay.id]);
+    expect(await ids("label=url=a=b")).toEqual([prod.id]);
+    expect(await ids("label=env=prod&task=other")).toEqual([]);
+    expect(await call("GET", "/api/v1/executions?label=env")).toMatchObject({ status: 400, body: { code: "INVALID_ARGUMENT", message: 'label: must be KEY=VALUE; got "env"' } });
+    expect(await call("GET", "/api/v1/executions?label=env=a&label=env=b")).toMatchObject({ status: 400, body: { message: 'label: names "env" twice' } });
+  });
+
   test("GET /api/v1/tasks answers a ListTasksResponse and GET /api/v1/workers a ListWorkersResponse, filtered by task", async () => {
     await start();
     await c.workers.declareTasks({ workerId: "mailer-1", tasks: [{ name: "send_email", retryPolicy: { limit: 2 } }] });

@@ -104,6 +104,20 @@ describe("reprise operator commands", () => {
     });
   });
 
+  test("ls --label k=v lists only executions submitted with that label, all of them when repeated", async () => {
+    await withCoordinator(async (c) => {
+      const both = (await reprise(c, "submit", "t", "--label", "env=prod", "--label", "team=pay")).stdout.trim();
+      const prod = (await reprise(c, "submit", "t", "--label", "env=prod")).stdout.trim();
+      const plain = (await reprise(c, "submit", "t")).stdout.trim();
+      const listed = async (...args: string[]) => (JSON.parse((await reprise(c, "ls", "--json", ...args)).stdout) as { id: string }[]).map((e) => e.id);
+      expect(await listed("--label", "env=prod")).toEqual([prod, both]);
+      expect(await listed("--label", "env=prod", "--label", "team=pay")).toEqual([both]);
+      expect(await listed()).toEqual([plain, prod, both]);
+      const bad = await reprise(c, "ls", "--label", "env");
+      expect(bad).toMatchObject({ code: 2, stderr: 'reprise: --label: must be key=value; got "env"\n' });
+    });
+  });
+
   test("show marks snoozed attempts and deferred retries and names the rule that set each delay: snooze, backoff, budget", async () => {
     await withCoordinator(async (c) => {
       await c.workers.declareTasks({ tasks: [{ name: "api", retryPolicy: { limit: 2, backoffMin: { seconds: 1n } }, retryBudget: { retriesPerSecond: 0.01, burst: 1 } }] });

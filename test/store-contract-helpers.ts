@@ -28,9 +28,19 @@ export interface OpenStore {
    * synchronous caller, an afterCommit effect, reads them then).
    */
   committedExecutions(): Promise<CommittedExecution[]>;
+  /** The rows of the label index, as "key=value seq", sorted. */
+  committedLabels(): Promise<string[]>;
   /** Closes the store and whatever the test opened beside it. */
   close(): Promise<void>;
 }
+
+interface LabelRow {
+  key: string;
+  value: string;
+  seq: number | string;
+}
+
+const labelRows = (rows: LabelRow[]) => rows.map((row) => `${row.key}=${row.value} ${row.seq}`).sort();
 
 export interface StoreKind {
   /** False when the run has no such store (no PostgreSQL server): its tests are skipped. */
@@ -64,6 +74,10 @@ export const sqliteKind: StoreKind = {
         // Read at once, so that an effect that calls this reads what is committed then.
         reader ??= new Database(path, { readonly: true });
         return Promise.resolve(reader.prepare("SELECT id, task, state FROM executions ORDER BY seq").all() as CommittedExecution[]);
+      },
+      committedLabels() {
+        reader ??= new Database(path, { readonly: true });
+        return Promise.resolve(labelRows(reader.prepare("SELECT key, value, execution_seq AS seq FROM execution_labels").all() as LabelRow[]));
       },
       async close() {
         try {
@@ -110,6 +124,9 @@ export const postgresKind: StoreKind = {
       store,
       async committedExecutions() {
         return (await admin.query("SELECT id, task, state FROM reprise.executions ORDER BY seq")).rows as CommittedExecution[];
+      },
+      async committedLabels() {
+        return labelRows((await admin.query("SELECT key, value, execution_seq AS seq FROM reprise.execution_labels")).rows as LabelRow[]);
       },
       close: () => store.close(),
     };
@@ -210,7 +227,7 @@ export async function finish(tx: Tx, record: { seq: number; task: string }, atte
 }
 
 /** Every page of a list, following nextBeforeSeq to the end. */
-export async function pages(store: Store, filter: { task?: string; state?: number }, limit: number): Promise<ExecutionRecord[][]> {
+export async function pages(store: Store, filter: { task?: string; state?: number; labels?: Record<string, string> }, limit: number): Promise<ExecutionRecord[][]> {
   const result: ExecutionRecord[][] = [];
   let beforeSeq: number | undefined;
   for (let guard = 0; guard < 10_000; guard++) {

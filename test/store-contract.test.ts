@@ -605,6 +605,78 @@ describe.each([
     });
   });
 
+  describe("lists by label", () => {
+    /** 30 executions with labels env (prod or test) and, for some, team, in every state; the seqs of each filter, newest first. */
+    async function labelled() {
+      const by = new Map<string, number[]>();
+      await store.write(async (tx) => {
+        for (let i = 0; i < 30; i++) {
+          const labels: Record<string, string> = { env: i % 2 === 0 ? "prod" : "test" };
+          if (i % 3 === 0) labels.team = "pay";
+          if (i % 5 === 0) labels.x = "";
+          const task = i % 4 === 0 ? "a" : "b";
+          const record = await insert(tx, `l${i}`, task, { labels, nextAttemptAt: 1 });
+          const state = i % 6 === 0 ? E.cancelled : E.pending;
+          if (state === E.cancelled) expect(await tx.executionFinish({ seq: record.seq, task, from: "open", state, finishedAt: 0 })).toBe(true);
+          const keys = [`env=${labels.env}`, ...(labels.team ? [`env=${labels.env},team=pay`, `team=pay`, `team=pay/${task}`, `team=pay/${task}/${state}`] : []), ...(labels.x === "" ? ["x="] : [])];
+          keys.push(`env=${labels.env}/${state}`);
+          for (const key of keys) by.set(key, [record.seq, ...(by.get(key) ?? [])]);
+        }
+        await insert(tx, "unlabelled", "a", { nextAttemptAt: 1 });
+      });
+      return by;
+    }
+
+    it("executionList by labels lists only executions carrying every label with the same value, newest first, with task and state too, and pages each filter to its end", async () => {
+      const by = await labelled();
+      const list = async (filter: Parameters<typeof pages>[1], limit: number) => seqs((await pages(store, filter, limit)).flat());
+      expect(await list({ labels: { env: "prod" } }, 4)).toEqual(by.get("env=prod"));
+      expect(await list({ labels: { env: "test" } }, 100)).toEqual(by.get("env=test"));
+      expect(await list({ labels: { team: "pay" } }, 2)).toEqual(by.get("team=pay"));
+      expect(await list({ labels: { team: "pay", env: "prod" } }, 1)).toEqual(by.get("env=prod,team=pay"));
+      expect(await list({ labels: { x: "" } }, 3)).toEqual(by.get("x="));
+      for (const task of ["a", "b"]) {
+        expect(await list({ labels: { team: "pay" }, task }, 2)).toEqual(by.get(`team=pay/${task}`) ?? []);
+        for (const state of [E.pending, E.cancelled]) expect(await list({ labels: { team: "pay" }, task, state }, 2)).toEqual(by.get(`team=pay/${task}/${state}`) ?? []);
+      }
+      expect(await list({ labels: { env: "prod" }, state: E.cancelled }, 2)).toEqual(by.get(`env=prod/${E.cancelled}`));
+      expect(await list({ labels: { env: "staging" } }, 5)).toEqual([]);
+      expect(await list({ labels: { env: "prod", team: "ops" } }, 5)).toEqual([]);
+      // A label's value is matched whole: no prefix matches.
+      expect(await list({ labels: { env: "pro" } }, 5)).toEqual([]);
+    });
+
+    it("a list by label walks at most a window of its first label's executions per page: a page may come back short while more follow, and paging returns every match once", async () => {
+      const wanted: number[] = [];
+      await store.write(async (tx) => {
+        const group = async (from: number) => {
+          for (let i = from; i < from + 10; i++) wanted.unshift((await insert(tx, `w${i}`, "t", { labels: { env: "prod", team: "pay" } })).seq);
+        };
+        await group(0);
+        await tx.executionInsert(Array.from({ length: UNINDEXED_LIST_WINDOW }, (_, i) => newExecution(`other${i}`, "t", { labels: { env: "prod", team: "ops" } })));
+        await group(10);
+      });
+      // "env" comes first in key order: its index is walked, and team is checked on each execution.
+      const listed = await pages(store, { labels: { team: "pay", env: "prod" } }, 4);
+      expect(seqs(listed.flat())).toEqual(wanted);
+      expect(listed.slice(0, -1).some((page) => page.length < 4)).toBe(true);
+    });
+
+    it("the label index holds one row per label of each labelled execution, none for the unlabelled, and retention deletes an execution's rows with it", async () => {
+      const made = await store.write(async (tx) => {
+        const old = await insert(tx, "old", "t", { createdAt: 0, labels: { env: "prod", team: "pay" } });
+        await finish(tx, old, await start(tx, old), E.failed, 100);
+        const kept = await insert(tx, "kept", "t", { createdAt: 0, labels: { env: "prod" }, nextAttemptAt: 1e12 });
+        await insert(tx, "plain", "t", { createdAt: 0, nextAttemptAt: 1e12 });
+        return { old, kept };
+      });
+      expect(await opened.committedLabels()).toEqual([`env=prod ${made.kept.seq}`, `env=prod ${made.old.seq}`, `team=pay ${made.old.seq}`].sort());
+      expect(await store.write(async (tx) => tx.executionDeleteFinished({ finishedBefore: 1000, fromSeq: 0, limit: 100 }))).toEqual({ deleted: 1, nextSeq: null });
+      expect(await opened.committedLabels()).toEqual([`env=prod ${made.kept.seq}`]);
+      expect(seqs((await pages(store, { labels: { env: "prod" } }, 10)).flat())).toEqual([made.kept.seq]);
+    });
+  });
+
   describe("counts", () => {
     it("executionCountByTaskAndState equals a count of the rows after every kind of change, a rolled-back one included", async () => {
       const agree = async () => {

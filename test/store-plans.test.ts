@@ -32,6 +32,10 @@ const ACCESS: Record<string, string[]> = {
   executionListByTask: ["executions_task"],
   executionListByState: ["executions_state"],
   executionListByTaskAndState: ["executions_task_state"],
+  executionListByLabel: ["primary key", "rowid", "primary key"],
+  executionLabelWindowFloor: ["primary key"],
+  labelInsert: [],
+  retentionDeleteLabel: ["primary key"],
   executionListSucceeded: ["rowid"],
   executionListSucceededByTask: ["executions_task"],
   executionMinSeq: ["rowid"],
@@ -91,8 +95,8 @@ const BOUNDED_WALKS: Record<string, string> = {
 /** Statements allowed to scan executions or attempts, with the reason. None: no such scan is on any path. */
 const ALLOWED_SCANS: Record<string, string> = {};
 
-/** Tables that grow with use: executions and attempts with history, worker_tasks with workers that come and go. */
-const HISTORY_TABLES = new Set(["executions", "attempts", "worker_tasks"]);
+/** Tables that grow with use: executions, attempts and execution_labels with history, worker_tasks with workers that come and go. */
+const HISTORY_TABLES = new Set(["executions", "attempts", "execution_labels", "worker_tasks"]);
 
 interface Access {
   table: string;
@@ -121,7 +125,7 @@ function parsePlanLine(detail: string, aliases: Map<string, string>): Access | n
 
 function aliasesOf(sql: string): Map<string, string> {
   const aliases = new Map<string, string>();
-  for (const m of sql.matchAll(/\b(executions|attempts)\s+(?:AS\s+)?([a-z])\b/gi)) aliases.set(m[2]!, m[1]!);
+  for (const m of sql.matchAll(/\b(executions|attempts|execution_labels)\s+(?:AS\s+)?([a-z])\b/gi)) aliases.set(m[2]!, m[1]!);
   return aliases;
 }
 
@@ -156,7 +160,8 @@ async function buildHistory(path: string, executions: number): Promise<void> {
           nextAttemptAt: now + (i % 97 === 0 ? 3_600_000 : stays ? 1 : 0),
           createdAt: now,
           idempotencyKey: i % 5 === 0 ? `key-${i}` : null,
-          labels: {},
+          // Some carry labels, as a service's tenants or sources would.
+          labels: i % 7 === 0 ? { tenant: `t${i % 50}`, source: i % 2 === 0 ? "api" : "cron" } : {},
         }]))[0];
         if (!record) throw new Error(`execution e${i} was not inserted`);
         if (stays) continue;

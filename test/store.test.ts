@@ -157,6 +157,7 @@ describe("group commit", () => {
         { version: 4, name: "0004_workers.sql" },
         { version: 5, name: "0005_retry_control.sql" },
         { version: 6, name: "0006_failure_minutes.sql" },
+        { version: 7, name: "0007_execution_labels.sql" },
       ]);
       expect(db.prepare("SELECT id FROM executions").all()).toEqual([{ id: "kept" }]);
     } finally {

@@ -38,6 +38,25 @@ describe("submit", () => {
     expect(await c.executions.listExecutions({ idempotencyKey: "order-19" })).toMatchObject({ executions: [], nextPageToken: "" });
   });
 
+  test("ListExecutions with labels lists only executions submitted with every one of them, with the same values; an idempotency_key lookup must match them too; bad labels are INVALID_ARGUMENT naming labels", async () => {
+    c = await startTestCoordinator();
+    const submitted = async (labels: Record<string, string>) => (await c.executions.submit({ task: "charge", labels, idempotencyKey: JSON.stringify(labels) })).execution!.id;
+    const prodPay = await submitted({ env: "prod", team: "pay" });
+    const prod = await submitted({ env: "prod" });
+    await submitted({ env: "test", team: "pay" });
+    await submitted({});
+    const ids = async (request: Parameters<typeof c.executions.listExecutions>[0]) => (await c.executions.listExecutions(request)).executions.map((e) => e.id);
+    expect(await ids({ labels: { env: "prod" } })).toEqual([prod, prodPay]);
+    expect(await ids({ labels: { env: "prod", team: "pay" } })).toEqual([prodPay]);
+    expect(await ids({ labels: { env: "prod" }, state: ExecutionState.FAILED })).toEqual([]);
+    expect(await ids({ labels: { env: "prod" }, task: "other" })).toEqual([]);
+    expect(await ids({ labels: { env: "staging" } })).toEqual([]);
+    expect(await ids({ labels: { team: "pay" }, idempotencyKey: JSON.stringify({ env: "prod", team: "pay" }) })).toEqual([prodPay]);
+    expect(await ids({ labels: { team: "pay" }, idempotencyKey: JSON.stringify({ env: "prod" }) })).toEqual([]);
+    await expect(c.executions.listExecutions({ labels: { "": "x" } })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: "labels: keys must not be empty" });
+    await expect(c.executions.listExecutions({ labels: { env: "v".repeat(2000) } })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: 'labels["env"]: is 2000 bytes; the maximum is 1024' });
+  });
+
   test("concurrent Submits with one idempotency_key create one execution", async () => {
     c = await startTestCoordinator();
     const replies = await Promise.all(Array.from({ length: 20 }, () => c.executions.submit({ task: "t", idempotencyKey: "k" })));

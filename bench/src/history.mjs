@@ -163,9 +163,9 @@ const stats = (samples) => ({ median: median(samples), max: Math.max(...samples)
  * then `calls` rounds of three ListExecutions calls, `callGapMs` apart: state
  * FAILED with page_size 50, its second page, and state PENDING (nothing is
  * pending between runs). Each is timed at the caller, gRPC included. Then the
- * console's two pages over its JSON API, as its page asks for them: the first
- * page (50 newest executions) and a filtered page (50 FAILED), each timed to
- * the parsed JSON.
+ * console's pages over its JSON API, as its page asks for them: the first
+ * page (50 newest executions), filtered pages (50 FAILED; one tenant's label;
+ * that label and FAILED), each timed to the parsed JSON.
  */
 export async function probeHistory(system, { failed, scrapes = 20, calls = 20, scrapeGapMs, callGapMs, timeoutMs }) {
   const deadline = now() + timeoutMs;
@@ -206,20 +206,28 @@ export async function probeHistory(system, { failed, scrapes = 20, calls = 20, s
       await sleep(callGapMs);
     }
     const base = system.window.url.replace(/\/metrics$/, "");
+    /** Times one page; `expected` is its exact size, or a range [least, most]. */
     const consolePage = async (query, expected) => {
       const started = now();
       const response = await fetch(`${base}/api/v1/executions?${query}`);
       const body = await response.json();
       const ms = now() - started;
-      if (response.status !== 200 || (body.executions ?? []).length !== expected) throw new Error(`GET /api/v1/executions?${query}: ${response.status}, ${(body.executions ?? []).length} executions, expected ${expected}`);
+      const [least, most] = Array.isArray(expected) ? expected : [expected, expected];
+      const size = (body.executions ?? []).length;
+      if (response.status !== 200 || size < least || size > most) throw new Error(`GET /api/v1/executions?${query}: ${response.status}, ${size} executions, expected ${expected}`);
       return ms;
     };
     times.consoleFirst = [];
     times.consoleFailed = [];
+    times.consoleLabel = [];
+    times.consoleLabelFailed = [];
     for (let k = 0; k < calls; k++) {
       inTime();
       times.consoleFirst.push(await consolePage("page_size=50", 50));
       times.consoleFailed.push(await consolePage("state=FAILED&page_size=50", firstPage.size));
+      // One tenant of 20 (submission() labels every execution), then its failures: a page of the label's walk.
+      times.consoleLabel.push(await consolePage("label=tenant=t7&page_size=50", [1, 50]));
+      times.consoleLabelFailed.push(await consolePage("label=tenant=t7&state=FAILED&page_size=50", [0, 50]));
       await sleep(callGapMs);
     }
     for (const [key, samples] of Object.entries(times)) result[key] = samples.length ? stats(samples) : undefined;
@@ -234,5 +242,5 @@ const fmt = (ms) => ms.toFixed(ms < 10 ? 2 : 1);
 const pair = (s) => (s ? `${fmt(s.median)} / ${fmt(s.max)}` : "–");
 
 export function describeProbes(result) {
-  return `scrape ${pair(result.scrape)} ms; FAILED page 1 ${pair(result.failedFirst)}, page 2 ${pair(result.failedSecond)}, PENDING (none) ${pair(result.pendingNone)}; console first page ${pair(result.consoleFirst)}, FAILED ${pair(result.consoleFailed)} (median / max)`;
+  return `scrape ${pair(result.scrape)} ms; FAILED page 1 ${pair(result.failedFirst)}, page 2 ${pair(result.failedSecond)}, PENDING (none) ${pair(result.pendingNone)}; console first page ${pair(result.consoleFirst)}, FAILED ${pair(result.consoleFailed)}, label ${pair(result.consoleLabel)}, label and FAILED ${pair(result.consoleLabelFailed)} (median / max)`;
 }

@@ -341,6 +341,8 @@ function printHistory(med) {
     rows.push([`ListExecutions PENDING (none pending), ms, ${of}`, "–", probe("pendingNone"), ""]);
     rows.push([`console's first page (GET /api/v1/executions, 50 newest), ms, ${of}`, "–", probe("consoleFirst"), ""]);
     rows.push([`console's filtered page (GET /api/v1/executions?state=FAILED, 50), ms, ${of}`, "–", probe("consoleFailed"), ""]);
+    rows.push([`console's page by label (?label=tenant=t7, 50), ms, ${of}`, "–", probe("consoleLabel"), ""]);
+    rows.push([`console's page by label and state (?label=tenant=t7&state=FAILED), ms, ${of}`, "–", probe("consoleLabelFailed"), ""]);
   }
   rows.push(["start to SERVING, ms", "–", fmt(extras.history.startToServingMs, 0), ""]);
   rows.push(["RSS after start, MiB", "–", fmt(extras.history.rssMiB, 0), ""]);

@@ -133,11 +133,20 @@ async function call<T>(method: "GET" | "POST", path: string): Promise<T> {
   return (await response.json()) as T;
 }
 
-export function listExecutions(filter: { task?: string; state?: string; pageSize?: number; pageToken?: string; idempotencyKey?: string }): Promise<Page> {
+export function listExecutions(filter: {
+  task?: string;
+  state?: string;
+  /** One label, as key=value. */
+  label?: string;
+  pageSize?: number;
+  pageToken?: string;
+  idempotencyKey?: string;
+}): Promise<Page> {
   const query = new URLSearchParams();
   if (filter.idempotencyKey) query.set("idempotency_key", filter.idempotencyKey);
   if (filter.task) query.set("task", filter.task);
   if (filter.state) query.set("state", filter.state);
+  if (filter.label) query.set("label", filter.label);
   query.set("page_size", String(filter.pageSize ?? 50));
   if (filter.pageToken) query.set("page_token", filter.pageToken);
   return call("GET", `/api/v1/executions?${query}`);

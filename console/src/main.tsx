@@ -89,6 +89,7 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
   const now = useNow();
   const task = query.get("task") ?? "";
   const state = query.get("state") ?? "";
+  const label = query.get("label") ?? "";
   const retrying = query.get("view") === "retrying";
   const [pages, setPages] = useState<{ executions: Execution[]; next: string | undefined }>({ executions: [], next: undefined });
   const [error, setError] = useState<unknown>(null);
@@ -121,7 +122,7 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
     async (pageToken?: string) => {
       setLoading(true);
       try {
-        const page = await listExecutions({ task, state: retrying ? "PENDING" : state, pageSize: 50, pageToken });
+        const page = await listExecutions({ task, state: retrying ? "PENDING" : state, label, pageSize: 50, pageToken });
         const executions = (page.executions ?? []).filter((e) => !retrying || isRetrying(e));
         setPages((previous) => ({ executions: pageToken ? [...previous.executions, ...executions] : executions, next: page.nextPageToken }));
         setError(null);
@@ -131,7 +132,7 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
         setLoading(false);
       }
     },
-    [task, state, retrying],
+    [task, state, label, retrying],
   );
   useEffect(() => {
     void load();
@@ -164,7 +165,7 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
             const data = new FormData(event.currentTarget);
             const id = String(data.get("id") ?? "").trim();
             if (id) void find(id);
-            else navigate({ task: String(data.get("task") ?? "").trim(), state: String(data.get("state") ?? "") });
+            else navigate({ task: String(data.get("task") ?? "").trim(), state: String(data.get("state") ?? ""), label: String(data.get("label") ?? "").trim() });
           }}
         >
           <label>
@@ -182,6 +183,10 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
               </select>
             </label>
           )}
+          <label>
+            Label
+            <input name="label" defaultValue={label} placeholder="key=value" />
+          </label>
           <label>
             Id or idempotency key
             <input name="id" placeholder="open one execution" />
@@ -377,9 +382,9 @@ function ExecutionPage({ id }: { id: string }) {
             <dt>Labels</dt>
             <dd>
               {labels.map(([k, v]) => (
-                <span class="label">
+                <a class="label" href={`#/executions?${new URLSearchParams({ label: `${k}=${v}` })}`} title={`Executions labelled ${k}=${v}`}>
                   {k}={v}
-                </span>
+                </a>
               ))}
             </dd>
           </>

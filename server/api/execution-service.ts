@@ -102,10 +102,12 @@ export function executionService(
       if (!(request.state in ExecutionState)) throw invalid("state", `${request.state} is not an ExecutionState`);
       if (request.task !== "") checkTaskName(request.task, "task", limits);
       checkIdempotencyKey(request.idempotencyKey, "idempotency_key");
+      checkLabels(request.labels, "labels");
       const page = await coordinator.list({
         idempotencyKey: request.idempotencyKey === "" ? undefined : request.idempotencyKey,
         task: request.task === "" ? undefined : request.task,
         state: request.state === ExecutionState.UNSPECIFIED ? undefined : request.state,
+        labels: request.labels,
         beforeSeq: decodePageToken(request.pageToken),
         limit: request.pageSize === 0 ? fixedLimits.defaultPageSize : request.pageSize,
       });

@@ -217,12 +217,25 @@ async function watch(request: IncomingMessage, response: ServerResponse, executi
 /** Unary handlers of ExecutionService read nothing of their call. */
 const unaryCall = {} as never;
 
-/** ListExecutions' query parameters: task, state (a name such as FAILED or EXECUTION_STATE_FAILED, or its number), page_size, page_token, idempotency_key. */
+/**
+ * ListExecutions' query parameters: task, state (a name such as FAILED or
+ * EXECUTION_STATE_FAILED, or its number), page_size, page_token,
+ * idempotency_key, and label=KEY=VALUE, once per label.
+ */
 function listRequest(query: URLSearchParams) {
-  onlyParameters(query, ["task", "state", "page_size", "page_token", "idempotency_key"], "ListExecutions");
+  onlyParameters(query, ["task", "state", "page_size", "page_token", "idempotency_key", "label"], "ListExecutions");
   const pageSize = query.get("page_size") ?? "0";
   if (!/^-?\d+$/.test(pageSize)) throw invalid("page_size", `must be a whole number; got ${JSON.stringify(pageSize)}`);
+  const labels: Record<string, string> = {};
+  for (const label of query.getAll("label")) {
+    const equals = label.indexOf("=");
+    if (equals <= 0) throw invalid("label", `must be KEY=VALUE; got ${JSON.stringify(label)}`);
+    const key = label.slice(0, equals);
+    if (key in labels) throw invalid("label", `names ${JSON.stringify(key)} twice`);
+    labels[key] = label.slice(equals + 1);
+  }
   return {
+    labels,
     task: query.get("task") ?? "",
     state: stateOf(query.get("state") ?? ""),
     pageSize: Number(pageSize),

@@ -259,7 +259,7 @@ export class Coordinator {
   }
 
   /** A page of executions, newest first; with `idempotencyKey`, the one execution that has it (if it matches the rest). */
-  async list(params: { task?: string; state?: number; beforeSeq?: number; limit: number; idempotencyKey?: string }) {
+  async list(params: { task?: string; state?: number; labels?: Record<string, string>; beforeSeq?: number; limit: number; idempotencyKey?: string }) {
     return this.store.read(async (tx) => {
       if (params.idempotencyKey !== undefined) {
         const record = await tx.executionGetByIdempotencyKey(params.idempotencyKey);
@@ -267,6 +267,7 @@ export class Coordinator {
           record !== undefined &&
           (params.task === undefined || record.task === params.task) &&
           (params.state === undefined || record.state === params.state) &&
+          Object.entries(params.labels ?? {}).every(([key, value]) => record.labels[key] === value) &&
           (params.beforeSeq === undefined || record.seq < params.beforeSeq);
         return { executions: matches ? [await this.snapshot(tx, record)] : [], nextBeforeSeq: null };
       }

@@ -240,10 +240,17 @@ function payloadText(payload: { data: Uint8Array; contentType: string }): string
 async function ls(args: string[]): Promise<number> {
   const { values } = parseCommandLine({
     args,
-    options: { ...COMMON, task: { type: "string" }, state: { type: "string" }, limit: { type: "string" }, retrying: { type: "boolean" } },
+    options: {
+      ...COMMON,
+      task: { type: "string" },
+      state: { type: "string" },
+      label: { type: "string", multiple: true },
+      limit: { type: "string" },
+      retrying: { type: "boolean" },
+    },
   });
   if (values.help) {
-    process.stdout.write(`Usage: reprise ls [--task T] [--state S] [--retrying] [--limit N]\n\nLists executions, newest first.\n  --state S      pending, running, succeeded, failed, abandoned, timed_out or cancelled\n  --retrying     only executions waiting for a retry or a snooze (pending after an attempt),\n                 soonest first, with the rule that set the time: backoff, retry_after, snooze or budget\n  --limit N      at most N rows (default 50)\n\n${COMMON_HELP}`);
+    process.stdout.write(`Usage: reprise ls [--task T] [--state S] [--label k=v]... [--retrying] [--limit N]\n\nLists executions, newest first.\n  --state S      pending, running, succeeded, failed, abandoned, timed_out or cancelled\n  --label k=v    only executions submitted with this label (repeatable: all of them)\n  --retrying     only executions waiting for a retry or a snooze (pending after an attempt),\n                 soonest first, with the rule that set the time: backoff, retry_after, snooze or budget\n  --limit N      at most N rows (default 50)\n\n${COMMON_HELP}`);
     return EXIT.ok;
   }
   const limit = values.limit === undefined ? 50 : Number(values.limit);
@@ -254,15 +261,16 @@ async function ls(args: string[]): Promise<number> {
     if (state === undefined || values.state.toUpperCase() === "UNSPECIFIED") throw new ConfigError(`--state: unknown state ${JSON.stringify(values.state)}`);
   }
   if (values.retrying) state = ExecutionState.PENDING;
+  const labels = labelOptions(values.label);
   const c = connect(values);
   try {
     let executions: Execution[] = [];
     let pageToken = "";
     // Pages can come back short (--retrying filters on the client, and a list
-    // of SUCCEEDED reads a bounded window per page), so read until there are enough.
+    // of SUCCEEDED or by label reads a bounded window per page), so read until there are enough.
     for (let page = 0; page < 100; page++) {
       const pageSize = values.retrying ? 1000 : limit - executions.length;
-      const reply = await c.client.listExecutions({ task: values.task ?? "", state, pageSize, pageToken }, { metadata: c.metadata });
+      const reply = await c.client.listExecutions({ task: values.task ?? "", state, labels, pageSize, pageToken }, { metadata: c.metadata });
       executions.push(...(values.retrying ? reply.executions.filter((e) => e.attempts.length > 0) : reply.executions));
       pageToken = reply.nextPageToken;
       if (pageToken === "" || executions.length >= limit) break;
@@ -295,6 +303,17 @@ async function ls(args: string[]): Promise<number> {
   } finally {
     c.client.raw.close();
   }
+}
+
+/** Repeated --label key=value options as a map. */
+function labelOptions(options: string[] | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const label of options ?? []) {
+    const eq = label.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--label: must be key=value; got ${JSON.stringify(label)}`);
+    labels[label.slice(0, eq)] = label.slice(eq + 1);
+  }
+  return labels;
 }
 
 function requireId(positionals: string[], command: string): string {
@@ -666,12 +685,7 @@ ${COMMON_HELP}`);
   }
   const delayMs = values.delay === undefined ? 0 : secondsOrDuration(values.delay);
   if (delayMs === null) throw new ConfigError(`--delay: must be seconds or a duration with a unit, such as 90, 250ms, 5m or 1h; got ${JSON.stringify(values.delay)}`);
-  const labels: Record<string, string> = {};
-  for (const label of values.label ?? []) {
-    const eq = label.indexOf("=");
-    if (eq <= 0) throw new ConfigError(`--label: must be key=value; got ${JSON.stringify(label)}`);
-    labels[label.slice(0, eq)] = label.slice(eq + 1);
-  }
+  const labels = labelOptions(values.label);
   const c = connect(values);
   try {
     const reply = await c.client.submit(

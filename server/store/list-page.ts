@@ -2,10 +2,12 @@
 // other than SUCCEEDED, or of no state, walks an index and fills its pages.
 // SUCCEEDED is left out of the state indexes (it is most of the history), so a
 // SUCCEEDED page walks a window of UNINDEXED_LIST_WINDOW seq values instead: a
-// page may come back short while the next one starts below the window.
+// page may come back short while the next one starts below the window. A list
+// by label walks the executions that carry its first label (in key order),
+// UNINDEXED_LIST_WINDOW of them per page, and filters them by the rest.
 import type { Awaitable, Tx } from "./store.js";
 
-/** How many rows a SUCCEEDED page may walk. */
+/** How many rows a page that no index narrows to its filter may walk. */
 export const UNINDEXED_LIST_WINDOW = 10_000;
 
 type Rows<R> = Awaitable<R[]>;
@@ -22,6 +24,14 @@ export interface ListQueries<R> {
   inState(state: number, before: number, limit: number): Rows<R>;
   /** Executions with seq below `before`. */
   all(before: number, limit: number): Rows<R>;
+  /**
+   * Of the UNINDEXED_LIST_WINDOW newest executions below `before` labelled
+   * `key`=`value`, those that also carry every label of `others` (a JSON
+   * object) and match the list's task and state.
+   */
+  labelled(key: string, value: string, others: string, before: number, limit: number): Rows<R>;
+  /** The lowest seq of that window when it is full, else null. */
+  labelWindowFloor(key: string, value: string, before: number): Awaitable<number | null>;
 }
 
 type Page = Awaited<ReturnType<Tx["executionList"]>>;
@@ -37,6 +47,14 @@ export async function listPage<R>(
   // One row more than the page tells whether another page follows.
   let rows: R[];
   let windowFloor: number | null = null;
+  const labels = Object.entries(params.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (labels.length > 0) {
+    const [[key, value], ...others] = labels as [[string, string], ...[string, string][]];
+    rows = await queries.labelled(key, value, JSON.stringify(Object.fromEntries(others)), before, limit + 1);
+    const records = rows.slice(0, limit).map(toRecord);
+    if (rows.length > limit) return { records, nextBeforeSeq: records[records.length - 1]!.seq };
+    return { records, nextBeforeSeq: await queries.labelWindowFloor(key, value, before) };
+  }
   if (state === succeededState) {
     const top = before === Number.MAX_SAFE_INTEGER ? ((await queries.newestSeq()) ?? 0) + 1 : before;
     windowFloor = Math.max(0, top - UNINDEXED_LIST_WINDOW);

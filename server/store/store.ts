@@ -192,7 +192,7 @@ export interface Tx {
    * short, even empty, while `nextBeforeSeq` says that more may follow: a walk
    * that no index narrows reads a bounded window of rows per page.
    */
-  executionList(params: { task?: string; state?: number; beforeSeq?: number; limit: number }): Awaitable<{
+  executionList(params: { task?: string; state?: number; labels?: Record<string, string>; beforeSeq?: number; limit: number }): Awaitable<{
     records: ExecutionRecord[];
     /** Where the next page starts, or null after the last. */
     nextBeforeSeq: number | null;

@@ -21,7 +21,7 @@ import type {
 } from "../store.js";
 import { AttemptStateNumber, ExecutionStateNumber, RERUNNABLE_STATES, StoreUnavailableError } from "../store.js";
 import { migrations } from "../../runtime/runtime.js";
-import { listPage } from "../list-page.js";
+import { UNINDEXED_LIST_WINDOW, listPage } from "../list-page.js";
 import {
   FailureCounts,
   WorkerList,
@@ -80,6 +80,7 @@ const TASK_COLUMNS = `t.name AS task_name, t.retry_policy AS task_retry_policy, 
 const EXECUTION_COLUMNS = `seq, id, task, state, version, arguments, arguments_type, retry_policy, result, result_type,
   failure_type, failure_message, failure_stack, failure_non_retryable, failure_retry_after_ms, next_attempt_at, created_at,
   finished_at, idempotency_key, labels, attempt_count, run_failures, run_scheduled_at`;
+const EXECUTION_COLUMNS_OF_E = EXECUTION_COLUMNS.replace(/\w+/g, "e.$&");
 
 /** Every statement, by name: node-postgres prepares each once per connection. */
 const SQL = {
@@ -105,7 +106,9 @@ const SQL = {
     SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[], $5::text[], $6::bytea[], $7::bigint[], $8::bigint[],
       $9::text[], $10::text[], $11::bigint[])
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING seq, id, task)
+    RETURNING seq, id, task, labels),
+  labelled AS (INSERT INTO reprise.execution_labels (key, value, execution_seq)
+    SELECT l.key, l.value, i.seq FROM inserted i CROSS JOIN LATERAL json_each_text(i.labels::json) l WHERE i.labels <> '{}')
     SELECT i.seq, i.id, i.task, ${TASK_COLUMNS} FROM inserted i LEFT JOIN reprise.tasks t ON t.name = i.task`,
   executionGet: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1`,
   executionGetForUpdate: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions WHERE id = $1 FOR UPDATE`,
@@ -122,6 +125,16 @@ const SQL = {
     WHERE seq < $1 AND seq >= $2 AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT $3`,
   executionListSucceededByTask: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions
     WHERE task = $1 AND seq < $2 AND seq >= $3 AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT $4`,
+  // By label: a window of the label's index, newest first, then the rest of the filter.
+  executionListByLabel: `SELECT ${EXECUTION_COLUMNS_OF_E} FROM (SELECT execution_seq FROM reprise.execution_labels
+        WHERE key = $1 AND value = $2 AND execution_seq < $3 ORDER BY execution_seq DESC LIMIT ${UNINDEXED_LIST_WINDOW}) l
+      JOIN reprise.executions e ON e.seq = l.execution_seq
+    WHERE ($4::text IS NULL OR e.task = $4) AND ($5::smallint IS NULL OR e.state = $5)
+      AND NOT EXISTS (SELECT 1 FROM json_each_text($6::json) o WHERE NOT EXISTS (
+        SELECT 1 FROM reprise.execution_labels x WHERE x.key = o.key AND x.value = o.value AND x.execution_seq = e.seq))
+    ORDER BY e.seq DESC LIMIT $7`,
+  executionLabelWindowFloor: `SELECT execution_seq AS seq FROM reprise.execution_labels WHERE key = $1 AND value = $2 AND execution_seq < $3
+    ORDER BY execution_seq DESC LIMIT 1 OFFSET ${UNINDEXED_LIST_WINDOW - 1}`,
   executionMaxSeq: "SELECT max(seq) AS seq FROM reprise.executions",
   executionMinSeq: "SELECT min(seq) AS seq FROM reprise.executions",
   // Claim in one statement: lock due rows no other node holds, oldest due
@@ -215,7 +228,9 @@ const SQL = {
     INSERT INTO reprise.execution_counts (task, state, count)
     SELECT task, state, sum(delta) FROM moved GROUP BY task, state
     ON CONFLICT (task, state) DO UPDATE SET count = reprise.execution_counts.count + excluded.count`,
-  retentionWalk: "SELECT seq, task, state, created_at, finished_at FROM reprise.executions WHERE seq >= $1 ORDER BY seq LIMIT $2",
+  retentionWalk: "SELECT seq, task, state, created_at, finished_at, labels FROM reprise.executions WHERE seq >= $1 ORDER BY seq LIMIT $2",
+  retentionDeleteLabels: `DELETE FROM reprise.execution_labels
+    WHERE (key, value, execution_seq) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))`,
   retentionDeleteAttempts: "DELETE FROM reprise.attempts WHERE execution_seq = ANY($1)",
   retentionDeleteExecutions: "DELETE FROM reprise.executions WHERE seq = ANY($1) AND finished_at < $2",
   workerSeen: `INSERT INTO reprise.worker_tasks (worker_id, task, last_seen_at) SELECT $1, unnest($2::text[]), $3
@@ -651,6 +666,8 @@ class PostgresTx implements Tx {
       inState: (state, before, limit) =>
         task === undefined ? rows("executionListByState", [state, before, limit]) : rows("executionListByTaskAndState", [task, state, before, limit]),
       all: (before, limit) => (task === undefined ? rows("executionList", [before, limit]) : rows("executionListByTask", [task, before, limit])),
+      labelled: (key, value, others, before, limit) => rows("executionListByLabel", [key, value, before, task ?? null, params.state ?? null, others, limit]),
+      labelWindowFloor: async (key, value, before) => ((await this.run("executionLabelWindowFloor", [key, value, before])).rows[0]?.seq as number | undefined) ?? null,
     }, executionFromRow);
   }
 
@@ -847,6 +864,15 @@ class PostgresTx implements Tx {
     if (doomed.length > 0) {
       const seqs = doomed.map((row) => row.seq as number);
       await this.run("retentionDeleteAttempts", [seqs]);
+      const labels: [string[], string[], number[]] = [[], [], []];
+      for (const row of doomed) {
+        for (const [key, value] of Object.entries(parseLabels(row.labels as string))) {
+          labels[0].push(key);
+          labels[1].push(value);
+          labels[2].push(row.seq as number);
+        }
+      }
+      if (labels[0].length > 0) await this.run("retentionDeleteLabels", labels);
       const deleted = await this.run("retentionDeleteExecutions", [seqs, params.finishedBefore]);
       // All or none (the change rolls back): attempts never outlive their execution.
       if (deleted.rowCount !== seqs.length) throw new Error("executions changed while retention was deleting them");

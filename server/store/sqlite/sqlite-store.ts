@@ -15,6 +15,7 @@ import {
   decisionParams,
   executionFromRow,
   executionInsertValues,
+  LABELS_VALUE,
   failureParams,
   insertedExecution,
   parseLabels,
@@ -300,9 +301,12 @@ export class SqliteStore implements Store, Tx {
   private executionInsertOne(params: NewExecution): ExecutionRecord {
     // The record is built here rather than read back with RETURNING *, which
     // costs more than the insert itself.
-    const { lastInsertRowid } = this.statements.executionInsert.run(...executionInsertValues(params));
+    const values = executionInsertValues(params);
+    const { lastInsertRowid } = this.statements.executionInsert.run(...values);
+    const seq = Number(lastInsertRowid);
+    if (values[LABELS_VALUE] !== "{}") this.statements.labelInsert.run(seq, values[LABELS_VALUE]);
     this.countChange(params.task, params.state, 1);
-    return insertedExecution(Number(lastInsertRowid), params);
+    return insertedExecution(seq, params);
   }
 
   executionGet(id: string): ExecutionRecord | undefined {
@@ -345,6 +349,9 @@ export class SqliteStore implements Store, Tx {
           : statements.executionListByTaskAndState.all(task, state, before, limit)) as Row[],
       all: (before, limit) =>
         (task === undefined ? statements.executionList.all(before, limit) : statements.executionListByTask.all(task, before, limit)) as Row[],
+      labelled: (key, value, others, before, limit) =>
+        statements.executionListByLabel.all({ key, value, others, before, limit, task: task ?? null, state: params.state ?? null }) as Row[],
+      labelWindowFloor: (key, value, before) => (statements.executionLabelWindowFloor.get(key, value, before) as number | undefined) ?? null,
     }, executionFromRow);
   }
 
@@ -573,13 +580,14 @@ export class SqliteStore implements Store, Tx {
   }
 
   executionDeleteFinished(params: { finishedBefore: number; fromSeq: number; limit: number }): { deleted: number; nextSeq: number | null } {
-    const rows = this.statements.retentionWalk.all(params.fromSeq, params.limit) as [number, string, number, number, number | null][];
+    const rows = this.statements.retentionWalk.all(params.fromSeq, params.limit) as [number, string, number, number, number | null, string][];
     let deleted = 0;
-    for (const [seq, task, state, createdAt, finishedAt] of rows) {
+    for (const [seq, task, state, createdAt, finishedAt, labels] of rows) {
       // finished_at >= created_at: from here on nothing can have finished early enough.
       if (createdAt >= params.finishedBefore) return { deleted, nextSeq: null };
       if (finishedAt === null || finishedAt >= params.finishedBefore) continue;
       this.statements.retentionDeleteAttempts.run(seq);
+      for (const [key, value] of Object.entries(parseLabels(labels))) this.statements.retentionDeleteLabel.run(key, value, seq);
       // Both or neither (the caller's write() rolls back): attempts never outlive their execution.
       if (this.statements.retentionDeleteExecution.run(seq, params.finishedBefore).changes !== 1) {
         throw new Error(`execution ${seq} changed while retention was deleting it`);

@@ -381,8 +381,14 @@ type ListExecutionsRequest struct {
 	// Only the execution with this idempotency key (at most one), when it also
 	// matches `task` and `state`. Empty means any. At most 256 bytes.
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Only executions submitted with every one of these labels, each with the
+	// same value. Empty means any. The same bounds as Submit's `labels`. A page
+	// of a label walks at most 10,000 executions that carry its first label (in
+	// key order), so a page may come back short while `next_page_token` says
+	// that more may follow.
+	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListExecutionsRequest) Reset() {
@@ -448,6 +454,13 @@ func (x *ListExecutionsRequest) GetIdempotencyKey() string {
 		return x.IdempotencyKey
 	}
 	return ""
+}
+
+func (x *ListExecutionsRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 // The response of ExecutionService.ListExecutions.
@@ -984,14 +997,18 @@ const file_reprise_v1_execution_service_proto_rawDesc = "" +
 	"\x13GetExecutionRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"K\n" +
 	"\x14GetExecutionResponse\x123\n" +
-	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution\"\xc2\x01\n" +
+	"\texecution\x18\x01 \x01(\v2\x15.reprise.v1.ExecutionR\texecution\"\xc4\x02\n" +
 	"\x15ListExecutionsRequest\x12\x12\n" +
 	"\x04task\x18\x01 \x01(\tR\x04task\x120\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1a.reprise.v1.ExecutionStateR\x05state\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\x12'\n" +
-	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"w\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12E\n" +
+	"\x06labels\x18\x06 \x03(\v2-.reprise.v1.ListExecutionsRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
 	"\x16ListExecutionsResponse\x125\n" +
 	"\n" +
 	"executions\x18\x01 \x03(\v2\x15.reprise.v1.ExecutionR\n" +
@@ -1042,7 +1059,7 @@ func file_reprise_v1_execution_service_proto_rawDescGZIP() []byte {
 	return file_reprise_v1_execution_service_proto_rawDescData
 }
 
-var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_reprise_v1_execution_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*SubmitRequest)(nil),           // 0: reprise.v1.SubmitRequest
 	(*SubmitResponse)(nil),          // 1: reprise.v1.SubmitResponse
@@ -1063,53 +1080,55 @@ var file_reprise_v1_execution_service_proto_goTypes = []any{
 	(*ListTasksRequest)(nil),        // 16: reprise.v1.ListTasksRequest
 	(*ListTasksResponse)(nil),       // 17: reprise.v1.ListTasksResponse
 	nil,                             // 18: reprise.v1.SubmitRequest.LabelsEntry
-	(*Payload)(nil),                 // 19: reprise.v1.Payload
-	(*RetryPolicy)(nil),             // 20: reprise.v1.RetryPolicy
-	(*durationpb.Duration)(nil),     // 21: google.protobuf.Duration
-	(*Execution)(nil),               // 22: reprise.v1.Execution
-	(ExecutionState)(0),             // 23: reprise.v1.ExecutionState
-	(*Worker)(nil),                  // 24: reprise.v1.Worker
-	(*TaskSummary)(nil),             // 25: reprise.v1.TaskSummary
+	nil,                             // 19: reprise.v1.ListExecutionsRequest.LabelsEntry
+	(*Payload)(nil),                 // 20: reprise.v1.Payload
+	(*RetryPolicy)(nil),             // 21: reprise.v1.RetryPolicy
+	(*durationpb.Duration)(nil),     // 22: google.protobuf.Duration
+	(*Execution)(nil),               // 23: reprise.v1.Execution
+	(ExecutionState)(0),             // 24: reprise.v1.ExecutionState
+	(*Worker)(nil),                  // 25: reprise.v1.Worker
+	(*TaskSummary)(nil),             // 26: reprise.v1.TaskSummary
 }
 var file_reprise_v1_execution_service_proto_depIdxs = []int32{
-	19, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
-	20, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
-	21, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
+	20, // 0: reprise.v1.SubmitRequest.arguments:type_name -> reprise.v1.Payload
+	21, // 1: reprise.v1.SubmitRequest.retry_policy:type_name -> reprise.v1.RetryPolicy
+	22, // 2: reprise.v1.SubmitRequest.delay:type_name -> google.protobuf.Duration
 	18, // 3: reprise.v1.SubmitRequest.labels:type_name -> reprise.v1.SubmitRequest.LabelsEntry
-	22, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
+	23, // 4: reprise.v1.SubmitResponse.execution:type_name -> reprise.v1.Execution
 	0,  // 5: reprise.v1.SubmitBatchRequest.submissions:type_name -> reprise.v1.SubmitRequest
 	1,  // 6: reprise.v1.SubmitBatchResponse.results:type_name -> reprise.v1.SubmitResponse
-	22, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
-	23, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
-	22, // 9: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
-	22, // 10: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
-	22, // 11: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
-	22, // 12: reprise.v1.RerunExecutionResponse.execution:type_name -> reprise.v1.Execution
-	24, // 13: reprise.v1.ListWorkersResponse.workers:type_name -> reprise.v1.Worker
-	25, // 14: reprise.v1.ListTasksResponse.tasks:type_name -> reprise.v1.TaskSummary
-	0,  // 15: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
-	2,  // 16: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
-	4,  // 17: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
-	6,  // 18: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
-	8,  // 19: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
-	10, // 20: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
-	12, // 21: reprise.v1.ExecutionService.RerunExecution:input_type -> reprise.v1.RerunExecutionRequest
-	14, // 22: reprise.v1.ExecutionService.ListWorkers:input_type -> reprise.v1.ListWorkersRequest
-	16, // 23: reprise.v1.ExecutionService.ListTasks:input_type -> reprise.v1.ListTasksRequest
-	1,  // 24: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
-	3,  // 25: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
-	5,  // 26: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
-	7,  // 27: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
-	9,  // 28: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
-	11, // 29: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
-	13, // 30: reprise.v1.ExecutionService.RerunExecution:output_type -> reprise.v1.RerunExecutionResponse
-	15, // 31: reprise.v1.ExecutionService.ListWorkers:output_type -> reprise.v1.ListWorkersResponse
-	17, // 32: reprise.v1.ExecutionService.ListTasks:output_type -> reprise.v1.ListTasksResponse
-	24, // [24:33] is the sub-list for method output_type
-	15, // [15:24] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	23, // 7: reprise.v1.GetExecutionResponse.execution:type_name -> reprise.v1.Execution
+	24, // 8: reprise.v1.ListExecutionsRequest.state:type_name -> reprise.v1.ExecutionState
+	19, // 9: reprise.v1.ListExecutionsRequest.labels:type_name -> reprise.v1.ListExecutionsRequest.LabelsEntry
+	23, // 10: reprise.v1.ListExecutionsResponse.executions:type_name -> reprise.v1.Execution
+	23, // 11: reprise.v1.WatchExecutionResponse.execution:type_name -> reprise.v1.Execution
+	23, // 12: reprise.v1.CancelExecutionResponse.execution:type_name -> reprise.v1.Execution
+	23, // 13: reprise.v1.RerunExecutionResponse.execution:type_name -> reprise.v1.Execution
+	25, // 14: reprise.v1.ListWorkersResponse.workers:type_name -> reprise.v1.Worker
+	26, // 15: reprise.v1.ListTasksResponse.tasks:type_name -> reprise.v1.TaskSummary
+	0,  // 16: reprise.v1.ExecutionService.Submit:input_type -> reprise.v1.SubmitRequest
+	2,  // 17: reprise.v1.ExecutionService.SubmitBatch:input_type -> reprise.v1.SubmitBatchRequest
+	4,  // 18: reprise.v1.ExecutionService.GetExecution:input_type -> reprise.v1.GetExecutionRequest
+	6,  // 19: reprise.v1.ExecutionService.ListExecutions:input_type -> reprise.v1.ListExecutionsRequest
+	8,  // 20: reprise.v1.ExecutionService.WatchExecution:input_type -> reprise.v1.WatchExecutionRequest
+	10, // 21: reprise.v1.ExecutionService.CancelExecution:input_type -> reprise.v1.CancelExecutionRequest
+	12, // 22: reprise.v1.ExecutionService.RerunExecution:input_type -> reprise.v1.RerunExecutionRequest
+	14, // 23: reprise.v1.ExecutionService.ListWorkers:input_type -> reprise.v1.ListWorkersRequest
+	16, // 24: reprise.v1.ExecutionService.ListTasks:input_type -> reprise.v1.ListTasksRequest
+	1,  // 25: reprise.v1.ExecutionService.Submit:output_type -> reprise.v1.SubmitResponse
+	3,  // 26: reprise.v1.ExecutionService.SubmitBatch:output_type -> reprise.v1.SubmitBatchResponse
+	5,  // 27: reprise.v1.ExecutionService.GetExecution:output_type -> reprise.v1.GetExecutionResponse
+	7,  // 28: reprise.v1.ExecutionService.ListExecutions:output_type -> reprise.v1.ListExecutionsResponse
+	9,  // 29: reprise.v1.ExecutionService.WatchExecution:output_type -> reprise.v1.WatchExecutionResponse
+	11, // 30: reprise.v1.ExecutionService.CancelExecution:output_type -> reprise.v1.CancelExecutionResponse
+	13, // 31: reprise.v1.ExecutionService.RerunExecution:output_type -> reprise.v1.RerunExecutionResponse
+	15, // 32: reprise.v1.ExecutionService.ListWorkers:output_type -> reprise.v1.ListWorkersResponse
+	17, // 33: reprise.v1.ExecutionService.ListTasks:output_type -> reprise.v1.ListTasksResponse
+	25, // [25:34] is the sub-list for method output_type
+	16, // [16:25] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_execution_service_proto_init() }
@@ -1124,7 +1143,7 @@ func file_reprise_v1_execution_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_execution_service_proto_rawDesc), len(file_reprise_v1_execution_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from reprise.v1 import types_pb2 as reprise_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"reprise/v1/execution_service.proto\x12\nreprise.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16reprise/v1/types.proto\"\x9d\x02\n\rSubmitRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12&\n\targuments\x18\x02 \x01(\x0b\x32\x13.reprise.v1.Payload\x12-\n\x0cretry_policy\x18\x03 \x01(\x0b\x32\x17.reprise.v1.RetryPolicy\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12(\n\x05\x64\x65lay\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x06labels\x18\x06 \x03(\x0b\x32%.reprise.v1.SubmitRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x0eSubmitResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"D\n\x12SubmitBatchRequest\x12.\n\x0bsubmissions\x18\x01 \x03(\x0b\x32\x19.reprise.v1.SubmitRequest\"B\n\x13SubmitBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.reprise.v1.SubmitResponse\"+\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"@\n\x14GetExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\"\x90\x01\n\x15ListExecutionsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.reprise.v1.ExecutionState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"\\\n\x16ListExecutionsResponse\x12)\n\nexecutions\x18\x01 \x03(\x0b\x32\x15.reprise.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x15WatchExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"B\n\x16WatchExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\".\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"C\n\x17\x43\x61ncelExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\"-\n\x15RerunExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"B\n\x16RerunExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\"\"\n\x12ListWorkersRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\":\n\x13ListWorkersResponse\x12#\n\x07workers\x18\x01 \x03(\x0b\x32\x12.reprise.v1.Worker\"\x12\n\x10ListTasksRequest\";\n\x11ListTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.reprise.v1.TaskSummary2\xf9\x05\n\x10\x45xecutionService\x12?\n\x06Submit\x12\x19.reprise.v1.SubmitRequest\x1a\x1a.reprise.v1.SubmitResponse\x12N\n\x0bSubmitBatch\x12\x1e.reprise.v1.SubmitBatchRequest\x1a\x1f.reprise.v1.SubmitBatchResponse\x12Q\n\x0cGetExecution\x12\x1f.reprise.v1.GetExecutionRequest\x1a .reprise.v1.GetExecutionResponse\x12W\n\x0eListExecutions\x12!.reprise.v1.ListExecutionsRequest\x1a\".reprise.v1.ListExecutionsResponse\x12Y\n\x0eWatchExecution\x12!.reprise.v1.WatchExecutionRequest\x1a\".reprise.v1.WatchExecutionResponse0\x01\x12Z\n\x0f\x43\x61ncelExecution\x12\".reprise.v1.CancelExecutionRequest\x1a#.reprise.v1.CancelExecutionResponse\x12W\n\x0eRerunExecution\x12!.reprise.v1.RerunExecutionRequest\x1a\".reprise.v1.RerunExecutionResponse\x12N\n\x0bListWorkers\x12\x1e.reprise.v1.ListWorkersRequest\x1a\x1f.reprise.v1.ListWorkersResponse\x12H\n\tListTasks\x12\x1c.reprise.v1.ListTasksRequest\x1a\x1d.reprise.v1.ListTasksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"reprise/v1/execution_service.proto\x12\nreprise.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16reprise/v1/types.proto\"\x9d\x02\n\rSubmitRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12&\n\targuments\x18\x02 \x01(\x0b\x32\x13.reprise.v1.Payload\x12-\n\x0cretry_policy\x18\x03 \x01(\x0b\x32\x17.reprise.v1.RetryPolicy\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12(\n\x05\x64\x65lay\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x06labels\x18\x06 \x03(\x0b\x32%.reprise.v1.SubmitRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x0eSubmitResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"D\n\x12SubmitBatchRequest\x12.\n\x0bsubmissions\x18\x01 \x03(\x0b\x32\x19.reprise.v1.SubmitRequest\"B\n\x13SubmitBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.reprise.v1.SubmitResponse\"+\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"@\n\x14GetExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\"\xfe\x01\n\x15ListExecutionsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.reprise.v1.ExecutionState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12=\n\x06labels\x18\x06 \x03(\x0b\x32-.reprise.v1.ListExecutionsRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x16ListExecutionsResponse\x12)\n\nexecutions\x18\x01 \x03(\x0b\x32\x15.reprise.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x15WatchExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"B\n\x16WatchExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\".\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"C\n\x17\x43\x61ncelExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\"-\n\x15RerunExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"B\n\x16RerunExecutionResponse\x12(\n\texecution\x18\x01 \x01(\x0b\x32\x15.reprise.v1.Execution\"\"\n\x12ListWorkersRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\":\n\x13ListWorkersResponse\x12#\n\x07workers\x18\x01 \x03(\x0b\x32\x12.reprise.v1.Worker\"\x12\n\x10ListTasksRequest\";\n\x11ListTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.reprise.v1.TaskSummary2\xf9\x05\n\x10\x45xecutionService\x12?\n\x06Submit\x12\x19.reprise.v1.SubmitRequest\x1a\x1a.reprise.v1.SubmitResponse\x12N\n\x0bSubmitBatch\x12\x1e.reprise.v1.SubmitBatchRequest\x1a\x1f.reprise.v1.SubmitBatchResponse\x12Q\n\x0cGetExecution\x12\x1f.reprise.v1.GetExecutionRequest\x1a .reprise.v1.GetExecutionResponse\x12W\n\x0eListExecutions\x12!.reprise.v1.ListExecutionsRequest\x1a\".reprise.v1.ListExecutionsResponse\x12Y\n\x0eWatchExecution\x12!.reprise.v1.WatchExecutionRequest\x1a\".reprise.v1.WatchExecutionResponse0\x01\x12Z\n\x0f\x43\x61ncelExecution\x12\".reprise.v1.CancelExecutionRequest\x1a#.reprise.v1.CancelExecutionResponse\x12W\n\x0eRerunExecution\x12!.reprise.v1.RerunExecutionRequest\x1a\".reprise.v1.RerunExecutionResponse\x12N\n\x0bListWorkers\x12\x1e.reprise.v1.ListWorkersRequest\x1a\x1f.reprise.v1.ListWorkersResponse\x12H\n\tListTasks\x12\x1c.reprise.v1.ListTasksRequest\x1a\x1d.reprise.v1.ListTasksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_SUBMITREQUEST_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._loaded_options = None
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_SUBMITREQUEST']._serialized_start=107
   _globals['_SUBMITREQUEST']._serialized_end=392
   _globals['_SUBMITREQUEST_LABELSENTRY']._serialized_start=347
@@ -50,29 +52,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETEXECUTIONRESPONSE']._serialized_start=655
   _globals['_GETEXECUTIONRESPONSE']._serialized_end=719
   _globals['_LISTEXECUTIONSREQUEST']._serialized_start=722
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=866
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=868
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=960
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=962
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=1007
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=1009
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=1075
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1077
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1123
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1125
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=1192
-  _globals['_RERUNEXECUTIONREQUEST']._serialized_start=1194
-  _globals['_RERUNEXECUTIONREQUEST']._serialized_end=1239
-  _globals['_RERUNEXECUTIONRESPONSE']._serialized_start=1241
-  _globals['_RERUNEXECUTIONRESPONSE']._serialized_end=1307
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1309
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1343
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1345
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1403
-  _globals['_LISTTASKSREQUEST']._serialized_start=1405
-  _globals['_LISTTASKSREQUEST']._serialized_end=1423
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1425
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1484
-  _globals['_EXECUTIONSERVICE']._serialized_start=1487
-  _globals['_EXECUTIONSERVICE']._serialized_end=2248
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=976
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_start=347
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_end=392
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=978
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1070
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=1072
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=1117
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=1119
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=1185
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1187
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1233
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1235
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=1302
+  _globals['_RERUNEXECUTIONREQUEST']._serialized_start=1304
+  _globals['_RERUNEXECUTIONREQUEST']._serialized_end=1349
+  _globals['_RERUNEXECUTIONRESPONSE']._serialized_start=1351
+  _globals['_RERUNEXECUTIONRESPONSE']._serialized_end=1417
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1419
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1453
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1455
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1513
+  _globals['_LISTTASKSREQUEST']._serialized_start=1515
+  _globals['_LISTTASKSREQUEST']._serialized_end=1533
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1535
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1594
+  _globals['_EXECUTIONSERVICE']._serialized_start=1597
+  _globals['_EXECUTIONSERVICE']._serialized_end=2358
 # @@protoc_insertion_point(module_scope)
