@@ -42,6 +42,8 @@ async function start(options: Parameters<typeof startTestCoordinator>[0] = {}) {
 
 async function open(path: string, viewport = { width: 1280, height: 860 }): Promise<Page> {
   const page = await browser.newPage({ viewport });
+  // Well inside the test's own timeout, so that a step that waits in vain says which.
+  page.setDefaultTimeout(10_000);
   const outside: string[] = [];
   page.on("request", (request) => {
     if (!request.url().startsWith(base)) outside.push(request.url());
@@ -81,7 +83,7 @@ describe.runIf(available)("the console in a browser", () => {
     await shot(page, "executions-phone");
     await page.setViewportSize({ width: 1280, height: 860 });
 
-    await page.getByRole("tab", { name: "Retrying now" }).click();
+    await page.getByRole("navigation", { name: "Views" }).getByRole("link", { name: "Retrying now" }).click();
     await expect.poll(() => rows.count()).toBe(1);
     expect(await rows.first().getAttribute("data-id")).toBe(waiting.id);
     await shot(page, "retrying-now");
@@ -198,6 +200,62 @@ describe.runIf(available)("the console in a browser", () => {
     await page.locator(".execution-header .badge").getByText("FAILED").waitFor();
     expect(await page.locator("li.attempt summary").textContent()).toBe("DiskFull: no space left on device");
     await shot(page, "after-rerun");
+    await page.close();
+  });
+
+  test("works with the keyboard alone: Tab reaches every control, each control has a label, Enter filters and opens an execution, and a confirmed re-run follows", async () => {
+    await start();
+    const failed = await submit(c, "send_invoice");
+    await fail(c, (await leaseNow(c, ["send_invoice"]))[0]!, { type: "SmtpError", message: "mailbox full", nonRetryable: true });
+    await submit(c, "other_task");
+    const page = await open("/");
+    await page.locator("table.executions tbody tr").first().waitFor();
+
+    // Every control on every page is named: a label, an aria-label or its text.
+    for (const route of ["#/executions", "#/executions?view=retrying", `#/executions/${failed.id}`, "#/tasks", "#/workers"]) {
+      await page.goto(`${base}/${route}`);
+      await page.locator("main:not([aria-busy])").waitFor();
+      const unnamed = await page.locator("input, select, button, a, summary").evaluateAll((elements) =>
+        elements
+          .filter((el) => !(el as unknown as { labels?: { length: number } }).labels?.length && !el.getAttribute("aria-label") && !el.textContent?.trim())
+          .map((el) => el.outerHTML),
+      );
+      expect(unnamed, route).toEqual([]);
+      await expect.poll(() => page.title(), { message: route }).toMatch(/ · Reprise$/);
+    }
+
+    // From the top of the executions page, Tab until the task filter has focus, type, and press Enter.
+    await page.goto(`${base}/#/executions`);
+    await page.locator("table.executions tbody tr").first().waitFor();
+    const focused = page.locator(":focus");
+    const focusedName = async () => ((await focused.count()) === 0 ? "" : ((await focused.getAttribute("name")) ?? (await focused.textContent()) ?? ""));
+    const tabTo = async (reached: () => Promise<boolean>, what: string) => {
+      for (let presses = 0; presses < 40; presses++) {
+        if (await reached()) return;
+        await page.keyboard.press("Tab");
+      }
+      throw new Error(`Tab never reached ${what}`);
+    };
+    await tabTo(async () => (await focusedName()) === "task", "the task filter");
+    await page.keyboard.type("send_invoice");
+    await page.keyboard.press("Enter");
+    await page.waitForURL("**/#/executions?task=send_invoice");
+    const rows = page.locator("table.executions tbody tr");
+    await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([failed.id]);
+
+    // Tab to the execution's link and open it with Enter; then Tab to Re-run, and confirm it with the keyboard.
+    await tabTo(async () => (await page.locator(`tr[data-id="${failed.id}"] a:focus`).count()) === 1, "the execution's link");
+    await page.keyboard.press("Enter");
+    await page.waitForURL(`**/#/executions/${failed.id}`);
+    await page.locator(".execution-header .badge").getByText("FAILED").waitFor();
+    await tabTo(async () => (await focusedName()) === "Re-run", "the Re-run button");
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.keyboard.press("Enter");
+    await page.locator(".execution-header .badge").getByText("PENDING").waitFor();
+    // A stack trace opens from the keyboard too.
+    await tabTo(async () => (await page.locator("summary:focus").count()) === 1, "the failure's summary");
+    await page.keyboard.press("Enter");
+    expect(await page.locator("li.attempt details").getAttribute("open")).toBe("");
     await page.close();
   });
 

@@ -37,6 +37,13 @@ function useRoute(): { path: string; query: URLSearchParams } {
   return route;
 }
 
+/** Names the page in the browser's tab and for screen readers. */
+function useTitle(title: string): void {
+  useEffect(() => {
+    document.title = `${title} · Reprise`;
+  }, [title]);
+}
+
 function StateBadge({ state }: { state: string }) {
   const name = shortState(state);
   return <span class={`badge state-${name.toLowerCase()}`}>{name}</span>;
@@ -143,23 +150,27 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
     for (const [key, value] of Object.entries(changes)) value ? next.set(key, value) : next.delete(key);
     location.hash = `#/executions?${next}`;
   };
+  useTitle(retrying ? "Retrying now" : "Executions");
   const rows = retrying ? [...pages.executions].sort((a, b) => (ms(a.nextAttemptAt) ?? 0) - (ms(b.nextAttemptAt) ?? 0)) : pages.executions;
 
   return (
     <main>
       <div class="toolbar">
-        <div class="tabs" role="tablist">
-          <a role="tab" aria-selected={!retrying} href="#/executions">
+        <h1 class="sr-only">{retrying ? "Retrying now" : "Executions"}</h1>
+        <nav class="tabs" aria-label="Views">
+          <a aria-current={retrying ? undefined : "page"} href="#/executions">
             All executions
           </a>
-          <a role="tab" aria-selected={retrying} href="#/executions?view=retrying">
+          <a aria-current={retrying ? "page" : undefined} href="#/executions?view=retrying">
             Retrying now
           </a>
-        </div>
+        </nav>
         {/* Uncontrolled, and made anew for each route: the clock re-renders every second. */}
         <form
           key={query.toString()}
           class="filters"
+          role="search"
+          aria-label="Filter executions"
           onSubmit={(event) => {
             event.preventDefault();
             const data = new FormData(event.currentTarget);
@@ -318,6 +329,7 @@ function ExecutionPage({ id }: { id: string }) {
     }
   };
 
+  useTitle(execution ? `${execution.task} ${shortState(execution.state)} ${id}` : `Execution ${id}`);
   if (error !== null || execution === null) return <NotYet error={error} retry={() => setAttempt((n) => n + 1)} />;
   const state = shortState(execution.state);
   const next = ms(execution.nextAttemptAt);
@@ -481,6 +493,7 @@ const STATE_ORDER = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "ABANDONED", "
 function TasksPage() {
   const now = useNow();
   const { data, error, retry } = usePolled(listTasks, 5000);
+  useTitle("Tasks");
   if (error !== null || data === null) return <NotYet error={error} retry={retry} />;
   const tasks = data.tasks ?? [];
   return (
@@ -566,6 +579,7 @@ function TasksPage() {
 function WorkersPage() {
   const now = useNow();
   const { data, error, retry } = usePolled(listWorkers, 5000);
+  useTitle("Workers");
   if (error !== null || data === null) return <NotYet error={error} retry={retry} />;
   const workers = data.workers ?? [];
   return (
@@ -610,16 +624,26 @@ function WorkersPage() {
 function App() {
   const { path, query } = useRoute();
   const match = /^\/executions\/(.+)$/.exec(path);
+  const here = match ? "" : path === "/executions" && query.get("view") === "retrying" ? "/retrying" : path;
+  const current = (page: string) => (here === page ? "page" : undefined);
   return (
     <>
-      <nav class="top">
+      <nav class="top" aria-label="Console">
         <a class="brand" href="#/executions">
           Reprise
         </a>
-        <a href="#/executions">Executions</a>
-        <a href="#/executions?view=retrying">Retrying now</a>
-        <a href="#/tasks">Tasks</a>
-        <a href="#/workers">Workers</a>
+        <a href="#/executions" aria-current={current("/executions")}>
+          Executions
+        </a>
+        <a href="#/executions?view=retrying" aria-current={current("/retrying")}>
+          Retrying now
+        </a>
+        <a href="#/tasks" aria-current={current("/tasks")}>
+          Tasks
+        </a>
+        <a href="#/workers" aria-current={current("/workers")}>
+          Workers
+        </a>
         {token.get() && (
           <button
             class="link"
