@@ -5,7 +5,7 @@
 // behaviour that store.ts leaves open is named in store-contract-helpers.ts.
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
 // The window of a SUCCEEDED list page: 10,000 seqs in both stores (the PostgreSQL store keeps its own copy).
-import { UNINDEXED_LIST_WINDOW } from "../server/store/list-page.js";
+import { LABEL_LIST_WINDOW, UNINDEXED_LIST_WINDOW } from "../server/store/list-page.js";
 import { AttemptStateNumber as A, ExecutionStateNumber as E } from "../server/store/store.js";
 import type { Store, Tx } from "../server/store/store.js";
 import {
@@ -653,7 +653,7 @@ describe.each([
           for (let i = from; i < from + 10; i++) wanted.unshift((await insert(tx, `w${i}`, "t", { labels: { env: "prod", team: "pay" } })).seq);
         };
         await group(0);
-        await tx.executionInsert(Array.from({ length: UNINDEXED_LIST_WINDOW }, (_, i) => newExecution(`other${i}`, "t", { labels: { env: "prod", team: "ops" } })));
+        await tx.executionInsert(Array.from({ length: LABEL_LIST_WINDOW }, (_, i) => newExecution(`other${i}`, "t", { labels: { env: "prod", team: "ops" } })));
         await group(10);
       });
       // "env" comes first in key order: its index is walked, and team is checked on each execution.

@@ -129,9 +129,17 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
     async (pageToken?: string) => {
       setLoading(true);
       try {
-        const page = await listExecutions({ task, state: retrying ? "PENDING" : state, label, pageSize: 50, pageToken });
-        const executions = (page.executions ?? []).filter((e) => !retrying || isRetrying(e));
-        setPages((previous) => ({ executions: pageToken ? [...previous.executions, ...executions] : executions, next: page.nextPageToken }));
+        // A page may come back short while more follow (a walk of SUCCEEDED
+        // or of a label reads a bounded window): read on, up to 10 pages, until 50 are shown.
+        const executions: Execution[] = [];
+        let next = pageToken;
+        for (let read = 0; read < 10; read++) {
+          const page = await listExecutions({ task, state: retrying ? "PENDING" : state, label, pageSize: 50, pageToken: next });
+          executions.push(...(page.executions ?? []).filter((e) => !retrying || isRetrying(e)));
+          next = page.nextPageToken;
+          if (!next || executions.length >= 50) break;
+        }
+        setPages((previous) => ({ executions: pageToken ? [...previous.executions, ...executions] : executions, next }));
         setError(null);
       } catch (caught) {
         setError(caught);
@@ -235,8 +243,8 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
                 const rule = last && next !== null ? ruleName(last) : null;
                 return (
                   <tr key={e.id} data-id={e.id}>
-                    <td class="mono">
-                      <a href={`#/executions/${encodeURIComponent(e.id)}`}>{e.id.slice(0, 13)}…</a>
+                    <td class="mono id-cell">
+                      <a href={`#/executions/${encodeURIComponent(e.id)}`}>{e.id}</a>
                     </td>
                     <td>{e.task}</td>
                     <td>
@@ -335,6 +343,8 @@ function ExecutionPage({ id }: { id: string }) {
   const next = ms(execution.nextAttemptAt);
   const attempts = execution.attempts ?? [];
   const labels = Object.entries(execution.labels ?? {});
+  // The latest failure's stack trace is shown open; earlier ones open on request.
+  const lastFailed = attempts.filter((a) => a.failure).at(-1);
   return (
     <main>
       <p>
@@ -432,7 +442,7 @@ function ExecutionPage({ id }: { id: string }) {
                   </span>
                 </div>
                 {a.failure && (
-                  <details class="failure-detail">
+                  <details class="failure-detail" open={a === lastFailed}>
                     <summary class="failure">{failureLine(a.failure)}</summary>
                     {a.failure.stackTrace && <pre>{a.failure.stackTrace}</pre>}
                   </details>

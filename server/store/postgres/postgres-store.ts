@@ -21,7 +21,7 @@ import type {
 } from "../store.js";
 import { AttemptStateNumber, ExecutionStateNumber, RERUNNABLE_STATES, StoreUnavailableError } from "../store.js";
 import { migrations } from "../../runtime/runtime.js";
-import { UNINDEXED_LIST_WINDOW, listPage } from "../list-page.js";
+import { LABEL_LIST_WINDOW, listPage } from "../list-page.js";
 import {
   FailureCounts,
   WorkerList,
@@ -125,16 +125,15 @@ const SQL = {
     WHERE seq < $1 AND seq >= $2 AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT $3`,
   executionListSucceededByTask: `SELECT ${EXECUTION_COLUMNS} FROM reprise.executions
     WHERE task = $1 AND seq < $2 AND seq >= $3 AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT $4`,
-  // By label: a window of the label's index, newest first, then the rest of the filter.
-  executionListByLabel: `SELECT ${EXECUTION_COLUMNS_OF_E} FROM (SELECT execution_seq FROM reprise.execution_labels
-        WHERE key = $1 AND value = $2 AND execution_seq < $3 ORDER BY execution_seq DESC LIMIT ${UNINDEXED_LIST_WINDOW}) l
-      JOIN reprise.executions e ON e.seq = l.execution_seq
-    WHERE ($4::text IS NULL OR e.task = $4) AND ($5::smallint IS NULL OR e.state = $5)
-      AND NOT EXISTS (SELECT 1 FROM json_each_text($6::json) o WHERE NOT EXISTS (
+  // By label: the label's index newest first, down to the window's floor, then the rest of the filter.
+  executionListByLabel: `SELECT ${EXECUTION_COLUMNS_OF_E} FROM reprise.execution_labels l JOIN reprise.executions e ON e.seq = l.execution_seq
+    WHERE l.key = $1 AND l.value = $2 AND l.execution_seq < $3 AND l.execution_seq >= $4
+      AND ($5::text IS NULL OR e.task = $5) AND ($6::smallint IS NULL OR e.state = $6)
+      AND NOT EXISTS (SELECT 1 FROM json_each_text($7::json) o WHERE NOT EXISTS (
         SELECT 1 FROM reprise.execution_labels x WHERE x.key = o.key AND x.value = o.value AND x.execution_seq = e.seq))
-    ORDER BY e.seq DESC LIMIT $7`,
+    ORDER BY l.execution_seq DESC LIMIT $8`,
   executionLabelWindowFloor: `SELECT execution_seq AS seq FROM reprise.execution_labels WHERE key = $1 AND value = $2 AND execution_seq < $3
-    ORDER BY execution_seq DESC LIMIT 1 OFFSET ${UNINDEXED_LIST_WINDOW - 1}`,
+    ORDER BY execution_seq DESC LIMIT 1 OFFSET ${LABEL_LIST_WINDOW - 1}`,
   executionMaxSeq: "SELECT max(seq) AS seq FROM reprise.executions",
   executionMinSeq: "SELECT min(seq) AS seq FROM reprise.executions",
   // Claim in one statement: lock due rows no other node holds, oldest due
@@ -666,7 +665,8 @@ class PostgresTx implements Tx {
       inState: (state, before, limit) =>
         task === undefined ? rows("executionListByState", [state, before, limit]) : rows("executionListByTaskAndState", [task, state, before, limit]),
       all: (before, limit) => (task === undefined ? rows("executionList", [before, limit]) : rows("executionListByTask", [task, before, limit])),
-      labelled: (key, value, others, before, limit) => rows("executionListByLabel", [key, value, before, task ?? null, params.state ?? null, others, limit]),
+      labelled: (key, value, others, before, floor, limit) =>
+        rows("executionListByLabel", [key, value, before, floor, task ?? null, params.state ?? null, others, limit]),
       labelWindowFloor: async (key, value, before) => ((await this.run("executionLabelWindowFloor", [key, value, before])).rows[0]?.seq as number | undefined) ?? null,
     }, executionFromRow);
   }

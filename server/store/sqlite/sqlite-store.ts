@@ -349,8 +349,8 @@ export class SqliteStore implements Store, Tx {
           : statements.executionListByTaskAndState.all(task, state, before, limit)) as Row[],
       all: (before, limit) =>
         (task === undefined ? statements.executionList.all(before, limit) : statements.executionListByTask.all(task, before, limit)) as Row[],
-      labelled: (key, value, others, before, limit) =>
-        statements.executionListByLabel.all({ key, value, others, before, limit, task: task ?? null, state: params.state ?? null }) as Row[],
+      labelled: (key, value, others, before, floor, limit) =>
+        statements.executionListByLabel.all({ key, value, others, before, floor, limit, task: task ?? null, state: params.state ?? null }) as Row[],
       labelWindowFloor: (key, value, before) => (statements.executionLabelWindowFloor.get(key, value, before) as number | undefined) ?? null,
     }, executionFromRow);
   }

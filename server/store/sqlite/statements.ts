@@ -2,7 +2,7 @@
 // metric and the plan guard (test/store-plans.test.ts) report.
 import type Database from "better-sqlite3";
 import type { HoldObserver } from "../../operator/holds.js";
-import { UNINDEXED_LIST_WINDOW } from "../list-page.js";
+import { LABEL_LIST_WINDOW } from "../list-page.js";
 import { AttemptStateNumber, ExecutionStateNumber, RERUNNABLE_STATES } from "../store.js";
 
 const PENDING = ExecutionStateNumber.pending;
@@ -115,21 +115,20 @@ export function prepareStatements(s: Prepare) {
       "executionListSucceededByTask",
       `${listColumns} WHERE task = ? AND seq < ? AND seq >= ? AND state = ${SUCCEEDED} ORDER BY seq DESC LIMIT ?`,
     ),
-    // By label: a window of the label's index, newest first, then the rest of the filter.
+    // By label: the label's index newest first, down to the window's floor, then the rest of the filter.
     executionListByLabel: s(
       "executionListByLabel",
-      `SELECT e.* FROM (SELECT execution_seq FROM execution_labels WHERE key = @key AND value = @value AND execution_seq < @before
-           ORDER BY execution_seq DESC LIMIT ${UNINDEXED_LIST_WINDOW}) l
-         JOIN executions e ON e.seq = l.execution_seq
-       WHERE (@task IS NULL OR e.task = @task) AND (@state IS NULL OR e.state = @state)
+      `SELECT e.* FROM execution_labels l JOIN executions e ON e.seq = l.execution_seq
+       WHERE l.key = @key AND l.value = @value AND l.execution_seq < @before AND l.execution_seq >= @floor
+         AND (@task IS NULL OR e.task = @task) AND (@state IS NULL OR e.state = @state)
          AND NOT EXISTS (SELECT 1 FROM json_each(@others) o WHERE NOT EXISTS (
            SELECT 1 FROM execution_labels x WHERE x.key = o.key AND x.value = o.value AND x.execution_seq = e.seq))
-       ORDER BY e.seq DESC LIMIT @limit`,
+       ORDER BY l.execution_seq DESC LIMIT @limit`,
     ),
     executionLabelWindowFloor: s(
       "executionLabelWindowFloor",
       `SELECT execution_seq FROM execution_labels WHERE key = ? AND value = ? AND execution_seq < ?
-       ORDER BY execution_seq DESC LIMIT 1 OFFSET ${UNINDEXED_LIST_WINDOW - 1}`,
+       ORDER BY execution_seq DESC LIMIT 1 OFFSET ${LABEL_LIST_WINDOW - 1}`,
       "pluck",
     ),
     labelInsert: s("labelInsert", "INSERT INTO execution_labels (key, value, execution_seq) SELECT key, value, ? FROM json_each(?)"),
