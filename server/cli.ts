@@ -106,7 +106,7 @@ async function serve(args: string[]): Promise<number> {
   const log = jsonLogger(config.logLevel);
   const server = await startServer(serverOptions(config, log));
   const httpBase = server.httpPort === null ? null : `${config.tlsCert ? "https" : "http"}://${config.httpListen!.replace(/:\d+$/, `:${server.httpPort}`)}`;
-  const metricsNote = httpBase === null ? "" : `; JSON API on ${httpBase}/api/v1/executions, metrics on ${httpBase}/metrics`;
+  const metricsNote = httpBase === null ? "" : `; console on ${httpBase}/, JSON API on ${httpBase}/api/v1/, metrics on ${httpBase}/metrics`;
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       announce(`reprise: ${signal}; shutting down`, { signal });

@@ -41,6 +41,8 @@ describe("the JSON API", () => {
 
     const all = await call("GET", "/api/v1/executions");
     expect(all.status).toBe(200);
+    // Parameters given empty mean their default, as if left out.
+    expect(await call("GET", "/api/v1/executions?task=&state=&label=&page_size=&page_token=&idempotency_key=")).toMatchObject({ status: 200, body: all.body });
     expect(all.type).toBe("application/json");
     expect((all.body!.executions as { id: string }[]).map((e) => e.id)).toEqual([other.id, ...ids.reverse()]);
     const first = (all.body!.executions as Record<string, unknown>[])[1]!;

@@ -224,10 +224,10 @@ const unaryCall = {} as never;
  */
 function listRequest(query: URLSearchParams) {
   onlyParameters(query, ["task", "state", "page_size", "page_token", "idempotency_key", "label"], "ListExecutions");
-  const pageSize = query.get("page_size") ?? "0";
+  const pageSize = query.get("page_size") || "0";
   if (!/^-?\d+$/.test(pageSize)) throw invalid("page_size", `must be a whole number; got ${JSON.stringify(pageSize)}`);
   const labels: Record<string, string> = {};
-  for (const label of query.getAll("label")) {
+  for (const label of query.getAll("label").filter((label) => label !== "")) {
     const equals = label.indexOf("=");
     if (equals <= 0) throw invalid("label", `must be KEY=VALUE; got ${JSON.stringify(label)}`);
     const key = label.slice(0, equals);
