@@ -7,7 +7,7 @@
 #   bash bench/run.sh --smoke    tiny Reprise-only run for CI (no PostgreSQL or Redis)
 #
 # Other flags go to bench/src/main.mjs: --reps N,
-# --systems reprise,reprise-pg,reprise-pg3,graphile,bullmq,
+# --systems reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,
 # --workloads W1,...,W6, --pending N, --history N, --no-profile, --results FILE.
 #
 # It installs PostgreSQL and Redis from Debian packages when they are missing,
@@ -22,17 +22,17 @@ root=$(dirname "$bench_dir")
 cd "$root"
 
 smoke=0
-all_systems="reprise,reprise-pg,reprise-pg3,graphile,bullmq"
+all_systems="reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq"
 systems=$all_systems
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
-    --smoke) smoke=1; [[ $systems == "$all_systems" ]] && systems=reprise ;;
+    --smoke) smoke=1; [[ $systems == "$all_systems" ]] && systems=reprise,reprise-plain ;;
     --systems) systems="${args[$((i + 1))]:-}" ;;
     --systems=*) systems="${args[$i]#--systems=}" ;;
   esac
 done
-if ((smoke)) && [[ " ${args[*]} " != *" --systems"* ]]; then systems=reprise; fi
+if ((smoke)) && [[ " ${args[*]} " != *" --systems"* ]]; then systems=reprise,reprise-plain; fi
 want() { [[ ",$systems," == *",$1,"* ]]; }
 
 log() { printf '[bench] %s\n' "$*" >&2; }

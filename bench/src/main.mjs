@@ -3,7 +3,7 @@
 // coordinator and every worker process itself and stops them by PID.
 //
 //   node bench/src/main.mjs [--smoke] [--reps N]
-//                           [--systems reprise,reprise-pg,reprise-pg3,graphile,bullmq]
+//                           [--systems reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq]
 //                           [--workloads W1,W2,W3,W4,W5,W6] [--pending N] [--history N]
 //                           [--no-profile] [--results FILE]
 import { mkdirSync, rmSync } from "node:fs";
@@ -42,7 +42,7 @@ if (!Number.isSafeInteger(sizes.history) || sizes.history < 0) throw new Error(`
 // Scrapes are spaced out as a Prometheus server's would be (closer in the smoke run, to keep it short).
 const probes = { scrapes: 20, calls: 20, scrapeGapMs: smoke ? 50 : 250, callGapMs: smoke ? 20 : 100 };
 const reps = Number(flags.reps ?? (smoke ? 1 : 3));
-const systemNames = (flags.systems ?? (smoke ? "reprise" : "reprise,reprise-pg,reprise-pg3,graphile,bullmq")).split(",");
+const systemNames = (flags.systems ?? (smoke ? "reprise,reprise-plain" : "reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq")).split(",");
 const workloads = (flags.workloads ?? "W1,W2,W3,W4,W5,W6").split(",");
 const workDir = process.env.BENCH_WORKDIR ?? join(benchDir, ".tmp", `run-${process.pid}`);
 const timeoutMs = smoke ? 30_000 : 300_000;
@@ -64,6 +64,7 @@ async function makeSystems() {
       const { ReprisePgSystem } = await import("./systems/reprise-pg.mjs");
       systems.push(new ReprisePgSystem({ workDir, pgUrl: process.env.BENCH_PG_URL, nodes: name === "reprise-pg" ? 1 : 3 }));
     }
+    else if (name === "reprise-plain") systems.push(new (await import("./systems/reprise-plain.mjs")).ReprisePlainSystem({ workDir }));
     else if (name === "bullmq") systems.push(new (await import("./systems/bullmq.mjs")).BullmqSystem({ redisPort: Number(process.env.BENCH_REDIS_PORT) }));
     else if (name === "graphile") systems.push(new (await import("./systems/graphile.mjs")).GraphileSystem({ pgUrl: process.env.BENCH_PG_URL }));
     else throw new Error(`unknown system ${name}`);

@@ -5,7 +5,7 @@
 // the processes of this machine.
 //
 //   argv[2]: JSON { system, mode, expected, concurrency, queue, and
-//             address (reprise, reprise-pg) | leaseAddress + reportAddress
+//             address (reprise, reprise-pg, reprise-plain) | leaseAddress + reportAddress
 //             (reprise-pg3) | redisPort (bullmq) | pgUrl (graphile) }
 //
 // Modes:
@@ -170,6 +170,69 @@ async function startRepriseAcrossNodes() {
   };
 }
 
+/**
+ * reprise-plain: the worker any language's client would write from
+ * docs/clients.md, on proto-loader stubs (plain-protos.mjs). One
+ * LeaseAttempts in flight, asking for as many attempts as there are free
+ * slots, with `wait` 1 s; the handlers of one lease reply run, and their
+ * outcomes go out in one ReportOutcomes that the loop does not wait for.
+ */
+async function startPlain() {
+  const { duration, plainWorkers } = await import("./plain-protos.mjs");
+  const workers = plainWorkers(config.address);
+  const workerId = `plain-${process.pid}`;
+  const delay = duration(config.retryDelayMs);
+  const retryPolicy = mode === "failonce" ? { limit: 1, backoffMin: delay, backoffMax: delay } : undefined;
+  await workers.declareTasks({ workerId, tasks: [{ name: config.queue, retryPolicy }] });
+  const oneSecond = duration(1000);
+  const lease = duration(30_000);
+  const result = { data: Buffer.from("null"), contentType: "application/json" };
+  let stopping = false;
+  let reports = 0;
+
+  const leaseLoop = (async () => {
+    while (!stopping) {
+      let attempts;
+      try {
+        ({ attempts } = await workers.leaseAttempts({ workerId, tasks: [config.queue], maxAttempts: concurrency, wait: oneSecond, leaseDuration: lease }, 10_000));
+      } catch (error) {
+        process.stderr.write(`reprise-plain worker: LeaseAttempts failed, trying again in 100 ms: ${error?.message ?? error}\n`);
+        await sleep(100);
+        continue;
+      }
+      if (attempts.length === 0) continue;
+      const outcomes = [];
+      const succeeded = [];
+      for (const leased of attempts) {
+        try {
+          work(leased.arguments.data.length === 0 ? undefined : JSON.parse(leased.arguments.data.toString()));
+          outcomes.push({ leaseToken: leased.leaseToken, result });
+          succeeded.push(leased.executionId);
+        } catch (error) {
+          outcomes.push({ leaseToken: leased.leaseToken, failure: { type: error.name, message: error.message, stackTrace: error.stack ?? "" } });
+        }
+      }
+      reports++;
+      workers
+        .reportOutcomes({ outcomes })
+        .then(({ receipts }) => {
+          const refused = receipts.filter((r) => !r.accepted);
+          if (refused.length > 0) process.stderr.write(`reprise-plain worker: ${refused.length} outcome(s) refused: ${refused[0].reason}\n`);
+          for (const id of succeeded) finished(id);
+        })
+        .catch((error) => process.stderr.write(`reprise-plain worker: ReportOutcomes failed: ${error?.message ?? error}\n`))
+        .finally(() => reports--);
+    }
+  })();
+
+  stop = async () => {
+    stopping = true;
+    await leaseLoop;
+    while (reports > 0) await sleep(1);
+    workers.raw.close();
+  };
+}
+
 async function startBullmq() {
   const { Worker } = await import("bullmq");
   const worker = new Worker(
@@ -233,7 +296,14 @@ process.on("message", async (message) => {
 });
 process.on("disconnect", () => process.exit(0));
 
-const starters = { reprise: startReprise, "reprise-pg": startReprise, "reprise-pg3": startRepriseAcrossNodes, bullmq: startBullmq, graphile: startGraphile };
+const starters = {
+  reprise: startReprise,
+  "reprise-pg": startReprise,
+  "reprise-pg3": startRepriseAcrossNodes,
+  "reprise-plain": startPlain,
+  bullmq: startBullmq,
+  graphile: startGraphile,
+};
 try {
   process.env.NO_LOG_SUCCESS = "1";
   await starters[system]();
