@@ -18,8 +18,9 @@ export class ReprisePlainSystem {
   label = "Reprise, plain proto-loader client";
   minRetryDelay = "0 ms (`limit: 1`, backoff [0, 0])";
 
-  constructor({ workDir }) {
+  constructor({ workDir, nodeArgs = [] }) {
     this.db = join(workDir, `reprise-plain-${process.pid}.db`);
+    this.nodeArgs = nodeArgs;
   }
 
   /** The one coordinator of the run, started at the first workload. */
@@ -27,7 +28,7 @@ export class ReprisePlainSystem {
     this.workload = workload;
     if (!this.coordinator) {
       removeDatabase(this.db);
-      this.coordinator = await startCoordinator({ db: this.db });
+      this.coordinator = await startCoordinator({ db: this.db, nodeArgs: this.nodeArgs });
       this.executions = plainExecutions(this.coordinator.address);
     }
   }
