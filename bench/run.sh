@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The benchmark of issues 5, 11 and 13, one command: `npm run bench` (or `bash bench/run.sh`).
+# The benchmark of issues 5, 11, 13 and 16, one command: `npm run bench` (or `bash bench/run.sh`).
 #
-#   bash bench/run.sh            full run: Reprise (SQLite), Reprise on PostgreSQL with one
-#                                node and with three, graphile-worker and BullMQ,
+#   bash bench/run.sh            full run: Reprise (SQLite) through @reprise/client and through
+#                                a plain proto-loader client, Reprise on PostgreSQL with one
+#                                node and with three, graphile-worker and BullMQ, Reprise's
+#                                Python client and Celery, its Go client and River,
 #                                3 repetitions, and Reprise after 1,000,000 finished executions
-#   bash bench/run.sh --smoke    tiny Reprise-only run for CI (no PostgreSQL or Redis)
+#   bash bench/run.sh --smoke    tiny run for CI: Reprise on SQLite from TypeScript, a plain
+#                                client, Python and Go, with Celery and River beside them
 #
 # Other flags go to bench/src/main.mjs: --reps N,
-# --systems reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,
+# --systems reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river,
 # --workloads W1,...,W6, --pending N, --history N, --no-profile, --results FILE.
 #
 # It installs PostgreSQL and Redis from Debian packages when they are missing,
@@ -22,17 +25,17 @@ root=$(dirname "$bench_dir")
 cd "$root"
 
 smoke=0
-all_systems="reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq"
+all_systems="reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river"
 systems=$all_systems
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
-    --smoke) smoke=1; [[ $systems == "$all_systems" ]] && systems=reprise,reprise-plain ;;
+    --smoke) smoke=1; [[ $systems == "$all_systems" ]] && systems=reprise,reprise-plain,reprise-py,celery,reprise-go,river ;;
     --systems) systems="${args[$((i + 1))]:-}" ;;
     --systems=*) systems="${args[$i]#--systems=}" ;;
   esac
 done
-if ((smoke)) && [[ " ${args[*]} " != *" --systems"* ]]; then systems=reprise,reprise-plain; fi
+if ((smoke)) && [[ " ${args[*]} " != *" --systems"* ]]; then systems=reprise,reprise-plain,reprise-py,celery,reprise-go,river; fi
 want() { [[ ",$systems," == *",$1,"* ]]; }
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -126,7 +129,7 @@ fi
 
 # One PostgreSQL server for graphile-worker and for Reprise's PostgreSQL store
 # (reprise-pg, reprise-pg3 create and drop a database of their own per repetition).
-if want graphile || want reprise-pg || want reprise-pg3; then
+if want graphile || want reprise-pg || want reprise-pg3 || want river; then
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
   if [[ -z $pg_bin || ! -x $pg_bin/initdb ]]; then
     apt_install postgresql
@@ -152,7 +155,7 @@ if want graphile || want reprise-pg || want reprise-pg3; then
   export BENCH_PG_VERSION
 fi
 
-if want bullmq; then
+if want bullmq || want celery; then
   command -v redis-server >/dev/null || apt_install redis-server
   redis_port=$(free_port)
   mkdir -p "$work/redis"
@@ -171,6 +174,20 @@ if want bullmq; then
   export BENCH_REDIS_PORT=$redis_port
   BENCH_REDIS_VERSION=$(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/')
   export BENCH_REDIS_VERSION
+fi
+
+# The rows of issue 16: Python (Reprise's client and Celery) in a virtualenv of
+# bench/python's own, and Go (Reprise's client and River) built from bench/go.
+# Both use the clients of this working tree (clients/python, clients/go).
+if want reprise-py || want celery; then
+  log "bench/python: virtualenv with Celery and Reprise's Python client"
+  BENCH_PYTHON=$(bash bench/python/setup.sh | tail -1)
+  export BENCH_PYTHON
+fi
+if want reprise-go || want river; then
+  log "bench/go: building the Go runner (Reprise's Go client and River)"
+  (cd bench/go && go build -o "$work/bench-go" .)
+  export BENCH_GO_BIN="$work/bench-go"
 fi
 
 export BENCH_WORKDIR="$work/harness"

@@ -3,7 +3,8 @@
 // coordinator and every worker process itself and stops them by PID.
 //
 //   node bench/src/main.mjs [--smoke] [--reps N]
-//                           [--systems reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq]
+//                           [--systems reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,
+//                                      reprise-py,celery,reprise-go,river]
 //                           [--workloads W1,W2,W3,W4,W5,W6] [--pending N] [--history N]
 //                           [--no-profile] [--results FILE]
 import { mkdirSync, rmSync } from "node:fs";
@@ -13,7 +14,8 @@ import { parseArgs } from "node:util";
 import { killChildren, median, now, progress } from "./common.mjs";
 import { HistorySystem, buildHistory, describeProbes, probeHistory, removeDatabase, serveHistory } from "./history.mjs";
 import { profileRun } from "./profile.mjs";
-import { clusterGoals, historyGoals, writeResults } from "./report.mjs";
+import { clusterGoals, historyGoals, languageGoals, writeResults } from "./report.mjs";
+import { LANGUAGE_SYSTEMS, LanguageSystem } from "./systems/language.mjs";
 import { describeLoops } from "./scrape.mjs";
 import { buildPendingRetries } from "./seed.mjs";
 import { RepriseSystem } from "./systems/reprise.mjs";
@@ -42,7 +44,7 @@ if (!Number.isSafeInteger(sizes.history) || sizes.history < 0) throw new Error(`
 // Scrapes are spaced out as a Prometheus server's would be (closer in the smoke run, to keep it short).
 const probes = { scrapes: 20, calls: 20, scrapeGapMs: smoke ? 50 : 250, callGapMs: smoke ? 20 : 100 };
 const reps = Number(flags.reps ?? (smoke ? 1 : 3));
-const systemNames = (flags.systems ?? (smoke ? "reprise,reprise-plain" : "reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq")).split(",");
+const systemNames = (flags.systems ?? (smoke ? "reprise,reprise-plain,reprise-py,celery,reprise-go,river" : "reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river")).split(",");
 const workloads = (flags.workloads ?? "W1,W2,W3,W4,W5,W6").split(",");
 const workDir = process.env.BENCH_WORKDIR ?? join(benchDir, ".tmp", `run-${process.pid}`);
 const timeoutMs = smoke ? 30_000 : 300_000;
@@ -65,6 +67,7 @@ async function makeSystems() {
       systems.push(new ReprisePgSystem({ workDir, pgUrl: process.env.BENCH_PG_URL, nodes: name === "reprise-pg" ? 1 : 3 }));
     }
     else if (name === "reprise-plain") systems.push(new (await import("./systems/reprise-plain.mjs")).ReprisePlainSystem({ workDir }));
+    else if (LANGUAGE_SYSTEMS.includes(name)) systems.push(new LanguageSystem({ name, workDir }));
     else if (name === "bullmq") systems.push(new (await import("./systems/bullmq.mjs")).BullmqSystem({ redisPort: Number(process.env.BENCH_REDIS_PORT) }));
     else if (name === "graphile") systems.push(new (await import("./systems/graphile.mjs")).GraphileSystem({ pgUrl: process.env.BENCH_PG_URL }));
     else throw new Error(`unknown system ${name}`);
@@ -155,18 +158,20 @@ async function main() {
     return { ...result, loop };
   };
 
+  // Another language's rows run each workload whole in their own runner.
+  const inRunner = (system, workload) => system instanceof LanguageSystem && (() => system.run(workload, { count: sizes[workload], timeoutMs }));
   for (let rep = 1; rep <= reps; rep++) {
     for (const system of systems) {
-      if (has("W1")) await attempt("W1", system.name, rep, () => throughput(system, "W1", { count: sizes.W1, timeoutMs }));
+      if (has("W1")) await attempt("W1", system.name, rep, inRunner(system, "W1") || (() => throughput(system, "W1", { count: sizes.W1, timeoutMs })));
     }
     for (const system of systems) {
-      if (has("W2")) await attempt("W2", system.name, rep, () => throughput(system, "W2", { count: sizes.W2, mode: "failonce", timeoutMs }));
+      if (has("W2")) await attempt("W2", system.name, rep, inRunner(system, "W2") || (() => throughput(system, "W2", { count: sizes.W2, mode: "failonce", timeoutMs })));
     }
     for (const system of systems) {
-      if (has("W3")) await attempt("W3", system.name, rep, () => dispatchLatency(system, { count: sizes.W3, timeoutMs }));
+      if (has("W3")) await attempt("W3", system.name, rep, inRunner(system, "W3") || (() => dispatchLatency(system, { count: sizes.W3, timeoutMs })));
     }
     for (const system of systems) {
-      if (has("W4")) await attempt("W4", system.name, rep, () => retryTimer(system, { count: sizes.W4, timeoutMs }));
+      if (has("W4")) await attempt("W4", system.name, rep, inRunner(system, "W4") || (() => retryTimer(system, { count: sizes.W4, timeoutMs })));
     }
     if (history) {
       const system = history.system;
@@ -252,8 +257,24 @@ function printTable() {
   const pairs = [
     ...(has("reprise") ? systemNames.filter((s) => s === "graphile" || s === "bullmq").map((o) => ["reprise", o]) : []),
     ...(has("graphile") ? systemNames.filter((s) => s.startsWith("reprise-pg")).map((p) => [p, "graphile"]) : []),
+    ...[
+      ["reprise-plain", "bullmq"],
+      ["reprise-py", "celery"],
+      ["reprise-go", "river"],
+    ].filter(([a, b]) => has(a) && has(b)),
   ];
-  const label = { reprise: "Reprise", "reprise-pg": "Reprise on PG", "reprise-pg3": "Reprise on PG, 3 nodes", graphile: "graphile-worker", bullmq: "BullMQ" };
+  const label = {
+    reprise: "Reprise",
+    "reprise-plain": "Reprise, plain client",
+    "reprise-pg": "Reprise on PG",
+    "reprise-pg3": "Reprise on PG, 3 nodes",
+    "reprise-py": "Reprise, Python",
+    "reprise-go": "Reprise, Go",
+    graphile: "graphile-worker",
+    bullmq: "BullMQ",
+    celery: "Celery",
+    river: "River",
+  };
   const fmt = (v, digits = 0) => (Number.isFinite(v) ? v.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–");
   const rows = [];
   const header = ["workload", "metric", ...systemNames.map((s) => label[s] ?? s), ...pairs.map(([a, b]) => `${label[a]} / ${label[b]}`)];
@@ -297,9 +318,11 @@ function printTable() {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i] ?? "").length)));
   const line = (cells) => cells.map((c, i) => String(c ?? "").padEnd(widths[i])).join("  ");
   const cluster = clusterGoals(med, systemNames);
+  const languages = languageGoals(med, systemNames);
   process.stderr.write(
     `\nMedians of ${reps} repetition(s):\n${line(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n${rows.map(line).join("\n")}\n\n` +
-      (cluster.length > 0 ? `Goals of issue 13 (Reprise on PostgreSQL):\n${cluster.map((g) => `  ${g.goal}: ${g.shown}${g.ok === null ? "" : g.ok ? " (met)" : " (missed)"}`).join("\n")}\n\n` : ""),
+      (cluster.length > 0 ? `Goals of issue 13 (Reprise on PostgreSQL):\n${cluster.map((g) => `  ${g.goal}: ${g.shown}${g.ok === null ? "" : g.ok ? " (met)" : " (missed)"}`).join("\n")}\n\n` : "") +
+      (languages.length > 0 ? `Goals of issue 16 (every language against its peer):\n${languages.map((g) => `  ${g.goal}: ${g.shown}${g.ok === null ? "" : g.ok ? " (met)" : " (missed)"}`).join("\n")}\n\n` : ""),
   );
   return { header, rows, med };
 }

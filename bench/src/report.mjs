@@ -100,6 +100,31 @@ export function clusterGoals(med, systemNames) {
 }
 
 /**
+ * Issue 16's goals, per language, against the queue its users would otherwise
+ * pick, in the same run: W1 ≥ 2× the peer's, W3 p99 ≤ the peer's, W4 p99 ≤ 10
+ * ms. The plain proto-loader client stands for any other language, against
+ * BullMQ (W1 ≥ BullMQ's, as issue 16 asks of it, W3 p99 ≤ BullMQ's, W4 p99 ≤ 10 ms).
+ */
+export function languageGoals(med, systemNames) {
+  const list = [];
+  const add = (goal, value, ok, shown) => list.push({ goal, shown: Number.isFinite(value) ? shown : "not measured", ok: Number.isFinite(value) ? ok : null });
+  for (const [ours, peer, label, peerLabel, w1Factor] of [
+    ["reprise-py", "celery", "Python", "Celery", 2],
+    ["reprise-go", "river", "Go", "River", 2],
+    ["reprise-plain", "bullmq", "a plain proto-loader client", "BullMQ", 1],
+  ]) {
+    if (!systemNames.includes(ours) || !systemNames.includes(peer)) continue;
+    const w1 = med("W1", ours, "perSecond") / med("W1", peer, "perSecond");
+    add(`${label}: W1 ≥ ${w1Factor}× ${peerLabel}'s`, w1, w1 >= w1Factor, `${w1.toFixed(2)}× (${med("W1", ours, "perSecond").toFixed(0)}/s against ${med("W1", peer, "perSecond").toFixed(0)}/s)`);
+    const [ourW3, peerW3] = [med("W3", ours, "p99"), med("W3", peer, "p99")];
+    add(`${label}: W3 p99 ≤ ${peerLabel}'s`, ourW3 - peerW3, ourW3 <= peerW3, `${ourW3.toFixed(2)} ms against ${peerW3.toFixed(2)} ms`);
+    const w4 = med("W4", ours, "p99");
+    add(`${label}: W4 p99 ≤ 10 ms`, w4, w4 <= 10, `${w4.toFixed(2)} ms`);
+  }
+  return list;
+}
+
+/**
  * Issue 11's goals at `size` finished executions. The scrape and list goals
  * are judged on the slowest of each repetition's calls (the median over
  * repetitions of it); the hold goal on the worst repetition of every
@@ -213,6 +238,7 @@ export async function writeResults(file, run) {
   }
   const goalRows = goals(table.med, systemNames).map((g) => [g.goal, g.shown, g.ok === null ? "–" : g.ok ? "**met**" : "**missed**"]);
   const clusterRows = clusterGoals(table.med, systemNames).map((g) => [g.goal, g.shown, g.ok === null ? "–" : g.ok ? "**met**" : "**missed**"]);
+  const languageRows = languageGoals(table.med, systemNames).map((g) => [g.goal, g.shown, g.ok === null ? "–" : g.ok ? "**met**" : "**missed**"]);
   const analysisFile = join(benchDir, "ANALYSIS.md");
   const analysis = existsSync(analysisFile) ? readFileSync(analysisFile, "utf8") : "";
   const text = `# Reprise benchmark results
@@ -243,7 +269,7 @@ ${md([table.header, table.header.map(() => "---"), ...table.rows])}
 | goal | measured | |
 |---|---|---|
 ${md(goalRows)}
-${clusterRows.length ? `\n## Goals of issue 13 (Reprise on PostgreSQL)\n\n| goal | measured | |\n|---|---|---|\n${md(clusterRows)}\n` : ""}${historySection(run)}
+${clusterRows.length ? `\n## Goals of issue 13 (Reprise on PostgreSQL)\n\n| goal | measured | |\n|---|---|---|\n${md(clusterRows)}\n` : ""}${languageRows.length ? `\n## Goals of issue 16 (every language against its peer)\n\n| goal | measured | |\n|---|---|---|\n${md(languageRows)}\n` : ""}${historySection(run)}
 ## Every repetition
 
 | workload | system | per repetition |
