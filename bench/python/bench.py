@@ -14,7 +14,7 @@ caller's. On any failure it exits 1 with one line on stderr; the worker's log
 is kept then, and the line names it.
 
 Reprise: the worker is reprise_worker.py (the client's Worker, concurrency 64,
-one thread per running attempt, as the client does). Each run uses its own
+its attempts on a pool of up to 64 reused threads, as the client runs them). Each run uses its own
 task name, py-<workload>-<pid>, so that runs on one coordinator never meet.
 W1/W2 enqueue with SubmitBatch, 1,000 submissions per call, one call after the
 other, as the Node harness's Client.submit micro-batches 1,000 per call. The

@@ -180,3 +180,23 @@ def test_concurrency_bounds_how_many_attempts_run_at_once(client, make_worker):
     assert peak == 3
     for handle in handles:
         assert handle.result(timeout=5) is None
+
+
+def test_attempts_run_on_at_most_concurrency_threads_which_are_reused_and_end_with_stop(client, make_worker):
+    worker = make_worker(concurrency=4)
+    threads: set[threading.Thread] = set()
+    lock = threading.Lock()
+
+    @worker.task
+    def quick():
+        with lock:
+            threads.add(threading.current_thread())
+
+    handles = [client.submit("quick") for _ in range(40)]
+    worker.start()
+    for handle in handles:
+        assert handle.result(timeout=10) is None
+    assert 1 <= len(threads) <= 4
+    assert all(thread.daemon for thread in threads)
+    worker.stop(grace=2)
+    wait_for(lambda: not any(thread.is_alive() for thread in threads), message="the attempt threads to end")

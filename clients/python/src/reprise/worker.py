@@ -20,6 +20,7 @@ from ._backoff import Backoff, is_over_quota, is_transient
 from ._durations import Seconds, from_timestamp, to_duration
 from ._failures import failure_from_exception
 from ._heartbeats import Heartbeater
+from ._pool import AttemptPool
 from ._inflight import Inflight
 from ._reports import OutcomeReporter
 from ._tasks import TaskSpec, make_task
@@ -126,6 +127,7 @@ class Worker:
             self._channel.close()
             self._stopped = True
             raise
+        self._pool = AttemptPool(self.options.concurrency)
         self._reporter = OutcomeReporter(stub.ReportOutcomes, self._inflight.settle, self._inflight.get)
         self._heartbeater = Heartbeater(stub.Heartbeat, self._inflight, self.worker_id, self.options.lease_duration / 3)
         self._lease_thread = threading.Thread(target=self._lease_loop, args=(declared,), name="reprise-lease", daemon=True)
@@ -155,6 +157,7 @@ class Worker:
             for context in self._inflight.running_contexts():
                 context._stop(ctx.SHUTDOWN)
             log.warning("reprise: stop grace ran out; %d attempt(s) left to their leases", self._inflight.running)
+        self._pool.close()
         # Reports may still be resending through a coordinator restart; give them what is left of the grace.
         self._reporter.close(max(deadline, time.monotonic() + 1.0))
         self._reporter.join()
@@ -270,13 +273,7 @@ class Worker:
             timeout_at=from_timestamp(leased.timeout_at) if leased.HasField("timeout_at") else None,
         )
         self._inflight.add(context)
-        thread = threading.Thread(
-            target=self._run_attempt,
-            args=(leased, context),
-            name=f"reprise-attempt-{leased.execution_id}-{leased.attempt}",
-            daemon=True,
-        )
-        thread.start()
+        self._pool.submit(lambda: self._run_attempt(leased, context))
 
     def _run_attempt(self, leased: types_pb2.LeasedAttempt, context: ctx.AttemptContext) -> None:
         spec = self._tasks.get(leased.task)
