@@ -334,17 +334,7 @@ func throughput(ctx context.Context, sys system, rec *recorder, count int) (any,
 func dispatchLatency(ctx context.Context, sys system, count int, gap time.Duration, samplesFile string) (any, error) {
 	rec := newRecorder(modeLatency, count, 0)
 	err := withWorker(ctx, sys, rec, 500*time.Millisecond, func() error {
-		first := time.Now()
-		for i := range count {
-			t := nowMs()
-			if err := sys.submitOne(ctx, benchArgs{I: i, T: t}); err != nil {
-				return fmt.Errorf("submitting %d: %w", i, err)
-			}
-			if !sleepCtx(ctx, time.Until(first.Add(time.Duration(i+1)*gap))) {
-				return context.Cause(ctx)
-			}
-		}
-		return waitDone(ctx, rec)
+		return submitPaced(ctx, sys, rec, count, gap)
 	})
 	if err != nil {
 		return nil, err
@@ -352,21 +342,28 @@ func dispatchLatency(ctx context.Context, sys system, count int, gap time.Durati
 	return summarise(rec.latencySamples(), count, "latencies", samplesFile)
 }
 
+// submitPaced submits count items one at a time, each starting gap after the
+// previous one started and carrying its submit time, then waits for the worker
+// to be done with them all.
+func submitPaced(ctx context.Context, sys system, rec *recorder, count int, gap time.Duration) error {
+	first := time.Now()
+	for i := range count {
+		if err := sys.submitOne(ctx, benchArgs{I: i, T: nowMs()}); err != nil {
+			return fmt.Errorf("submitting %d: %w", i, err)
+		}
+		if !sleepCtx(ctx, time.Until(first.Add(time.Duration(i+1)*gap))) {
+			return context.Cause(ctx)
+		}
+	}
+	return waitDone(ctx, rec)
+}
+
 // retryTimer is W4: count items submitted gap apart fail their first attempt
 // and retry after 1 s; lateness is the retry's start minus (failure + 1 s).
 func retryTimer(ctx context.Context, sys system, count int, gap time.Duration, samplesFile string) (any, error) {
 	rec := newRecorder(modeFailOnce, count, 1000)
 	err := withWorker(ctx, sys, rec, 200*time.Millisecond, func() error {
-		first := time.Now()
-		for i := range count {
-			if err := sys.submitOne(ctx, benchArgs{I: i, T: nowMs()}); err != nil {
-				return fmt.Errorf("submitting %d: %w", i, err)
-			}
-			if !sleepCtx(ctx, time.Until(first.Add(time.Duration(i+1)*gap))) {
-				return context.Cause(ctx)
-			}
-		}
-		return waitDone(ctx, rec)
+		return submitPaced(ctx, sys, rec, count, gap)
 	})
 	if err != nil {
 		return nil, err
