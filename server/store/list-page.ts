@@ -12,10 +12,10 @@ export const UNINDEXED_LIST_WINDOW = 10_000;
 
 /**
  * How many executions with its first label a page by label may walk: each is
- * a read of the execution's row, so fewer than a SUCCEEDED walk (about 5 ms
+ * a read of the execution's row, so fewer than a SUCCEEDED walk (a few ms
  * on SQLite when nearly none match).
  */
-export const LABEL_LIST_WINDOW = 2_000;
+export const LABEL_LIST_WINDOW = 1_000;
 
 type Rows<R> = Awaitable<R[]>;
 

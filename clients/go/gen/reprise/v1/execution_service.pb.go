@@ -383,7 +383,7 @@ type ListExecutionsRequest struct {
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Only executions submitted with every one of these labels, each with the
 	// same value. Empty means any. The same bounds as Submit's `labels`. A page
-	// of a label walks at most 2,000 executions that carry its first label (in
+	// of a label walks at most 1,000 executions that carry its first label (in
 	// key order), so a page may come back short while `next_page_token` says
 	// that more may follow.
 	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`

@@ -244,7 +244,7 @@ export type ListExecutionsRequest = Message<"reprise.v1.ListExecutionsRequest"> 
   /**
    * Only executions submitted with every one of these labels, each with the
    * same value. Empty means any. The same bounds as Submit's `labels`. A page
-   * of a label walks at most 2,000 executions that carry its first label (in
+   * of a label walks at most 1,000 executions that carry its first label (in
    * key order), so a page may come back short while `next_page_token` says
    * that more may follow.
    *
