@@ -109,10 +109,10 @@ export function attemptFromRow(row: Row): AttemptRecord {
   };
 }
 
-/** The values of an execution insert, in the column order both stores' executionInsert statements use. */
 /** Where executionInsertValues puts the labels' JSON. */
 export const LABELS_VALUE = 9;
 
+/** The values of an execution insert, in the column order both stores' executionInsert statements use. */
 export function executionInsertValues(params: NewExecution): unknown[] {
   return [
     params.id,
