@@ -104,7 +104,7 @@ describe("reprise operator commands", () => {
     });
   });
 
-  test("ls --label k=v lists only executions submitted with that label, all of them when repeated", async () => {
+  test("ls --label k=v lists only executions submitted with that label, all of them when repeated; a key given twice is refused", async () => {
     await withCoordinator(async (c) => {
       const both = (await reprise(c, "submit", "t", "--label", "env=prod", "--label", "team=pay")).stdout.trim();
       const prod = (await reprise(c, "submit", "t", "--label", "env=prod")).stdout.trim();
@@ -115,6 +115,8 @@ describe("reprise operator commands", () => {
       expect(await listed()).toEqual([plain, prod, both]);
       const bad = await reprise(c, "ls", "--label", "env");
       expect(bad).toMatchObject({ code: 2, stderr: 'reprise: --label: must be key=value; got "env"\n' });
+      const twice = await reprise(c, "submit", "t", "--label", "env=a", "--label", "env=b");
+      expect(twice).toMatchObject({ code: 2, stderr: 'reprise: --label: names "env" twice\n' });
     });
   });
 

@@ -35,7 +35,7 @@ import type { Authorizer } from "./auth.js";
 import type { Logger } from "../operator/log.js";
 import type { PrometheusMetrics } from "../operator/metrics.js";
 import { consoleFile } from "../runtime/runtime.js";
-import { invalid } from "./validate.js";
+import { invalid, labelsFromPairs } from "./validate.js";
 
 export interface HttpOptions {
   /** host:port; port 0 picks a free one. */
@@ -226,14 +226,11 @@ function listRequest(query: URLSearchParams) {
   onlyParameters(query, ["task", "state", "page_size", "page_token", "idempotency_key", "label"], "ListExecutions");
   const pageSize = query.get("page_size") || "0";
   if (!/^-?\d+$/.test(pageSize)) throw invalid("page_size", `must be a whole number; got ${JSON.stringify(pageSize)}`);
-  const labels: Record<string, string> = {};
-  for (const label of query.getAll("label").filter((label) => label !== "")) {
-    const equals = label.indexOf("=");
-    if (equals <= 0) throw invalid("label", `must be KEY=VALUE; got ${JSON.stringify(label)}`);
-    const key = label.slice(0, equals);
-    if (key in labels) throw invalid("label", `names ${JSON.stringify(key)} twice`);
-    labels[key] = label.slice(equals + 1);
-  }
+  const labels = labelsFromPairs(
+    query.getAll("label").filter((label) => label !== ""),
+    "KEY=VALUE",
+    (problem) => invalid("label", problem),
+  );
   return {
     labels,
     task: query.get("task") ?? "",

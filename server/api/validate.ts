@@ -103,6 +103,24 @@ export function checkPayload(payload: Payload | undefined, field: string, maxByt
   checkBytes(payload.contentType, `${field}.content_type`, limits.contentTypeBytes);
 }
 
+/**
+ * Labels written as key=value (the JSON API's `label=` parameters, the CLI's
+ * `--label` options), as a map. The value may hold `=`; a pair without a key,
+ * or a key given twice, is refused through `fail`, with the problem to name.
+ * `form` is how the caller's own help spells a pair.
+ */
+export function labelsFromPairs(pairs: readonly string[], form: string, fail: (problem: string) => Error): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const equals = pair.indexOf("=");
+    if (equals <= 0) throw fail(`must be ${form}; got ${quote(pair)}`);
+    const key = pair.slice(0, equals);
+    if (key in labels) throw fail(`names ${quote(key)} twice`);
+    labels[key] = pair.slice(equals + 1);
+  }
+  return labels;
+}
+
 export function checkLabels(labels: Record<string, string>, field: string): void {
   const keys = Object.keys(labels);
   if (keys.length > limits.labels) throw invalid(field, `has ${keys.length} entries; the maximum is ${limits.labels}`);

@@ -19,6 +19,7 @@ import { durationToMs, msToDuration, timestampToMs } from "../coordinator/time.j
 import { RULE_NAMES } from "../coordinator/policy.js";
 import { stateName } from "../coordinator/snapshot.js";
 import { RERUNNABLE_STATES } from "../store/store.js";
+import { labelsFromPairs } from "../api/validate.js";
 
 /** Exit codes: 0 ok (and, for submit --wait, succeeded); 1 the execution did not succeed; 2 usage; 3 the call failed. */
 export const EXIT = { ok: 0, notSucceeded: 1, usage: 2, callFailed: 3 } as const;
@@ -307,13 +308,7 @@ async function ls(args: string[]): Promise<number> {
 
 /** Repeated --label key=value options as a map. */
 function labelOptions(options: string[] | undefined): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const label of options ?? []) {
-    const eq = label.indexOf("=");
-    if (eq <= 0) throw new ConfigError(`--label: must be key=value; got ${JSON.stringify(label)}`);
-    labels[label.slice(0, eq)] = label.slice(eq + 1);
-  }
-  return labels;
+  return labelsFromPairs(options ?? [], "key=value", (problem) => new ConfigError(`--label: ${problem}`));
 }
 
 function requireId(positionals: string[], command: string): string {
