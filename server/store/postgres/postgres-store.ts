@@ -271,6 +271,13 @@ export class PostgresStore implements Store {
     });
     // An idle pooled connection that breaks (the server restarted) is dropped; the next change opens a new one.
     this.pool.on("error", (error) => this.warn(`a pooled PostgreSQL connection failed: ${error.message}`));
+    // Every connection listens for its own "error" from its first moment. The
+    // pool stops listening when it hands a connection over, and a server that
+    // is shutting down can send its goodbye (57P01) in the same read as the
+    // connection's first answer, before the holder listens: unheard, that error
+    // ended the process. The statement it breaks fails on its own, and a
+    // connection that is no longer queryable is dropped when it is released.
+    this.pool.on("connect", (client) => client.on("error", () => {}));
     this.clock = new DatabaseClock(async () => (await this.query("clock", [])).rows[0]!.now as number);
     this.peers = new PostgresPeers({
       connect: () => new pg.Client({ connectionString: options.url, types, application_name: "reprise-listen" }),
@@ -318,8 +325,6 @@ export class PostgresStore implements Store {
 
   private async migrate(): Promise<void> {
     const client = await this.connect();
-    const lost = () => {};
-    client.on("error", lost);
     try {
       // Nodes that start together wait here for one another: each migration is applied once.
       await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
@@ -348,7 +353,6 @@ export class PostgresStore implements Store {
       }
     } finally {
       await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
-      client.removeListener("error", lost);
       client.release();
     }
   }
@@ -377,9 +381,8 @@ export class PostgresStore implements Store {
       const tx = new PostgresTx(client, write);
       let broken: Error | undefined;
       // A checked-out connection that the server ends between two statements
-      // (a restart) emits "error" with nobody else listening: note it, so that
-      // the connection is dropped, rather than let it end the process. The
-      // statement under way, if any, fails on its own.
+      // (a restart) emits "error": note it, so that the connection is dropped
+      // when it is released. The statement under way, if any, fails on its own.
       const lost = (error: Error) => (broken = error);
       client.on("error", lost);
       try {
