@@ -148,7 +148,8 @@ func (r *recorder) latencySamples() []float64 {
 type system interface {
 	// start starts the worker and returns once it is ready to take work.
 	start(ctx context.Context, rec *recorder) error
-	// enqueueBulk enqueues count items, 1,000 per call, sequentially.
+	// enqueueBulk enqueues count items in bulk (for River, 1,000 per
+	// InsertMany call, one after the other; for Reprise, see --reprise-submit).
 	enqueueBulk(ctx context.Context, count int) error
 	// submitOne submits one item.
 	submitOne(ctx context.Context, a benchArgs) error
@@ -188,7 +189,7 @@ func main() {
 	flag.DurationVar(&o.fetchPoll, "river-fetch-poll-interval", 20*time.Millisecond, "River Config.FetchPollInterval")
 	flag.IntVar(&o.poolConns, "river-pool-conns", 11, "pgxpool MaxConns for River")
 	flag.StringVar(&o.samples, "samples", "", "W3, W4: write every sample (ms) to this file, one JSON array")
-	flag.StringVar(&o.repriseSubmit, "reprise-submit", "batch", "W1, W2 enqueue for reprise: batch (SubmitBatch, 1,000 per call) or unary (Client.Submit, 64 in flight)")
+	flag.StringVar(&o.repriseSubmit, "reprise-submit", submitMany, "W1, W2 enqueue for reprise: many (Client.SubmitMany, 1,000 per call), client (Client.Submit from 64 goroutines), batch (SubmitBatch on the generated stub, 1,000 per call) or unary (Submit on the generated stub, 64 in flight)")
 	flag.BoolVar(&o.rpcStats, "rpc-stats", false, "reprise: print the client's calls by method on stderr at the end")
 	flag.Parse()
 
@@ -228,10 +229,10 @@ func run(o options) (any, error) {
 	var sys system
 	switch o.system {
 	case "reprise":
-		if o.repriseSubmit != "batch" && o.repriseSubmit != "unary" {
-			return nil, fmt.Errorf("--reprise-submit must be batch or unary; got %q", o.repriseSubmit)
+		if !slices.Contains(submitModes, o.repriseSubmit) {
+			return nil, fmt.Errorf("--reprise-submit must be one of %s; got %q", strings.Join(submitModes, ", "), o.repriseSubmit)
 		}
-		rs := &repriseSystem{address: o.repriseAddress, concurrency: o.concurrency, workload: o.workload, logger: logger, unary: o.repriseSubmit == "unary"}
+		rs := &repriseSystem{address: o.repriseAddress, concurrency: o.concurrency, workload: o.workload, logger: logger, submit: o.repriseSubmit}
 		if o.rpcStats {
 			rs.stats = newRPCStats()
 			defer rs.stats.print(os.Stderr)

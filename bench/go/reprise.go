@@ -15,9 +15,24 @@ import (
 	"google.golang.org/grpc"
 )
 
-// repriseBatch is how many submissions go in one SubmitBatch call, as the
-// other systems get 1,000 per InsertMany / addBulk / addJobs call.
+// repriseBatch is how many submissions go in one SubmitMany or SubmitBatch
+// call, as the other systems get 1,000 per InsertMany / addBulk / addJobs
+// call and the TypeScript harness makes 1,000 submits in one turn.
 const repriseBatch = 1000
+
+// repriseInFlight is how many goroutines submit at once in the client and
+// unary enqueue modes.
+const repriseInFlight = 64
+
+// The ways W1 and W2 enqueue (--reprise-submit).
+const (
+	submitMany   = "many"   // Client.SubmitMany, 1,000 per call, one call after the other (the default)
+	submitClient = "client" // Client.Submit from 64 goroutines: the client gathers them into SubmitBatch calls
+	submitBatch  = "batch"  // SubmitBatch on the generated stub, 1,000 per call, bypassing the client
+	submitUnary  = "unary"  // Submit on the generated stub, one unary call each, 64 in flight, bypassing the client
+)
+
+var submitModes = []string{submitMany, submitClient, submitBatch, submitUnary}
 
 // repriseSystem is Reprise through its Go client: reprise.Worker at the given
 // concurrency with one task, and reprise.Client for the caller's side.
@@ -27,7 +42,7 @@ type repriseSystem struct {
 	workload    string
 	logger      *slog.Logger
 	stats       *rpcStats // --rpc-stats; nil otherwise
-	unary       bool      // --reprise-submit unary
+	submit      string    // --reprise-submit: one of submitModes
 
 	task      string
 	workerID  string
@@ -102,25 +117,49 @@ func (s *repriseSystem) start(ctx context.Context, rec *recorder) error {
 	}
 }
 
-// enqueueBulk submits count executions 1,000 per SubmitBatch call, one call
-// after the other. The Go client wraps only Submit; SubmitBatch is the
-// generated ExecutionService client it exposes as Executions().
+// enqueueBulk submits count executions the way --reprise-submit says.
 func (s *repriseSystem) enqueueBulk(ctx context.Context, count int) error {
-	if s.unary {
-		return s.enqueueUnary(ctx, count)
+	switch s.submit {
+	case submitClient:
+		return inParallel(count, func(i int) error {
+			_, err := s.client.Submit(ctx, s.task, benchArgs{I: i})
+			return err
+		})
+	case submitUnary:
+		return inParallel(count, func(i int) error {
+			req, err := s.request(i)
+			if err == nil {
+				_, err = s.client.Executions().Submit(ctx, req)
+			}
+			return err
+		})
+	case submitBatch:
+		return s.enqueueBatches(ctx, count)
 	}
+	for start := 0; start < count; start += repriseBatch {
+		subs := make([]reprise.Submission, 0, repriseBatch)
+		for i := start; i < min(count, start+repriseBatch); i++ {
+			subs = append(subs, reprise.Submission{Task: s.task, Args: benchArgs{I: i}})
+		}
+		if _, err := s.client.SubmitMany(ctx, subs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enqueueBatches calls SubmitBatch on the generated ExecutionService client
+// (Client.Executions()), 1,000 submissions per call, one call after the other.
+func (s *repriseSystem) enqueueBatches(ctx context.Context, count int) error {
 	for start := 0; start < count; start += repriseBatch {
 		end := min(count, start+repriseBatch)
 		subs := make([]*reprisev1.SubmitRequest, 0, end-start)
 		for i := start; i < end; i++ {
-			data, err := json.Marshal(benchArgs{I: i})
+			req, err := s.request(i)
 			if err != nil {
 				return err
 			}
-			subs = append(subs, &reprisev1.SubmitRequest{
-				Task:      s.task,
-				Arguments: &reprisev1.Payload{Data: data, ContentType: reprise.ContentTypeJSON},
-			})
+			subs = append(subs, req)
 		}
 		resp, err := s.client.Executions().SubmitBatch(ctx, &reprisev1.SubmitBatchRequest{Submissions: subs})
 		if err != nil {
@@ -133,13 +172,21 @@ func (s *repriseSystem) enqueueBulk(ctx context.Context, count int) error {
 	return nil
 }
 
-// enqueueUnary is the other way a Go user has (--reprise-submit unary): the
-// client's Submit, one unary call per execution, 64 calls in flight.
-func (s *repriseSystem) enqueueUnary(ctx context.Context, count int) error {
-	const inFlight = 64
+func (s *repriseSystem) request(i int) (*reprisev1.SubmitRequest, error) {
+	data, err := json.Marshal(benchArgs{I: i})
+	if err != nil {
+		return nil, err
+	}
+	return &reprisev1.SubmitRequest{Task: s.task, Arguments: &reprisev1.Payload{Data: data, ContentType: reprise.ContentTypeJSON}}, nil
+}
+
+// inParallel calls submit(i) for every i below count from repriseInFlight
+// goroutines, and returns the first error; after one, the others stop once
+// their call returns.
+func inParallel(count int, submit func(i int) error) error {
 	var next atomic.Int64
-	errs := make(chan error, inFlight)
-	for range inFlight {
+	errs := make(chan error, repriseInFlight)
+	for range repriseInFlight {
 		go func() {
 			for {
 				i := int(next.Add(1)) - 1
@@ -147,7 +194,7 @@ func (s *repriseSystem) enqueueUnary(ctx context.Context, count int) error {
 					errs <- nil
 					return
 				}
-				if _, err := s.client.Submit(ctx, s.task, benchArgs{I: i}); err != nil {
+				if err := submit(i); err != nil {
 					errs <- err
 					return
 				}
@@ -155,10 +202,10 @@ func (s *repriseSystem) enqueueUnary(ctx context.Context, count int) error {
 		}()
 	}
 	var first error
-	for range inFlight {
+	for range repriseInFlight {
 		if err := <-errs; err != nil && first == nil {
 			first = err
-			next.Store(int64(count)) // the others stop after their call
+			next.Store(int64(count))
 		}
 	}
 	return first

@@ -85,7 +85,14 @@ func (s *inflightSet) live() [][]byte {
 	return tokens
 }
 
-// start runs a leased attempt on its own goroutine; it holds one slot.
+// startedAttempt is an attempt handed to the pool, with its handler's context.
+type startedAttempt struct {
+	attempt *running
+	ctx     context.Context
+}
+
+// start hands a leased attempt to the pool; it holds one slot, and since
+// there are as many pool goroutines as slots, one of them is free for it.
 func (r *runner) start(leased *reprisev1.LeasedAttempt) {
 	t := r.tasks[leased.GetTask()]
 	if t == nil {
@@ -111,11 +118,18 @@ func (r *runner) start(leased *reprisev1.LeasedAttempt) {
 	a := &running{leased: leased, task: t, cancel: cancel}
 	r.inflight.add(a)
 	r.handlers.Add(1)
-	go func() {
-		defer r.handlers.Done()
-		defer func() { r.slots <- struct{}{} }()
-		r.finish(a, ctx)
-	}()
+	r.attempts <- startedAttempt{attempt: a, ctx: ctx}
+}
+
+// runAttempts is one goroutine of the pool. The slot frees when the handler
+// has returned and its outcome is queued, not when the coordinator answers
+// the report: the worker leases again while reports are in flight.
+func (r *runner) runAttempts() {
+	for s := range r.attempts {
+		r.finish(s.attempt, s.ctx)
+		r.slots <- struct{}{}
+		r.handlers.Done()
+	}
 }
 
 // timeLeft is how long the attempt may run before its timeout, measured on

@@ -18,6 +18,7 @@ import (
 type Client struct {
 	conn       *grpc.ClientConn
 	executions reprisev1.ExecutionServiceClient
+	submits    *submitBatcher
 }
 
 // ClientOptions configures a Client.
@@ -35,7 +36,7 @@ type ClientOptions struct {
 // NewClient returns a client. The connection is made lazily, on first use.
 func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.Conn != nil {
-		return &Client{executions: reprisev1.NewExecutionServiceClient(opts.Conn)}, nil
+		return newClient(nil, opts.Conn), nil
 	}
 	if opts.Address == "" {
 		opts.Address = defaultAddress
@@ -44,7 +45,16 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reprise: dialling %s: %w", opts.Address, err)
 	}
-	return &Client{conn: conn, executions: reprisev1.NewExecutionServiceClient(conn)}, nil
+	return newClient(conn, conn), nil
+}
+
+func newClient(dialled *grpc.ClientConn, conn grpc.ClientConnInterface) *Client {
+	executions := reprisev1.NewExecutionServiceClient(conn)
+	return &Client{
+		conn:       dialled,
+		executions: executions,
+		submits:    &submitBatcher{executions: executions, base: context.Background()},
+	}
 }
 
 // Close closes the connection the client dialled.
@@ -112,26 +122,6 @@ func (h *Handle) Result(ctx context.Context, out any) error { return h.client.Re
 // Client.Rerun. Result then waits for its new end.
 func (h *Handle) Rerun(ctx context.Context) (*reprisev1.Execution, error) {
 	return h.client.Rerun(ctx, h.ID)
-}
-
-// Submit creates an execution of task. args are encoded as JSON unless they
-// are a Payload or json.RawMessage.
-func (c *Client) Submit(ctx context.Context, task string, args any, opts ...SubmitOption) (*Handle, error) {
-	payload, err := encodePayload(args)
-	if err != nil {
-		return nil, err
-	}
-	req := &reprisev1.SubmitRequest{Task: task, Arguments: payload}
-	for _, o := range opts {
-		if err := o(req); err != nil {
-			return nil, err
-		}
-	}
-	resp, err := c.executions.Submit(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return &Handle{ID: resp.GetExecution().GetId(), Existing: resp.GetExisting(), client: c}, nil
 }
 
 // Get returns a snapshot of the execution with all its attempts.

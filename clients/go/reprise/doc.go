@@ -2,7 +2,9 @@
 //
 // A Worker declares tasks, each with a retry policy, then leases attempts,
 // runs them and reports outcomes; the coordinator decides every retry. A
-// Client submits executions and waits for their results through every retry.
+// Client submits executions and waits for their results through every retry;
+// submits made at the same time, from many goroutines, share SubmitBatch
+// calls.
 //
 // Retry semantics follow Coflux's "Automatic retries" (see the repository's
 // docs/semantics.md, "Retry policies"):

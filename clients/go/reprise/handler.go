@@ -16,6 +16,11 @@ import (
 // Timeout passes, or the worker's ShutdownGrace runs out; context.Cause(ctx)
 // is then ErrCancelled, ErrLeaseLost, ErrTimeout or ErrShutdown.
 // AttemptFromContext tells which attempt is running.
+//
+// Handlers run on a pool of Concurrency goroutines that the worker reuses
+// from one attempt to the next, so a handler that changes its goroutine
+// (runtime.LockOSThread, pprof.SetGoroutineLabels) must undo it before
+// returning.
 type Handler func(ctx context.Context, args json.RawMessage) (any, error)
 
 // Func adapts a typed function to a Handler: the arguments are decoded from
