@@ -3,7 +3,7 @@ its figures as ONE JSON line, the last line of stdout:
 
     <venv python> bench/python/bench.py --system reprise|celery --workload W1|W2|W3|W4 --count N
         [--reprise-address HOST:PORT] [--redis-port PORT] [--concurrency 64] [--timeout SECONDS]
-        [--reprise-bulk batch|submit] [--samples FILE]
+        [--reprise-bulk many|submit|stub] [--reprise-handler def|async] [--samples FILE]
 
   W1, W2: {"perSecond": ..., "seconds": ..., "enqueueSeconds": ...}
   W3, W4: {"p50": ms, "p95": ms, "p99": ms, "max": ms, "min": ms}
@@ -14,15 +14,19 @@ caller's. On any failure it exits 1 with one line on stderr; the worker's log
 is kept then, and the line names it.
 
 Reprise: the worker is reprise_worker.py (the client's Worker, concurrency 64,
-its attempts on a pool of up to 64 reused threads, as the client runs them). Each run uses its own
-task name, py-<workload>-<pid>, so that runs on one coordinator never meet.
-W1/W2 enqueue with SubmitBatch, 1,000 submissions per call, one call after the
-other, as the Node harness's Client.submit micro-batches 1,000 per call. The
-Python Client has no batch submit (only Client.submit, one Submit RPC each),
-so this is the generated stub of the package's own reprise.v1 module
-(ExecutionServiceStub.SubmitBatch) with the client's JsonCodec.
-`--reprise-bulk submit` instead enqueues with Client.submit from 64 threads
-(64 unary Submits in flight), which is what the public Client alone offers.
+its attempts on a pool of up to 64 reused threads, as the client runs them;
+`--reprise-handler async` makes its handler an `async def`, awaited on the
+worker's event loop instead). Each run uses its own task name,
+py-<workload>-<pid>, so that runs on one coordinator never meet.
+W1/W2 enqueue through the public Client, as users do. By default
+(`--reprise-bulk many`) with Client.submit_many, 1,000 submissions per call,
+one call after the other: one SubmitBatch each, as the Node harness's 1,000
+Client.submit calls of one turn are. `--reprise-bulk submit` instead calls
+Client.submit from 64 threads, which the client gathers into SubmitBatch
+calls of whatever queued while the previous call was in flight.
+`--reprise-bulk stub` is the runner's old path, kept for comparison: SubmitBatch
+of 1,000 on the generated stub (ExecutionServiceStub) with the client's
+JsonCodec, which bypasses the Client.
 W3/W4 submit with Client.submit. The end of W1/W2 is confirmed as the Node
 harness does, by GetExecution on the last execution the worker finished,
 polled every millisecond until SUCCEEDED; then ListExecutions of the run's
@@ -183,7 +187,7 @@ class WorkerProcess:
 class RepriseSystem:
     name = "reprise"
 
-    def __init__(self, address: str, workload: str, concurrency: int, bulk: str, deadline: Deadline):
+    def __init__(self, address: str, workload: str, concurrency: int, bulk: str, handler: str, deadline: Deadline):
         # This process forks the worker while gRPC threads run; gRPC's fork handlers are not needed
         # (the child execs at once) and would only log that they were skipped.
         os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
@@ -195,6 +199,7 @@ class RepriseSystem:
         self.workload = workload
         self.concurrency = concurrency
         self.bulk = bulk
+        self.handler = handler
         self.task = f"py-{workload}-{os.getpid()}"
         self.client = Client(address)
         self.codec = JsonCodec()
@@ -209,21 +214,28 @@ class RepriseSystem:
             raise BenchError(f"no coordinator answers at {address}") from None
 
     def start_worker(self, mode: str, expected: int) -> WorkerProcess:
-        config = {"address": self.address, "task": self.task, "mode": mode, "expected": expected, "concurrency": self.concurrency, "retry_delay": RETRY_DELAY[self.workload]}
+        config = {
+            "address": self.address, "task": self.task, "mode": mode, "expected": expected,
+            "concurrency": self.concurrency, "retry_delay": RETRY_DELAY[self.workload], "handler": self.handler,
+        }  # fmt: skip
         env = {**START_ENV, "BENCH_WORKER": json.dumps(config)}
         return WorkerProcess([sys.executable, str(HERE / "reprise_worker.py")], env, "reprise")
 
     def enqueue_bulk(self, count: int) -> None:
-        if self.bulk == "submit":
+        chunks = [range(start, min(count, start + BATCH)) for start in range(0, count, BATCH)]
+        if self.bulk == "many":
+            for chunk in chunks:
+                self.client.submit_many(self.task, ({"i": i} for i in chunk))
+        elif self.bulk == "submit":
             with ThreadPoolExecutor(max_workers=64) as pool:
-                for start in range(0, count, BATCH):
-                    list(pool.map(lambda i: self.client.submit(self.task, {"i": i}), range(start, min(count, start + BATCH))))
-            return
-        for start in range(0, count, BATCH):
-            submissions = [self.messages.SubmitRequest(task=self.task, arguments=self.codec.encode({"i": i})) for i in range(start, min(count, start + BATCH))]
-            response = self.stub.SubmitBatch(self.messages.SubmitBatchRequest(submissions=submissions), timeout=30)
-            if len(response.results) != len(submissions):
-                raise BenchError(f"SubmitBatch answered {len(response.results)} of {len(submissions)}")
+                for chunk in chunks:
+                    list(pool.map(lambda i: self.client.submit(self.task, {"i": i}), chunk))
+        else:
+            for chunk in chunks:
+                submissions = [self.messages.SubmitRequest(task=self.task, arguments=self.codec.encode({"i": i})) for i in chunk]
+                response = self.stub.SubmitBatch(self.messages.SubmitBatchRequest(submissions=submissions), timeout=30)
+                if len(response.results) != len(submissions):
+                    raise BenchError(f"SubmitBatch answered {len(response.results)} of {len(submissions)}")
 
     def submit_one(self, args: dict) -> None:
         self.client.submit(self.task, args)
@@ -376,7 +388,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.system == "reprise":
         if not args.reprise_address:
             raise BenchError("--reprise-address is required for --system reprise")
-        system = RepriseSystem(args.reprise_address, args.workload, args.concurrency, args.reprise_bulk, deadline)
+        system = RepriseSystem(args.reprise_address, args.workload, args.concurrency, args.reprise_bulk, args.reprise_handler, deadline)
     else:
         if not args.redis_port:
             raise BenchError("--redis-port is required for --system celery")
@@ -428,7 +440,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, help="seconds for the whole run (default 30 at smoke sizes or below, else 300)")
     parser.add_argument("--samples", help="W3/W4: also write every sample (ms, in the order the worker took them) to this file as a JSON list")
-    parser.add_argument("--reprise-bulk", choices=["batch", "submit"], default="batch", help="W1/W2 enqueue: SubmitBatch (default) or Client.submit from 64 threads")
+    parser.add_argument(
+        "--reprise-bulk", choices=["many", "submit", "stub"], default="many",
+        help="W1/W2 enqueue: Client.submit_many of 1,000 (default), Client.submit from 64 threads, or SubmitBatch on the generated stub",
+    )  # fmt: skip
+    parser.add_argument("--reprise-handler", choices=["def", "async"], default="def", help="the Reprise worker's handler: a def (on its threads) or an async def (on its event loop)")
     args = parser.parse_args()
     # SIGTERM unwinds like an error, so that the worker is stopped and the Redis keys deleted.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

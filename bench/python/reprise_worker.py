@@ -1,9 +1,11 @@
 """One Reprise worker process, started by bench.py: the Python client's Worker
-at concurrency 64 with one sync task, as a user writes it (README: `Worker(address,
-concurrency=...)`, `@worker.task(name=..., retries=Retries(...))`, start/stop).
+at concurrency 64 with one task, as a user writes it (README: `Worker(address,
+concurrency=...)`, `@worker.task(name=..., retries=Retries(...))`, start/stop):
+a plain `def` by default, run on the worker's threads, or with handler "async"
+an `async def`, awaited on the worker's event loop.
 
 Configuration comes from the environment: BENCH_WORKER (JSON: address, task,
-mode, expected, concurrency, retry_delay) and BENCH_REPORT_FD (see recorder.py).
+mode, expected, concurrency, retry_delay, handler) and BENCH_REPORT_FD (see recorder.py).
 SIGTERM or SIGINT stops it with `worker.stop(grace=5)`.
 """
 from __future__ import annotations
@@ -28,11 +30,16 @@ def main() -> None:
         retries = Retries(limit=1, backoff=(delay, delay))
     worker = Worker(config["address"], concurrency=int(config["concurrency"]))
 
-    @worker.task(name=config["task"], retries=retries)
     def bench(args, ctx):
         recorder.work(args, ctx.attempt)
         recorder.finished(ctx.execution_id)
         return None
+
+    async def bench_async(args, ctx):
+        return bench(args, ctx)
+
+    handler = bench_async if config.get("handler") == "async" else bench
+    worker.task(name=config["task"], retries=retries)(handler)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

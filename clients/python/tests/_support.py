@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -109,3 +110,45 @@ class Coordinator:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class CallLog(grpc.UnaryUnaryClientInterceptor):
+    """A spy on a client's channel: records every unary call (method name and
+    request) on its way out. `hold(method)` makes the next call of that method
+    wait at the interceptor, counted in flight by the client, until release()."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self._lock = threading.Lock()
+        self._hold: str | None = None
+        self.held = threading.Event()
+        self._released = threading.Event()
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        method = client_call_details.method.rsplit("/", 1)[-1]
+        with self._lock:
+            self.calls.append((method, request))
+            hold = self._hold == method
+            if hold:
+                self._hold = None
+        if hold:
+            self.held.set()
+            self._released.wait(30)
+        return continuation(client_call_details, request)
+
+    def hold(self, method: str) -> None:
+        self._hold = method
+        self.held.clear()
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def methods(self) -> list[str]:
+        with self._lock:
+            return [method for method, _ in self.calls]
+
+    def sizes(self) -> list[tuple[str, int]]:
+        """Each call as (method, how many submissions it carried)."""
+        with self._lock:
+            return [(method, len(request.submissions) if method == "SubmitBatch" else 1) for method, request in self.calls]

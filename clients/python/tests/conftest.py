@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+import grpc
 import pytest
 
+import reprise.client as client_module
 from reprise import Client, Worker
 
-from _support import CLI, COORDINATOR_BIN, REPO, Coordinator
+from _support import CLI, COORDINATOR_BIN, REPO, CallLog, Coordinator
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +79,12 @@ def no_leaked_threads() -> Iterator[None]:
     while leaked() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not leaked(), f"leaked threads: {[t.name for t in leaked()]}"
+
+
+@pytest.fixture
+def call_log(monkeypatch: pytest.MonkeyPatch) -> CallLog:
+    """Spies on the channel of every Client made in the test (see CallLog)."""
+    log = CallLog()
+    real_open_channel = client_module.open_channel
+    monkeypatch.setattr(client_module, "open_channel", lambda *args: grpc.intercept_channel(real_open_channel(*args), log))
+    return log

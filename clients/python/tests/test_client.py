@@ -123,7 +123,7 @@ def test_a_coordinator_restart_loses_no_result_and_leaves_no_waiter_hanging(coor
         assert len(handle.get().attempts) == 1
 
 
-def test_an_async_handler_runs_on_its_own_event_loop(client, make_worker):
+def test_an_async_handler_is_awaited_and_its_result_reported(client, make_worker):
     worker = make_worker()
 
     @worker.task

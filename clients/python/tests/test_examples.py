@@ -1,4 +1,4 @@
-"""The README's example: the example worker and caller serve one submission through one retry to success."""
+"""The README's examples: each example worker (blocking and async) and the caller serve one submission through one retry to success."""
 from __future__ import annotations
 
 import json
@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_example_worker_and_caller_serve_a_submission_through_one_retry_to_success(coordinator):
+@pytest.mark.parametrize("worker_script", ["worker.py", "async_worker.py"])
+def test_example_worker_and_caller_serve_a_submission_through_one_retry_to_success(coordinator, worker_script):
     env = {**os.environ, "REPRISE_ADDR": coordinator.address, "PYTHONUNBUFFERED": "1"}
     worker = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "worker.py")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, str(EXAMPLES / worker_script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         caller = subprocess.run(

@@ -1,6 +1,7 @@
-"""The threads a worker runs its attempts on: started as attempts need them, at
-most `size`, and reused. Starting a thread for each attempt cost more than a
-quick handler (about 0.2 ms, with the lease loop waiting on each start).
+"""The threads a worker runs its blocking (`def`) attempts on: started as
+they are needed, at most `size`, and reused. Starting a thread for each
+attempt cost more than a quick handler (about 0.2 ms, with the lease loop
+waiting on each start).
 
 The threads are daemon threads, as the worker's were: a handler still running
 after stop()'s grace never keeps the process from exiting.

@@ -1,10 +1,10 @@
 """A registered task: its handler, how to call it, and its declaration on the wire."""
 from __future__ import annotations
 
-import asyncio
 import inspect
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 from reprise.v1 import types_pb2
@@ -41,11 +41,16 @@ class TaskSpec:
             definition.retry_budget.CopyFrom(self.retry_budget.to_wire())
         return definition
 
+    @cached_property
+    def is_async(self) -> bool:
+        """An `async def` handler (or an object whose __call__ is one): it runs on the worker's event loop."""
+        return inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(getattr(self.handler, "__call__", None))
+
     def call(self, args: Any, context: AttemptContext) -> Any:
-        call_args = (args, context)[: self.arity]
-        if inspect.iscoroutinefunction(self.handler):
-            return asyncio.run(self.handler(*call_args))
-        return self.handler(*call_args)
+        return self.handler(*(args, context)[: self.arity])
+
+    async def call_async(self, args: Any, context: AttemptContext) -> Any:
+        return await self.handler(*(args, context)[: self.arity])
 
 
 def make_task(

@@ -1,8 +1,9 @@
 """The caller's side: submit executions and wait for them through every retry."""
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import grpc
 
@@ -12,6 +13,7 @@ from reprise.v1 import execution_service_pb2_grpc, types_pb2
 from ._channel import open_channel
 from ._backoff import Backoff, is_over_quota, is_transient
 from ._durations import Seconds, as_seconds, to_duration
+from ._submits import Answer, Pending, SubmitBatcher, SubmitDeadlineExceeded
 from .codec import Codec, JsonCodec
 from .errors import ExecutionAbandoned, ExecutionCancelled, ExecutionError, ExecutionFailed, ExecutionTimedOut, WaitTimeout
 from .options import DEFAULT_ADDRESS
@@ -43,6 +45,39 @@ def is_terminal(execution: types_pb2.Execution) -> bool:
     return execution.state in TERMINAL
 
 
+def _worth_resending(request: service.SubmitRequest, answer: Answer) -> bool:
+    # Without a key a resend could create a second execution, so only a keyed submit is resent.
+    return bool(request.idempotency_key) and isinstance(answer, grpc.RpcError) and is_transient(answer)
+
+
+async def _submit_awaiting(submits: SubmitBatcher, request: service.SubmitRequest, deadline: float) -> Answer:
+    """One send through the batcher, awaited: the answer wakes the loop from gRPC's thread."""
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    def notify() -> None:
+        try:
+            loop.call_soon_threadsafe(wake)
+        except RuntimeError:  # the loop has closed; nobody is waiting any more
+            pass
+
+    pending = Pending(request, deadline, notify)
+    submits.enqueue([pending])
+    try:
+        await asyncio.wait_for(woken, max(deadline - time.monotonic(), 0.0))
+    except asyncio.TimeoutError:
+        submits.settle(pending, SubmitDeadlineExceeded())
+    except asyncio.CancelledError:
+        # Still queued: then it is never sent. Already sent: its answer is dropped.
+        submits.settle(pending, SubmitDeadlineExceeded())
+        raise
+    return pending.answer  # type: ignore[return-value]
+
+
 class Client:
     """Submits executions and reads them. Use as a context manager, or close() it."""
 
@@ -53,8 +88,10 @@ class Client:
         self.codec: Codec = codec or JsonCodec()
         self._channel = open_channel(address, token, tls)
         self._stub = execution_service_pb2_grpc.ExecutionServiceStub(self._channel)
+        self._submits = SubmitBatcher(self._stub)
 
     def close(self) -> None:
+        self._submits.close()
         self._channel.close()
 
     def __enter__(self) -> "Client":
@@ -80,7 +117,72 @@ class Client:
         `retries=0` means at most once whatever the task declares. A `when`
         cannot travel with a submission (workers evaluate their own), so a
         Retries with `when` is refused here.
+
+        Safe to call from many threads at once: a submit made while another is
+        on the wire waits for it to return, then goes out with every other
+        submit that queued meanwhile, as one SubmitBatch (see submit_many).
         """
+        request = self._submit_request(task, args, retries, idempotency_key, delay, labels)
+        [answer] = self._submit_all([request])
+        return self._handle(answer)
+
+    def submit_many(
+        self,
+        task: str,
+        args: Iterable[Any],
+        *,
+        retries: RetriesOption = None,
+        idempotency_keys: Iterable[str | None] | None = None,
+        delay: Seconds | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list["ExecutionHandle"]:
+        """Creates one execution of `task` for each item of `args`, in SubmitBatch
+        calls of up to 1,000, and returns their handles in the same order.
+
+        `idempotency_keys`, if given, holds one key (or None) per item. Each
+        submission is answered on its own: when one is refused (say its payload
+        is too large), the others are still created, and the first error is
+        raised once all are answered. Give keys to make sending the whole list
+        again safe after an error.
+        """
+        items = list(args)
+        keys = [None] * len(items) if idempotency_keys is None else list(idempotency_keys)
+        if len(keys) != len(items):
+            raise ValueError(f"idempotency_keys: one per item of args; got {len(keys)} for {len(items)}")
+        requests = [self._submit_request(task, item, retries, key, delay, labels) for item, key in zip(items, keys)]
+        return [self._handle(answer) for answer in self._submit_all(requests)]
+
+    async def submit_async(
+        self,
+        task: str,
+        args: Any = None,
+        *,
+        retries: RetriesOption = None,
+        idempotency_key: str | None = None,
+        delay: Seconds | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> "ExecutionHandle":
+        """submit() for asyncio code: the same batching and resends, awaited
+        without blocking the event loop (e.g. from an `async def` handler)."""
+        request = self._submit_request(task, args, retries, idempotency_key, delay, labels)
+        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        backoff = Backoff()
+        while True:
+            answer = await _submit_awaiting(self._submits, request, deadline)
+            pause = backoff.next()
+            if not _worth_resending(request, answer) or time.monotonic() + pause >= deadline:
+                return self._handle(answer)
+            await asyncio.sleep(pause)
+
+    def _submit_request(
+        self,
+        task: str,
+        args: Any,
+        retries: RetriesOption,
+        idempotency_key: str | None,
+        delay: Seconds | None,
+        labels: Mapping[str, str] | None,
+    ) -> service.SubmitRequest:
         request = service.SubmitRequest(task=task, arguments=self.codec.encode(args), idempotency_key=idempotency_key or "")
         if retries is not None:
             if isinstance(retries, Retries) and retries.when is not None:
@@ -90,12 +192,28 @@ class Client:
             request.delay.CopyFrom(to_duration(as_seconds(delay, "delay")))
         if labels:
             request.labels.update(labels)
-        # Without a key a resend could create a second execution, so only a keyed submit is retried.
-        if idempotency_key:
-            response = self._retrying(lambda timeout: self._stub.Submit(request, timeout=timeout, wait_for_ready=True))
-        else:
-            response = self._stub.Submit(request, timeout=RECONNECT_TIMEOUT, wait_for_ready=True)
-        return ExecutionHandle(self, response.execution)
+        return request
+
+    def _submit_all(self, requests: list[service.SubmitRequest]) -> list[Answer]:
+        """Sends every request through the batcher; resends the keyed ones that
+        met a transient failure (a coordinator restart) for up to RECONNECT_TIMEOUT."""
+        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        answers: list[Answer] = [None] * len(requests)  # type: ignore[list-item]
+        todo = list(range(len(requests)))
+        backoff = Backoff()
+        while True:
+            for index, answer in zip(todo, self._submits.submit([requests[i] for i in todo], deadline)):
+                answers[index] = answer
+            todo = [i for i in todo if _worth_resending(requests[i], answers[i])]
+            pause = backoff.next()
+            if not todo or time.monotonic() + pause >= deadline:
+                return answers
+            time.sleep(pause)
+
+    def _handle(self, answer: Answer) -> "ExecutionHandle":
+        if isinstance(answer, BaseException):
+            raise answer
+        return ExecutionHandle(self, answer.execution)
 
     def execution(self, execution_id: str) -> "ExecutionHandle":
         """A handle on an existing execution, e.g. one submitted by another process."""

@@ -16,7 +16,8 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 class WorkerOptions:
     """
     - address: the coordinator's host:port.
-    - concurrency: the most attempts run at once (one thread each).
+    - concurrency: the most attempts run at once, blocking and async handlers
+      together (a `def` handler on a thread each, `async def` ones on one event loop).
     - worker_id: shown on each attempt, for operators; defaults to host-pid-random.
     - lease_duration: seconds each lease lasts without a heartbeat (0.1 .. 3600).
       Heartbeats go every third of it, so a crashed worker's attempts are

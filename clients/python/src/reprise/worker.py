@@ -1,8 +1,10 @@
 """The worker: declares its tasks, long-polls for as many attempts as it has
-free slots, runs each on its own thread, and leaves heartbeats and reports to
-their own batching threads."""
+free slots, runs each (a blocking handler on a pool thread, an async one on
+the worker's event loop), and leaves heartbeats and reports to their own
+batching threads."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import signal
@@ -22,6 +24,7 @@ from ._failures import failure_from_exception
 from ._heartbeats import Heartbeater
 from ._pool import AttemptPool
 from ._inflight import Inflight
+from ._loop import AttemptLoop
 from ._reports import OutcomeReporter
 from ._tasks import TaskSpec, make_task
 from .codec import Codec
@@ -73,6 +76,7 @@ class Worker:
         self._poll: grpc.Future | None = None
         self._poll_lock = threading.Lock()
         self._channel: grpc.Channel | None = None
+        self._loop: AttemptLoop | None = None
 
     # --- registering tasks ----------------------------------------------------
 
@@ -128,6 +132,9 @@ class Worker:
             self._stopped = True
             raise
         self._pool = AttemptPool(self.options.concurrency)
+        if any(spec.is_async for spec in self._tasks.values()):
+            self._loop = AttemptLoop()
+            self._loop.start()
         self._reporter = OutcomeReporter(stub.ReportOutcomes, self._inflight.settle, self._inflight.get)
         self._heartbeater = Heartbeater(stub.Heartbeat, self._inflight, self.worker_id, self.options.lease_duration / 3)
         self._lease_thread = threading.Thread(target=self._lease_loop, args=(declared,), name="reprise-lease", daemon=True)
@@ -158,6 +165,8 @@ class Worker:
                 context._stop(ctx.SHUTDOWN)
             log.warning("reprise: stop grace ran out; %d attempt(s) left to their leases", self._inflight.running)
         self._pool.close()
+        if self._loop is not None:
+            self._loop.close()
         # Reports may still be resending through a coordinator restart; give them what is left of the grace.
         self._reporter.close(max(deadline, time.monotonic() + 1.0))
         self._reporter.join()
@@ -273,10 +282,13 @@ class Worker:
             timeout_at=from_timestamp(leased.timeout_at) if leased.HasField("timeout_at") else None,
         )
         self._inflight.add(context)
-        self._pool.submit(lambda: self._run_attempt(leased, context))
-
-    def _run_attempt(self, leased: types_pb2.LeasedAttempt, context: ctx.AttemptContext) -> None:
         spec = self._tasks.get(leased.task)
+        if spec is not None and spec.is_async and self._loop is not None:
+            self._loop.submit(lambda: self._run_async_attempt(leased, context, spec))
+        else:
+            self._pool.submit(lambda: self._run_attempt(leased, context, spec))
+
+    def _run_attempt(self, leased: types_pb2.LeasedAttempt, context: ctx.AttemptContext, spec: TaskSpec | None) -> None:
         outcome = types_pb2.Outcome(lease_token=leased.lease_token)
         ctx._set_current(context)
         try:
@@ -284,15 +296,41 @@ class Worker:
                 raise LookupError(f"this worker has no task {leased.task!r}")
             value = spec.call(self.options.codec.decode(leased.arguments), context)
             outcome.result.CopyFrom(self.options.codec.encode(value))
-        except Snooze as snooze:
-            # Not a failure, so `when` has no say: the attempt did no work and asks to run later.
-            outcome.snooze.SetInParent()
-            outcome.snooze.delay.CopyFrom(to_duration(snooze.delay))
         except BaseException as error:  # noqa: BLE001 - every error is the attempt's outcome
-            outcome.failure.CopyFrom(failure_from_exception(error, spec.when if spec else None))
+            self._set_error(outcome, error, spec)
         finally:
             ctx._set_current(None)
             self._inflight.handler_done(context)
+        self._finish(context, outcome)
+
+    async def _run_async_attempt(self, leased: types_pb2.LeasedAttempt, context: ctx.AttemptContext, spec: TaskSpec) -> None:
+        # Told to stop (cancelled, lost, timed out, or stop()'s grace ran out):
+        # the task is cancelled as well as `ctx.cancelled` set, so an awaiting
+        # handler stops at once, with CancelledError at its await.
+        task = asyncio.current_task()
+        assert task is not None and self._loop is not None
+        loop = self._loop
+        context._when_stopped(lambda: loop.call_soon(task.cancel))
+        outcome = types_pb2.Outcome(lease_token=leased.lease_token)
+        ctx._set_current(context)  # this task's own context: its child tasks and to_thread calls see it too
+        try:
+            value = await spec.call_async(self.options.codec.decode(leased.arguments), context)
+            outcome.result.CopyFrom(self.options.codec.encode(value))
+        except BaseException as error:  # noqa: BLE001 - every error is the attempt's outcome; a cancelled one is not reported
+            self._set_error(outcome, error, spec)
+        finally:
+            self._inflight.handler_done(context)
+        self._finish(context, outcome)
+
+    def _set_error(self, outcome: types_pb2.Outcome, error: BaseException, spec: TaskSpec | None) -> None:
+        if isinstance(error, Snooze):
+            # Not a failure, so `when` has no say: the attempt did no work and asks to run later.
+            outcome.snooze.SetInParent()
+            outcome.snooze.delay.CopyFrom(to_duration(error.delay))
+        else:
+            outcome.failure.CopyFrom(failure_from_exception(error, spec.when if spec else None))
+
+    def _finish(self, context: ctx.AttemptContext, outcome: types_pb2.Outcome) -> None:
         if context.cancel_reason is not None:
             # The coordinator has already decided this attempt (or will, when its
             # lease runs out): a report would be refused, so none is sent.
