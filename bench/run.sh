@@ -2,15 +2,16 @@
 # The benchmark of issues 5, 11, 13 and 16, one command: `npm run bench` (or `bash bench/run.sh`).
 #
 #   bash bench/run.sh            full run: Reprise (SQLite) through @reprise/client and through
-#                                a plain proto-loader client, Reprise on PostgreSQL with one
+#                                a plain proto-loader client, that client against a relay with
+#                                no store (the gRPC floor), Reprise on PostgreSQL with one
 #                                node and with three, graphile-worker and BullMQ, Reprise's
 #                                Python client and Celery, its Go client and River,
 #                                3 repetitions, and Reprise after 1,000,000 finished executions
 #   bash bench/run.sh --smoke    tiny run for CI: Reprise on SQLite from TypeScript, a plain
-#                                client, Python and Go, with Celery and River beside them
+#                                client and its floor, Python and Go, with Celery and River beside them
 #
 # Other flags go to bench/src/main.mjs: --reps N,
-# --systems reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river,
+# --systems reprise,reprise-plain,reprise-floor,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river,
 # --workloads W1,...,W6, --pending N, --history N, --no-profile, --results FILE.
 #
 # It installs PostgreSQL and Redis from Debian packages when they are missing,
@@ -25,17 +26,17 @@ root=$(dirname "$bench_dir")
 cd "$root"
 
 smoke=0
-all_systems="reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river"
+all_systems="reprise,reprise-plain,reprise-floor,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river"
 systems=$all_systems
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
-    --smoke) smoke=1; [[ $systems == "$all_systems" ]] && systems=reprise,reprise-plain,reprise-py,celery,reprise-go,river ;;
+    --smoke) smoke=1; [[ $systems == "$all_systems" ]] && systems=reprise,reprise-plain,reprise-floor,reprise-py,celery,reprise-go,river ;;
     --systems) systems="${args[$((i + 1))]:-}" ;;
     --systems=*) systems="${args[$i]#--systems=}" ;;
   esac
 done
-if ((smoke)) && [[ " ${args[*]} " != *" --systems"* ]]; then systems=reprise,reprise-plain,reprise-py,celery,reprise-go,river; fi
+if ((smoke)) && [[ " ${args[*]} " != *" --systems"* ]]; then systems=reprise,reprise-plain,reprise-floor,reprise-py,celery,reprise-go,river; fi
 want() { [[ ",$systems," == *",$1,"* ]]; }
 
 log() { printf '[bench] %s\n' "$*" >&2; }

@@ -3,7 +3,7 @@
 // coordinator and every worker process itself and stops them by PID.
 //
 //   node bench/src/main.mjs [--smoke] [--reps N]
-//                           [--systems reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,
+//                           [--systems reprise,reprise-plain,reprise-floor,reprise-pg,reprise-pg3,graphile,bullmq,
 //                                      reprise-py,celery,reprise-go,river]
 //                           [--workloads W1,W2,W3,W4,W5,W6] [--pending N] [--history N]
 //                           [--no-profile] [--results FILE]
@@ -44,7 +44,7 @@ if (!Number.isSafeInteger(sizes.history) || sizes.history < 0) throw new Error(`
 // Scrapes are spaced out as a Prometheus server's would be (closer in the smoke run, to keep it short).
 const probes = { scrapes: 20, calls: 20, scrapeGapMs: smoke ? 50 : 250, callGapMs: smoke ? 20 : 100 };
 const reps = Number(flags.reps ?? (smoke ? 1 : 3));
-const systemNames = (flags.systems ?? (smoke ? "reprise,reprise-plain,reprise-py,celery,reprise-go,river" : "reprise,reprise-plain,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river")).split(",");
+const systemNames = (flags.systems ?? (smoke ? "reprise,reprise-plain,reprise-floor,reprise-py,celery,reprise-go,river" : "reprise,reprise-plain,reprise-floor,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river")).split(",");
 const workloads = (flags.workloads ?? "W1,W2,W3,W4,W5,W6").split(",");
 const workDir = process.env.BENCH_WORKDIR ?? join(benchDir, ".tmp", `run-${process.pid}`);
 const timeoutMs = smoke ? 30_000 : 300_000;
@@ -67,6 +67,7 @@ async function makeSystems() {
       systems.push(new ReprisePgSystem({ workDir, pgUrl: process.env.BENCH_PG_URL, nodes: name === "reprise-pg" ? 1 : 3 }));
     }
     else if (name === "reprise-plain") systems.push(new (await import("./systems/reprise-plain.mjs")).ReprisePlainSystem({ workDir }));
+    else if (name === "reprise-floor") systems.push(new (await import("./systems/reprise-floor.mjs")).RepriseFloorSystem({ workDir }));
     else if (LANGUAGE_SYSTEMS.includes(name)) systems.push(new LanguageSystem({ name, workDir }));
     else if (name === "bullmq") systems.push(new (await import("./systems/bullmq.mjs")).BullmqSystem({ redisPort: Number(process.env.BENCH_REDIS_PORT) }));
     else if (name === "graphile") systems.push(new (await import("./systems/graphile.mjs")).GraphileSystem({ pgUrl: process.env.BENCH_PG_URL }));
@@ -160,18 +161,20 @@ async function main() {
 
   // Another language's rows run each workload whole in their own runner.
   const inRunner = (system, workload) => system instanceof LanguageSystem && (() => system.run(workload, { count: sizes[workload], timeoutMs }));
+  // A system may run only some workloads (reprise-floor has no retries).
+  const runs = (system, workload) => has(workload) && (system.workloads?.includes(workload) ?? true);
   for (let rep = 1; rep <= reps; rep++) {
     for (const system of systems) {
-      if (has("W1")) await attempt("W1", system.name, rep, inRunner(system, "W1") || (() => throughput(system, "W1", { count: sizes.W1, timeoutMs })));
+      if (runs(system, "W1")) await attempt("W1", system.name, rep, inRunner(system, "W1") || (() => throughput(system, "W1", { count: sizes.W1, timeoutMs })));
     }
     for (const system of systems) {
-      if (has("W2")) await attempt("W2", system.name, rep, inRunner(system, "W2") || (() => throughput(system, "W2", { count: sizes.W2, mode: "failonce", timeoutMs })));
+      if (runs(system, "W2")) await attempt("W2", system.name, rep, inRunner(system, "W2") || (() => throughput(system, "W2", { count: sizes.W2, mode: "failonce", timeoutMs })));
     }
     for (const system of systems) {
-      if (has("W3")) await attempt("W3", system.name, rep, inRunner(system, "W3") || (() => dispatchLatency(system, { count: sizes.W3, timeoutMs })));
+      if (runs(system, "W3")) await attempt("W3", system.name, rep, inRunner(system, "W3") || (() => dispatchLatency(system, { count: sizes.W3, timeoutMs })));
     }
     for (const system of systems) {
-      if (has("W4")) await attempt("W4", system.name, rep, inRunner(system, "W4") || (() => retryTimer(system, { count: sizes.W4, timeoutMs })));
+      if (runs(system, "W4")) await attempt("W4", system.name, rep, inRunner(system, "W4") || (() => retryTimer(system, { count: sizes.W4, timeoutMs })));
     }
     if (history) {
       const system = history.system;
@@ -259,6 +262,8 @@ function printTable() {
     ...(has("graphile") ? systemNames.filter((s) => s.startsWith("reprise-pg")).map((p) => [p, "graphile"]) : []),
     ...[
       ["reprise-plain", "bullmq"],
+      ["reprise-floor", "bullmq"],
+      ["reprise-plain", "reprise-floor"],
       ["reprise-py", "celery"],
       ["reprise-go", "river"],
     ].filter(([a, b]) => has(a) && has(b)),
@@ -266,6 +271,7 @@ function printTable() {
   const label = {
     reprise: "Reprise",
     "reprise-plain": "Reprise, plain client",
+    "reprise-floor": "gRPC floor",
     "reprise-pg": "Reprise on PG",
     "reprise-pg3": "Reprise on PG, 3 nodes",
     "reprise-py": "Reprise, Python",

@@ -14,7 +14,8 @@ const definition = protoLoader.loadSync(["reprise/v1/execution_service.proto", "
   defaults: true,
   oneofs: true,
 });
-const v1 = grpc.loadPackageDefinition(definition).reprise.v1;
+/** The generated stubs and service definitions of package reprise.v1. */
+export const v1 = grpc.loadPackageDefinition(definition).reprise.v1;
 
 /** Promise-returning unary calls of one service stub; `raw` is the stub. */
 function promised(stub) {

@@ -301,6 +301,8 @@ const starters = {
   "reprise-pg": startReprise,
   "reprise-pg3": startRepriseAcrossNodes,
   "reprise-plain": startPlain,
+  // The same worker against floor-relay.mjs.
+  "reprise-floor": startPlain,
   bullmq: startBullmq,
   graphile: startGraphile,
 };
