@@ -68,10 +68,11 @@ def test_result_with_a_timeout_raises_wait_timeout_and_the_execution_goes_on(cli
     assert handle.get().state == State.EXECUTION_STATE_PENDING
 
 
-def test_a_repeated_idempotency_key_returns_the_existing_execution(client):
+def test_a_repeated_idempotency_key_returns_the_existing_execution_and_says_so(client):
     first = client.submit("t", {"a": 1}, idempotency_key="order-17", labels={"team": "ops"})
     again = client.submit("t", {"a": 2}, idempotency_key="order-17")
     assert again.id == first.id
+    assert (first.existing, again.existing) == (False, True)
     assert client.execution(first.id).execution.labels == {"team": "ops"}
 
 

@@ -118,6 +118,7 @@ def test_each_submit_in_a_batch_gets_its_own_idempotency_answer(coordinator, cal
     # Two submits with one key in the same batch: one execution, created by the first.
     assert new_1.id == new_2.id and client.codec.decode(new_2.execution.arguments) == "new-1"
     assert unkeyed.id not in (earlier.id, new_1.id)
+    assert [a.existing for a in answers] == [True, False, True, False]
 
 
 def test_a_submit_that_outlives_its_deadline_while_queued_fails_alone_and_is_never_sent(coordinator, call_log, monkeypatch):

@@ -213,7 +213,7 @@ class Client:
     def _handle(self, answer: Answer) -> "ExecutionHandle":
         if isinstance(answer, BaseException):
             raise answer
-        return ExecutionHandle(self, answer.execution)
+        return ExecutionHandle(self, answer.execution, answer.existing)
 
     def execution(self, execution_id: str) -> "ExecutionHandle":
         """A handle on an existing execution, e.g. one submitted by another process."""
@@ -260,10 +260,12 @@ class Client:
 class ExecutionHandle:
     """One execution: its latest snapshot in `.execution`, and ways to wait for, watch, cancel or re-run it."""
 
-    def __init__(self, client: Client, execution: types_pb2.Execution):
+    def __init__(self, client: Client, execution: types_pb2.Execution, existing: bool = False):
         self._client = client
         self.id: str = execution.id
         self.execution = execution
+        # True when submit() matched an idempotency key, so nothing was created.
+        self.existing = existing
 
     def __repr__(self) -> str:
         return f"ExecutionHandle({self.id!r}, {State.Name(self.execution.state)})"
