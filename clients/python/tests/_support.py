@@ -38,6 +38,16 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, message: st
         interval = min(interval * 2, 0.05)
 
 
+def release_one_at_a_time(held: Callable[[], list[threading.Event]], count: int, concurrency: int) -> None:
+    """Releases `count` held attempts one at a time (`held()` lists the gates
+    not yet set), checking each time that the worker has refilled to exactly
+    `concurrency` running attempts, never more."""
+    for remaining in range(count, 0, -1):
+        running = min(concurrency, remaining)
+        wait_for(lambda: len(held()) == running, message=f"{running} attempts to run")
+        held()[0].set()
+
+
 def seconds_between(earlier, later) -> float:
     """Seconds from one protobuf Timestamp to another, to the millisecond."""
     return round((later.ToMilliseconds() - earlier.ToMilliseconds()) / 1000, 3)

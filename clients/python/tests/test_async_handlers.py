@@ -10,7 +10,7 @@ import pytest
 
 from reprise import AttemptState, ExecutionAbandoned, ExecutionCancelled, ExecutionState, ExecutionTimedOut, current_attempt
 
-from _support import wait_for
+from _support import release_one_at_a_time, wait_for
 
 
 def loop_threads() -> list[threading.Thread]:
@@ -45,10 +45,7 @@ def test_async_handlers_share_one_event_loop_and_respect_concurrency(client, mak
         with lock:
             return [g for g in gates if not g.is_set()]
 
-    # Release one attempt at a time; each time the worker must refill to exactly 3, never more.
-    for remaining in range(9, 0, -1):
-        wait_for(lambda: len(waiting()) == min(3, remaining), message=f"{min(3, remaining)} attempts to run")
-        waiting()[0].set()
+    release_one_at_a_time(waiting, count=9, concurrency=3)
     assert [h.result(timeout=10) for h in handles] == list(range(9))
     assert peak == 3
     assert len(loops) == 1, "every attempt must run on the same event loop"

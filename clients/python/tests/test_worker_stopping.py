@@ -15,7 +15,7 @@ from reprise import (
     ExecutionTimedOut,
 )
 
-from _support import wait_for
+from _support import release_one_at_a_time, wait_for
 
 
 class Blocking:
@@ -168,14 +168,11 @@ def test_concurrency_bounds_how_many_attempts_run_at_once(client, make_worker):
 
     handles = [client.submit("job") for _ in range(9)]
     worker.start()
-    # Release one attempt at a time; each time the worker must refill to exactly 3, never more.
     def waiting() -> list[threading.Event]:
         with lock:
             return [gate for gate in running if not gate.is_set()]
 
-    for remaining in range(9, 0, -1):
-        wait_for(lambda: len(waiting()) == min(3, remaining), message=f"{min(3, remaining)} attempts to run")
-        waiting()[0].set()
+    release_one_at_a_time(waiting, count=9, concurrency=3)
     wait_for(lambda: finished == 9, message="all attempts to finish")
     assert peak == 3
     for handle in handles:
