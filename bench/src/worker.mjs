@@ -5,7 +5,7 @@
 // the processes of this machine.
 //
 //   argv[2]: JSON { system, mode, expected, concurrency, queue, and
-//             address (reprise, reprise-pg, reprise-plain) | leaseAddress + reportAddress
+//             address (reprise, reprise-pg, reprise-plain, reprise-floor) | leaseAddress + reportAddress
 //             (reprise-pg3) | redisPort (bullmq) | pgUrl (graphile) }
 //
 // Modes:
