@@ -6,7 +6,6 @@
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { track, within } from "../common.mjs";
-import { plainExecutions } from "../plain-protos.mjs";
 import { ReprisePlainSystem } from "./reprise-plain.mjs";
 
 const relayPath = fileURLToPath(new URL("../floor-relay.mjs", import.meta.url));
@@ -16,24 +15,15 @@ export class RepriseFloorSystem extends ReprisePlainSystem {
   label = "gRPC floor (plain client, a relay with no store)";
   workloads = ["W1", "W3"];
 
-  async prepare(workload) {
-    this.workload = workload;
-    if (this.coordinator) return;
+  async serve() {
     const child = track(fork(relayPath, [], { stdio: ["ignore", "ignore", "inherit", "ipc"] }));
     const { port } = await within(new Promise((resolve) => child.once("message", resolve)), 30_000, "floor relay");
-    this.coordinator = {
+    return {
       address: `127.0.0.1:${port}`,
       memory: () => ({ peakRssMiB: NaN }),
       stop: async () => {
         child.kill("SIGTERM");
       },
     };
-    this.executions = plainExecutions(this.coordinator.address);
-  }
-
-  async close() {
-    this.executions?.raw.close();
-    await this.coordinator?.stop();
-    this.coordinator = undefined;
   }
 }

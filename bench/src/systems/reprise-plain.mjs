@@ -27,10 +27,15 @@ export class ReprisePlainSystem {
   async prepare(workload) {
     this.workload = workload;
     if (!this.coordinator) {
-      removeDatabase(this.db);
-      this.coordinator = await startCoordinator({ db: this.db, nodeArgs: this.nodeArgs });
+      this.coordinator = await this.serve();
       this.executions = plainExecutions(this.coordinator.address);
     }
+  }
+
+  /** Starts what the client talks to: { address, memory(), stop() }. */
+  async serve() {
+    removeDatabase(this.db);
+    return startCoordinator({ db: this.db, nodeArgs: this.nodeArgs });
   }
 
   /** Each workload has its task, declared by its worker with its own policy. */
