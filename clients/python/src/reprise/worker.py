@@ -283,7 +283,8 @@ class Worker:
         )
         self._inflight.add(context)
         spec = self._tasks.get(leased.task)
-        if spec is not None and spec.is_async and self._loop is not None:
+        if spec is not None and spec.is_async:
+            assert self._loop is not None  # start() made it, since a task is async
             self._loop.submit(lambda: self._run_async_attempt(leased, context, spec))
         else:
             self._pool.submit(lambda: self._run_attempt(leased, context, spec))
