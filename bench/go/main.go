@@ -9,7 +9,7 @@
 // It prints exactly one JSON line, the last line of stdout:
 //
 //	W1, W2: {"perSecond": n, "seconds": s, "enqueueSeconds": s}
-//	W3, W4: {"p50": ms, "p95": ms, "p99": ms, "max": ms, "min": ms}
+//	W3, W4: {"p50": ms, "p95": ms, "p99": ms, "p99Steady": ms, "first": ms, "max": ms, "min": ms}
 //
 // and exits non-zero with a one-line error on stderr when the workload does
 // not complete within --timeout (300 s).
@@ -373,12 +373,17 @@ func retryTimer(ctx context.Context, sys system, count int, gap time.Duration, s
 }
 
 type latencyResult struct {
-	P50 float64 `json:"p50"`
-	P95 float64 `json:"p95"`
-	P99 float64 `json:"p99"`
-	Max float64 `json:"max"`
-	Min float64 `json:"min"`
+	P50       float64 `json:"p50"`
+	P95       float64 `json:"p95"`
+	P99       float64 `json:"p99"`
+	P99Steady float64 `json:"p99Steady"`
+	First     float64 `json:"first"`
+	Max       float64 `json:"max"`
+	Min       float64 `json:"min"`
 }
+
+// warmup is how many first samples p99Steady leaves out (workloads.mjs's WARMUP).
+const warmup = 5
 
 func summarise(samples []float64, expected int, what string, samplesFile string) (any, error) {
 	if samplesFile != "" {
@@ -390,9 +395,13 @@ func summarise(samples []float64, expected int, what string, samplesFile string)
 	if len(samples) != expected {
 		return nil, fmt.Errorf("expected %d %s, got %d", expected, what, len(samples))
 	}
+	first := samples[0]
+	steady := slices.Clone(samples[min(warmup, len(samples)-1):])
+	slices.Sort(steady)
 	slices.Sort(samples)
 	return latencyResult{
 		P50: percentile(samples, 50), P95: percentile(samples, 95), P99: percentile(samples, 99),
+		P99Steady: percentile(steady, 99), First: first,
 		Max: samples[len(samples)-1], Min: samples[0],
 	}, nil
 }

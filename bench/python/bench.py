@@ -6,7 +6,7 @@ its figures as ONE JSON line, the last line of stdout:
         [--reprise-bulk many|submit|stub] [--reprise-handler def|async] [--samples FILE]
 
   W1, W2: {"perSecond": ..., "seconds": ..., "enqueueSeconds": ...}
-  W3, W4: {"p50": ms, "p95": ms, "p99": ms, "max": ms, "min": ms}
+  W3, W4: {"p50": ms, "p95": ms, "p99": ms, "p99Steady": ms, "first": ms, "max": ms, "min": ms}
 
 It starts its own worker process and stops it by PID (SIGTERM, then SIGKILL
 after 15 s). The coordinator (reprise) or redis-server (celery) is the
@@ -114,10 +114,23 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[rank]
 
 
+WARMUP = 5
+"""First samples that p99Steady leaves out (workloads.mjs's WARMUP)."""
+
+
 def summarise(samples: list[float], expected: int, what: str) -> dict:
+    """Samples in the order they were taken, as workloads.mjs's summarise."""
     if len(samples) != expected:
         raise BenchError(f"expected {expected} {what}, got {len(samples)}")
-    return {"p50": percentile(samples, 50), "p95": percentile(samples, 95), "p99": percentile(samples, 99), "max": max(samples), "min": min(samples)}
+    return {
+        "p50": percentile(samples, 50),
+        "p95": percentile(samples, 95),
+        "p99": percentile(samples, 99),
+        "p99Steady": percentile(samples[WARMUP:] or samples, 99),
+        "first": samples[0],
+        "max": max(samples),
+        "min": min(samples),
+    }
 
 
 class WorkerProcess:

@@ -4,6 +4,8 @@
 import { now, percentile, progress, sleep, startWorker, within } from "./common.mjs";
 
 const CONCURRENCY = 64;
+/** W3 and W4 samples left out of `p99Steady`: a new workload's first calls warm up every process on its path. */
+const WARMUP = 5;
 
 async function withWorker(system, workload, mode, expected, body, { execArgv } = {}) {
   await system.prepare(workload);
@@ -91,12 +93,19 @@ export async function retryTimer(system, { count, gapMs = 5, timeoutMs }) {
   return summarise(result.stats.lateness, count, "lateness samples");
 }
 
+/**
+ * Samples are in the order they were taken. `first` and `p99Steady` (the p99
+ * of all but the first WARMUP samples) show how much of the tail is the
+ * processes warming up to a new workload rather than the steady state.
+ */
 function summarise(samples, expected, what) {
   if (samples.length !== expected) throw new Error(`expected ${expected} ${what}, got ${samples.length}`);
   return {
     p50: percentile(samples, 50),
     p95: percentile(samples, 95),
     p99: percentile(samples, 99),
+    p99Steady: percentile(samples.length > WARMUP ? samples.slice(WARMUP) : samples, 99),
+    first: samples[0],
     max: Math.max(...samples),
     min: Math.min(...samples),
   };
