@@ -3,7 +3,7 @@
 // micro-batched reports, against a real coordinator.
 import * as grpc from "@grpc/grpc-js";
 import { describe, expect, test } from "vitest";
-import { AttemptAbortedError, ExecutionCancelledError, ExecutionFailedError, ExecutionState, ExecutionTimedOutError, Retries } from "@reprise/client";
+import { AttemptAbortedError, ExecutionCancelledError, ExecutionFailedError, ExecutionState, ExecutionTimedOutError, NonRetryableError, Retries } from "@reprise/client";
 import type { HeartbeatRequest, LeaseAttemptsRequest, ReportOutcomesRequest, TaskContext } from "@reprise/client";
 import { CallRecorder, Gate, MemoryLogger, clientEnv } from "./client-helpers.js";
 import { until } from "./helpers.js";
@@ -264,6 +264,30 @@ describe("concurrency and batching", () => {
       const reports = recorder.requests<ReportOutcomesRequest>("ReportOutcomes");
       expect(reports).toHaveLength(1);
       expect(reports[0]!.outcomes).toHaveLength(5);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("a worker reports the outcomes of the attempts it just ran before it leases again", async () => {
+    const env = await clientEnv();
+    try {
+      const recorder = new CallRecorder();
+      const worker = env.worker({ concurrency: 5, grpcOptions: { interceptors: [recorder.interceptor] } }).task("quick", (n: number) => {
+        if (n === 1) throw new NonRetryableError("one fails at once");
+        return n;
+      });
+      const client = env.client();
+      const handles = await Promise.all([0, 1, 2].map((n) => client.submit<number>("quick", n)));
+      await worker.start();
+      expect(await handles[0]!.result()).toBe(0);
+      expect(await handles[1]!.result().catch((e: unknown) => e)).toBeInstanceOf(ExecutionFailedError);
+      expect(await handles[2]!.result()).toBe(2);
+      // All three came in the first lease and settled at once: their outcomes,
+      // the failure included, went out in one call before the next lease.
+      const order = recorder.calls.filter((c) => c.method === "LeaseAttempts" || c.method === "ReportOutcomes");
+      expect(order.slice(0, 3).map((c) => c.method)).toEqual(["LeaseAttempts", "ReportOutcomes", "LeaseAttempts"]);
+      expect((order[1]!.request as ReportOutcomesRequest).outcomes).toHaveLength(3);
     } finally {
       await env.close();
     }

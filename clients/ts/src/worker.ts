@@ -141,6 +141,11 @@ export class Worker {
         // Even when stop() began meanwhile: these leases are committed, and
         // dropping them would abandon at-most-once executions that never ran.
         for (const leased of attempts) this.run(leased);
+        // Report before asking for more: handlers that settled at once have
+        // their outcomes sent in this turn (the reporter flushes on nextTick),
+        // and the next lease goes out in the next. The coordinator then records
+        // a failure, and times its retry, before it serves the long-poll.
+        if (attempts.length > 0) await new Promise((resolve) => setImmediate(resolve));
       } catch (error) {
         if (this.state !== "running") break;
         // A transient error is logged once per outage; anything else (a bad
