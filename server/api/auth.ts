@@ -1,7 +1,7 @@
 // Bearer-token auth with roles. Tokens come from the file given to
 // `reprise serve --auth-tokens`: one `ROLE TOKEN` pair per line, `#` comments.
 //   worker  WorkerService
-//   caller  ExecutionService (Submit, SubmitBatch, Get, List, Watch, Cancel, Rerun, ListWorkers)
+//   caller  all of ExecutionService (Submit, SubmitBatch, Get, List, Watch, Cancel, Rerun, ListWorkers, ListTasks)
 //   admin   everything
 // Health and reflection stay open. Tokens are compared in constant time (as
 // SHA-256 digests, against every known token) and never logged.
