@@ -2,9 +2,7 @@
 import { create } from "@bufbuild/protobuf";
 import { RetryPolicySchema } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
-import { takeRetryToken } from "../server/coordinator/budget.js";
 import { RetryRule, planRetry, resolvePolicy, retryDelayMs } from "../server/coordinator/policy.js";
-import type { BucketState } from "../server/store/store.js";
 import { seconds } from "./helpers.js";
 
 const policy = (init: Parameters<typeof create<typeof RetryPolicySchema>>[1]) => resolvePolicy(create(RetryPolicySchema, init));
@@ -151,39 +149,5 @@ describe("retry control beyond Coflux: the pure math", () => {
     expect(planRetry({ ...base, policy: p, failureNumber: 1, retryable: false })).toEqual({ retry: false, rule: RetryRule.nonRetryable });
     expect(planRetry({ ...base, policy: null, failureNumber: 1, retryable: true })).toEqual({ retry: false, rule: RetryRule.limit });
     expect(planRetry({ ...base, policy: p, failureNumber: 2, retryable: true })).toEqual({ retry: false, rule: RetryRule.limit });
-  });
-});
-
-describe("retry budget: the token bucket", () => {
-  const budget = { perSecond: 2, burst: 2 };
-
-  test("a bucket never used is full: burst retries go at their due time, then each waits for the next token, 1/rate apart", () => {
-    let bucket: BucketState | undefined;
-    const due: number[] = [];
-    for (let i = 0; i < 6; i++) {
-      const taken = takeRetryToken(budget, bucket, 10_000, Infinity)!;
-      bucket = taken.bucket;
-      due.push(taken.dueAt);
-    }
-    expect(due).toEqual([10_000, 10_000, 10_500, 11_000, 11_500, 12_000]);
-  });
-
-  test("tokens accrue up to burst on the retries' schedule: a retry due later finds the tokens that accrued by its due time", () => {
-    const empty = { tokens: 0, at: 10_000 };
-    expect(takeRetryToken(budget, empty, 10_250, Infinity)).toEqual({ dueAt: 10_500, deferred: true, bucket: { tokens: 0, at: 10_500 } });
-    expect(takeRetryToken(budget, empty, 10_500, Infinity)).toEqual({ dueAt: 10_500, deferred: false, bucket: { tokens: 0, at: 10_500 } });
-    // Never more than burst, however long the bucket rested.
-    expect(takeRetryToken(budget, empty, 1e9, Infinity)!.bucket.tokens).toBe(1);
-  });
-
-  test("a retry due before the bucket's time is counted where the bucket stands, so a storm with a long backoff is still spread", () => {
-    const after = takeRetryToken(budget, { tokens: 0, at: 70_000 }, 60_000, Infinity)!;
-    expect(after.dueAt).toBe(70_500);
-    expect(after.deferred).toBe(true);
-  });
-
-  test("a deferral past notAfter takes nothing and returns null", () => {
-    expect(takeRetryToken(budget, { tokens: 0, at: 10_000 }, 10_000, 10_499)).toBeNull();
-    expect(takeRetryToken(budget, { tokens: 0, at: 10_000 }, 10_000, 10_500)).not.toBeNull();
   });
 });

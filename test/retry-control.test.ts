@@ -370,6 +370,24 @@ describe("retry budget", () => {
     expect(ended.attempts[0]!.retryRule).toBe(RetryRule.MAX_ELAPSED);
   });
 
+  test("a retry booked an hour ahead does not defer the task's sooner retries: each starts when a token is there at its own due time", async () => {
+    await start();
+    await c.workers.declareTasks({ tasks: [{ name: "api", retryBudget: { retriesPerSecond: 1, burst: 1 } }] });
+    const far = await submit(c, "api", { retryPolicy: { limit: 1, backoffMin: seconds(3600) } });
+    const soon = await submit(c, "api", { retryPolicy: { limit: 1 } });
+    const bounded = await submit(c, "api", { retryPolicy: { limit: 1, maxElapsed: seconds(60) } });
+    const t0 = clock.now();
+    const byId = new Map((await leaseNow(c, ["api"], 3)).map((a) => [a.executionId, a]));
+    expect(toMs((await fail(c, byId.get(far.id)!)).nextAttemptAt)).toBe(t0 + 3_600_000);
+    expect(toMs((await fail(c, byId.get(soon.id)!)).nextAttemptAt)).toBe(t0);
+    // The token at t0 is taken; the next accrues a second later, well inside max_elapsed.
+    const deferred = await fail(c, byId.get(bounded.id)!);
+    expect(deferred.willRetry).toBe(true);
+    expect(toMs(deferred.nextAttemptAt)).toBe(t0 + 1000);
+    expect((await get(c, soon.id)).attempts[0]!.retryRule).toBe(RetryRule.BACKOFF);
+    expect((await get(c, bounded.id)).attempts[0]!.retryRule).toBe(RetryRule.BUDGET);
+  });
+
   test("first attempts and snoozes take no tokens from the budget", async () => {
     await start();
     await c.workers.declareTasks({ tasks: [{ name: "api", retryPolicy: { limit: 1 }, retryBudget: { retriesPerSecond: 0.001, burst: 1 } }] });

@@ -958,14 +958,15 @@ describe.each([
       expect(await store.read(async (tx) => tx.executionGet("e"))).toMatchObject({ state: E.pending, nextAttemptAt: 900, runFailures: 3 });
     });
 
-    it("a retry bucket is absent until it is put, then reads back as put; declaring a task with a budget creates it full", async () => {
+    it("a retry bucket is absent until it is put, then reads back as put, its fractional time and booked runs included; declaring a task with a budget creates it full", async () => {
       expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toBeUndefined();
       await store.write(async (tx) => tx.taskUpsert({ name: "t", retryPolicy: null, timeoutMs: null, retryBudget: { perSecond: 1, burst: 2 }, workerId: "w", declaredAt: 0 }));
       expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toBeUndefined();
-      await store.write(async (tx) => tx.retryBucketPut("t", { tokens: 0.25, at: 1234 }));
-      expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toEqual({ tokens: 0.25, at: 1234 });
-      await store.write(async (tx) => tx.retryBucketPut("t", { tokens: 1.5, at: 2000 }));
-      expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toEqual({ tokens: 1.5, at: 2000 });
+      const booked = { tokens: 0.25, at: 1234.5, step: 1000 / 3, runs: [[1567.8333333333333, 3], [9000, 1]] as [number, number][] };
+      await store.write(async (tx) => tx.retryBucketPut("t", booked));
+      expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toEqual(booked);
+      await store.write(async (tx) => tx.retryBucketPut("t", { tokens: 1.5, at: 2000, step: 500, runs: [] }));
+      expect(await store.read(async (tx) => tx.retryBucketGet("t"))).toEqual({ tokens: 1.5, at: 2000, step: 0, runs: [] });
     });
 
     it("failure counts add up by task and type from the minute given, a change that rolls back counts nothing, and forgetting drops older minutes", async () => {
@@ -999,13 +1000,13 @@ describe.each([
     it("changes that take from one retry bucket at the same time take turns: neither overwrites what the other took", async () => {
       await store.write(async (tx) => {
         await tx.taskUpsert({ name: "t", retryPolicy: null, timeoutMs: null, retryBudget: { perSecond: 1, burst: 100 }, workerId: "w", declaredAt: 0 });
-        await tx.retryBucketPut("t", { tokens: 100, at: 0 });
+        await tx.retryBucketPut("t", { tokens: 100, at: 0, step: 1000, runs: [] });
       });
       // Each change reads the bucket, waits, and writes back one token less.
       await Promise.all(Array.from({ length: 8 }, () => store.write(async (tx) => {
         const bucket = (await tx.retryBucketGet("t"))!;
         await sleep(kind.concurrentChanges ? 20 : 0);
-        await tx.retryBucketPut("t", { tokens: bucket.tokens - 1, at: bucket.at });
+        await tx.retryBucketPut("t", { ...bucket, tokens: bucket.tokens - 1 });
       })));
       expect((await store.read(async (tx) => tx.retryBucketGet("t")))!.tokens).toBe(92);
     });

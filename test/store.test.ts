@@ -1,5 +1,5 @@
 // The SQLite store's group commit and guards, below the services.
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, test } from "vitest";
@@ -139,6 +139,26 @@ describe("group commit", () => {
     }
   });
 
+  test("a retry bucket kept before bookings were remembered keeps its level and position, with nothing booked after it", async () => {
+    const path = join(tempDir(), "db");
+    const old = new Database(path);
+    const dir = "server/store/sqlite/migrations";
+    old.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
+    for (const name of readdirSync(dir).sort().filter((file) => file < "0008")) {
+      old.exec(readFileSync(join(dir, name), "utf8"));
+      old.prepare("INSERT INTO schema_migrations VALUES (?, ?, 0)").run(Number(name.slice(0, 4)), name);
+    }
+    old.prepare("INSERT INTO retry_buckets (task, tokens, at) VALUES ('kept', 0.5, 1234), ('full', NULL, NULL)").run();
+    old.close();
+    const store = new SqliteStore({ path });
+    try {
+      expect(await store.read(async (tx) => tx.retryBucketGet("kept"))).toEqual({ tokens: 0.5, at: 1234, step: 0, runs: [] });
+      expect(await store.read(async (tx) => tx.retryBucketGet("full"))).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+
   test("migrations are applied once and recorded, so reopening a database keeps its data", async () => {
     const path = join(tempDir(), "db");
     const store = new SqliteStore({ path });
@@ -158,6 +178,7 @@ describe("group commit", () => {
         { version: 5, name: "0005_retry_control.sql" },
         { version: 6, name: "0006_failure_minutes.sql" },
         { version: 7, name: "0007_execution_labels.sql" },
+        { version: 8, name: "0008_retry_bookings.sql" },
       ]);
       expect(db.prepare("SELECT id FROM executions").all()).toEqual([{ id: "kept" }]);
     } finally {

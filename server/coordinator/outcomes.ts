@@ -162,7 +162,7 @@ export class Outcomes {
     if (plan.retry) {
       const budget = (await tx.taskGet(execution.task))?.retryBudget ?? null;
       if (budget !== null) {
-        const taken = takeRetryToken(budget, await tx.retryBucketGet(execution.task), plan.dueAt, latestRetryAt(policy!, execution.runScheduledAt));
+        const taken = takeRetryToken(budget, await tx.retryBucketGet(execution.task), plan.dueAt, latestRetryAt(policy!, execution.runScheduledAt), now);
         if (taken === null) decision = { rule: RetryRule.maxElapsed, retryAt: null, computedAt: null };
         else {
           await tx.retryBucketPut(execution.task, taken.bucket);

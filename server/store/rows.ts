@@ -1,7 +1,7 @@
 // Rows of both stores and the records of store.ts: how each column is read,
 // and how each value is bound. The two schemas name their columns alike;
 // booleans are 0/1 in SQLite and true/false in PostgreSQL, which accepts 0/1.
-import type { AttemptRecord, ExecutionRecord, FailureRecord, NewExecution, RetryBudgetRecord, RetryDecision, TaskRecord, WorkerRecord } from "./store.js";
+import type { AttemptRecord, BucketState, ExecutionRecord, FailureRecord, NewExecution, RetryBudgetRecord, RetryDecision, TaskRecord, WorkerRecord } from "./store.js";
 
 export type Row = Record<string, unknown>;
 
@@ -73,6 +73,18 @@ export function decisionParams(decision: RetryDecision | null): unknown[] {
 }
 
 /** A task row's budget columns (budget_per_second, budget_burst); null when none. */
+/** A retry bucket from tokens, at and booked (JSON `{step, runs}`, or NULL when nothing is booked); undefined while full. */
+export function bucketFromRow(tokens: unknown, at: unknown, booked: unknown): BucketState | undefined {
+  if (tokens === null || tokens === undefined) return undefined;
+  const { step, runs } = booked === null ? { step: 0, runs: [] } : (JSON.parse(booked as string) as Pick<BucketState, "step" | "runs">);
+  return { tokens: Number(tokens), at: Number(at), step, runs };
+}
+
+/** tokens, at, booked. */
+export function bucketParams(bucket: BucketState): unknown[] {
+  return [bucket.tokens, bucket.at, bucket.runs.length === 0 ? null : JSON.stringify({ step: bucket.step, runs: bucket.runs })];
+}
+
 export function budgetFromRow(perSecond: unknown, burst: unknown): RetryBudgetRecord | null {
   return perSecond === null || perSecond === undefined ? null : { perSecond: Number(perSecond), burst: Number(burst) };
 }

@@ -61,10 +61,16 @@ export interface RetryBudgetRecord {
   burst: number;
 }
 
-/** A retry budget's bucket as stored: `tokens` as of `at` (ms since the epoch). */
+/**
+ * A retry budget's bucket as stored: `tokens` as of `at` (ms since the epoch),
+ * and the retries booked after `at` that have taken their tokens, as runs of
+ * `count` starts `step` ms apart (`step` is 1000 / the rate they were booked at).
+ */
 export interface BucketState {
   tokens: number;
   at: number;
+  step: number;
+  runs: [start: number, count: number][];
 }
 
 export interface TaskRecord {

@@ -27,6 +27,8 @@ import {
   WorkerList,
   attemptFromRow,
   blob,
+  bucketFromRow,
+  bucketParams,
   budgetFromRow,
   decisionParams,
   executionFromRow,
@@ -94,10 +96,10 @@ const SQL = {
       budget_per_second = excluded.budget_per_second, budget_burst = excluded.budget_burst,
       worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
   retryBucketCreate: "INSERT INTO reprise.retry_buckets (task) VALUES ($1) ON CONFLICT (task) DO NOTHING",
-  retryBucketGet: "SELECT tokens, at FROM reprise.retry_buckets WHERE task = $1 FOR UPDATE",
-  retryBucketRead: "SELECT tokens, at FROM reprise.retry_buckets WHERE task = $1",
-  retryBucketPut: `INSERT INTO reprise.retry_buckets (task, tokens, at) VALUES ($1, $2, $3)
-    ON CONFLICT (task) DO UPDATE SET tokens = excluded.tokens, at = excluded.at`,
+  retryBucketGet: "SELECT tokens, at, booked FROM reprise.retry_buckets WHERE task = $1 FOR UPDATE",
+  retryBucketRead: "SELECT tokens, at, booked FROM reprise.retry_buckets WHERE task = $1",
+  retryBucketPut: `INSERT INTO reprise.retry_buckets (task, tokens, at, booked) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (task) DO UPDATE SET tokens = excluded.tokens, at = excluded.at, booked = excluded.booked`,
   // Each statement that starts a decision also brings the declarations of the
   // tasks involved (${TASK_COLUMNS}), read in the same statement: the change
   // then needs no round trip of its own for them.
@@ -610,11 +612,11 @@ class PostgresTx implements Tx {
   async retryBucketGet(task: string): Promise<BucketState | undefined> {
     // In a change, locked until it ends: changes that take tokens take turns.
     const row = (await this.run(this.writing ? "retryBucketGet" : "retryBucketRead", [task])).rows[0] as Row | undefined;
-    return row === undefined || row.tokens === null ? undefined : { tokens: Number(row.tokens), at: Number(row.at) };
+    return row === undefined ? undefined : bucketFromRow(row.tokens, row.at, row.booked);
   }
 
   async retryBucketPut(task: string, bucket: BucketState): Promise<void> {
-    await this.run("retryBucketPut", [task, bucket.tokens, bucket.at]);
+    await this.run("retryBucketPut", [task, ...bucketParams(bucket)]);
   }
 
   async executionInsert(executions: NewExecution[]): Promise<(ExecutionRecord | undefined)[]> {

@@ -12,6 +12,8 @@ import {
   WorkerList,
   attemptFromRow,
   blob,
+  bucketFromRow,
+  bucketParams,
   decisionParams,
   executionFromRow,
   executionInsertValues,
@@ -286,12 +288,12 @@ export class SqliteStore implements Store, Tx {
   }
 
   retryBucketGet(task: string): BucketState | undefined {
-    const row = this.statements.retryBucketGet.get(task) as [number | null, number | null] | undefined;
-    return row === undefined || row[0] === null ? undefined : { tokens: row[0], at: row[1]! };
+    const row = this.statements.retryBucketGet.get(task) as [number | null, number | null, string | null] | undefined;
+    return row === undefined ? undefined : bucketFromRow(...row);
   }
 
   retryBucketPut(task: string, bucket: BucketState): void {
-    this.statements.retryBucketPut.run(task, bucket.tokens, bucket.at);
+    this.statements.retryBucketPut.run(task, ...bucketParams(bucket));
   }
 
   executionInsert(executions: NewExecution[]): ExecutionRecord[] {

@@ -78,10 +78,10 @@ export function prepareStatements(s: Prepare) {
          worker_id = excluded.worker_id, declared_at = excluded.declared_at`,
     ),
     retryBucketCreate: s("retryBucketCreate", "INSERT INTO retry_buckets (task) VALUES (?) ON CONFLICT (task) DO NOTHING"),
-    retryBucketGet: s("retryBucketGet", "SELECT tokens, at FROM retry_buckets WHERE task = ?", "raw"),
+    retryBucketGet: s("retryBucketGet", "SELECT tokens, at, booked FROM retry_buckets WHERE task = ?", "raw"),
     retryBucketPut: s(
       "retryBucketPut",
-      "INSERT INTO retry_buckets (task, tokens, at) VALUES (?, ?, ?) ON CONFLICT (task) DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
+      "INSERT INTO retry_buckets (task, tokens, at, booked) VALUES (?, ?, ?, ?) ON CONFLICT (task) DO UPDATE SET tokens = excluded.tokens, at = excluded.at, booked = excluded.booked",
     ),
     executionInsert: s(
       "executionInsert",
