@@ -72,7 +72,6 @@ export function decisionParams(decision: RetryDecision | null): unknown[] {
   return [decision.rule, decision.retryAt, decision.computedAt];
 }
 
-/** A task row's budget columns (budget_per_second, budget_burst); null when none. */
 /** A retry bucket from tokens, at and booked (JSON `{step, runs}`, or NULL when nothing is booked); undefined while full. */
 export function bucketFromRow(tokens: unknown, at: unknown, booked: unknown): BucketState | undefined {
   if (tokens === null || tokens === undefined) return undefined;
@@ -85,6 +84,7 @@ export function bucketParams(bucket: BucketState): unknown[] {
   return [bucket.tokens, bucket.at, bucket.runs.length === 0 ? null : JSON.stringify({ step: bucket.step, runs: bucket.runs })];
 }
 
+/** A task row's budget columns (budget_per_second, budget_burst); null when none. */
 export function budgetFromRow(perSecond: unknown, burst: unknown): RetryBudgetRecord | null {
   return perSecond === null || perSecond === undefined ? null : { perSecond: Number(perSecond), burst: Number(burst) };
 }
