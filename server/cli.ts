@@ -75,11 +75,12 @@ function readTls(cert: string, key: string, clientCa: string | null): NonNullabl
 }
 
 function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
-  const { listen, db, durability, tlsCert, tlsKey, tlsClientCa, authTokens, httpListen, metricsListen: _alias, retainMs, logLevel: _, ...limits } = config;
+  const { listen, db, durability, dbTimeoutMs, tlsCert, tlsKey, tlsClientCa, authTokens, httpListen, metricsListen: _alias, retainMs, logLevel: _, ...limits } = config;
   return {
     listen,
     db,
     durability,
+    dbTimeoutMs,
     limits,
     tls: tlsCert && tlsKey ? readTls(tlsCert, tlsKey, tlsClientCa) : undefined,
     authorizer: authTokens ? Authorizer.fromFile(authTokens) : undefined,

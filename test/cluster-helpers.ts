@@ -1,6 +1,8 @@
 // A cluster of real `reprise serve` processes on one PostgreSQL database, and
 // the probes the cluster tests use: the standard health service, gRPC status
 // codes, watch streams, and direct reads of the database.
+import { createConnection, createServer } from "node:net";
+import type { Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { Execution } from "@reprise/wire";
 import pg from "pg";
@@ -167,3 +169,73 @@ export async function queryRows<Row extends Record<string, unknown> = Record<str
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A TCP relay in front of PostgreSQL that can go silent, as a network
+ * partition does: `silence()` stops passing bytes either way and holds new
+ * connections unanswered, and nobody's connection closes. `heal()` passes
+ * bytes again on new connections; the connections of before the silence stay
+ * open on the nodes' side and pass nothing ever again, as when the server
+ * dropped its end during the partition.
+ */
+export interface SilentLink {
+  /** The URL `db` with its port replaced by the relay's. */
+  url(db: string): string;
+  silence(): void;
+  heal(): void;
+  close(): Promise<void>;
+}
+
+export async function startSilentLink(targetPort: number): Promise<SilentLink> {
+  let silent = false;
+  const pairs = new Set<{ node: Socket; server: Socket | null }>();
+  /** Connections made while silent, never answered; and the nodes' ends of those cut by heal(). */
+  const held: Socket[] = [];
+  const mute: Socket[] = [];
+  const relay = (node: Socket) => {
+    const server = createConnection({ host: "127.0.0.1", port: targetPort });
+    const pair = { node, server: server as Socket | null };
+    pairs.add(pair);
+    node.on("data", (chunk) => !silent && pair.server?.write(chunk));
+    server.on("data", (chunk) => !silent && node.write(chunk));
+    node.on("close", () => (pair.server?.destroy(), pairs.delete(pair)));
+    server.on("close", () => pair.server !== null && node.destroy());
+    node.on("error", () => undefined);
+    server.on("error", () => undefined);
+  };
+  const listener = createServer((node) => {
+    node.on("error", () => undefined);
+    if (silent) held.push(node);
+    else relay(node);
+  });
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const port = (listener.address() as { port: number }).port;
+  return {
+    url: (db) => {
+      const url = new URL(db);
+      url.port = String(port);
+      return url.toString();
+    },
+    silence: () => {
+      silent = true;
+    },
+    heal: () => {
+      // The server's ends of the old connections go; the nodes' ends stay open and mute.
+      for (const pair of pairs) {
+        const server = pair.server;
+        pair.server = null;
+        server?.destroy();
+        mute.push(pair.node);
+      }
+      pairs.clear();
+      silent = false;
+      for (const node of held.splice(0)) node.destroy();
+    },
+    close: async () => {
+      for (const pair of pairs) (pair.node.destroy(), pair.server?.destroy());
+      for (const node of [...held.splice(0), ...mute.splice(0)]) node.destroy();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    },
+  };
+}
+

@@ -12,8 +12,8 @@ import { startPostgres, testDatabase } from "./postgres-server.js";
 import type { PostgresServer } from "./postgres-server.js";
 import type { ChildCoordinator } from "./process-helpers.js";
 import { fail, get, leaseNow, submit, succeed } from "./wire-helpers.js";
-import { codeOf, healthOf, queryRows, sleep, startCluster, streamCodeOf, watch } from "./cluster-helpers.js";
-import type { Cluster, HealthStatus } from "./cluster-helpers.js";
+import { codeOf, healthOf, queryRows, sleep, startCluster, startSilentLink, streamCodeOf, watch } from "./cluster-helpers.js";
+import type { Cluster, HealthStatus, SilentLink } from "./cluster-helpers.js";
 
 const E = ExecutionState;
 const A = AttemptState;
@@ -56,6 +56,7 @@ const round = (ms: number) => Math.round(ms);
 describe.skipIf(!inject("postgresUrl"))("a cluster of three nodes on one PostgreSQL database", () => {
   const clusters: Cluster[] = [];
   const servers: PostgresServer[] = [];
+  const links: SilentLink[] = [];
 
   /** Three nodes on a fresh database of the run's server, stopped after the test. */
   async function cluster(extraArgs: string[] = []): Promise<{ db: string; cluster: Cluster; nodes: ChildCoordinator[] }> {
@@ -69,6 +70,7 @@ describe.skipIf(!inject("postgresUrl"))("a cluster of three nodes on one Postgre
   afterEach(async () => {
     await Promise.all(clusters.splice(0).map((c) => c.close()));
     await Promise.all(servers.splice(0).map((s) => s.close()));
+    await Promise.all(links.splice(0).map((l) => l.close()));
   });
 
   test("a worker may lease on one node, heartbeat on a second and report on a third: heartbeats anywhere keep the lease, each failure schedules its retry per the policy, and the execution ends SUCCEEDED", async () => {
@@ -588,5 +590,56 @@ describe.skipIf(!inject("postgresUrl"))("a cluster of three nodes on one Postgre
     expect(freshAttempt?.executionId).toBe(fresh.id);
     expect((await succeed(b, freshAttempt!)).accepted).toBe(true);
     for (const id of [...pending, running, retrying, done, fresh.id]) expect((await get(a, id)).state, id).toBe(E.SUCCEEDED);
+  });
+
+  test("while PostgreSQL stops answering without closing a connection (a network partition), calls fail UNAVAILABLE within --db-timeout and health says NOT_SERVING; once it answers again the nodes recover, listen on new connections, and lose nothing", async () => {
+    const direct = await testDatabase("cluster_silent");
+    const link = await startSilentLink(Number(new URL(direct).port));
+    links.push(link);
+    const started = await startCluster(link.url(direct), 2, ["--db-timeout", "1s"]);
+    clusters.push(started);
+    const [a, b] = started.nodes as [ChildCoordinator, ChildCoordinator];
+    const kept = (await submit(a, "silent")).id;
+    const healths = () => Promise.all([a, b].map((node) => healthOf(node.address)));
+    expect(await healths()).toEqual(["SERVING", "SERVING"]);
+
+    link.silence();
+    const silencedAt = performance.now();
+    // More calls at once than a node's pool has connections (10): those that
+    // wait for a connection and those that wait for an answer alike fail.
+    const deadline = () => ({ deadline: new Date(Date.now() + 20_000) });
+    const calls = await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        const sent = performance.now();
+        const code = await codeOf(a.executions.submit({ task: "silent-new" }, deadline()));
+        return { code, ms: performance.now() - sent };
+      }),
+    );
+    expect(calls.map((call) => call.code)).toEqual(Array(16).fill(status.UNAVAILABLE));
+    expect(Math.max(...calls.map((call) => call.ms))).toBeLessThan(5000);
+    expect(await codeOf(b.executions.getExecution({ executionId: kept }, deadline()))).toBe(status.UNAVAILABLE);
+    await until(async () => (await healths()).every((h) => h === "NOT_SERVING"), 5000, "both nodes to report NOT_SERVING");
+    const notServingMs = round(performance.now() - silencedAt);
+
+    link.heal();
+    const healedAt = performance.now();
+    await until(async () => (await healths()).every((h) => h === "SERVING"), 10_000, "both nodes to report SERVING again");
+    const servingMs = round(performance.now() - healedAt);
+    console.log(
+      `[cluster] PostgreSQL silent: calls UNAVAILABLE after at most ${round(Math.max(...calls.map((call) => call.ms)))} ms, NOT_SERVING after ${notServingMs} ms; ` +
+        `answering again: SERVING after ${servingMs} ms`,
+    );
+    expect((await get(b, kept)).state).toBe(E.PENDING);
+    // The LISTEN connections of before went dead with the partition: each node listens on a new one.
+    await until(async () => {
+      const listening = await queryRows<{ started: Date }>(direct, "SELECT backend_start AS started FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'reprise-listen'");
+      return listening.length === 2 && listening.every((row) => row.started.getTime() >= Date.now() - (performance.now() - healedAt) - 1000);
+    }, 5000, "both nodes to LISTEN on new connections");
+    // So work submitted on one node wakes a long-poll on the other through NOTIFY, as before the partition.
+    const poll = lease(b, "silent-after", { waitMs: 5000 });
+    await sleep(100);
+    const fresh = await submit(a, "silent-after");
+    const [leased] = await poll;
+    expect(leased?.executionId).toBe(fresh.id);
   });
 });

@@ -41,6 +41,8 @@ export interface ServerOptions {
   /** A postgres:// or postgresql:// URL selects the PostgreSQL store; anything else is a SQLite database file. */
   db: string;
   durability: Durability;
+  /** PostgreSQL store: how long to wait for a connection or a statement's answer (PostgresStoreOptions.timeoutMs). */
+  dbTimeoutMs?: number;
   /** Limits an operator may change; the rest of DEFAULT_LIMITS applies. */
   limits?: Partial<Limits>;
   /** Serve TLS with this key and certificate (PEM); with `clientCa`, require client certificates signed by it (mutual TLS). */
@@ -168,9 +170,9 @@ export function redactUrl(db: string): string {
   }
 }
 
-async function openPostgres(db: string, log: Logger, onCommit?: (changes: number, ms: number) => void): Promise<PostgresStore> {
+async function openPostgres(db: string, timeoutMs: number | undefined, log: Logger, onCommit?: (changes: number, ms: number) => void): Promise<PostgresStore> {
   try {
-    return await PostgresStore.open({ url: db, onWarning: (message) => log.warn(message), onCommit });
+    return await PostgresStore.open({ url: db, timeoutMs, onWarning: (message) => log.warn(message), onCommit });
   } catch (error) {
     const reason = error instanceof StoreUnavailableError ? error.message : `${(error as Error).message}`;
     throw new ConfigError(`--db: cannot use the PostgreSQL database ${redactUrl(db)}: ${reason}`);
@@ -224,7 +226,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const postgres = isPostgresUrl(options.db);
   const createdDatabase = !postgres && !existsSync(options.db);
   store = postgres
-    ? await openPostgres(options.db, log, metrics && ((changes, ms) => metrics.commit(changes, ms)))
+    ? await openPostgres(options.db, options.dbTimeoutMs, log, metrics && ((changes, ms) => metrics.commit(changes, ms)))
     : openStore(() =>
         new SqliteStore({
           path: options.db,

@@ -5,12 +5,15 @@ import type { LogLevel } from "./log.js";
 import { DEFAULT_LIMITS } from "../api/limits.js";
 import type { Limits } from "../api/limits.js";
 import type { Durability } from "../store/sqlite/sqlite-store.js";
+import { DEFAULT_TIMEOUT_MS } from "../store/postgres/postgres-store.js";
 
 /** Every option of `reprise serve`; the limits are those of server/limits.ts. */
 export interface ServeConfig extends Limits {
   listen: string;
   db: string;
   durability: Durability;
+  /** PostgreSQL store: how long to wait for a connection or a statement's answer. */
+  dbTimeoutMs: number;
   tlsCert: string | null;
   tlsKey: string | null;
   tlsClientCa: string | null;
@@ -97,6 +100,13 @@ const showDuration = (ms: number | null) => (ms === null ? "none" : formatDurati
 /** Finished executions are kept at least a minute, so that a watch or a re-sent report finds them. */
 const MIN_RETAIN_MS = 60_000;
 
+/** A database timeout: at least 100 ms, so that a slow answer is not taken for a lost database. */
+function databaseTimeout(raw: string, name: string): number {
+  const ms = duration(raw, name);
+  if (ms < 100) throw new ConfigError(`${name}: must be at least 100ms; got ${JSON.stringify(raw)}`);
+  return ms;
+}
+
 function retention(raw: string, name: string): number | null {
   const ms = duration(raw, name);
   if (ms < MIN_RETAIN_MS) throw new ConfigError(`${name}: must be at least 1m; got ${JSON.stringify(raw)}`);
@@ -123,6 +133,15 @@ export const SERVE_OPTIONS = [
     default: "normal",
     help: "normal: survives a process crash (SQLite synchronous=NORMAL); full: also survives power loss (synchronous=FULL), at a cost in commits/s",
     parse: oneOf(["normal", "full"] as const),
+  },
+  {
+    key: "dbTimeoutMs",
+    flag: "db-timeout",
+    env: "REPRISE_DB_TIMEOUT",
+    default: DEFAULT_TIMEOUT_MS,
+    help: "PostgreSQL store: how long to wait for the database to accept a connection or answer a statement; past it the call fails with UNAVAILABLE and health says NOT_SERVING",
+    parse: databaseTimeout,
+    show: showDuration,
   },
   {
     key: "maxPayloadBytes",

@@ -18,15 +18,16 @@ function codeOf(error: unknown): string {
 
 /**
  * True when the database could not be reached or went away: a refused or
- * reset connection, a server shutting down or starting up (class 57P), or a
- * connection exception (class 08).
+ * reset connection, a server shutting down or starting up (class 57P), a
+ * connection exception (class 08), or no answer in time: no free connection,
+ * or none accepted, within the timeout, or a statement with no answer.
  */
 export function isConnectionLoss(error: unknown): boolean {
   const code = codeOf(error);
   if (code.startsWith("08") || code.startsWith("57P") || code === "53300") return true;
   if (["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH", "EAI_AGAIN"].includes(code)) return true;
   const message = error instanceof Error ? error.message : "";
-  return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(message);
+  return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable|timeout exceeded when trying to connect|Query read timeout/i.test(message);
 }
 
 /** A connection loss as a StoreUnavailableError; anything else as it is. */

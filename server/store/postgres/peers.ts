@@ -55,8 +55,13 @@ export class PostgresPeers implements Peers {
     client.on("notification", (message) => {
       if (message.channel === CHANNEL && message.payload) this.received(message.payload);
     });
-    await client.connect();
-    await client.query(`LISTEN ${CHANNEL}`);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
     if (this.closed) {
       await client.end().catch(() => undefined);
       return;
@@ -140,6 +145,20 @@ export class PostgresPeers implements Peers {
     this.options.onConnected(false);
     this.options.onWarning("the LISTEN connection to PostgreSQL was lost; reconnecting");
     this.reconnectSoon();
+  }
+
+  /**
+   * Opens the LISTEN connection afresh and then closes the old one: after an
+   * outage in which it saw no error, it may be dead all the same. Whatever was
+   * told meanwhile is looked for again, as after any reconnect.
+   */
+  reconnect(): void {
+    const old = this.client;
+    if (old === null || this.closed) return;
+    this.start().then(
+      () => old.end().catch(() => undefined),
+      () => undefined,
+    );
   }
 
   private reconnectSoon(): void {

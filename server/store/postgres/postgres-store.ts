@@ -53,6 +53,10 @@ const ATTEMPT_RUNNING = AttemptStateNumber.running;
 const MAX_RUNS = 10;
 /** Count changes are folded into execution_counts at most this often. */
 const FOLD_COUNTS_EVERY_MS = 10_000;
+/** How long a connection or a statement may wait for the database, unless the options say otherwise. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+/** How often an idle node asks the database whether it answers, so that health follows it. */
+const PROBE_EVERY_MS = 1000;
 /** pg_advisory_lock keys: migrations, folding counts, and retention. */
 const MIGRATION_LOCK = 0x72657072; // "repr"
 const FOLD_LOCK = 0x72657073;
@@ -72,6 +76,14 @@ export interface PostgresStoreOptions {
   onWarning?: (message: string) => void;
   /** Called after each committed change with how long its COMMIT took. */
   onCommit?: (changes: number, ms: number) => void;
+  /**
+   * How long to wait for the database to accept a connection or to answer a
+   * statement (default DEFAULT_TIMEOUT_MS). A database that stops answering
+   * without closing its connections (a network partition, a stopped host)
+   * then fails calls with UNAVAILABLE instead of holding them. Migrations are
+   * not bound by it.
+   */
+  timeoutMs?: number;
 }
 
 
@@ -258,17 +270,25 @@ export class PostgresStore implements Store {
   private readonly pool: pg.Pool;
   private readonly warn: (message: string) => void;
   private readonly availability: ((available: boolean) => void)[] = [];
+  private readonly timeoutMs: number;
+  /** The node is available while the database answers and the LISTEN connection is up. */
   private available = true;
+  private answering = true;
+  private listening = true;
   private foldTimer: NodeJS.Timeout | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private probing = false;
   private closed = false;
 
   private constructor(private readonly options: PostgresStoreOptions) {
     this.warn = options.onWarning ?? (() => {});
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 10,
       types,
-      connectionTimeoutMillis: 5000,
+      connectionTimeoutMillis: this.timeoutMs,
+      query_timeout: this.timeoutMs,
       application_name: "reprise",
     });
     // An idle pooled connection that breaks (the server restarted) is dropped; the next change opens a new one.
@@ -282,10 +302,13 @@ export class PostgresStore implements Store {
     this.pool.on("connect", (client) => client.on("error", () => {}));
     this.clock = new DatabaseClock(async () => (await this.query("clock", [])).rows[0]!.now as number);
     this.peers = new PostgresPeers({
-      connect: () => new pg.Client({ connectionString: options.url, types, application_name: "reprise-listen" }),
+      connect: () => new pg.Client({ connectionString: options.url, types, application_name: "reprise-listen", connectionTimeoutMillis: this.timeoutMs }),
       notify: (payload) => this.query("notify", [CHANNEL, payload]),
       onWarning: this.warn,
-      onConnected: (connected) => this.setAvailable(connected),
+      onConnected: (connected) => {
+        this.listening = connected;
+        this.updateAvailability();
+      },
     });
   }
 
@@ -302,6 +325,8 @@ export class PostgresStore implements Store {
     }
     store.foldTimer = setInterval(() => void store.foldCounts().catch(() => undefined), FOLD_COUNTS_EVERY_MS);
     store.foldTimer.unref();
+    store.probeTimer = setInterval(() => void store.probe(), PROBE_EVERY_MS);
+    store.probeTimer.unref();
     return store;
   }
 
@@ -310,10 +335,38 @@ export class PostgresStore implements Store {
     this.availability.push(listener);
   }
 
-  private setAvailable(available: boolean): void {
+  private updateAvailability(): void {
+    const available = this.answering && this.listening;
     if (available === this.available) return;
     this.available = available;
     for (const listener of this.availability) listener(available);
+  }
+
+  /** Notes whether the database answered; returns the error, as UNAVAILABLE when it did not. */
+  private answered(error?: unknown): unknown {
+    const answering = error === undefined || !isConnectionLoss(error);
+    if (answering !== this.answering) {
+      this.answering = answering;
+      // A LISTEN connection that saw no error through the outage may be dead
+      // all the same (the server dropped it while the network was down): open
+      // it afresh, and look for whatever was told meanwhile.
+      if (answering) this.peers.reconnect();
+      this.updateAvailability();
+    }
+    return error === undefined ? undefined : unavailableOr(error);
+  }
+
+  /** Asks the database for its clock, so that an idle node notices when it stops or starts answering. */
+  private async probe(): Promise<void> {
+    if (this.probing || this.closed) return;
+    this.probing = true;
+    try {
+      await this.query("clock", []);
+    } catch {
+      // query() noted it.
+    } finally {
+      this.probing = false;
+    }
   }
 
   /** A pooled connection; a refused or failed connect is UNAVAILABLE. */
@@ -321,12 +374,20 @@ export class PostgresStore implements Store {
     try {
       return await this.pool.connect();
     } catch (error) {
-      throw unavailableOr(error);
+      throw this.answered(error);
     }
   }
 
   private async migrate(): Promise<void> {
-    const client = await this.connect();
+    // A connection of its own, with no statement timeout: a migration may take
+    // long on a large table, and another node's may hold the lock meanwhile.
+    const client = new pg.Client({ connectionString: this.options.url, types, application_name: "reprise-migrate", connectionTimeoutMillis: this.timeoutMs });
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw unavailableOr(error);
+    }
     try {
       // Nodes that start together wait here for one another: each migration is applied once.
       await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
@@ -354,17 +415,18 @@ export class PostgresStore implements Store {
         }
       }
     } finally {
-      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
-      client.release();
+      await client.end().catch(() => undefined);
     }
   }
 
   /** One statement on any pooled connection, outside a transaction. */
   private async query(name: StatementName, values: unknown[]): Promise<pg.QueryResult> {
     try {
-      return await this.pool.query({ name, text: SQL[name], values });
+      const result = await this.pool.query({ name, text: SQL[name], values });
+      this.answered();
+      return result;
     } catch (error) {
-      throw unavailableOr(error);
+      throw this.answered(error);
     }
   }
 
@@ -397,7 +459,7 @@ export class PostgresStore implements Store {
         await client.query(write ? `${tx.countsInsert()}${tx.failuresInsert()}COMMIT` : "COMMIT");
         if (write) this.options.onCommit?.(1, performance.now() - committing);
         for (const effect of tx.effects) effect();
-        this.setAvailable(true);
+        this.answered();
         return value;
       } catch (error) {
         if (isConnectionLoss(error)) broken = error as Error;
@@ -406,7 +468,7 @@ export class PostgresStore implements Store {
           await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * run));
           continue;
         }
-        throw unavailableOr(error);
+        throw this.answered(error);
       } finally {
         client.removeListener("error", lost);
         // A connection that failed is closed rather than handed to the next change.
@@ -426,6 +488,7 @@ export class PostgresStore implements Store {
     if (this.closed) return;
     this.closed = true;
     if (this.foldTimer) clearInterval(this.foldTimer);
+    if (this.probeTimer) clearInterval(this.probeTimer);
     this.clock.stop();
     await this.peers.close();
     await this.pool.end().catch(() => undefined);
