@@ -121,6 +121,31 @@ describe("submit", () => {
     expect(running.executions.map((e) => e.id)).toEqual([leased!.executionId]);
     expect((await c.executions.listExecutions({})).executions).toHaveLength(7);
   });
+
+  test("a page token is a position in one list: with another task, state, label or idempotency key it is INVALID_ARGUMENT naming page_token, while page_size may change from page to page", async () => {
+    c = await startTestCoordinator();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await submit(c, "t", { labels: { env: "prod" } })).id);
+    const filters = { task: "t", labels: { env: "prod" } };
+    const first = await c.executions.listExecutions({ ...filters, pageSize: 2 });
+    const rest = await c.executions.listExecutions({ ...filters, pageSize: 10, pageToken: first.nextPageToken });
+    expect([...first.executions, ...rest.executions].map((e) => e.id)).toEqual([...ids].reverse());
+    for (const other of [
+      { task: "u", labels: { env: "prod" } },
+      { task: "t", labels: { env: "test" } },
+      { task: "t", labels: {} },
+      { ...filters, state: ExecutionState.PENDING },
+      { ...filters, idempotencyKey: "k" },
+    ]) {
+      await expect(c.executions.listExecutions({ ...other, pageSize: 2, pageToken: first.nextPageToken })).rejects.toMatchObject({
+        code: status.INVALID_ARGUMENT,
+        details: expect.stringMatching(/^page_token: was returned for a list with another task, state, labels or idempotency_key/),
+      });
+    }
+    // The position alone, without the list it belongs to, is not a token either.
+    const position = Buffer.from(first.nextPageToken, "base64url").toString().split(".")[0]!;
+    await expect(c.executions.listExecutions({ ...filters, pageToken: Buffer.from(position).toString("base64url") })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+  });
 });
 
 describe("bad input gets a clear status naming the field, changes nothing, and the coordinator keeps serving", () => {

@@ -1,8 +1,9 @@
 // ExecutionService: validates each request, naming the bad field, and hands it
 // to the coordinator.
+import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { ExecutionState, WatchExecutionResponseSchema } from "@reprise/wire";
-import type { ExecutionService, ServiceHandlers, SubmitRequest } from "@reprise/wire";
+import type { ExecutionService, ListExecutionsRequest, ServiceHandlers, SubmitRequest } from "@reprise/wire";
 import type { ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
 import { encodePolicy } from "../coordinator/coordinator.js";
 import type { Coordinator, SubmitParams } from "../coordinator/coordinator.js";
@@ -30,14 +31,27 @@ export function callSignal(call: ServerUnaryCall<unknown, unknown> | ServerWrita
   return controller.signal;
 }
 
-function encodePageToken(seq: number): string {
-  return Buffer.from(`s${seq}`).toString("base64url");
+/**
+ * The filters a page token belongs to, as a short digest: a token passed with
+ * other filters would page through another list from a position in this one.
+ */
+function listFilters(request: ListExecutionsRequest): string {
+  const labels = Object.entries(request.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash("sha256").update(JSON.stringify([request.task, request.state, request.idempotencyKey, labels])).digest("base64url").slice(0, 8);
 }
 
-function decodePageToken(token: string): number | undefined {
+/** The position after this page, and the filters it was listed with. */
+function encodePageToken(seq: number, filters: string): string {
+  return Buffer.from(`s${seq}.${filters}`).toString("base64url");
+}
+
+function decodePageToken(token: string, filters: string): number | undefined {
   if (token === "") return undefined;
-  const match = /^s(\d{1,16})$/.exec(Buffer.from(token, "base64url").toString());
+  const match = /^s(\d{1,16})\.([\w-]{8})$/.exec(Buffer.from(token, "base64url").toString());
   if (!match) throw invalid("page_token", "is not a token returned by ListExecutions");
+  if (match[2] !== filters) {
+    throw invalid("page_token", "was returned for a list with another task, state, labels or idempotency_key; start again with an empty page_token");
+  }
   return Number(match[1]);
 }
 
@@ -103,17 +117,18 @@ export function executionService(
       if (request.task !== "") checkTaskName(request.task, "task", limits);
       checkIdempotencyKey(request.idempotencyKey, "idempotency_key");
       checkLabels(request.labels, "labels");
+      const filters = listFilters(request);
       const page = await coordinator.list({
         idempotencyKey: request.idempotencyKey === "" ? undefined : request.idempotencyKey,
         task: request.task === "" ? undefined : request.task,
         state: request.state === ExecutionState.UNSPECIFIED ? undefined : request.state,
         labels: request.labels,
-        beforeSeq: decodePageToken(request.pageToken),
+        beforeSeq: decodePageToken(request.pageToken, filters),
         limit: request.pageSize === 0 ? fixedLimits.defaultPageSize : request.pageSize,
       });
       return {
         executions: page.executions,
-        nextPageToken: page.nextBeforeSeq === null ? "" : encodePageToken(page.nextBeforeSeq),
+        nextPageToken: page.nextBeforeSeq === null ? "" : encodePageToken(page.nextBeforeSeq, filters),
       };
     },
 

@@ -77,7 +77,9 @@ type ExecutionServiceClient interface {
 	// Read pages until `next_page_token` is empty.
 	//
 	// Fails with INVALID_ARGUMENT for a negative or too large `page_size`, an
-	// unknown `state` number, or a `page_token` that this RPC did not return.
+	// unknown `state` number, or a `page_token` that this RPC did not return or
+	// returned for other filters (`task`, `state`, `labels`, `idempotency_key`);
+	// `page_size` may change from page to page.
 	ListExecutions(ctx context.Context, in *ListExecutionsRequest, opts ...grpc.CallOption) (*ListExecutionsResponse, error)
 	// WatchExecution streams an execution's progress. The first message is the
 	// current state; then one message follows every change (each lease,
@@ -285,7 +287,9 @@ type ExecutionServiceServer interface {
 	// Read pages until `next_page_token` is empty.
 	//
 	// Fails with INVALID_ARGUMENT for a negative or too large `page_size`, an
-	// unknown `state` number, or a `page_token` that this RPC did not return.
+	// unknown `state` number, or a `page_token` that this RPC did not return or
+	// returned for other filters (`task`, `state`, `labels`, `idempotency_key`);
+	// `page_size` may change from page to page.
 	ListExecutions(context.Context, *ListExecutionsRequest) (*ListExecutionsResponse, error)
 	// WatchExecution streams an execution's progress. The first message is the
 	// current state; then one message follows every change (each lease,

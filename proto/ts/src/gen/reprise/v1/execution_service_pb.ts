@@ -563,7 +563,9 @@ export const ExecutionService: GenService<{
    * Read pages until `next_page_token` is empty.
    *
    * Fails with INVALID_ARGUMENT for a negative or too large `page_size`, an
-   * unknown `state` number, or a `page_token` that this RPC did not return.
+   * unknown `state` number, or a `page_token` that this RPC did not return or
+   * returned for other filters (`task`, `state`, `labels`, `idempotency_key`);
+   * `page_size` may change from page to page.
    *
    * @generated from rpc reprise.v1.ExecutionService.ListExecutions
    */
