@@ -130,13 +130,14 @@ describe("submit", () => {
     const first = await c.executions.listExecutions({ ...filters, pageSize: 2 });
     const rest = await c.executions.listExecutions({ ...filters, pageSize: 10, pageToken: first.nextPageToken });
     expect([...first.executions, ...rest.executions].map((e) => e.id)).toEqual([...ids].reverse());
-    for (const other of [
+    const others: { task: string; labels: Record<string, string>; state?: ExecutionState; idempotencyKey?: string }[] = [
       { task: "u", labels: { env: "prod" } },
       { task: "t", labels: { env: "test" } },
       { task: "t", labels: {} },
       { ...filters, state: ExecutionState.PENDING },
       { ...filters, idempotencyKey: "k" },
-    ]) {
+    ];
+    for (const other of others) {
       await expect(c.executions.listExecutions({ ...other, pageSize: 2, pageToken: first.nextPageToken })).rejects.toMatchObject({
         code: status.INVALID_ARGUMENT,
         details: expect.stringMatching(/^page_token: was returned for a list with another task, state, labels or idempotency_key/),
