@@ -66,7 +66,10 @@ export class PostgresPeers implements Peers {
       await client.end().catch(() => undefined);
       return;
     }
+    // The connection this one replaces (reconnect(), or a reconnect that raced it) is closed; its end is not a loss.
+    const replaced = this.client;
     this.client = client;
+    replaced?.end().catch(() => undefined);
     this.options.onConnected(true);
     // Anything told while this node was not listening is lost: look again.
     if (this.connectedOnce) for (const listener of this.listeners) listener(null);
@@ -148,17 +151,14 @@ export class PostgresPeers implements Peers {
   }
 
   /**
-   * Opens the LISTEN connection afresh and then closes the old one: after an
-   * outage in which it saw no error, it may be dead all the same. Whatever was
-   * told meanwhile is looked for again, as after any reconnect.
+   * Opens the LISTEN connection afresh; start() closes the old one once the
+   * new one listens. After an outage in which it saw no error, it may be dead
+   * all the same. Whatever was told meanwhile is looked for again, as after
+   * any reconnect.
    */
   reconnect(): void {
-    const old = this.client;
-    if (old === null || this.closed) return;
-    this.start().then(
-      () => old.end().catch(() => undefined),
-      () => undefined,
-    );
+    if (this.client === null || this.closed) return;
+    this.start().catch(() => undefined);
   }
 
   private reconnectSoon(): void {
