@@ -10,6 +10,7 @@ import type { Coordinator, SubmitParams } from "../coordinator/coordinator.js";
 import { fixedLimits } from "./limits.js";
 import { msToDuration, msToTimestamp } from "../coordinator/time.js";
 import { storedPolicy } from "../coordinator/snapshot.js";
+import { labelsInKeyOrder } from "../store/list-page.js";
 import type { TaskRecord } from "../store/store.js";
 import type { Limits } from "./limits.js";
 import type { ConnectionQuota } from "./quota.js";
@@ -36,7 +37,7 @@ export function callSignal(call: ServerUnaryCall<unknown, unknown> | ServerWrita
  * other filters would page through another list from a position in this one.
  */
 function listFilters(request: ListExecutionsRequest): string {
-  const labels = Object.entries(request.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const labels = labelsInKeyOrder(request.labels);
   return createHash("sha256").update(JSON.stringify([request.task, request.state, request.idempotencyKey, labels])).digest("base64url").slice(0, 8);
 }
 

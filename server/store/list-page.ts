@@ -19,6 +19,11 @@ export const LABEL_LIST_WINDOW = 1_000;
 
 type Rows<R> = Awaitable<R[]>;
 
+/** A list's labels as [key, value] pairs, in key order. */
+export function labelsInKeyOrder(labels: Record<string, string> | undefined): [string, string][] {
+  return Object.entries(labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
 /** The store's queries for one list; each returns at most `limit` rows, newest first. */
 export interface ListQueries<R> {
   /** The largest seq in use, or null for an empty table. */
@@ -57,7 +62,7 @@ export async function listPage<R>(
   // One row more than the page tells whether another page follows.
   let rows: R[];
   let windowFloor: number | null = null;
-  const labels = Object.entries(params.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const labels = labelsInKeyOrder(params.labels);
   if (labels.length > 0) {
     const [[key, value], ...others] = labels as [[string, string], ...[string, string][]];
     // The window first (an index-only walk), so that the page's own walk stops as soon as it is full.
