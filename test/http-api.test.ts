@@ -60,7 +60,7 @@ describe("the JSON API", () => {
     expect(page2.body!.nextPageToken).toBeUndefined();
   });
 
-  test("GET /api/v1/executions/{id} answers the Execution with its attempts; errors are the code's HTTP status with { code, message }", async () => {
+  test("GET /api/v1/executions/{id} answers the Execution with its attempts; errors are the code's HTTP status with { code, message }, and an id that is not valid percent-encoding is 400 naming execution_id", async () => {
     await start();
     const e = await submit(c, "t", { retryPolicy: { limit: 1, backoffMin: seconds(5) } });
     await fail(c, (await leaseNow(c, ["t"]))[0]!);
@@ -76,6 +76,10 @@ describe("the JSON API", () => {
     expect(await call("GET", "/api/v1/executions?pagesize=5")).toMatchObject({ status: 400, body: { message: expect.stringMatching(/^pagesize: is not a parameter/) } });
     expect(await call("GET", "/api/v1/executions?page_token=garbage")).toMatchObject({ status: 400, body: { message: expect.stringMatching(/^page_token: /) } });
     expect(await call("GET", "/api/v2/things")).toMatchObject({ status: 404, body: { code: "NOT_FOUND" } });
+    for (const path of ["/api/v1/executions/%E0%A4%A", "/api/v1/executions/%zz:cancel", "/api/v1/executions/%:watch"]) {
+      const method = path.endsWith(":cancel") ? "POST" : "GET";
+      expect(await call(method, path)).toMatchObject({ status: 400, body: { code: "INVALID_ARGUMENT", message: expect.stringMatching(/^execution_id: ".*" is not valid percent-encoding$/) } });
+    }
     const wrongMethod = await call("DELETE", `/api/v1/executions/${e.id}`);
     expect(wrongMethod).toMatchObject({ status: 405, body: { code: "UNIMPLEMENTED" } });
     expect(wrongMethod.headers.get("allow")).toBe("GET");
@@ -190,7 +194,7 @@ describe("the JSON API", () => {
 describe("the JSON API's auth and TLS", () => {
   const TOKENS = { worker: "worker-token-0123456789", caller: "caller-token-0123456789", admin: "admin-token-01234567890" };
 
-  test("with bearer tokens: none is 401, a worker token 403, and a caller or admin token reads, cancels and re-runs; /metrics stays open", async () => {
+  test("with bearer tokens: none is 401, a worker token 403, and a caller or admin token reads, cancels and re-runs; the token is checked before the path's id is read; /metrics stays open", async () => {
     const file = join(tempDir(), "tokens");
     writeFileSync(file, `worker ${TOKENS.worker}\ncaller ${TOKENS.caller}\nadmin ${TOKENS.admin}\n`);
     await start({ authorizer: Authorizer.fromFile(file) });
@@ -203,6 +207,9 @@ describe("the JSON API's auth and TLS", () => {
     expect(await call("GET", "/api/v1/executions", bearer(TOKENS.worker))).toMatchObject({ status: 403, body: { code: "PERMISSION_DENIED" } });
     expect(await call("POST", `/api/v1/executions/${execution!.id}:cancel`, bearer(TOKENS.worker))).toMatchObject({ status: 403 });
     expect(await call("GET", `/api/v1/executions/${execution!.id}`, bearer(TOKENS.caller))).toMatchObject({ status: 200 });
+    // The token is checked before the path's id is read.
+    expect(await call("GET", "/api/v1/executions/%E0%A4%A")).toMatchObject({ status: 401 });
+    expect(await call("GET", "/api/v1/executions/%E0%A4%A", bearer(TOKENS.caller))).toMatchObject({ status: 400 });
     expect(await call("POST", `/api/v1/executions/${execution!.id}:cancel`, bearer(TOKENS.caller))).toMatchObject({ status: 200, body: { state: "EXECUTION_STATE_CANCELLED" } });
     expect(await call("POST", `/api/v1/executions/${execution!.id}:rerun`, bearer(TOKENS.admin))).toMatchObject({ status: 200, body: { state: "EXECUTION_STATE_PENDING" } });
     expect((await fetch(`${base}/metrics`)).status).toBe(200);

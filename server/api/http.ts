@@ -160,24 +160,25 @@ async function route(request: IncomingMessage, response: ServerResponse, options
   }
   const execution = EXECUTION_PATH.exec(url.pathname);
   if (!execution) throw new StatusError(grpc.status.NOT_FOUND, `${url.pathname}: no such path; the JSON API is /api/v1/executions, /api/v1/tasks and /api/v1/workers`);
-  const executionId = decodeURIComponent(execution[1]!);
   const verb = execution[2] ?? "get";
   if (verb === "watch") {
     allow(method, ["GET"], url.pathname);
     authorize(options, request, "WatchExecution");
-    await watch(request, response, executionId, options, streams);
+    await watch(request, response, executionIdOf(execution[1]!), options, streams);
     return;
   }
   // Each of the three takes { execution_id } and answers { execution }.
-  const actions: Record<string, { http: string; rpc: string; call: () => Promise<{ execution?: MessageInitShape<typeof ExecutionSchema> }> }> = {
-    get: { http: "GET", rpc: "GetExecution", call: () => handlers.getExecution(create(GetExecutionRequestSchema, { executionId }), unaryCall) },
-    cancel: { http: "POST", rpc: "CancelExecution", call: () => handlers.cancelExecution(create(CancelExecutionRequestSchema, { executionId }), unaryCall) },
-    rerun: { http: "POST", rpc: "RerunExecution", call: () => handlers.rerunExecution(create(RerunExecutionRequestSchema, { executionId }), unaryCall) },
+  type Reply = Promise<{ execution?: MessageInitShape<typeof ExecutionSchema> }>;
+  const actions: Record<string, { http: string; rpc: string; call: (executionId: string) => Reply }> = {
+    get: { http: "GET", rpc: "GetExecution", call: (executionId) => handlers.getExecution(create(GetExecutionRequestSchema, { executionId }), unaryCall) },
+    cancel: { http: "POST", rpc: "CancelExecution", call: (executionId) => handlers.cancelExecution(create(CancelExecutionRequestSchema, { executionId }), unaryCall) },
+    rerun: { http: "POST", rpc: "RerunExecution", call: (executionId) => handlers.rerunExecution(create(RerunExecutionRequestSchema, { executionId }), unaryCall) },
   };
   const action = actions[verb]!;
   allow(method, [action.http], url.pathname);
   authorize(options, request, action.rpc);
-  sendJson(response, ExecutionSchema, (await action.call()).execution!);
+  // Decoded once the call is authorized: a refused call gets its 401 or 403 whatever its path holds.
+  sendJson(response, ExecutionSchema, (await action.call(executionIdOf(execution[1]!))).execution!);
 }
 
 /**
@@ -212,6 +213,15 @@ async function watch(request: IncomingMessage, response: ServerResponse, executi
     response.write(`event: error\ndata: ${JSON.stringify(errorBody(status))}\n\n`);
   }
   response.end();
+}
+
+/** The execution id of a path, percent-decoded. */
+function executionIdOf(encoded: string): string {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    throw invalid("execution_id", `${JSON.stringify(encoded)} is not valid percent-encoding`);
+  }
 }
 
 /** Unary handlers of ExecutionService read nothing of their call. */
