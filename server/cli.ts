@@ -7,7 +7,7 @@ import { createSecureContext } from "node:tls";
 import { status } from "@grpc/grpc-js";
 import Database from "better-sqlite3";
 import { AuthFileError, Authorizer } from "./api/auth.js";
-import { backupDatabase, checkBackupPaths } from "./operator/backup.js";
+import { backupDatabase, checkBackupPaths, databaseBytes, mib } from "./operator/backup.js";
 import { COMMANDS, EXIT } from "./operator/commands.js";
 import { ConfigError, SERVE_OPTIONS, loadServeConfig, serveHelp } from "./operator/config.js";
 import type { ServeConfig } from "./operator/config.js";
@@ -137,9 +137,9 @@ async function backup(args: string[]): Promise<number> {
   const source = values.db ?? process.env.REPRISE_DB ?? "./reprise.db";
   if (isPostgresUrl(source)) throw new ConfigError("backup: --db names a PostgreSQL database; back it up with pg_dump (see docs/postgres.md)");
   checkBackupPaths(source, positionals[0]!);
-  process.stderr.write(`reprise: backing up ${source} to ${positionals[0]}\n`);
-  const result = await backupDatabase(source, positionals[0]!);
-  process.stderr.write(`reprise: copied ${result.pages} pages (${(result.bytes / 1048576).toFixed(1)} MiB) in ${result.ms} ms; integrity check ok\n`);
+  process.stderr.write(`reprise: backing up ${source} (${mib(databaseBytes(source))}) to ${positionals[0]}\n`);
+  const result = await backupDatabase(source, positionals[0]!, (step) => process.stderr.write(`reprise: ${step}\n`));
+  process.stderr.write(`reprise: integrity check ok; ${result.ms} ms in all\n`);
   return 0;
 }
 

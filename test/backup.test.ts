@@ -1,6 +1,6 @@
 // `reprise backup`: an online, consistent copy while the coordinator serves.
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ExecutionState } from "@reprise/wire";
@@ -11,7 +11,7 @@ import { CLI, spawnCoordinator } from "./process-helpers.js";
 const run = promisify(execFile);
 
 describe("backup", () => {
-  test("reprise backup copies the database while the coordinator serves, and a coordinator started on the copy carries on", async () => {
+  test("reprise backup copies the database while the coordinator serves, saying what each step did, and a coordinator started on the copy carries on", async () => {
     const dir = tempDir();
     const db = join(dir, "reprise.db");
     const copy = join(dir, "copy.db");
@@ -27,7 +27,8 @@ describe("backup", () => {
       const { stderr } = await run(process.execPath, [CLI, "backup", "--db", db, copy]);
       stop = true;
       await busy;
-      expect(stderr).toMatch(/copied \d+ pages .* integrity check ok/);
+      // Each step says what it did, so that a long copy of a large file is not silent.
+      expect(stderr).toMatch(/^reprise: backing up \S+ \(\d+\.\d MiB\) to \S+\nreprise: copied \d+ pages \(\d+\.\d MiB\) in \d+ ms; checking the copy's integrity\nreprise: integrity check ok; \d+ ms in all\n$/);
       // The copy is one file, with no -wal or -shm beside it.
       expect([existsSync(`${copy}-wal`), existsSync(`${copy}-shm`)]).toEqual([false, false]);
     } finally {
@@ -60,5 +61,15 @@ describe("backup", () => {
     await c.exited;
     const error = await run(process.execPath, [CLI, "backup", "--db", join(dir, "reprise.db"), join(dir, "reprise.db")]).catch((e: { code: number; stderr: string }) => e);
     expect(error).toMatchObject({ code: 2, stderr: `reprise: backup: ${join(dir, "reprise.db")} already exists; choose a new file\n` });
+  });
+
+  test("reprise backup of a file that is not a SQLite database says so in one line, with exit code 2, and writes nothing", async () => {
+    const dir = tempDir();
+    const source = join(dir, "notes.txt");
+    writeFileSync(source, "these are notes, not a database\n".repeat(20));
+    const error = await run(process.execPath, [CLI, "backup", "--db", source, join(dir, "copy.db")]).catch((e: { code: number; stderr: string }) => e);
+    expect(error).toMatchObject({ code: 2 });
+    expect((error as { stderr: string }).stderr.split("\n").slice(-2)).toEqual([`reprise: --db: ${source} is not a SQLite database`, ""]);
+    expect(existsSync(join(dir, "copy.db"))).toBe(false);
   });
 });
