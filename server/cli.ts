@@ -1,15 +1,13 @@
 #!/usr/bin/env node
 // The `reprise` command. Environment variables are read here and nowhere else.
 import { parseCommandLine } from "./operator/args.js";
-import { createPrivateKey, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { status } from "@grpc/grpc-js";
 import Database from "better-sqlite3";
 import { AuthFileError, Authorizer } from "./api/auth.js";
 import { backupDatabase, checkBackupPaths, databaseBytes, mib } from "./operator/backup.js";
 import { COMMANDS, EXIT } from "./operator/commands.js";
-import { ConfigError, SERVE_OPTIONS, loadServeConfig, serveHelp } from "./operator/config.js";
+import { ConfigError, SERVE_OPTIONS, loadServeConfig, readPem, serveHelp } from "./operator/config.js";
 import type { ServeConfig } from "./operator/config.js";
 import { announce, jsonLogger } from "./operator/log.js";
 import type { Logger } from "./operator/log.js";
@@ -43,22 +41,6 @@ succeed (submit --wait, watch); 2 bad usage; 3 the call failed.
 
 Run 'reprise <command> --help' for a command's options.
 `;
-
-function readPem(path: string, flag: string, kind: "certificate" | "private key"): Buffer {
-  let pem: Buffer;
-  try {
-    pem = readFileSync(path);
-  } catch (error) {
-    throw new ConfigError(`${flag}: cannot read ${path}: ${(error as Error).message}`);
-  }
-  try {
-    if (kind === "certificate") new X509Certificate(pem);
-    else createPrivateKey(pem);
-  } catch (error) {
-    throw new ConfigError(`${flag}: ${path} is not a PEM ${kind}: ${(error as Error).message}`);
-  }
-  return pem;
-}
 
 function readTls(cert: string, key: string, clientCa: string | null): NonNullable<ServerOptions["tls"]> {
   const tls = {

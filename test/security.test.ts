@@ -1,6 +1,8 @@
 // TLS, mutual TLS, bearer tokens with roles, and per-connection quotas.
+import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { ExecutionService, WorkerService, createServiceClient } from "@reprise/wire";
 import { describe, expect, test } from "vitest";
@@ -9,6 +11,7 @@ import { startServer } from "../server/api/server.js";
 import type { RunningServer, ServerOptions } from "../server/api/server.js";
 import { makeCertificates } from "./certificates.js";
 import { seconds, startTestCoordinator, tempDir, until } from "./helpers.js";
+import { CLI } from "./process-helpers.js";
 
 async function serve(options: Partial<ServerOptions>): Promise<RunningServer> {
   return startServer({ listen: "127.0.0.1:0", db: join(tempDir(), "r.db"), durability: "normal", ...options });
@@ -45,6 +48,67 @@ describe("TLS", () => {
     } finally {
       withCert.raw.close();
       withoutCert.raw.close();
+      await server.shutdown(500);
+    }
+  });
+});
+
+describe("the operator commands over TLS", () => {
+  const exec = promisify(execFile);
+  const reprise = (...args: string[]) =>
+    exec(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: "1" }, timeout: 20_000 }).then(
+      ({ stdout }) => ({ code: 0, stdout, stderr: "" }),
+      (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+    );
+
+  test("with --tls-client-cert and --tls-client-key the commands reach a coordinator that requires client certificates; each TLS mismatch is named, with what to give", async () => {
+    const certs = makeCertificates();
+    const dir = tempDir();
+    const file = (name: string, pem: Buffer) => (writeFileSync(join(dir, name), pem), join(dir, name));
+    const ca = file("ca.pem", certs.ca);
+    const cert = file("client.pem", certs.clientCert);
+    const key = file("client.key", certs.clientKey);
+    const mutual = await serve({ tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca } });
+    const plain = await serve({});
+    const mutualAddress = `127.0.0.1:${mutual.port}`;
+    const plainAddress = `127.0.0.1:${plain.port}`;
+    try {
+      expect(await reprise("ls", "--addr", mutualAddress, "--tls-ca", ca, "--tls-client-cert", cert, "--tls-client-key", key)).toMatchObject({ code: 0, stdout: "no executions\n" });
+
+      const withoutCert = await reprise("ls", "--addr", mutualAddress, "--tls-ca", ca);
+      expect(withoutCert.code).toBe(3);
+      expect(withoutCert.stderr).toBe(`reprise: UNAVAILABLE: the coordinator at ${mutualAddress} requires a client certificate (reprise serve --tls-client-ca); give --tls-client-cert and --tls-client-key\n`);
+      const withoutTls = await reprise("ls", "--addr", mutualAddress);
+      expect(withoutTls.code).toBe(3);
+      expect(withoutTls.stderr).toMatch(new RegExp(`^reprise: UNAVAILABLE: something at ${mutualAddress} closed the connection\\. If the coordinator serves TLS \\(reprise serve --tls-cert\\), connect with --tls-ca\n`));
+      const wrongCa = await reprise("ls", "--addr", mutualAddress, "--tls-ca", cert, "--tls-client-cert", cert, "--tls-client-key", key);
+      expect(wrongCa.code).toBe(3);
+      expect(wrongCa.stderr).toMatch(new RegExp(`^reprise: UNAVAILABLE: the coordinator at ${mutualAddress} answered with a certificate that --tls-ca does not verify: `));
+      const tlsToPlain = await reprise("ls", "--addr", plainAddress, "--tls-ca", ca);
+      expect(tlsToPlain.code).toBe(3);
+      expect(tlsToPlain.stderr).toMatch(new RegExp(`^reprise: UNAVAILABLE: the coordinator at ${plainAddress} does not serve TLS; leave out --tls-ca and REPRISE_TLS_CA\n`));
+
+      expect(await reprise("ls", "--addr", mutualAddress, "--tls-ca", ca, "--tls-client-cert", cert)).toMatchObject({ code: 2, stderr: "reprise: --tls-client-cert and --tls-client-key: give both or neither\n" });
+      expect(await reprise("ls", "--addr", mutualAddress, "--tls-ca", join(dir, "missing.pem"))).toMatchObject({ code: 2, stderr: `reprise: --tls-ca: cannot read ${join(dir, "missing.pem")}: ENOENT: no such file or directory, open '${join(dir, "missing.pem")}'\n` });
+    } finally {
+      await mutual.shutdown(500);
+      await plain.shutdown(500);
+    }
+  });
+});
+
+describe("the operator commands with tokens", () => {
+  test("a command refused for want of a token says how to give one: --token or REPRISE_TOKEN", async () => {
+    const file = join(tempDir(), "tokens");
+    writeFileSync(file, "caller caller-token-0123456789\n");
+    const server = await serve({ authorizer: Authorizer.fromFile(file) });
+    const address = `127.0.0.1:${server.port}`;
+    try {
+      const refused = await promisify(execFile)(process.execPath, [CLI, "ls", "--addr", address]).catch((error: { code: number; stderr: string }) => error);
+      expect(refused).toMatchObject({ code: 3, stderr: "reprise: UNAUTHENTICATED: authorization: a bearer token is required; give one with --token or REPRISE_TOKEN\n" });
+      const { stdout } = await promisify(execFile)(process.execPath, [CLI, "ls", "--addr", address], { env: { ...process.env, REPRISE_TOKEN: "caller-token-0123456789" } });
+      expect(stdout).toBe("no executions\n");
+    } finally {
       await server.shutdown(500);
     }
   });

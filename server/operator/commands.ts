@@ -2,7 +2,6 @@
 // and workers. They
 // talk to a coordinator over gRPC like any other client. Every command takes
 // --json for scripts; human output is tables with relative times.
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parseCommandLine } from "./args.js";
 import type { ParseArgsConfig } from "node:util";
@@ -12,7 +11,7 @@ import { Client } from "@reprise/client";
 import { ExecutionSchema, ExecutionService, ExecutionState, AttemptState, ListWorkersResponseSchema, RetryRule, createServiceClient } from "@reprise/wire";
 import type { Attempt, Execution, RetryPolicy, ServiceClient } from "@reprise/wire";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { ConfigError, parseDurationMs } from "./config.js";
+import { ConfigError, parseDurationMs, readPem } from "./config.js";
 import { clockTime, duration, paint, relative, stateText, table, terminalStyle } from "./format.js";
 import type { Style } from "./format.js";
 import { durationToMs, msToDuration, timestampToMs } from "../coordinator/time.js";
@@ -28,6 +27,8 @@ const COMMON = {
   addr: { type: "string" },
   token: { type: "string" },
   "tls-ca": { type: "string" },
+  "tls-client-cert": { type: "string" },
+  "tls-client-key": { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean" },
 } as const satisfies ParseArgsConfig["options"];
@@ -36,6 +37,9 @@ const COMMON_HELP = `Common options:
   --addr HOST[:PORT] the coordinator (default 127.0.0.1:50051, or REPRISE_ADDR; port 50051 when none is given)
   --token TOKEN      bearer token when the coordinator requires one (or REPRISE_TOKEN)
   --tls-ca FILE      connect with TLS, trusting this CA (PEM) (or REPRISE_TLS_CA)
+  --tls-client-cert FILE, --tls-client-key FILE
+                     the certificate and key (PEM) to present to a coordinator that requires one
+                     (reprise serve --tls-client-ca) (or REPRISE_TLS_CLIENT_CERT, REPRISE_TLS_CLIENT_KEY)
   --json             machine-readable output (proto3 JSON)
 `;
 
@@ -61,27 +65,67 @@ export function coordinatorAddress(raw: string): string {
   return `${trimmed}:${DEFAULT_PORT}`;
 }
 
-/**
- * A call that found nobody at the address fails with UNAVAILABLE and the
- * transport's own words, which end in an empty "Resolution note:". Say what
- * it means instead, and what to do.
- */
-function explainUnreachable(error: unknown, address: string): unknown {
-  if (typeof error !== "object" || error === null || (error as { code?: unknown }).code !== grpc.status.UNAVAILABLE) return error;
-  const details = String((error as { details?: unknown }).details ?? "");
-  const refused = /ECONNREFUSED/.test(details);
-  const unknownHost = /ENOTFOUND|EAI_AGAIN|Name resolution failed/i.test(details);
-  if (!refused && !unknownHost && !/No connection established/.test(details)) return error;
-  const why = refused ? "connection refused" : unknownHost ? "the host name does not resolve" : "no connection could be made";
-  return Object.assign(Object.create(Object.getPrototypeOf(error) as object) as object, error, {
-    details: `nothing answers at ${address} (${why}). Is the coordinator running there? Start one with: reprise serve --listen ${address}`,
-  });
+/** A copy of a failed call's error with other details. */
+function withDetails(error: object, details: string): unknown {
+  return Object.assign(Object.create(Object.getPrototypeOf(error) as object) as object, error, { details });
 }
 
-function connect(values: { addr?: string; token?: string; "tls-ca"?: string; json?: boolean }): Context {
+/**
+ * A call that could not reach the coordinator fails with UNAVAILABLE and the
+ * transport's own words, which end in an empty "Resolution note:"; one refused
+ * for want of a token says nothing of how to give one. Say what each means
+ * instead, and what to do.
+ */
+function explainCallError(error: unknown, address: string, tls: boolean): unknown {
+  if (typeof error !== "object" || error === null) return error;
+  const code = (error as { code?: unknown }).code;
+  const details = String((error as { details?: unknown }).details ?? "");
+  if (code === grpc.status.UNAUTHENTICATED && /token is required/.test(details)) {
+    return withDetails(error, `${details}; give one with --token or REPRISE_TOKEN`);
+  }
+  if (code !== grpc.status.UNAVAILABLE || !/No connection established/.test(details)) return error;
+  const lastError = /Last error: (?:Error: )?([^]*?)\.? Resolution note/.exec(details)?.[1]?.trim() ?? "";
+  if (/wrong version number|packet length too long/.test(lastError)) {
+    return withDetails(error, `the coordinator at ${address} does not serve TLS; leave out --tls-ca and REPRISE_TLS_CA`);
+  }
+  if (tls && /alert certificate required/i.test(lastError)) {
+    return withDetails(error, `the coordinator at ${address} requires a client certificate (reprise serve --tls-client-ca); give --tls-client-cert and --tls-client-key`);
+  }
+  if (tls && /alert|handshake/i.test(lastError)) {
+    return withDetails(error, `the TLS handshake with ${address} failed: ${lastError}`);
+  }
+  if (tls && /certificate|self.signed|altnames|does not match/i.test(lastError)) {
+    return withDetails(error, `the coordinator at ${address} answered with a certificate that --tls-ca does not verify: ${lastError}`);
+  }
+  if (!tls && /^Failed to connect/.test(lastError)) {
+    return withDetails(error, `something at ${address} closed the connection. If the coordinator serves TLS (reprise serve --tls-cert), connect with --tls-ca`);
+  }
+  const refused = /ECONNREFUSED/.test(lastError);
+  const unknownHost = /ENOTFOUND|EAI_AGAIN|Name resolution failed/i.test(details);
+  const why = refused ? "connection refused" : unknownHost ? "the host name does not resolve" : "no connection could be made";
+  return withDetails(error, `nothing answers at ${address} (${why}). Is the coordinator running there? Start one with: reprise serve --listen ${address}`);
+}
+
+type ConnectionValues = { addr?: string; token?: string; "tls-ca"?: string; "tls-client-cert"?: string; "tls-client-key"?: string; json?: boolean };
+
+/** A PEM file given by a flag or, failing that, by its environment variable; errors name whichever was used. */
+function pemOption(values: ConnectionValues, flag: "tls-ca" | "tls-client-cert" | "tls-client-key", env: string, kind: "certificate" | "private key"): Buffer | null {
+  const path = values[flag] ?? process.env[env];
+  return path ? readPem(path, values[flag] === undefined ? env : `--${flag}`, kind) : null;
+}
+
+function credentialsOf(values: ConnectionValues): grpc.ChannelCredentials {
+  const ca = pemOption(values, "tls-ca", "REPRISE_TLS_CA", "certificate");
+  const cert = pemOption(values, "tls-client-cert", "REPRISE_TLS_CLIENT_CERT", "certificate");
+  const key = pemOption(values, "tls-client-key", "REPRISE_TLS_CLIENT_KEY", "private key");
+  if ((cert === null) !== (key === null)) throw new ConfigError("--tls-client-cert and --tls-client-key: give both or neither");
+  if (cert !== null && ca === null) throw new ConfigError("--tls-client-cert: needs --tls-ca, the CA that signed the coordinator's certificate");
+  return ca ? grpc.credentials.createSsl(ca, key, cert) : grpc.credentials.createInsecure();
+}
+
+function connect(values: ConnectionValues): Context {
   const address = coordinatorAddress(values.addr ?? process.env.REPRISE_ADDR ?? `127.0.0.1:${DEFAULT_PORT}`);
-  const caFile = values["tls-ca"] ?? process.env.REPRISE_TLS_CA;
-  const credentials = caFile ? grpc.credentials.createSsl(readFileSync(caFile)) : grpc.credentials.createInsecure();
+  const credentials = credentialsOf(values);
   const metadata = new grpc.Metadata();
   const token = values.token ?? process.env.REPRISE_TOKEN;
   if (token) metadata.set("authorization", `Bearer ${token}`);
@@ -743,14 +787,20 @@ async function workers(args: string[]): Promise<number> {
   }
 }
 
-/** Runs a command, explaining a coordinator that does not answer. */
+/** Runs a command, explaining a coordinator that cannot be reached or wants a token. */
 const explained =
   (command: (args: string[]) => Promise<number>) =>
-  (args: string[]): Promise<number> =>
-    command(args).catch((error: unknown) => {
-      const { values } = parseArgs({ args, options: { addr: { type: "string" } }, strict: false });
-      throw explainUnreachable(error, coordinatorAddress(String(values.addr ?? process.env.REPRISE_ADDR ?? `127.0.0.1:${DEFAULT_PORT}`)));
+  (args: string[]): Promise<number> => {
+    // Deprecation warnings are for the developers of the code that triggers
+    // them, not for an operator: grpc-js gives Node an IP address as the TLS
+    // server name, and Node warns about it (DEP0123) on every connection.
+    process.noDeprecation = true;
+    return command(args).catch((error: unknown) => {
+      const { values } = parseArgs({ args, options: { addr: { type: "string" }, "tls-ca": { type: "string" } }, strict: false });
+      const address = coordinatorAddress(String(values.addr ?? process.env.REPRISE_ADDR ?? `127.0.0.1:${DEFAULT_PORT}`));
+      throw explainCallError(error, address, !!(values["tls-ca"] ?? process.env.REPRISE_TLS_CA));
     });
+  };
 
 export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   ls: explained(ls),

@@ -1,6 +1,8 @@
 // The one typed configuration of `reprise serve`: every option, its default,
 // its environment variable and its validation, in one place. Flags win over
 // environment variables, which win over defaults.
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { LogLevel } from "./log.js";
 import { DEFAULT_LIMITS } from "../api/limits.js";
 import type { Limits } from "../api/limits.js";
@@ -248,4 +250,21 @@ export function serveHelp(): string {
   };
   const lines = SERVE_OPTIONS.map((o) => `  --${o.flag.padEnd(30)} ${o.help}\n  ${"".padEnd(32)} default: ${shown(o)}; env: ${o.env}`);
   return `Usage: reprise serve [options]\n\nStarts the Reprise coordinator.\n\nOptions:\n${lines.join("\n")}\n  --help                           show this help\n`;
+}
+
+/** A PEM file named by `flag`, checked to hold a `kind`: a file that cannot be read or parsed is a ConfigError naming the flag. */
+export function readPem(path: string, flag: string, kind: "certificate" | "private key"): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`${flag}: cannot read ${path}: ${(error as Error).message}`);
+  }
+  try {
+    if (kind === "certificate") new X509Certificate(pem);
+    else createPrivateKey(pem);
+  } catch (error) {
+    throw new ConfigError(`${flag}: ${path} is not a PEM ${kind}: ${(error as Error).message}`);
+  }
+  return pem;
 }
