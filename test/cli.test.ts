@@ -61,7 +61,8 @@ describe("reprise serve", () => {
     const cases: [string[], string][] = [
       [["submit", "t", "--retires", "3"], "reprise: unknown option --retires; did you mean --retries?\n"],
       [["serve", "--lisen", "127.0.0.1:0"], "reprise: unknown option --lisen; did you mean --listen?\n"],
-      [["submit", "t", "--retries", "-1"], 'reprise: --retries: must be a whole number or "true"; got "-1"\n'],
+      [["submit", "t", "--retries", "-1"], 'reprise: --retries: must be a whole number from 0 to 10000, or "true"; got "-1"\n'],
+      [["submit", "t", "--retries", "10001"], 'reprise: --retries: must be a whole number from 0 to 10000, or "true"; got "10001"\n'],
       [["ls", "--limit", "-5"], "reprise: --limit: must be a whole number from 1 to 1000\n"],
       [["submit", "t", "--retries", "--wait"], "reprise: --retries: needs a value\n"],
     ];

@@ -9,6 +9,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AttemptState, ExecutionSchema, ExecutionState, RetryRule } from "@reprise/wire";
 import { coordinatorAddress, progressLines, secondsOrDuration } from "../server/operator/commands.js";
+import { terminalStyle } from "../server/operator/format.js";
 import { CLI, freePort, spawnCoordinator } from "./process-helpers.js";
 import type { ChildCoordinator } from "./process-helpers.js";
 import { fail, leaseNow, succeed } from "./wire-helpers.js";
@@ -103,6 +104,27 @@ describe("reprise operator commands", () => {
       expect(json.map((e: { id: string }) => e.id)).toEqual([ids[1]]);
     });
   });
+
+  test("ls --retrying --limit N shows the soonest retries of every PENDING execution, not of the newest page; with another --state it is refused", async () => {
+    await withCoordinator(async (c) => {
+      const failAll = async (task: string, count: number) => {
+        const { attempts } = await c.workers.leaseAttempts({ workerId: "cli-test-worker", tasks: [task], maxAttempts: count });
+        expect(attempts).toHaveLength(count);
+        await c.workers.reportOutcomes({ outcomes: attempts.map((a) => ({ leaseToken: a.leaseToken, outcome: { case: "failure" as const, value: { type: "ConnectionError", message: "reset" } } })) });
+      };
+      // The oldest execution retries first; 1,000 newer ones, a page's worth, retry later.
+      const soonest = (await c.executions.submit({ task: "soon", retryPolicy: { limit: 1, backoffMin: { seconds: 60n }, backoffMax: { seconds: 60n } } })).execution!.id;
+      await failAll("soon", 1);
+      const later = { task: "later", retryPolicy: { limit: 1, backoffMin: { seconds: 3600n }, backoffMax: { seconds: 3600n } } };
+      await c.executions.submitBatch({ submissions: Array.from({ length: 1000 }, () => later) });
+      await failAll("later", 1000);
+
+      const listed = await reprise(c, "ls", "--retrying", "--limit", "1", "--json");
+      expect(listed.code).toBe(0);
+      expect((JSON.parse(listed.stdout) as { id: string }[]).map((e) => e.id)).toEqual([soonest]);
+      expect(await reprise(c, "ls", "--retrying", "--state", "failed")).toMatchObject({ code: 2, stderr: "reprise: --retrying lists PENDING executions; leave out --state\n" });
+    });
+  }, 30_000);
 
   test("ls --label k=v lists only executions submitted with that label, all of them when repeated; a key given twice is refused", async () => {
     await withCoordinator(async (c) => {
@@ -268,5 +290,27 @@ describe("progress lines", () => {
     expect(lines).toContain("attempt 1 failed: Down");
     expect(lines).toContain("attempt 2 failed: Down; re-run, due now");
     expect(lines.join("\n")).not.toContain("max_elapsed");
+  });
+});
+
+describe("colour", () => {
+  test("colour is used only on a terminal, and never when NO_COLOR is set to anything but the empty string", () => {
+    const terminal = { isTTY: true } as NodeJS.WriteStream;
+    const saved = { NO_COLOR: process.env.NO_COLOR, TERM: process.env.TERM };
+    try {
+      process.env.TERM = "xterm-256color";
+      delete process.env.NO_COLOR;
+      expect(terminalStyle(terminal).color).toBe(true);
+      expect(terminalStyle({ isTTY: false } as NodeJS.WriteStream).color).toBe(false);
+      process.env.NO_COLOR = "1";
+      expect(terminalStyle(terminal).color).toBe(false);
+      process.env.NO_COLOR = "";
+      expect(terminalStyle(terminal).color).toBe(true);
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
   });
 });

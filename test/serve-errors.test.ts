@@ -134,6 +134,12 @@ describe("durations in serve options", () => {
     expect(() => loadServeConfig({}, { REPRISE_MAX_LEASE_DURATION: "60000" })).toThrow(/^REPRISE_MAX_LEASE_DURATION: give it a unit/);
   });
 
+  test("the units suggested for a bare number are ones the option accepts: --retain is at least 1m, --db-timeout at least 100ms", () => {
+    expect(() => loadServeConfig({ retain: "30" }, {})).toThrow('--retain: give it a unit, as in 30m or 30h; got "30"');
+    expect(() => loadServeConfig({ "db-timeout": "5" }, {})).toThrow('--db-timeout: give it a unit, as in 5s or 5m; got "5"');
+    expect(() => loadServeConfig({ "db-timeout": "50ms" }, {})).toThrow('--db-timeout: must be at least 100ms; got "50ms"');
+  });
+
   test("--help shows every duration's default with its unit", async () => {
     const help = await run(process.execPath, [CLI, "serve", "--help"]);
     expect(help.stdout).toMatch(/--min-lease-duration[^\n]*\n\s+default: 10ms;/);

@@ -6,6 +6,8 @@ import { afterEach, describe, expect, test } from "vitest";
 import { json, millis, seconds, startTestCoordinator } from "./helpers.js";
 import type { TestCoordinator } from "./helpers.js";
 import { leaseNow, submit } from "./wire-helpers.js";
+import { DEFAULT_LIMITS } from "../server/api/limits.js";
+import { checkTaskName } from "../server/api/validate.js";
 
 let c: TestCoordinator;
 
@@ -237,5 +239,13 @@ describe("bad input gets a clear status naming the field, changes nothing, and t
     ).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
     const execution = await submit(c, "good");
     expect(execution.retryPolicy).toBeUndefined();
+  });
+});
+
+describe("task names", () => {
+  test("a name that breaks the default pattern is told what the pattern means; one set with --task-name-pattern is shown as it is, without that gloss", () => {
+    expect(() => checkTaskName("send email", "task", DEFAULT_LIMITS)).toThrow('task: "send email" does not match /^[^\\s\\p{Cc}\\p{Cf}]+$/u (no whitespace or control characters)');
+    const lowercase = { ...DEFAULT_LIMITS, taskNamePattern: /^[a-z]+$/u };
+    expect(() => checkTaskName("ABC", "task", lowercase)).toThrow(/^task: "ABC" does not match \/\^\[a-z\]\+\$\/u$/);
   });
 });

@@ -5,7 +5,7 @@ import { StatusError } from "@reprise/wire";
 import type { Failure, Payload, RetryBudget, RetryPolicy, Snooze } from "@reprise/wire";
 import type { RetryBudgetRecord } from "../store/store.js";
 import type { Duration } from "@bufbuild/protobuf/wkt";
-import { fixedLimits as limits } from "./limits.js";
+import { DEFAULT_LIMITS, fixedLimits as limits } from "./limits.js";
 import type { Limits } from "./limits.js";
 import { durationToMs } from "../coordinator/time.js";
 
@@ -30,7 +30,9 @@ export function checkTaskName(name: string, field: string, configured: Limits): 
   if (name.length === 0) throw invalid(field, "must not be empty");
   checkBytes(name, field, configured.maxTaskNameBytes);
   if (!configured.taskNamePattern.test(name)) {
-    throw invalid(field, `${quote(name)} does not match ${configured.taskNamePattern} (no whitespace or control characters)`);
+    // The default pattern is read more easily in words; one set with --task-name-pattern is shown as it is.
+    const meaning = configured.taskNamePattern.source === DEFAULT_LIMITS.taskNamePattern.source ? " (no whitespace or control characters)" : "";
+    throw invalid(field, `${quote(name)} does not match ${configured.taskNamePattern}${meaning}`);
   }
 }
 

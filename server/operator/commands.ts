@@ -295,7 +295,7 @@ async function ls(args: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(`Usage: reprise ls [--task T] [--state S] [--label k=v]... [--retrying] [--limit N]\n\nLists executions, newest first.\n  --state S      pending, running, succeeded, failed, abandoned, timed_out or cancelled\n  --label k=v    only executions submitted with this label (repeatable: all of them)\n  --retrying     only executions waiting for a retry or a snooze (pending after an attempt),\n                 soonest first, with the rule that set the time: backoff, retry_after, snooze or budget\n  --limit N      at most N rows (default 50)\n\n${COMMON_HELP}`);
+    process.stdout.write(`Usage: reprise ls [--task T] [--state S] [--label k=v]... [--retrying] [--limit N]\n\nLists executions, newest first.\n  --state S      pending, running, succeeded, failed, abandoned, timed_out or cancelled\n  --label k=v    only executions submitted with this label (repeatable: all of them)\n  --retrying     only executions waiting for a retry or a snooze (pending after an attempt),\n                 soonest first, with the rule that set the time: backoff, retry_after, snooze, budget or re-run\n  --limit N      at most N rows (default 50)\n\n${COMMON_HELP}`);
     return EXIT.ok;
   }
   const limit = values.limit === undefined ? 50 : Number(values.limit);
@@ -305,21 +305,32 @@ async function ls(args: string[]): Promise<number> {
     state = ExecutionState[values.state.toUpperCase() as keyof typeof ExecutionState] as ExecutionState;
     if (state === undefined || values.state.toUpperCase() === "UNSPECIFIED") throw new ConfigError(`--state: unknown state ${JSON.stringify(values.state)}`);
   }
-  if (values.retrying) state = ExecutionState.PENDING;
+  if (values.retrying) {
+    if (state !== ExecutionState.UNSPECIFIED && state !== ExecutionState.PENDING) throw new ConfigError("--retrying lists PENDING executions; leave out --state");
+    state = ExecutionState.PENDING;
+  }
   const labels = labelOptions(values.label);
   const c = connect(values);
   try {
     let executions: Execution[] = [];
     let pageToken = "";
-    // Pages can come back short (--retrying filters on the client, and a list
-    // of SUCCEEDED or by label reads a bounded window per page), so read until there are enough.
+    // Pages can come back short (a list of SUCCEEDED or by label reads a
+    // bounded window per page), so read until there are enough. --retrying
+    // filters and orders on the client, so it reads every PENDING execution
+    // (up to 100 pages) to find the soonest.
+    // On a terminal, a long read of PENDING executions shows how far it has got.
+    const progress = values.retrying && process.stderr.isTTY ? (read: number) => process.stderr.write(`\rreading PENDING executions: ${read}`) : null;
+    let read = 0;
     for (let page = 0; page < 100; page++) {
       const pageSize = values.retrying ? 1000 : limit - executions.length;
       const reply = await c.client.listExecutions({ task: values.task ?? "", state, labels, pageSize, pageToken }, { metadata: c.metadata });
       executions.push(...(values.retrying ? reply.executions.filter((e) => e.attempts.length > 0) : reply.executions));
       pageToken = reply.nextPageToken;
-      if (pageToken === "" || executions.length >= limit) break;
+      if (pageToken === "" || (!values.retrying && executions.length >= limit)) break;
+      read += reply.executions.length;
+      progress?.(read);
     }
+    if (progress && read > 0) process.stderr.write("\r\x1b[K");
     if (values.retrying) executions.sort((a, b) => (ms(a.nextAttemptAt) ?? 0) - (ms(b.nextAttemptAt) ?? 0));
     executions = executions.slice(0, limit);
     if (c.json) {
@@ -643,7 +654,7 @@ function retryPolicy(flags: PolicyFlags): RetryPolicy | undefined {
   }
   const unlimited = retries === "true";
   const limit = unlimited ? 0 : Number(retries);
-  if (!unlimited && (!/^\d+$/.test(retries) || limit > 10_000)) throw new ConfigError(`--retries: must be a whole number or "true"; got ${JSON.stringify(retries)}`);
+  if (!unlimited && (!/^\d+$/.test(retries) || limit > 10_000)) throw new ConfigError(`--retries: must be a whole number from 0 to 10000, or "true"; got ${JSON.stringify(retries)}`);
   let rangeMs: [number, number] | undefined;
   if (backoff !== undefined) {
     const parts = backoff.split(",").map(secondsOrDuration);

@@ -79,13 +79,22 @@ export function parseDurationMs(raw: string, bareUnit?: "s"): number | null {
   return match && unit ? Math.round(Number(match[1]) * UNIT_MS[unit]!) : null;
 }
 
-/** A serve option's duration. It needs its unit: a bare "30" could mean seconds to one reader and milliseconds to the next. */
-function duration(raw: string, name: string): number {
+/** The units a bare number may have been meant in, likeliest first. */
+const READING_ORDER = ["s", "ms", "m", "h", "d"];
+
+/**
+ * A serve option's duration, at least `minMs`. It needs its unit: a bare "30"
+ * could mean seconds to one reader and milliseconds to the next, so it is
+ * refused with the two likeliest readings that the option accepts.
+ */
+function duration(raw: string, name: string, minMs = 0): number {
   const ms = parseDurationMs(raw);
   if (ms === null) {
-    const hint = /^\d+$/.test(raw) ? `give it a unit, as in ${raw}s or ${raw}ms` : "must be a duration such as 250ms, 30s, 5m, 1h or 7d";
+    const readings = /^\d+$/.test(raw) ? READING_ORDER.filter((unit) => Number(raw) * UNIT_MS[unit]! >= minMs).slice(0, 2) : [];
+    const hint = readings.length > 0 ? `give it a unit, as in ${readings.map((unit) => raw + unit).join(" or ")}` : "must be a duration such as 250ms, 30s, 5m, 1h or 7d";
     throw new ConfigError(`${name}: ${hint}; got ${JSON.stringify(raw)}`);
   }
+  if (ms < minMs) throw new ConfigError(`${name}: must be at least ${formatDuration(minMs)}; got ${JSON.stringify(raw)}`);
   return ms;
 }
 
@@ -104,15 +113,11 @@ const MIN_RETAIN_MS = 60_000;
 
 /** A database timeout: at least 100 ms, so that a slow answer is not taken for a lost database. */
 function databaseTimeout(raw: string, name: string): number {
-  const ms = duration(raw, name);
-  if (ms < 100) throw new ConfigError(`${name}: must be at least 100ms; got ${JSON.stringify(raw)}`);
-  return ms;
+  return duration(raw, name, 100);
 }
 
 function retention(raw: string, name: string): number | null {
-  const ms = duration(raw, name);
-  if (ms < MIN_RETAIN_MS) throw new ConfigError(`${name}: must be at least 1m; got ${JSON.stringify(raw)}`);
-  return ms;
+  return duration(raw, name, MIN_RETAIN_MS);
 }
 
 function pattern(raw: string, name: string): RegExp {

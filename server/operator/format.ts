@@ -1,12 +1,13 @@
 // Human output for the `reprise` operator commands: aligned tables, relative
-// times, durations, and colour only on a terminal (and never with NO_COLOR).
+// times, durations, and colour only on a terminal (and never with NO_COLOR set
+// to anything but the empty string, as the NO_COLOR convention has it).
 
 export interface Style {
   color: boolean;
 }
 
 export function terminalStyle(stream: NodeJS.WriteStream): Style {
-  return { color: Boolean(stream.isTTY) && process.env.NO_COLOR === undefined && process.env.TERM !== "dumb" };
+  return { color: Boolean(stream.isTTY) && !process.env.NO_COLOR && process.env.TERM !== "dumb" };
 }
 
 const CODES = { red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36, dim: 2, bold: 1 } as const;

@@ -86,7 +86,7 @@ export class PrometheusMetrics implements CoordinatorMetrics {
     this.started = new Counter({ name: "reprise_attempts_started_total", help: "Attempts leased to workers.", labelNames: ["task"], registers });
     this.finished = new Counter({
       name: "reprise_attempts_finished_total",
-      help: "Attempts ended, by outcome: succeeded, failed, abandoned, timed_out or cancelled.",
+      help: "Attempts ended, by outcome: succeeded, failed, abandoned, timed_out, cancelled or snoozed.",
       labelNames: ["task", "outcome"],
       registers,
     });
