@@ -71,6 +71,15 @@ describe("metrics", () => {
     expect(value(text, "reprise_commit_duration_seconds_count")).toBe(value(text, "reprise_commit_batch_size_count"));
   });
 
+  test("the process's own metrics carry the project's prefix once: reprise_process_* and reprise_nodejs_*", async () => {
+    c = await startTestCoordinator({ metricsListen: "127.0.0.1:0" });
+    const names = new Set((await scrape()).split("\n").filter((line) => line.startsWith("reprise_")).map((line) => /^[a-z_]+/.exec(line)![0]));
+    for (const name of ["reprise_process_cpu_seconds_total", "reprise_process_resident_memory_bytes", "reprise_nodejs_eventloop_lag_seconds", "reprise_nodejs_heap_size_used_bytes"]) {
+      expect(names.has(name), name).toBe(true);
+    }
+    expect([...names].filter((name) => name.startsWith("reprise_process_process_") || name.startsWith("reprise_process_nodejs_"))).toEqual([]);
+  });
+
   test("/metrics counts retries the budget deferred by task, re-runs, snoozes and duplicate reports", async () => {
     const clock = new FakeClock();
     c = await startTestCoordinator({ clock, metricsListen: "127.0.0.1:0" });

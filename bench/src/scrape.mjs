@@ -8,7 +8,7 @@
 //   store call or timer tick held the loop. A histogram only bounds its largest
 //   observation by a bucket: "max hold ≤ X ms" is the upper bound of the
 //   highest bucket that gained observations. Builds without it show "n/a".
-// - reprise_process_nodejs_eventloop_lag_max_seconds: prom-client's
+// - reprise_nodejs_eventloop_lag_max_seconds: prom-client's
 //   monitorEventLoopDelay, which every scrape reads and resets. It samples
 //   every 10 ms and counts the interval itself, so a hold of H ms reads
 //   between H and H + 10 ms; it also sees what the histogram does not time
@@ -19,7 +19,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { now } from "./common.mjs";
 
 const HOLD = "reprise_event_loop_hold_seconds";
-const DELAY_MAX = "reprise_process_nodejs_eventloop_lag_max_seconds";
+const DELAY_MAX = "reprise_nodejs_eventloop_lag_max_seconds";
 
 /** GET /metrics, timed from the request to the last byte of the body. */
 export async function scrape(url, timeoutMs = 30_000) {

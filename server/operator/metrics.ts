@@ -58,7 +58,9 @@ export class PrometheusMetrics implements CoordinatorMetrics {
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: "reprise_process_" });
+    // The process's own metrics, under prom-client's usual names with the
+    // project's prefix: reprise_process_cpu_seconds_total, reprise_nodejs_eventloop_lag_seconds, ….
+    collectDefaultMetrics({ register: this.registry, prefix: "reprise_" });
     new Gauge({
       name: "reprise_executions",
       help: "Executions in the database, by task and state.",
