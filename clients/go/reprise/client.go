@@ -31,6 +31,9 @@ type ClientOptions struct {
 	// DialOptions are added when dialling Address. Without them the
 	// connection is plaintext.
 	DialOptions []grpc.DialOption
+	// Token is a bearer token (a caller or admin one) for a coordinator
+	// run with --auth-tokens, sent on every call. Ignored when Conn is set.
+	Token string
 }
 
 // NewClient returns a client. The connection is made lazily, on first use.
@@ -41,7 +44,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.Address == "" {
 		opts.Address = defaultAddress
 	}
-	conn, err := dial(opts.Address, opts.DialOptions)
+	conn, err := dial(opts.Address, opts.Token, opts.DialOptions)
 	if err != nil {
 		return nil, fmt.Errorf("reprise: dialling %s: %w", opts.Address, err)
 	}

@@ -14,8 +14,9 @@ import (
 
 // dial opens a lazy connection. gRPC's default reconnect backoff grows to
 // two minutes, far too slow to notice a restarted coordinator, so it is
-// capped at a few seconds here.
-func dial(address string, extra []grpc.DialOption) (*grpc.ClientConn, error) {
+// capped at a few seconds here. A token goes on every call as
+// "authorization: Bearer TOKEN".
+func dial(address, token string, extra []grpc.DialOption) (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -23,8 +24,22 @@ func dial(address string, extra []grpc.DialOption) (*grpc.ClientConn, error) {
 			MinConnectTimeout: 5 * time.Second,
 		}),
 	}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken(token)))
+	}
 	return grpc.NewClient(address, append(opts, extra...)...)
 }
+
+// bearerToken is a coordinator token (reprise serve --auth-tokens), sent on
+// every call. It is sent over plaintext too, as the coordinator may be
+// reached over a trusted network or a local proxy that terminates TLS.
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return false }
 
 // isTransient reports whether a failed call may succeed if repeated: the
 // coordinator is down, restarting or overloaded. Everything else (a bad

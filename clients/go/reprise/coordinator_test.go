@@ -50,6 +50,7 @@ type coordinator struct {
 	t    *testing.T
 	addr string
 	db   string
+	args []string // more `reprise serve` options
 	cmd  *exec.Cmd
 	log  *syncBuffer
 	exit chan error
@@ -63,7 +64,7 @@ var servingOn = regexp.MustCompile(`serving on 127\.0\.0\.1:(\d+)`)
 
 // startCoordinator starts a coordinator on a free port with a fresh database
 // and stops it (SIGTERM, by PID) when the test ends.
-func startCoordinator(t *testing.T) *coordinator {
+func startCoordinator(t *testing.T, args ...string) *coordinator {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed, so no coordinator can run: skipping")
@@ -71,7 +72,7 @@ func startCoordinator(t *testing.T) *coordinator {
 	if _, err := os.Stat(coordinatorCLI); err != nil {
 		t.Fatalf("%s is missing: build the coordinator first with `npx tsc -b` in %s", coordinatorCLI, repoRoot)
 	}
-	c := &coordinator{t: t, db: filepath.Join(t.TempDir(), "r.db"), log: &syncBuffer{}}
+	c := &coordinator{t: t, db: filepath.Join(t.TempDir(), "r.db"), args: args, log: &syncBuffer{}}
 	c.start("127.0.0.1:0")
 	t.Cleanup(func() {
 		c.stop()
@@ -87,7 +88,7 @@ func startCoordinator(t *testing.T) *coordinator {
 
 func (c *coordinator) start(listen string) {
 	c.t.Helper()
-	cmd := exec.Command("node", coordinatorCLI, "serve", "--listen", listen, "--db", c.db)
+	cmd := exec.Command("node", append([]string{coordinatorCLI, "serve", "--listen", listen, "--db", c.db}, c.args...)...)
 	cmd.Dir = repoRoot
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -123,7 +124,7 @@ func (c *coordinator) start(listen string) {
 }
 
 // waitAccepting polls GetExecution until the coordinator answers it (NOT_FOUND
-// for a made-up id), bounded in time.
+// for a made-up id, or UNAUTHENTICATED when it wants a token), bounded in time.
 func (c *coordinator) waitAccepting() {
 	c.t.Helper()
 	client := reprisev1.NewExecutionServiceClient(c.dial())
@@ -132,7 +133,7 @@ func (c *coordinator) waitAccepting() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, last = client.GetExecution(ctx, &reprisev1.GetExecutionRequest{ExecutionId: "probe"})
-		return status.Code(last) == codes.NotFound
+		return status.Code(last) == codes.NotFound || status.Code(last) == codes.Unauthenticated
 	}, func() string { return fmt.Sprintf("the coordinator never accepted calls: %v", last) })
 }
 

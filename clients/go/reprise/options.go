@@ -25,6 +25,9 @@ type WorkerOptions struct {
 	// DialOptions are added when dialling Address (for TLS, interceptors...).
 	// Without them the connection is plaintext.
 	DialOptions []grpc.DialOption
+	// Token is a bearer token (a worker or admin one) for a coordinator run
+	// with --auth-tokens, sent on every call. Ignored when Conn is set.
+	Token string
 	// WorkerID identifies the worker to operators. Default host-pid-random.
 	WorkerID string
 	// Concurrency is how many attempts run at once. Default 10.

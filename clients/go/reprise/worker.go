@@ -69,7 +69,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	conn := opts.Conn
 	if conn == nil {
-		cc, err := dial(opts.Address, opts.DialOptions)
+		cc, err := dial(opts.Address, opts.Token, opts.DialOptions)
 		if err != nil {
 			return fmt.Errorf("reprise: dialling %s: %w", opts.Address, err)
 		}

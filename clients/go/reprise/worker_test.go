@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,8 @@ import (
 
 	reprisev1 "github.com/reprise-dev/reprise/clients/go/gen/reprise/v1"
 	"github.com/reprise-dev/reprise/clients/go/reprise"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 var errFlaky = errors.New("flaky upstream")
@@ -247,5 +251,40 @@ func TestConcurrencyIsRespected(t *testing.T) {
 	}
 	if p := peak.Load(); p != 2 {
 		t.Fatalf("peak concurrency %d, want 2", p)
+	}
+}
+
+func TestTokenIsSentOnEveryCallOfTheWorkerAndTheClient(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("worker worker-token-0123456789\ncaller caller-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startCoordinator(t, "--auth-tokens", tokens)
+	opts := workerOptions(t, c)
+	opts.Conn, opts.Address, opts.Token = nil, c.addr, "worker-token-0123456789"
+	w := reprise.NewWorker(opts)
+	w.Task("guarded", func(context.Context, json.RawMessage) (any, error) { return "ok", nil }, reprise.NoRetries())
+	runWorker(t, w)
+	client, err := reprise.NewClient(reprise.ClientOptions{Address: c.addr, Token: "caller-token-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	h, err := client.Submit(context.Background(), "guarded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	if err := resultWithin(t, h, &out); err != nil || out != "ok" {
+		t.Fatalf("Result = %q, %v; want ok", out, err)
+	}
+	anonymous, err := reprise.NewClient(reprise.ClientOptions{Address: c.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anonymous.Close()
+	if _, err := anonymous.Submit(context.Background(), "guarded", nil); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Submit without a token: %v, want UNAUTHENTICATED", err)
 	}
 }
