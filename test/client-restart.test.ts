@@ -1,12 +1,13 @@
 // A coordinator restart in the middle of a run: workers and waiters reconnect
 // with backoff and carry on with no user code. The coordinator is shut down
-// and started again on the same database file and port.
+// and started again on the same database file and port, or replaced by one on
+// a fresh database.
 import { describe, expect, test } from "vitest";
 import { join } from "node:path";
-import { Client, ExecutionAbandonedError, ExecutionState, Worker } from "@reprise/client";
+import { Client, ExecutionAbandonedError, ExecutionState, Retries, Worker } from "@reprise/client";
 import { FAST, Gate, MemoryLogger, clientEnv } from "./client-helpers.js";
 import { spawnCoordinator } from "./process-helpers.js";
-import { tempDir, until } from "./helpers.js";
+import { startTestCoordinator, tempDir, until } from "./helpers.js";
 
 describe("coordinator restart", () => {
   test("a coordinator restart in the middle of a run loses no result and leaves no waiter hanging", async () => {
@@ -81,6 +82,26 @@ describe("coordinator restart", () => {
       expect(refusal.fields).toMatchObject({ execution_id: handle.id, attempt: 1, outcome: "result" });
       expect(String(refusal.fields.reason)).not.toBe("");
       expect((await handle.get()).state).toBe(ExecutionState.ABANDONED);
+    } finally {
+      await env.close();
+    }
+  });
+});
+
+describe("coordinator replaced", () => {
+  test("after a lease fails the worker declares its tasks again before leasing, so a coordinator replaced on a fresh database retries by their policy", async () => {
+    const env = await clientEnv();
+    try {
+      const worker = env.worker().task("flaky", { retries: new Retries({ limit: 1, backoff: [0, 0] }) }, (_args, ctx) => {
+        if (ctx.attempt === 1) throw new Error("the first attempt fails");
+        return `attempt ${ctx.attempt}`;
+      });
+      await worker.start();
+      await env.stopCoordinator();
+      // At the same address, on a database that has never heard of the task.
+      env.coordinator = await startTestCoordinator({ listen: env.address });
+      const handle = await env.client().submit("flaky", null);
+      expect(await handle.result()).toBe("attempt 2");
     } finally {
       await env.close();
     }

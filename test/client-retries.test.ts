@@ -9,9 +9,10 @@ import {
   Retries,
   RetryAfterError,
   retryPolicy,
+  Worker,
 } from "@reprise/client";
 import type { Execution, RetryPolicy, RetriesOption, TaskHandler } from "@reprise/client";
-import { clientEnv, retryDelayAfter } from "./client-helpers.js";
+import { MemoryLogger, clientEnv, retryDelayAfter } from "./client-helpers.js";
 import type { ClientEnv } from "./client-helpers.js";
 import { toMs } from "./helpers.js";
 
@@ -63,6 +64,22 @@ describe("retries forms map onto the wire RetryPolicy", () => {
     expect(() => new Retries({ limit: -1 })).toThrow(/Retries.limit/);
     expect(() => new Retries({ limit: 2, backoff: [5, 1] })).toThrow(/Retries.backoff/);
     expect(() => retryPolicy(1.5)).toThrow(/retries/);
+  });
+
+  test("a retry policy or timeout longer than the coordinator's limits is refused at registration, naming the task and the field", async () => {
+    const year = 365 * 86_400;
+    const worker = new Worker({ logger: new MemoryLogger() });
+    try {
+      const handler = () => null;
+      expect(() => worker.task("slow", { retries: new Retries({ limit: 3, backoff: [1, year + 1] }) }, handler)).toThrow(/^task "slow": retries\.backoff\[1\]: must be at most 365 days/);
+      expect(() => worker.task("slow", { retries: new Retries({ limit: null, backoff: [year + 1, year + 1] }) }, handler)).toThrow(/^task "slow": retries\.backoff\[0\]: must be at most 365 days/);
+      expect(() => worker.task("slow", { retries: new Retries({ limit: 3, maxElapsed: 10 * year + 1 }) }, handler)).toThrow(/^task "slow": retries\.maxElapsed: must be at most 3650 days/);
+      expect(() => worker.task("slow", { timeout: year + 1 }, handler)).toThrow(/^task "slow": timeout: must be at most 365 days/);
+      // The limits themselves are allowed.
+      worker.task("slow", { retries: new Retries({ limit: 3, backoff: [year, year], maxElapsed: 10 * year }), timeout: year }, handler);
+    } finally {
+      await worker.stop();
+    }
   });
 
   test("each declared retries form is the policy in effect for executions of its task", async () => {

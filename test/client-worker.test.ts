@@ -8,6 +8,8 @@ import type { HeartbeatRequest, LeaseAttemptsRequest, ReportOutcomesRequest, Tas
 import { CallRecorder, Gate, MemoryLogger, clientEnv } from "./client-helpers.js";
 import { until } from "./helpers.js";
 
+class ConnectionError extends Error {}
+
 /** Resolves with the signal's reason when it aborts. */
 const aborted = (ctx: TaskContext) =>
   new Promise<unknown>((resolve) => ctx.signal.addEventListener("abort", () => resolve(ctx.signal.reason), { once: true }));
@@ -148,12 +150,15 @@ describe("stop()", () => {
     }
   });
 
-  test("stop() past its grace aborts the signals of attempts still running and reports their failure", async () => {
+  test("stop() past its grace aborts the signals of attempts still running and reports each as a retryable WorkerShutdown failure that `when` never sees", async () => {
     const env = await clientEnv();
     try {
       let started = false;
       let reason: unknown;
-      const worker = env.worker().task("stubborn", { retries: 1 }, async (_args, ctx) => {
+      const asked: unknown[] = [];
+      // A `when` that would refuse the AttemptAbortedError the handler throws.
+      const when = (error: unknown) => (asked.push(error), error instanceof ConnectionError);
+      const worker = env.worker().task("stubborn", { retries: new Retries({ limit: 1, backoff: [0, 0], when }) }, async (_args, ctx) => {
         started = true;
         reason = await aborted(ctx);
         throw ctx.signal.reason;
@@ -166,7 +171,9 @@ describe("stop()", () => {
       // The failure was reported before stop() resolved, so the retry is already pending.
       const execution = await handle.get();
       expect(execution.state).toBe(ExecutionState.PENDING);
-      expect(execution.attempts[0]!.failure?.type).toBe("AttemptAbortedError");
+      expect(execution.attempts[0]!.failure).toMatchObject({ type: "WorkerShutdown", nonRetryable: false });
+      expect(execution.attempts[0]!.failure?.message).toContain("the worker is stopping");
+      expect(asked).toEqual([]);
       await handle.cancel();
     } finally {
       await env.close();
@@ -239,6 +246,51 @@ describe("concurrency and batching", () => {
       expect(firstFull).toBeGreaterThanOrEqual(0);
       expect(heartbeats().slice(firstFull, firstFull + 5).every((h) => h.leaseTokens.length === 3)).toBe(true);
       expect(running).toBe(3);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("heartbeats go in calls of at most the coordinator's 1000 tokens, so a worker holding more leases keeps them all alive", async () => {
+    const env = await clientEnv();
+    try {
+      const recorder = new CallRecorder();
+      // Fault injection: ReportOutcomes calls wait at the gate, so each finished
+      // attempt keeps its lease, and its place in the heartbeats, until then.
+      const reports = new Gate();
+      const holdReports: grpc.Interceptor = (options, nextCall) =>
+        new grpc.InterceptingCall(
+          nextCall(options),
+          options.method_definition.path.endsWith("/ReportOutcomes") ? { start: (metadata, listener, next) => void reports.opened.then(() => next(metadata, listener)) } : {},
+        );
+      const count = 1100;
+      let ran = 0;
+      // Leases of 2 s leave the coordinator time to take 1100 reports at once on a busy machine.
+      const worker = env.worker({ leaseDuration: 2, abortGrace: 30, concurrency: 500, grpcOptions: { interceptors: [recorder.interceptor, holdReports] } });
+      worker.task("many", (n: number) => {
+        ran++;
+        return n;
+      });
+      const client = env.client();
+      await Promise.all(Array.from({ length: count }, (_, n) => client.submit("many", n)));
+      await worker.start();
+      await until(() => ran === count, 10_000, "every attempt to run");
+      // Longer than a lease: without heartbeats, every lease would run out meanwhile.
+      const heldSince = Date.now();
+      await until(() => Date.now() > heldSince + 3000, 5000, "the reports to be held past a lease");
+      reports.open();
+      // It returns once the coordinator has answered every report.
+      await worker.stop();
+      // At most once: an attempt whose lease ran out would have ended ABANDONED, and its result been refused.
+      let succeeded = 0;
+      for (let pageToken = ""; ; ) {
+        const page = await env.coordinator.executions.listExecutions({ task: "many", state: ExecutionState.SUCCEEDED, pageSize: 1000, pageToken });
+        succeeded += page.executions.length;
+        pageToken = page.nextPageToken;
+        if (pageToken === "") break;
+      }
+      expect(succeeded).toBe(count);
+      expect(Math.max(...recorder.requests<HeartbeatRequest>("Heartbeat").map((h) => h.leaseTokens.length))).toBe(1000);
     } finally {
       await env.close();
     }

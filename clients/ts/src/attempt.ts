@@ -6,7 +6,7 @@ import type { Codec } from "./codec.js";
 import { describeError } from "./connection.js";
 import { AttemptAbortedError, NonRetryableError, SnoozeError } from "./errors.js";
 import type { AbortCause } from "./errors.js";
-import { toFailure } from "./failure.js";
+import { shutdownFailure, toFailure } from "./failure.js";
 import type { Logger } from "./log.js";
 import type { PendingOutcome } from "./reporter.js";
 import type { RetriesOption, When } from "./retries.js";
@@ -94,10 +94,10 @@ export async function runAttempt(
     const value = await task.handler(args as never, ctx);
     outcome = { case: "result", value: { data: options.codec.encode(value), contentType: options.codec.contentType } };
   } catch (error) {
-    outcome =
-      error instanceof SnoozeError
-        ? { case: "snooze", value: { delay: durationFromSeconds(error.seconds, "SnoozeError.seconds") } }
-        : { case: "failure", value: toFailure(error, task?.when) };
+    if (error instanceof SnoozeError) outcome = { case: "snooze", value: { delay: durationFromSeconds(error.seconds, "SnoozeError.seconds") } };
+    // Interrupted by stop(): the handler did not fail, the worker stopped it.
+    else if (live.abortedBy === "stopping") outcome = { case: "failure", value: shutdownFailure(error) };
+    else outcome = { case: "failure", value: toFailure(error, task?.when) };
   } finally {
     clearTimeout(timer);
   }

@@ -48,6 +48,13 @@ function bearerToken(token: string): grpc.Interceptor {
     });
 }
 
+/**
+ * The coordinator's default --max-batch-size (docs/limits.md): the most
+ * submissions, outcomes or heartbeat tokens one call may carry. Larger sets
+ * are split into calls of this size.
+ */
+export const MAX_BATCH = 1000;
+
 export function statusCode(error: unknown): number | undefined {
   return typeof error === "object" && error !== null && "code" in error && typeof error.code === "number" ? error.code : undefined;
 }

@@ -78,3 +78,13 @@ export function toFailure(error: unknown, when: When | undefined): FailureInit {
     ...(retryAfter !== undefined && !nonRetryable ? { retryAfter: durationFromSeconds(retryAfter, "retryAfter") } : {}),
   };
 }
+
+/**
+ * The Failure for an attempt still running when `stop()`'s grace ran out,
+ * whatever it threw. Like an abandoned attempt it is always retryable, and
+ * `when` is not asked: reporting it at once only saves waiting for the lease
+ * to expire. The type is the Go client's.
+ */
+export function shutdownFailure(error: unknown): FailureInit {
+  return { type: "WorkerShutdown", message: truncate(`the worker shut down before the attempt finished: ${errorMessage(error)}`, MAX_MESSAGE_BYTES) };
+}

@@ -3,9 +3,7 @@
 import type { ServiceClient } from "@reprise/wire";
 import type { WorkerService } from "@reprise/wire";
 import type { Logger } from "./log.js";
-import { describeError } from "./connection.js";
-
-const MAX_TOKENS_PER_HEARTBEAT = 10_000;
+import { MAX_BATCH, describeError } from "./connection.js";
 
 export interface HeartbeatVerdicts {
   cancelRequested: Uint8Array[];
@@ -41,8 +39,10 @@ export class Heartbeater {
 
   private async beat(): Promise<void> {
     const tokens = this.leases();
-    for (let i = 0; i < tokens.length; i += MAX_TOKENS_PER_HEARTBEAT) {
-      const leaseTokens = tokens.slice(i, i + MAX_TOKENS_PER_HEARTBEAT);
+    // More tokens than the coordinator takes in one call would fail the whole
+    // call, and every lease in it would run out.
+    for (let i = 0; i < tokens.length; i += MAX_BATCH) {
+      const leaseTokens = tokens.slice(i, i + MAX_BATCH);
       try {
         // A heartbeat slower than its interval is no use: the next one is due.
         const deadline = new Date(Date.now() + this.options.intervalMs);

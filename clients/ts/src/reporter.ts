@@ -11,12 +11,11 @@ import type { OutcomeReceipt, OutcomeSchema } from "@reprise/wire";
 import type { WorkerService } from "@reprise/wire";
 import { Backoff } from "./backoff.js";
 import type { ReconnectOptions } from "./backoff.js";
-import { describeError, isTransient } from "./connection.js";
+import { MAX_BATCH, describeError, isTransient } from "./connection.js";
 import type { FailureInit } from "./failure.js";
 import type { LogFields, Logger } from "./log.js";
 import { sleep, timestampToMs } from "./time.js";
 
-const MAX_OUTCOMES_PER_REPORT = 1000;
 const REPORT_DEADLINE_MS = 30_000;
 
 export interface PendingOutcome {
@@ -186,7 +185,7 @@ export class OutcomeReporter {
   /** The next batch: one outcome that must go alone, or up to the maximum of the others. */
   private nextBatch(): PendingOutcome[] {
     if (this.queue[0]?.alone) return this.queue.splice(0, 1);
-    const end = this.queue.findIndex((pending, i) => pending.alone || i >= MAX_OUTCOMES_PER_REPORT);
+    const end = this.queue.findIndex((pending, i) => pending.alone || i >= MAX_BATCH);
     return this.queue.splice(0, end === -1 ? this.queue.length : end);
   }
 

@@ -4,7 +4,7 @@
 // and being explicit keeps the client's meaning independent of that rule.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RetryPolicySchema } from "@reprise/wire";
-import { durationFromSeconds } from "./time.js";
+import { MAX_DURATION_SECONDS, MAX_ELAPSED_SECONDS, durationFromSeconds } from "./time.js";
 
 /** Coflux's default backoff range, in seconds. */
 export const DEFAULT_BACKOFF: readonly [number, number] = [1, 60];
@@ -84,32 +84,32 @@ export type RetriesOption = number | boolean | Retries;
 
 export type RetryPolicyInit = MessageInitShape<typeof RetryPolicySchema>;
 
-/** The wire policy of a `retries` option, or undefined for at most once. */
+/**
+ * The wire policy of a `retries` option, or undefined for at most once.
+ * Durations past the coordinator's limits throw, with `name` in the message.
+ */
 export function retryPolicy(retries: RetriesOption | undefined, name = "retries"): RetryPolicyInit | undefined {
   if (retries === undefined || retries === false || retries === 0) return undefined;
-  if (retries === true) return unlimited(DEFAULT_BACKOFF, name);
+  if (retries === true) return { unlimited: true, ...wireBackoff(DEFAULT_BACKOFF, name) };
   if (typeof retries === "number") {
     if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`${name}: must be a whole number >= 0, a boolean or a Retries; got ${retries}`);
-    return limited(retries, [0, 0], name);
+    return { limit: retries, ...wireBackoff([0, 0], name) };
   }
   if (retries.limit === 0) return undefined;
-  const [min, max] = retries.backoff;
   return {
     ...(retries.limit === null ? { unlimited: true } : { limit: retries.limit }),
-    backoffMin: durationFromSeconds(min, `${name}.backoff[0]`),
-    backoffMax: durationFromSeconds(max, `${name}.backoff[1]`),
+    ...wireBackoff(retries.backoff, name),
     backoffCoefficient: retries.coefficient,
     jitter: retries.jitter,
-    maxElapsed: retries.maxElapsed > 0 ? durationFromSeconds(retries.maxElapsed, `${name}.maxElapsed`) : undefined,
+    maxElapsed: retries.maxElapsed > 0 ? durationFromSeconds(retries.maxElapsed, `${name}.maxElapsed`, MAX_ELAPSED_SECONDS) : undefined,
   };
 }
 
-function limited(limit: number, [min, max]: readonly [number, number], name: string): RetryPolicyInit {
-  return { limit, backoffMin: durationFromSeconds(min, `${name}.backoff[0]`), backoffMax: durationFromSeconds(max, `${name}.backoff[1]`) };
-}
-
-function unlimited([min, max]: readonly [number, number], name: string): RetryPolicyInit {
-  return { unlimited: true, backoffMin: durationFromSeconds(min, `${name}.backoff[0]`), backoffMax: durationFromSeconds(max, `${name}.backoff[1]`) };
+function wireBackoff([min, max]: readonly [number, number], name: string): Pick<RetryPolicyInit, "backoffMin" | "backoffMax"> {
+  return {
+    backoffMin: durationFromSeconds(min, `${name}.backoff[0]`, MAX_DURATION_SECONDS),
+    backoffMax: durationFromSeconds(max, `${name}.backoff[1]`, MAX_DURATION_SECONDS),
+  };
 }
 
 /** The wire RetryBudget of a task's `retryBudget` option, validated. */

@@ -6,7 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ExecutionService, SubmitRequestSchema, SubmitResponse } from "./wire.js";
 import type { ServiceClient } from "@reprise/wire";
-import { statusCode } from "./connection.js";
+import { MAX_BATCH, statusCode } from "./connection.js";
 
 type SubmitInit = MessageInitShape<typeof SubmitRequestSchema>;
 
@@ -15,9 +15,6 @@ interface Queued {
   resolve(response: SubmitResponse): void;
   reject(error: unknown): void;
 }
-
-/** The coordinator's default --max-batch-size; a smaller configured limit makes batches fall back to single submits. */
-const MAX_BATCH = 1000;
 
 /** Codes that mean "this batch's content was refused", not "the call failed". */
 const REFUSED = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.RESOURCE_EXHAUSTED, grpc.status.UNIMPLEMENTED]);
@@ -41,6 +38,8 @@ export class SubmitBatcher {
     this.scheduled = false;
     const queued = this.queue;
     this.queue = [];
+    // A coordinator configured with a smaller limit refuses these batches, and
+    // their submissions fall back to one Submit each.
     for (let i = 0; i < queued.length; i += MAX_BATCH) void this.send(queued.slice(i, i + MAX_BATCH));
   }
 

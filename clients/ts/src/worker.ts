@@ -17,7 +17,7 @@ import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
 import { OutcomeReporter } from "./reporter.js";
 import { retryPolicy, wireBudget } from "./retries.js";
 import type { TaskHandler, TaskOptions } from "./task.js";
-import { durationFromSeconds, sleep } from "./time.js";
+import { MAX_DURATION_SECONDS, durationFromSeconds, sleep } from "./time.js";
 
 type WorkerState = "new" | "starting" | "running" | "stopping" | "stopped";
 
@@ -77,7 +77,7 @@ export class Worker {
     if (this.tasks.has(name)) throw new Error(`task ${JSON.stringify(name)} is already registered`);
     // Validate now, where the stack points at the user's line.
     retryPolicy(options.retries, `task ${JSON.stringify(name)}: retries`);
-    if (options.timeout !== undefined) durationFromSeconds(options.timeout, `task ${JSON.stringify(name)}: timeout`);
+    if (options.timeout !== undefined) durationFromSeconds(options.timeout, `task ${JSON.stringify(name)}: timeout`, MAX_DURATION_SECONDS);
     const retryBudget = options.retryBudget === undefined ? undefined : wireBudget(options.retryBudget, `task ${JSON.stringify(name)}: retryBudget`);
     const when = typeof options.retries === "object" ? options.retries.when : undefined;
     this.tasks.set(name, { name, retries: options.retries, when, timeout: options.timeout, retryBudget, handler: handler as TaskHandler<never, unknown> });
@@ -96,17 +96,12 @@ export class Worker {
     this.leaseLoop = this.leaseForever();
   }
 
+  /** Declares the tasks, retrying transient errors until the coordinator answers. */
   private async declare(): Promise<void> {
-    const tasks = [...this.tasks.values()].map((task) => ({
-      name: task.name,
-      retryPolicy: retryPolicy(task.retries),
-      timeout: task.timeout === undefined ? undefined : durationFromSeconds(task.timeout, "timeout"),
-      retryBudget: task.retryBudget,
-    }));
     const backoff = new Backoff(this.options.reconnect);
     for (let failures = 0; ; failures++) {
       try {
-        await this.workers.declareTasks({ workerId: this.options.workerId, tasks }, { signal: this.stopping.signal });
+        await this.declareTasks();
         return;
       } catch (error) {
         if (this.stopping.signal.aborted) return;
@@ -118,11 +113,26 @@ export class Worker {
     }
   }
 
+  /** One DeclareTasks call with every task's policy and timeout. */
+  private async declareTasks(): Promise<void> {
+    const tasks = [...this.tasks.values()].map((task) => ({
+      name: task.name,
+      retryPolicy: retryPolicy(task.retries),
+      timeout: task.timeout === undefined ? undefined : durationFromSeconds(task.timeout, "timeout"),
+      retryBudget: task.retryBudget,
+    }));
+    await this.workers.declareTasks({ workerId: this.options.workerId, tasks }, { signal: this.stopping.signal });
+  }
+
   private async leaseForever(): Promise<void> {
     const { workerId, concurrency, pollWait, leaseDuration, logger } = this.options;
     const backoff = new Backoff(this.options.reconnect);
     const tasks = [...this.tasks.keys()];
     let unreachable = false;
+    // start() declared them. After a failed call the coordinator may have been
+    // replaced, by one whose database has no policy for them, so they are
+    // declared again before the next lease (docs/clients.md, "Declare the tasks").
+    let declared = true;
     while (this.state === "running") {
       const free = concurrency - this.handlers.size;
       if (free <= 0) {
@@ -130,6 +140,8 @@ export class Worker {
         continue;
       }
       try {
+        if (!declared) await this.declareTasks();
+        declared = true;
         const { attempts } = await this.workers.leaseAttempts(
           { workerId, tasks, maxAttempts: free, wait: durationFromSeconds(pollWait, "pollWait"), leaseDuration: durationFromSeconds(leaseDuration, "leaseDuration") },
           // The deadline only guards against a connection that died silently.
@@ -150,9 +162,10 @@ export class Worker {
         if (this.state !== "running") break;
         // A transient error is logged once per outage; anything else (a bad
         // request) every time, since it will not pass by itself.
-        if (!isTransient(error) && !isQuotaFull(error)) logger.error("LeaseAttempts failed; retrying", { error: describeError(error) });
+        if (!isTransient(error) && !isQuotaFull(error)) logger.error(`${declared ? "LeaseAttempts" : "DeclareTasks"} failed; retrying`, { error: describeError(error) });
         else if (!unreachable) logger.warn("cannot lease attempts; retrying", { error: describeError(error) });
         unreachable = true;
+        declared = false;
         await sleep(backoff.next(), this.stopping.signal);
       }
     }
