@@ -361,14 +361,15 @@ describe("concurrency and batching", () => {
     }
   });
 
-  test("a result over the coordinator's payload limit fails its attempt without sinking the rest of the batch", async () => {
+  test("a result over the coordinator's payload limit fails its execution for good, as ResultTooLarge, without sinking the rest of the batch", async () => {
     const env = await clientEnv({ limits: { maxPayloadBytes: 1000 } });
     try {
       const logger = new MemoryLogger();
       const recorder = new CallRecorder();
       const gate = new Gate();
       let started = 0;
-      const worker = env.worker({ logger, grpcOptions: { interceptors: [recorder.interceptor] } }).task("sized", async (size: number) => {
+      // Retries would not help: the same handler returns as large a result again.
+      const worker = env.worker({ logger, grpcOptions: { interceptors: [recorder.interceptor] } }).task("sized", { retries: 2 }, async (size: number) => {
         started++;
         await gate.opened;
         return "x".repeat(size);
@@ -382,8 +383,10 @@ describe("concurrency and batching", () => {
       expect(await small.result()).toBe("x".repeat(10));
       const error = await big.result().catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ExecutionFailedError);
-      expect((error as ExecutionFailedError).failureType).toBe("ResultRejected");
+      expect((error as ExecutionFailedError).failureType).toBe("ResultTooLarge");
       expect((error as ExecutionFailedError).failureMessage).toContain("RESOURCE_EXHAUSTED");
+      expect(started).toBe(2);
+      expect((await big.get()).attempts.map((a) => a.failure?.nonRetryable)).toEqual([true]);
       // One batch of two, rejected whole, then each outcome alone.
       expect(recorder.requests<ReportOutcomesRequest>("ReportOutcomes").map((r) => r.outcomes.length).slice(0, 3)).toEqual([2, 1, 1]);
     } finally {

@@ -5,13 +5,14 @@
 // the coordinator are kept and re-sent until it is back, since a finished
 // result is the one thing a worker must not lose; refused ones (a lease that
 // expired meanwhile, a cancelled execution) are logged and dropped.
+import * as grpc from "@grpc/grpc-js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceClient } from "@reprise/wire";
 import type { OutcomeReceipt, OutcomeSchema } from "@reprise/wire";
 import type { WorkerService } from "@reprise/wire";
 import { Backoff } from "./backoff.js";
 import type { ReconnectOptions } from "./backoff.js";
-import { MAX_BATCH, describeError, isTransient } from "./connection.js";
+import { MAX_BATCH, describeError, isTransient, statusCode } from "./connection.js";
 import type { FailureInit } from "./failure.js";
 import type { LogFields, Logger } from "./log.js";
 import { sleep, timestampToMs } from "./time.js";
@@ -162,14 +163,17 @@ export class OutcomeReporter {
     const [pending] = batch;
     if (!pending) return;
     if (pending.outcome.outcome?.case === "result" && !pending.replaced) {
+      // A result over the payload maximum would be as large on every retry:
+      // it fails for good, as in the Python and Go clients.
+      const failure: FailureInit =
+        statusCode(error) === grpc.status.RESOURCE_EXHAUSTED
+          ? { type: "ResultTooLarge", message: `the coordinator rejected the result: ${describeError(error)}`, nonRetryable: true }
+          : { type: "ResultRejected", message: `the coordinator rejected the result: ${describeError(error)}` };
       this.queue.unshift({
         ...pending,
         alone: true,
         replaced: true,
-        outcome: {
-          leaseToken: pending.outcome.leaseToken,
-          outcome: { case: "failure", value: { type: "ResultRejected", message: `the coordinator rejected the result: ${describeError(error)}` } },
-        },
+        outcome: { leaseToken: pending.outcome.leaseToken, outcome: { case: "failure", value: failure } },
       });
       return;
     }
