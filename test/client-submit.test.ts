@@ -23,6 +23,25 @@ describe("client submits", () => {
     }
   });
 
+  test("a handle says whether its Submit's idempotency key matched an execution already there (existing), in a batch and alone", async () => {
+    const env = await clientEnv();
+    try {
+      const client = env.client();
+      const [first, repeatInBatch, other] = await Promise.all([
+        client.submit("t", 1, { idempotencyKey: "same" }),
+        client.submit("t", 1, { idempotencyKey: "same" }),
+        client.submit("t", 2),
+      ]);
+      expect([first.existing, repeatInBatch.existing, other.existing]).toEqual([false, true, false]);
+      expect(repeatInBatch.id).toBe(first.id);
+      const later = await client.submit("t", 1, { idempotencyKey: "same" });
+      expect([later.id, later.existing]).toEqual([first.id, true]);
+      expect(client.execution(first.id).existing).toBe(false);
+    } finally {
+      await env.close();
+    }
+  });
+
   test("when a batch is refused for one bad submission, each is sent alone and only the bad one fails", async () => {
     const env = await clientEnv();
     try {

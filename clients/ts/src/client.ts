@@ -64,8 +64,8 @@ export class Client {
     const backoff = new Backoff(this.options.reconnect);
     for (let tries = 1; ; tries++) {
       try {
-        const { execution } = await this.submits.submit(request);
-        return new ExecutionHandle<Result>(execution!.id, execution, this.executions, this.options, this.closed.signal);
+        const { execution, existing } = await this.submits.submit(request);
+        return new ExecutionHandle<Result>(execution!.id, execution, existing, this.executions, this.options, this.closed.signal);
       } catch (error) {
         if (!options.idempotencyKey || !isTransient(error) || tries >= 20 || this.closed.signal.aborted) throw error;
         await sleep(backoff.next(), this.closed.signal);
@@ -80,7 +80,7 @@ export class Client {
 
   /** A handle on an execution submitted earlier, by its id. */
   execution<Result = unknown>(id: string): ExecutionHandle<Result> {
-    return new ExecutionHandle<Result>(id, undefined, this.executions, this.options, this.closed.signal);
+    return new ExecutionHandle<Result>(id, undefined, false, this.executions, this.options, this.closed.signal);
   }
 
   /** Closes the channel; waits in progress reject with an error saying the client was closed. */

@@ -23,6 +23,8 @@ export class ExecutionHandle<Result = unknown> {
     readonly id: string,
     /** The execution as Submit returned it. */
     readonly submitted: Execution | undefined,
+    /** True when Submit's idempotency key matched an execution already there, so this submit created nothing. */
+    readonly existing: boolean,
     private readonly executions: ServiceClient<typeof ExecutionService>,
     private readonly options: ResolvedClientOptions,
     /** Aborts when the Client is closed, so that no wait retries against a closed channel. */
