@@ -168,6 +168,18 @@ def test_an_async_attempt_past_its_timeout_is_cancelled_and_ends_timed_out(clien
     wait_for(lambda: worker.running == 0, message="the slot to free")
 
 
+def test_an_async_attempt_with_a_timeout_shorter_than_the_heartbeat_interval_is_cancelled_at_its_timeout(client, make_worker):
+    worker = make_worker(lease_duration=30)  # a heartbeat only every 10 s
+    handler = Awaiting()
+    worker.task(name="quick_timeout_wait", timeout=0.5)(handler)
+    worker.start()
+    client.submit("quick_timeout_wait")
+    wait_for(handler.started.is_set, message="the handler to start")
+    # Long before the first heartbeat could say the lease is lost.
+    wait_for(lambda: handler.reasons, timeout=5, message="the handler's task to be cancelled at its timeout")
+    assert handler.reasons == ["timeout"]
+
+
 def test_a_long_async_attempt_keeps_its_lease_through_heartbeats(client, make_worker):
     worker = make_worker(lease_duration=0.3)
 

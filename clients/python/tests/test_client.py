@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import grpc
 import pytest
 
+import reprise.client as client_module
 from reprise import AttemptState, Client, ExecutionFailed, ExecutionState, Retries, WaitTimeout
 
 from _support import wait_for
@@ -122,6 +124,31 @@ def test_a_coordinator_restart_loses_no_result_and_leaves_no_waiter_hanging(coor
         assert not waiter.is_alive()
         assert outcome == {"value": "after restart"}
         assert len(handle.get().attempts) == 1
+
+
+def test_a_submit_while_the_coordinator_is_unreachable_fails_at_once_with_unavailable_naming_its_address(coordinator):
+    coordinator.stop()
+    with Client(coordinator.address) as client:
+        began = time.monotonic()
+        with pytest.raises(grpc.RpcError) as failed:
+            client.submit("unreachable")
+        assert time.monotonic() - began < 5, "without a key, a submit is not resent, so it must not wait either"
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"submit to the coordinator at {coordinator.address} failed" in failed.value.details()
+    assert str(failed.value) == failed.value.details()
+
+
+def test_a_keyed_submit_while_the_coordinator_is_unreachable_is_resent_then_fails_with_unavailable_naming_its_address(
+    coordinator, call_log, monkeypatch
+):
+    monkeypatch.setattr(client_module, "RECONNECT_TIMEOUT", 1.0)
+    coordinator.stop()
+    with Client(coordinator.address) as client:
+        with pytest.raises(grpc.RpcError) as failed:
+            client.submit("unreachable", idempotency_key="resent")
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"submit to the coordinator at {coordinator.address} failed" in failed.value.details()
+    assert call_log.methods().count("Submit") > 1, "a keyed submit is resent until its time is up"
 
 
 def test_an_async_handler_is_awaited_and_its_result_reported(client, make_worker):

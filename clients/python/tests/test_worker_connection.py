@@ -9,6 +9,7 @@ import pytest
 
 from reprise import Client, Retries, Worker
 from reprise._tasks import TaskSpec
+from reprise.v1.execution_service_pb2 import ListTasksRequest
 from reprise.v1.types_pb2 import RetryPolicy, TaskDefinition
 
 from _support import Coordinator, wait_for
@@ -58,6 +59,31 @@ def test_a_worker_started_before_the_coordinator_declares_and_serves_once_it_is_
     worker.start()  # the coordinator is down: start() does not block or fail
     coordinator.start()
     assert client.submit("late").result(timeout=20) == "served"
+
+
+def test_after_a_lease_failure_the_worker_declares_its_tasks_again_so_a_replaced_coordinator_retries_them(
+    coordinator, client, make_worker, tmp_path
+):
+    worker = make_worker()
+
+    @worker.task(retries=Retries(limit=1, backoff=(0.05, 0.05)))
+    def redeclared(args, ctx):
+        if ctx.attempt == 1:
+            raise ConnectionError("retried under the declared policy, so the new coordinator has it")
+        return "served"
+
+    worker.start()
+    # Replace the coordinator: one on a fresh database, at the same address, knows no task.
+    coordinator.stop()
+    coordinator.db = tmp_path / "replacement.db"
+    coordinator.start()
+
+    def declared() -> bool:
+        tasks = client._stub.ListTasks(ListTasksRequest(), timeout=5).tasks
+        return any(task.name == "redeclared" and task.HasField("declaration") for task in tasks)
+
+    wait_for(declared, timeout=20, message="the worker to declare its tasks to the new coordinator")
+    assert client.submit("redeclared").result(timeout=20) == "served"
 
 
 def test_start_raises_when_the_coordinator_refuses_the_declarations(coordinator, monkeypatch):

@@ -101,6 +101,18 @@ def test_an_attempt_past_its_timeout_is_stopped_and_ends_timed_out(client, make_
     assert handler.reasons[0] in ("timeout", "lost")
 
 
+def test_a_timeout_shorter_than_the_heartbeat_interval_stops_the_attempt_at_its_timeout_with_reason_timeout(client, make_worker):
+    worker = make_worker(lease_duration=30)  # a heartbeat only every 10 s
+    handler = Blocking()
+    worker.task(name="quick_timeout", timeout=0.5)(handler)
+    worker.start()
+    client.submit("quick_timeout")
+    wait_for(handler.started.is_set, message="the handler to start")
+    # Long before the first heartbeat could say the lease is lost.
+    wait_for(lambda: handler.reasons, timeout=5, message="the handler to be stopped at its timeout")
+    assert handler.reasons == ["timeout"]
+
+
 def test_stop_drains_in_flight_attempts_and_reports_them_before_returning(client, make_worker):
     worker = make_worker(concurrency=2)
     release = threading.Event()

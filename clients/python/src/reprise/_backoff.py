@@ -1,5 +1,6 @@
-"""Reconnect backoff: full jitter, doubling up to a cap, so a fleet of workers
-does not hammer a coordinator that is coming back up."""
+"""Reconnect backoff: 100 ms doubling to 5 s, as in the TypeScript and Go
+clients, with jitter, so a fleet of workers does not hammer a coordinator that
+is coming back up."""
 from __future__ import annotations
 
 import random
@@ -32,7 +33,7 @@ def is_over_quota(error: grpc.RpcError) -> bool:
 
 
 class Backoff:
-    def __init__(self, initial: float = 0.05, maximum: float = 5.0):
+    def __init__(self, initial: float = 0.1, maximum: float = 5.0):
         self._initial = initial
         self._maximum = maximum
         self._ceiling = initial

@@ -33,6 +33,8 @@ class Heartbeater:
         self._worker_id = worker_id
         self._interval = interval
         self._stopping = threading.Event()
+        # Set to make the loop look at the attempts' timeouts again before its next beat.
+        self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reprise-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -40,20 +42,29 @@ class Heartbeater:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._woken.set()
         self._thread.join()
+
+    def watch_timeout(self) -> None:
+        """Takes a new attempt's timeout into account now: it may pass long before the next beat."""
+        self._woken.set()
 
     def _run(self) -> None:
         next_beat = time.monotonic() + self._interval
         while True:
-            wait = max(0.0, next_beat - time.monotonic())
-            until_timeout = self._stop_timed_out()
-            if until_timeout is not None:
-                wait = min(wait, until_timeout)
-            if self._stopping.wait(wait):
+            # Cleared before anything is read, so that a stop() or an attempt added from now on ends the wait below.
+            self._woken.clear()
+            if self._stopping.is_set():
                 return
+            # Before the beat, so an attempt past its timeout stops as timed out, not as lost.
+            until_timeout = self._stop_timed_out()
             if time.monotonic() >= next_beat:
                 self._beat()
                 next_beat = time.monotonic() + self._interval
+            wait = max(0.0, next_beat - time.monotonic())
+            if until_timeout is not None:
+                wait = min(wait, until_timeout)
+            self._woken.wait(wait)
 
     def _stop_timed_out(self) -> float | None:
         """Stops running attempts past their timeout (the coordinator will say so

@@ -10,6 +10,10 @@ its own answer, as the TypeScript client does.
 Calls are grpc futures and finish in their done-callbacks, so that no caller's
 thread is tied to anyone else's call: each waits only for its own answer, up
 to its own deadline.
+
+Calls are not wait_for_ready: while the coordinator cannot be reached, a
+submit fails at once with UNAVAILABLE instead of waiting out its deadline, and
+Client resends those that carry an idempotency key.
 """
 from __future__ import annotations
 
@@ -42,6 +46,23 @@ class SubmitDeadlineExceeded(grpc.RpcError):
 
     def __str__(self) -> str:
         return "submit: Deadline Exceeded"
+
+
+class SubmitCallFailed(grpc.RpcError):
+    """A submit whose call failed on its way (the coordinator unreachable, or
+    no answer in time): the call's status, with a message that names the
+    coordinator's address."""
+
+    def __init__(self, address: str, error: grpc.RpcError):
+        self._code = error.code()
+        self._details = f"submit to the coordinator at {address} failed with {self._code.name}: {error.details()}"
+        super().__init__(self._details)
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
 
 
 class Pending:
@@ -94,7 +115,7 @@ class SubmitBatcher:
         # A lone submit on the caller's own thread, as a blocking call: a
         # future would cost it a hand-off from gRPC's thread and back.
         try:
-            return self._stub.Submit(request, timeout=max(deadline - time.monotonic(), 0.001), wait_for_ready=True)
+            return self._stub.Submit(request, timeout=max(deadline - time.monotonic(), 0.001))
         except BaseException as error:  # noqa: BLE001 - the call's error is its caller's answer
             return error
         finally:
@@ -183,7 +204,7 @@ class SubmitBatcher:
 
     def _call(self, method, request, deadline: float, done: Callable[[grpc.Future], None], batch: list[Pending]) -> None:
         try:
-            call = method.future(request, timeout=max(deadline - time.monotonic(), 0.001), wait_for_ready=True)
+            call = method.future(request, timeout=max(deadline - time.monotonic(), 0.001))
         except BaseException as error:  # noqa: BLE001 - e.g. ValueError from a closed channel: each caller's answer
             for pending in batch:
                 self.settle(pending, error)

@@ -13,7 +13,7 @@ from reprise.v1 import execution_service_pb2_grpc, types_pb2
 from ._channel import open_channel
 from ._backoff import Backoff, is_over_quota, is_transient
 from ._durations import Seconds, as_seconds, to_duration
-from ._submits import Answer, Pending, SubmitBatcher, SubmitDeadlineExceeded
+from ._submits import Answer, Pending, SubmitBatcher, SubmitCallFailed, SubmitDeadlineExceeded
 from .codec import Codec, JsonCodec
 from .errors import ExecutionAbandoned, ExecutionCancelled, ExecutionError, ExecutionFailed, ExecutionTimedOut, WaitTimeout
 from .options import DEFAULT_ADDRESS
@@ -121,6 +121,10 @@ class Client:
         Safe to call from many threads at once: a submit made while another is
         on the wire waits for it to return, then goes out with every other
         submit that queued meanwhile, as one SubmitBatch (see submit_many).
+
+        When the coordinator cannot be reached, raises grpc.RpcError with
+        UNAVAILABLE, naming its address: at once without an idempotency key;
+        with one, after resending it for up to RECONNECT_TIMEOUT.
         """
         request = self._submit_request(task, args, retries, idempotency_key, delay, labels)
         [answer] = self._submit_all([request])
@@ -211,6 +215,9 @@ class Client:
             time.sleep(pause)
 
     def _handle(self, answer: Answer) -> "ExecutionHandle":
+        if isinstance(answer, grpc.RpcError) and is_transient(answer):
+            # gRPC's own message need not say which coordinator failed to answer, nor to what.
+            raise SubmitCallFailed(self.address, answer) from answer
         if isinstance(answer, BaseException):
             raise answer
         return ExecutionHandle(self, answer.execution, answer.existing)

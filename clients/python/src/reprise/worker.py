@@ -222,7 +222,6 @@ class Worker:
                     if not declared:
                         self._stopping.wait(backoff.next())
                         continue
-                    backoff.reset()
                 free = self._inflight.wait_for_free_slots(self.options.concurrency, self._stopping)
                 if free == 0:
                     return
@@ -232,6 +231,9 @@ class Worker:
                     return
                 if is_transient(error) or is_over_quota(error):
                     log.warning("reprise: LeaseAttempts failed (%s); retrying", error.code().name)
+                    # After a transient failure the coordinator may have been replaced, by
+                    # one on a fresh database say: declare the tasks again before leasing.
+                    declared = not is_transient(error)
                     self._stopping.wait(backoff.next())
                     continue
                 self._fail(RuntimeError(f"LeaseAttempts refused ({error.code().name}): {error.details()}"))
@@ -239,6 +241,8 @@ class Worker:
             except RuntimeError as error:
                 self._fail(error)
                 return
+            # Only a lease resets the backoff, not a declaration: a coordinator that
+            # takes the declarations but fails every lease is still backed off.
             backoff.reset()
             # Attempts that came back are ours even if stop() began meanwhile: run them so they drain.
             for leased in attempts:
@@ -282,6 +286,8 @@ class Worker:
             timeout_at=from_timestamp(leased.timeout_at) if leased.HasField("timeout_at") else None,
         )
         self._inflight.add(context)
+        if context.timeout_at is not None:
+            self._heartbeater.watch_timeout()
         spec = self._tasks.get(leased.task)
         if spec is not None and spec.is_async:
             assert self._loop is not None  # start() made it, since a task is async
