@@ -8,7 +8,8 @@
 #                                Python client and Celery, its Go client and River,
 #                                3 repetitions, and Reprise after 1,000,000 finished executions
 #   bash bench/run.sh --smoke    tiny run for CI: Reprise on SQLite from TypeScript, a plain
-#                                client and its floor, Python and Go, with Celery and River beside them
+#                                client and its floor, Python and Go, with Celery and River beside them,
+#                                and src/cold-path.mjs (the coordinator's part of W3, in one process)
 #
 # Other flags go to bench/src/main.mjs: --reps N,
 # --systems reprise,reprise-plain,reprise-floor,reprise-pg,reprise-pg3,graphile,bullmq,reprise-py,celery,reprise-go,river,
@@ -199,3 +200,6 @@ log "load average before the run: $BENCH_LOAD_BEFORE"
 node bench/src/main.mjs --systems "$systems" "$@" &
 main_pid=$!
 wait "$main_pid"
+main_pid=""
+# The coordinator's part of W3 in one process (src/cold-path.mjs), tiny, so that it cannot rot.
+if ((smoke)); then node bench/src/cold-path.mjs --smoke; fi
