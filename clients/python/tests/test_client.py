@@ -151,6 +151,18 @@ def test_a_keyed_submit_while_the_coordinator_is_unreachable_is_resent_then_fail
     assert call_log.methods().count("Submit") > 1, "a keyed submit is resent until its time is up"
 
 
+def test_get_cancel_and_rerun_while_the_coordinator_is_unreachable_fail_naming_the_call_and_its_address(coordinator, monkeypatch):
+    monkeypatch.setattr(client_module, "RECONNECT_TIMEOUT", 1.0)
+    with Client(coordinator.address) as client:
+        handle = client.submit("soon_unreachable")
+        coordinator.stop()
+        for call, name in [(handle.get, "GetExecution"), (handle.cancel, "CancelExecution"), (handle.rerun, "RerunExecution")]:
+            with pytest.raises(grpc.RpcError) as failed:
+                call()
+            assert failed.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), name
+            assert failed.value.details().startswith(f"{name} to the coordinator at {coordinator.address} failed with "), failed.value.details()
+
+
 def test_an_async_handler_is_awaited_and_its_result_reported(client, make_worker):
     worker = make_worker()
 

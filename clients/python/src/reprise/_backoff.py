@@ -26,6 +26,23 @@ def is_transient(error: grpc.RpcError) -> bool:
     return error.code() in TRANSIENT
 
 
+class CallFailed(grpc.RpcError):
+    """A call that failed on its way to the coordinator (unreachable, or no
+    answer in time), after any resends: the call's status, with a message that
+    names the call and the coordinator's address, which gRPC's own may not."""
+
+    def __init__(self, call: str, address: str, error: grpc.RpcError):
+        self._code = error.code()
+        self._details = f"{call} to the coordinator at {address} failed with {self._code.name}: {error.details()}"
+        super().__init__(self._details)
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
 def is_over_quota(error: grpc.RpcError) -> bool:
     """The coordinator's per-connection quota of waiting long-polls or open
     watches is full: worth waiting for, unlike an oversized payload."""

@@ -48,23 +48,6 @@ class SubmitDeadlineExceeded(grpc.RpcError):
         return "submit: Deadline Exceeded"
 
 
-class SubmitCallFailed(grpc.RpcError):
-    """A submit whose call failed on its way (the coordinator unreachable, or
-    no answer in time): the call's status, with a message that names the
-    coordinator's address."""
-
-    def __init__(self, address: str, error: grpc.RpcError):
-        self._code = error.code()
-        self._details = f"submit to the coordinator at {address} failed with {self._code.name}: {error.details()}"
-        super().__init__(self._details)
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-
 class Pending:
     """One submission: its request, its caller's deadline, and once settled its answer."""
 

@@ -11,9 +11,9 @@ from reprise.v1 import execution_service_pb2 as service
 from reprise.v1 import execution_service_pb2_grpc, types_pb2
 
 from ._channel import open_channel
-from ._backoff import Backoff, is_over_quota, is_transient
+from ._backoff import Backoff, CallFailed, is_over_quota, is_transient
 from ._durations import Seconds, as_seconds, to_duration
-from ._submits import Answer, Pending, SubmitBatcher, SubmitCallFailed, SubmitDeadlineExceeded
+from ._submits import Answer, Pending, SubmitBatcher, SubmitDeadlineExceeded
 from .codec import Codec, JsonCodec
 from .errors import ExecutionAbandoned, ExecutionCancelled, ExecutionError, ExecutionFailed, ExecutionTimedOut, WaitTimeout
 from .options import DEFAULT_ADDRESS
@@ -217,7 +217,7 @@ class Client:
     def _handle(self, answer: Answer) -> "ExecutionHandle":
         if isinstance(answer, grpc.RpcError) and is_transient(answer):
             # gRPC's own message need not say which coordinator failed to answer, nor to what.
-            raise SubmitCallFailed(self.address, answer) from answer
+            raise CallFailed("submit", self.address, answer) from answer
         if isinstance(answer, BaseException):
             raise answer
         return ExecutionHandle(self, answer.execution, answer.existing)
@@ -228,11 +228,11 @@ class Client:
 
     def _get(self, execution_id: str) -> types_pb2.Execution:
         request = service.GetExecutionRequest(execution_id=execution_id)
-        return self._retrying(lambda timeout: self._stub.GetExecution(request, timeout=timeout, wait_for_ready=True)).execution
+        return self._retrying("GetExecution", lambda timeout: self._stub.GetExecution(request, timeout=timeout, wait_for_ready=True)).execution
 
     def _cancel(self, execution_id: str) -> types_pb2.Execution:
         request = service.CancelExecutionRequest(execution_id=execution_id)
-        return self._retrying(lambda timeout: self._stub.CancelExecution(request, timeout=timeout, wait_for_ready=True)).execution
+        return self._retrying("CancelExecution", lambda timeout: self._stub.CancelExecution(request, timeout=timeout, wait_for_ready=True)).execution
 
     def rerun(self, execution_id: str) -> types_pb2.Execution:
         """Runs an execution that ended FAILED, ABANDONED, TIMED_OUT or CANCELLED again; returns it, PENDING.
@@ -247,10 +247,16 @@ class Client:
     def _rerun(self, execution_id: str) -> types_pb2.Execution:
         request = service.RerunExecutionRequest(execution_id=execution_id)
         # Sent once: a resend after a lost reply would find it PENDING already and be refused.
-        return self._stub.RerunExecution(request, timeout=RECONNECT_TIMEOUT, wait_for_ready=True).execution
+        try:
+            return self._stub.RerunExecution(request, timeout=RECONNECT_TIMEOUT, wait_for_ready=True).execution
+        except grpc.RpcError as error:
+            if is_transient(error):
+                raise CallFailed("RerunExecution", self.address, error) from error
+            raise
 
-    def _retrying(self, call: Callable[[float], T]) -> T:
-        """Runs an idempotent unary call, resending through transient failures for up to RECONNECT_TIMEOUT."""
+    def _retrying(self, name: str, call: Callable[[float], T]) -> T:
+        """Runs an idempotent unary call, resending through transient failures
+        for up to RECONNECT_TIMEOUT; then raises CallFailed, naming `name`."""
         deadline = time.monotonic() + RECONNECT_TIMEOUT
         backoff = Backoff()
         while True:
@@ -259,8 +265,10 @@ class Client:
                 return call(max(remaining, 0.001))
             except grpc.RpcError as error:
                 pause = backoff.next()
-                if not is_transient(error) or time.monotonic() + pause >= deadline:
+                if not is_transient(error):
                     raise
+                if time.monotonic() + pause >= deadline:
+                    raise CallFailed(name, self.address, error) from error
                 time.sleep(pause)
 
 
