@@ -82,6 +82,21 @@ describe("retries forms map onto the wire RetryPolicy", () => {
     }
   });
 
+  test("a retry limit over 10000 or a budget over 1000000 is refused where it is written; a budget's burst of 0 means 1, as on the wire", async () => {
+    expect(() => new Retries({ limit: 10_001 })).toThrow(/^Retries\.limit: must be a whole number from 0 to 10000/);
+    expect(() => retryPolicy(10_001)).toThrow(/^retries: must be a whole number from 0 to 10000/);
+    expect(retryPolicy(10_000)).toMatchObject({ limit: 10_000 });
+    const worker = new Worker({ logger: new MemoryLogger() });
+    try {
+      const handler = () => null;
+      expect(() => worker.task("t", { retryBudget: { perSecond: 1_000_001 } }, handler)).toThrow(/^task "t": retryBudget\.perSecond: must be a positive number of at most 1000000/);
+      expect(() => worker.task("t", { retryBudget: { perSecond: 1, burst: 1_000_001 } }, handler)).toThrow(/^task "t": retryBudget\.burst: must be a whole number from 0 to 1000000/);
+      worker.task("t", { retryBudget: { perSecond: 1, burst: 0 } }, handler);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   test("each declared retries form is the policy in effect for executions of its task", async () => {
     const env = await clientEnv();
     try {

@@ -71,6 +71,35 @@ describe("SnoozeError", () => {
   });
 });
 
+describe("delays past the coordinator's longest", () => {
+  test("a snooze or a retryAfter of more than 365 days is cut to 365 days, so that the coordinator takes the report", async () => {
+    const env = await clientEnv();
+    const year = 365 * 86_400;
+    try {
+      const worker = env
+        .worker()
+        .task("later", () => {
+          throw new SnoozeError(400 * 86_400);
+        })
+        .task("throttled", { retries: 1 }, () => {
+          throw Object.assign(new Error("429"), { retryAfter: 400 * 86_400 });
+        });
+      await worker.start();
+      const client = env.client();
+      const [later, throttled] = await Promise.all([client.submit("later", null), client.submit("throttled", null)]);
+      await until(async () => (await later.get()).attempts[0]?.state === AttemptState.SNOOZED, 5000, "the snooze to be recorded");
+      await until(async () => (await throttled.get()).attempts[0]?.state === AttemptState.FAILED, 5000, "the failure to be recorded");
+      const snoozed = await later.get();
+      expect(toMs(snoozed.nextAttemptAt) - toMs(snoozed.attempts[0]!.finishedAt)).toBe(year * 1000);
+      const failed = await throttled.get();
+      expect(failed.attempts[0]!.retryRule).toBe(RetryRule.RETRY_AFTER);
+      expect(toMs(failed.nextAttemptAt) - toMs(failed.attempts[0]!.finishedAt)).toBe(year * 1000);
+    } finally {
+      await env.close();
+    }
+  });
+});
+
 describe("retryBudget", () => {
   test("a task's retryBudget is declared with it, and the coordinator then spreads the task's retries at its rate", async () => {
     const env = await clientEnv();
@@ -96,12 +125,13 @@ describe("retryBudget", () => {
     }
   });
 
-  test("a retryBudget without a positive rate or with a burst below 1 is refused at task(), naming the option", async () => {
+  test("a retryBudget without a positive rate or with a negative or fractional burst is refused at task(), naming the option", async () => {
     const env = await clientEnv();
     try {
       const worker = env.worker();
       expect(() => worker.task("a", { retryBudget: { perSecond: 0 } }, () => 1)).toThrow(/^task "a": retryBudget\.perSecond: /);
-      expect(() => worker.task("b", { retryBudget: { perSecond: 1, burst: 0 } }, () => 1)).toThrow(/^task "b": retryBudget\.burst: /);
+      expect(() => worker.task("b", { retryBudget: { perSecond: 1, burst: -1 } }, () => 1)).toThrow(/^task "b": retryBudget\.burst: /);
+      expect(() => worker.task("c", { retryBudget: { perSecond: 1, burst: 1.5 } }, () => 1)).toThrow(/^task "c": retryBudget\.burst: /);
     } finally {
       await env.close();
     }

@@ -11,7 +11,7 @@ import type { Logger } from "./log.js";
 import type { PendingOutcome } from "./reporter.js";
 import type { RetriesOption, When } from "./retries.js";
 import type { TaskContext, TaskHandler } from "./task.js";
-import { durationFromSeconds, timestampToMs } from "./time.js";
+import { MAX_DURATION_SECONDS, durationFromSeconds, timestampToMs } from "./time.js";
 
 export interface RegisteredTask {
   name: string;
@@ -94,7 +94,8 @@ export async function runAttempt(
     const value = await task.handler(args as never, ctx);
     outcome = { case: "result", value: { data: options.codec.encode(value), contentType: options.codec.contentType } };
   } catch (error) {
-    if (error instanceof SnoozeError) outcome = { case: "snooze", value: { delay: durationFromSeconds(error.seconds, "SnoozeError.seconds") } };
+    // A snooze past the coordinator's longest delay is cut to it, as the Go client does: it would refuse the report.
+    if (error instanceof SnoozeError) outcome = { case: "snooze", value: { delay: durationFromSeconds(Math.min(error.seconds, MAX_DURATION_SECONDS), "SnoozeError.seconds") } };
     // Interrupted by stop(): the handler did not fail, the worker stopped it.
     else if (live.abortedBy === "stopping") outcome = { case: "failure", value: shutdownFailure(error) };
     else outcome = { case: "failure", value: toFailure(error, task?.when) };

@@ -6,7 +6,7 @@ import type { FailureSchema } from "@reprise/wire";
 import { NonRetryableError } from "./errors.js";
 import { shouldRetry } from "./retries.js";
 import type { When } from "./retries.js";
-import { durationFromSeconds } from "./time.js";
+import { MAX_DURATION_SECONDS, durationFromSeconds } from "./time.js";
 
 export type FailureInit = MessageInitShape<typeof FailureSchema>;
 
@@ -75,7 +75,8 @@ export function toFailure(error: unknown, when: When | undefined): FailureInit {
     message: truncate(message, MAX_MESSAGE_BYTES),
     stackTrace: truncate(stack, MAX_STACK_BYTES),
     nonRetryable,
-    ...(retryAfter !== undefined && !nonRetryable ? { retryAfter: durationFromSeconds(retryAfter, "retryAfter") } : {}),
+    // Past the coordinator's longest delay it would refuse the whole report: cut to it, as the Go client does.
+    ...(retryAfter !== undefined && !nonRetryable ? { retryAfter: durationFromSeconds(Math.min(retryAfter, MAX_DURATION_SECONDS), "retryAfter") } : {}),
   };
 }
 

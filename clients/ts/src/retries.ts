@@ -9,6 +9,10 @@ import { MAX_DURATION_SECONDS, MAX_ELAPSED_SECONDS, durationFromSeconds } from "
 /** Coflux's default backoff range, in seconds. */
 export const DEFAULT_BACKOFF: readonly [number, number] = [1, 60];
 
+/** The coordinator's limits (docs/limits.md): retries of one policy, and a retry budget's rate and burst. */
+const MAX_LIMIT = 10_000;
+const MAX_BUDGET = 1_000_000;
+
 /** Any error class, matched with `instanceof`. */
 export type ErrorClass = abstract new (...args: never[]) => unknown;
 
@@ -53,8 +57,8 @@ export class Retries {
   readonly when: When | undefined;
 
   constructor(init: RetriesInit) {
-    if (init.limit !== null && (!Number.isInteger(init.limit) || init.limit < 0)) {
-      throw new RangeError(`Retries.limit: must be a whole number >= 0 or null (unlimited); got ${init.limit}`);
+    if (init.limit !== null && (!Number.isInteger(init.limit) || init.limit < 0 || init.limit > MAX_LIMIT)) {
+      throw new RangeError(`Retries.limit: must be a whole number from 0 to ${MAX_LIMIT}, or null (unlimited); got ${init.limit}`);
     }
     const [min, max] = init.backoff ?? DEFAULT_BACKOFF;
     if (!(min <= max)) throw new RangeError(`Retries.backoff: min must not exceed max; got [${min}, ${max}]`);
@@ -92,7 +96,9 @@ export function retryPolicy(retries: RetriesOption | undefined, name = "retries"
   if (retries === undefined || retries === false || retries === 0) return undefined;
   if (retries === true) return { unlimited: true, ...wireBackoff(DEFAULT_BACKOFF, name) };
   if (typeof retries === "number") {
-    if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`${name}: must be a whole number >= 0, a boolean or a Retries; got ${retries}`);
+    if (!Number.isInteger(retries) || retries < 0 || retries > MAX_LIMIT) {
+      throw new RangeError(`${name}: must be a whole number from 0 to ${MAX_LIMIT}, a boolean or a Retries; got ${retries}`);
+    }
     return { limit: retries, ...wireBackoff([0, 0], name) };
   }
   if (retries.limit === 0) return undefined;
@@ -115,8 +121,11 @@ function wireBackoff([min, max]: readonly [number, number], name: string): Pick<
 /** The wire RetryBudget of a task's `retryBudget` option, validated. */
 export function wireBudget(budget: { perSecond: number; burst?: number }, name: string): { retriesPerSecond: number; burst: number } {
   const { perSecond, burst = 1 } = budget;
-  if (!Number.isFinite(perSecond) || perSecond <= 0) throw new RangeError(`${name}.perSecond: must be a positive number; got ${perSecond}`);
-  if (!Number.isInteger(burst) || burst < 1) throw new RangeError(`${name}.burst: must be a whole number of at least 1; got ${burst}`);
+  if (!Number.isFinite(perSecond) || perSecond <= 0 || perSecond > MAX_BUDGET) {
+    throw new RangeError(`${name}.perSecond: must be a positive number of at most ${MAX_BUDGET}; got ${perSecond}`);
+  }
+  // 0 means 1, as on the wire and in the Python and Go clients.
+  if (!Number.isInteger(burst) || burst < 0 || burst > MAX_BUDGET) throw new RangeError(`${name}.burst: must be a whole number from 0 to ${MAX_BUDGET}; got ${burst}`);
   return { retriesPerSecond: perSecond, burst };
 }
 
