@@ -1,6 +1,6 @@
 // Client.submit micro-batching: submits made in one turn share a SubmitBatch.
 import { status } from "@grpc/grpc-js";
-import { ExecutionState } from "@reprise/client";
+import { ExecutionState, Retries } from "@reprise/client";
 import { describe, expect, test } from "vitest";
 import { CallRecorder, clientEnv } from "./client-helpers.js";
 
@@ -37,6 +37,17 @@ describe("client submits", () => {
       const later = await client.submit("t", 1, { idempotencyKey: "same" });
       expect([later.id, later.existing]).toEqual([first.id, true]);
       expect(client.execution(first.id).existing).toBe(false);
+    } finally {
+      await env.close();
+    }
+  });
+
+  test("a submit whose retries carry a when is refused, since when runs in the worker and is declared with the task", async () => {
+    const env = await clientEnv();
+    try {
+      const client = env.client();
+      await expect(client.submit("t", null, { retries: new Retries({ limit: 2, when: () => true }) })).rejects.toThrow(/^retries: `when` is evaluated by workers/);
+      expect((await client.submit("t", null, { retries: new Retries({ limit: 2 }) })).submitted?.retryPolicy?.limit).toBe(2);
     } finally {
       await env.close();
     }

@@ -9,7 +9,7 @@ import { ExecutionHandle } from "./handle.js";
 import { SubmitBatcher } from "./submit-batcher.js";
 import { resolveClientOptions } from "./options.js";
 import type { ClientOptions, ResolvedClientOptions } from "./options.js";
-import { retryPolicy } from "./retries.js";
+import { Retries, retryPolicy } from "./retries.js";
 import type { RetriesOption } from "./retries.js";
 import { durationFromSeconds, sleep } from "./time.js";
 
@@ -52,6 +52,10 @@ export class Client {
   async submit<Result = unknown>(task: string, args?: unknown, options: SubmitOptions = {}): Promise<ExecutionHandle<Result>> {
     const { codec } = this.options;
     const { retries } = options;
+    if (retries instanceof Retries && retries.when !== undefined) {
+      // Silently dropping it would leave the caller believing it applies.
+      throw new TypeError("retries: `when` is evaluated by workers and cannot be sent with a submission; declare it on the task");
+    }
     const explicitNoRetries = retries === 0 || retries === false || (typeof retries === "object" && retries.limit === 0);
     const request = {
       task,
