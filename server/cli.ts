@@ -7,7 +7,7 @@ import Database from "better-sqlite3";
 import { AuthFileError, Authorizer } from "./api/auth.js";
 import { backupDatabase, checkBackupPaths, databaseBytes, mib } from "./operator/backup.js";
 import { COMMANDS, EXIT } from "./operator/commands.js";
-import { ConfigError, SERVE_OPTIONS, loadServeConfig, readPem, serveHelp } from "./operator/config.js";
+import { ConfigError, SERVE_OPTIONS, loadServeConfig, optionName, readPem, serveHelp } from "./operator/config.js";
 import type { ServeConfig } from "./operator/config.js";
 import { announce, jsonLogger } from "./operator/log.js";
 import type { Logger } from "./operator/log.js";
@@ -42,21 +42,24 @@ succeed (submit --wait, watch); 2 bad usage; 3 the call failed.
 Run 'reprise <command> --help' for a command's options.
 `;
 
-function readTls(cert: string, key: string, clientCa: string | null): NonNullable<ServerOptions["tls"]> {
+/** How an error names a serve option: as the operator gave it, by flag or by environment variable. */
+type OptionName = (key: keyof ServeConfig) => string;
+
+function readTls(cert: string, key: string, clientCa: string | null, nameOf: OptionName): NonNullable<ServerOptions["tls"]> {
   const tls = {
-    cert: readPem(cert, "--tls-cert", "certificate"),
-    key: readPem(key, "--tls-key", "private key"),
-    clientCa: clientCa ? readPem(clientCa, "--tls-client-ca", "certificate") : undefined,
+    cert: readPem(cert, nameOf("tlsCert"), "certificate"),
+    key: readPem(key, nameOf("tlsKey"), "private key"),
+    clientCa: clientCa ? readPem(clientCa, nameOf("tlsClientCa"), "certificate") : undefined,
   };
   try {
     createSecureContext({ cert: tls.cert, key: tls.key });
   } catch (error) {
-    throw new ConfigError(`--tls-key: ${key} does not belong to the certificate in --tls-cert ${cert}: ${(error as Error).message}`);
+    throw new ConfigError(`${nameOf("tlsKey")}: ${key} does not belong to the certificate in ${nameOf("tlsCert")} ${cert}: ${(error as Error).message}`);
   }
   return tls;
 }
 
-function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
+function serverOptions(config: ServeConfig, log: Logger, nameOf: OptionName, httpListenName: string): ServerOptions {
   const { listen, db, durability, dbTimeoutMs, tlsCert, tlsKey, tlsClientCa, authTokens, httpListen, metricsListen: _alias, retainMs, logLevel: _, ...limits } = config;
   return {
     listen,
@@ -64,10 +67,11 @@ function serverOptions(config: ServeConfig, log: Logger): ServerOptions {
     durability,
     dbTimeoutMs,
     limits,
-    tls: tlsCert && tlsKey ? readTls(tlsCert, tlsKey, tlsClientCa) : undefined,
+    tls: tlsCert && tlsKey ? readTls(tlsCert, tlsKey, tlsClientCa, nameOf) : undefined,
     authorizer: authTokens ? Authorizer.fromFile(authTokens) : undefined,
     httpListen: httpListen ?? undefined,
     retainMs: retainMs ?? undefined,
+    optionNames: { db: nameOf("db"), listen: nameOf("listen"), httpListen: httpListenName },
     log,
   };
 }
@@ -85,9 +89,13 @@ async function serve(args: string[]): Promise<number> {
     process.stdout.write(serveHelp());
     return 0;
   }
-  const config = loadServeConfig(values as Record<string, string | undefined>, process.env);
+  const flags = values as Record<string, string | undefined>;
+  const config = loadServeConfig(flags, process.env);
   const log = jsonLogger(config.logLevel);
-  const server = await startServer(serverOptions(config, log));
+  const nameOf: OptionName = (key) => optionName(key, flags, process.env);
+  // The HTTP address may have come through its alias.
+  const httpListenName = flags["http-listen"] === undefined && process.env.REPRISE_HTTP_LISTEN === undefined ? nameOf("metricsListen") : nameOf("httpListen");
+  const server = await startServer(serverOptions(config, log, nameOf, httpListenName));
   const httpBase = server.httpPort === null ? null : `${config.tlsCert ? "https" : "http"}://${config.httpListen!.replace(/:\d+$/, `:${server.httpPort}`)}`;
   const metricsNote = httpBase === null ? "" : `; console on ${httpBase}/, JSON API on ${httpBase}/api/v1/, metrics on ${httpBase}/metrics`;
   const stopped = new Promise<void>((resolve) => {

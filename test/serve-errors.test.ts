@@ -14,7 +14,12 @@ import { CLI, spawnCoordinator } from "./process-helpers.js";
 const run = promisify(execFile);
 
 async function serve(...args: string[]) {
-  return run(process.execPath, [CLI, "serve", ...args], { timeout: 15_000 }).then(
+  return serveWith({}, ...args);
+}
+
+/** `reprise serve` with more environment variables. */
+async function serveWith(env: Record<string, string>, ...args: string[]) {
+  return run(process.execPath, [CLI, "serve", ...args], { timeout: 15_000, env: { ...process.env, ...env } }).then(
     ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
     (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
   );
@@ -110,6 +115,34 @@ describe("starting reprise serve", () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(`reprise: --db: the folder ${missing} does not exist\n`);
     expect(existsSync(missing)).toBe(false);
+  });
+
+  test("a value that came from an environment variable is named by the variable, not the flag: REPRISE_DB, REPRISE_LISTEN, REPRISE_TLS_CERT", async () => {
+    const dir = tempDir();
+    const missing = join(dir, "no-such-folder");
+    expect(await serveWith({ REPRISE_DB: join(missing, "reprise.db") }, "--listen", "127.0.0.1:0")).toMatchObject({
+      code: 2,
+      stderr: `reprise: REPRISE_DB: the folder ${missing} does not exist\n`,
+    });
+    const taken: Server = await new Promise((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => resolve(server));
+    });
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const result = await serveWith({ REPRISE_LISTEN: `127.0.0.1:${port}` }, "--db", join(dir, "reprise.db"));
+      expect(result).toMatchObject({ code: 2, stderr: `reprise: REPRISE_LISTEN: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n` });
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+    const notes = join(dir, "notes.txt");
+    writeFileSync(notes, "not a certificate\n");
+    const tls = await serveWith({ REPRISE_TLS_CERT: notes, REPRISE_TLS_KEY: notes }, "--listen", "127.0.0.1:0", "--db", join(dir, "reprise.db"));
+    expect(tls.code).toBe(2);
+    expect(tls.stderr).toMatch(new RegExp(`^reprise: REPRISE_TLS_CERT: ${notes.replace(/[.]/g, "\\.")} is not a PEM certificate`));
+    // Given as a flag as well, the flag wins and is the one named.
+    expect((await serveWith({ REPRISE_DB: "/elsewhere/reprise.db" }, "--listen", "127.0.0.1:0", "--db", join(missing, "reprise.db"))).stderr).toBe(
+      `reprise: --db: the folder ${missing} does not exist\n`,
+    );
   });
 
   test("a PostgreSQL --db that cannot be reached fails in one line naming --db, with the URL's password hidden", async () => {

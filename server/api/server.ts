@@ -56,6 +56,11 @@ export interface ServerOptions {
   /** Delete executions that finished longer ago than this, with their attempts; absent keeps them. */
   retainMs?: number;
   log?: Logger;
+  /**
+   * How errors name the options they are about: the flag, or the environment
+   * variable when the value came from there. Default: the flags.
+   */
+  optionNames?: { db?: string; listen?: string; httpListen?: string };
   /** For tests: a fake clock and random source. */
   clock?: Clock;
   random?: () => number;
@@ -170,27 +175,27 @@ export function redactUrl(db: string): string {
   }
 }
 
-async function openPostgres(db: string, timeoutMs: number | undefined, log: Logger, onCommit?: (changes: number, ms: number) => void): Promise<PostgresStore> {
+async function openPostgres(db: string, name: string, timeoutMs: number | undefined, log: Logger, onCommit?: (changes: number, ms: number) => void): Promise<PostgresStore> {
   try {
     return await PostgresStore.open({ url: db, timeoutMs, onWarning: (message) => log.warn(message), onCommit });
   } catch (error) {
     const reason = error instanceof StoreUnavailableError ? error.message : `${(error as Error).message}`;
-    throw new ConfigError(`--db: cannot use the PostgreSQL database ${redactUrl(db)}: ${reason}`);
+    throw new ConfigError(`${name}: cannot use the PostgreSQL database ${redactUrl(db)}: ${reason}`);
   }
 }
 
-/** Opens the store, turning the failures an operator can fix into errors that name --db. */
-function openStore(open: () => SqliteStore, db: string): SqliteStore {
+/** Opens the store, turning the failures an operator can fix into errors that name the option (`name`: --db or REPRISE_DB). */
+function openStore(open: () => SqliteStore, db: string, name: string): SqliteStore {
   const lockExisted = existsSync(lockPathOf(db));
   try {
     return open();
   } catch (error) {
     // A start that failed leaves no lock file of its own beside whatever --db named.
     if (!lockExisted) rmSync(lockPathOf(db), { force: true });
-    if (error instanceof DatabaseInUseError) throw new ConfigError(`--db: ${error.message}`);
-    if (!existsSync(dirname(db))) throw new ConfigError(`--db: the folder ${dirname(db)} does not exist`);
+    if (error instanceof DatabaseInUseError) throw new ConfigError(`${name}: ${error.message}`);
+    if (!existsSync(dirname(db))) throw new ConfigError(`${name}: the folder ${dirname(db)} does not exist`);
     if ((error as { code?: string }).code === "SQLITE_CANTOPEN" || (error as { code?: string }).code === "SQLITE_NOTADB") {
-      throw new ConfigError(`--db: cannot open ${db} as a database: ${(error as Error).message}`);
+      throw new ConfigError(`${name}: cannot open ${db} as a database: ${(error as Error).message}`);
     }
     throw error;
   }
@@ -223,10 +228,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     : undefined;
   const holds = new EventLoopHolds(log);
   metrics?.registry.registerMetric(holds as never);
+  const names = { db: "--db", listen: "--listen", httpListen: "--http-listen", ...options.optionNames };
   const postgres = isPostgresUrl(options.db);
   const createdDatabase = !postgres && !existsSync(options.db);
   store = postgres
-    ? await openPostgres(options.db, options.dbTimeoutMs, log, metrics && ((changes, ms) => metrics.commit(changes, ms)))
+    ? await openPostgres(options.db, names.db, options.dbTimeoutMs, log, metrics && ((changes, ms) => metrics.commit(changes, ms)))
     : openStore(() =>
         new SqliteStore({
           path: options.db,
@@ -235,7 +241,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           onWarning: (message) => log.warn(message),
           holds,
         }),
-      options.db);
+      options.db,
+      names.db);
   // On PostgreSQL every node reads the database's clock, so that all decide on one.
   const clock: Clock = options.clock ?? (store instanceof PostgresStore ? store.clock : systemClock);
   coordinator = new Coordinator({ store, clock, random: options.random, log, metrics });
@@ -281,14 +288,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // A coordinator that never served leaves no new database behind.
     if (createdDatabase) for (const path of [options.db, `${options.db}-wal`, `${options.db}-shm`, lockPathOf(options.db)]) rmSync(path, { force: true });
     const reason = /\[listen (\w+): ([^\]]*?) \S+\]/.exec(String((error as Error).message));
-    throw reason ? new ConfigError(`--listen: cannot listen on ${options.listen}: ${reason[2]} (${reason[1]})`) : error;
+    throw reason ? new ConfigError(`${names.listen}: cannot listen on ${options.listen}: ${reason[2]} (${reason[1]})`) : error;
   });
   const http =
     metrics && httpListen
       ? await serveHttp({ listen: httpListen, handlers: executions, metrics, tls: options.tls, authorizer: options.authorizer, statusOf, log }).catch(async (error: unknown) => {
           server.forceShutdown();
           await store!.close();
-          throw new ConfigError(`--http-listen: cannot listen on ${httpListen}: ${(error as Error).message}`);
+          throw new ConfigError(`${names.httpListen}: cannot listen on ${httpListen}: ${(error as Error).message}`);
         })
       : null;
   coordinator.start();

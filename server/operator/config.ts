@@ -247,6 +247,12 @@ export function loadServeConfig(flags: Record<string, string | undefined>, env: 
   return result;
 }
 
+/** How an error names a serve option: its flag, or its environment variable when the value came from there. */
+export function optionName(key: keyof ServeConfig, flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): string {
+  const option = SERVE_OPTIONS.find((candidate) => candidate.key === key)!;
+  return flags[option.flag] === undefined && env[option.env] !== undefined ? option.env : `--${option.flag}`;
+}
+
 export function serveHelp(): string {
   const shown = (option: (typeof SERVE_OPTIONS)[number]) => {
     if ("show" in option) return (option.show as (value: unknown) => string)(option.default);
