@@ -202,6 +202,28 @@ describe("reprise operator commands", () => {
     });
   });
 
+  test("rerun --state --rate N paces the re-runs at N a second, so that the work they start comes back gradually; a rate that is not positive is refused", async () => {
+    await withCoordinator(async (c) => {
+      await c.executions.submitBatch({ submissions: Array.from({ length: 6 }, () => ({ task: "paced" })) });
+      const { attempts } = await c.workers.leaseAttempts({ workerId: "cli-test-worker", tasks: ["paced"], maxAttempts: 6 });
+      await c.workers.reportOutcomes({ outcomes: attempts.map((a) => ({ leaseToken: a.leaseToken, outcome: { case: "failure" as const, value: { type: "Declined", message: "no" } } })) });
+
+      const paced = await reprise(c, "rerun", "--task", "paced", "--state", "failed", "--rate", "10", "--yes");
+      expect(paced).toMatchObject({ code: 0, stdout: "re-ran 6 of 6 FAILED executions of paced\n" });
+      // Each re-run makes its execution due at once: their due times are the re-runs' times.
+      const due = (await c.executions.listExecutions({ task: "paced" })).executions.map((e) => Number(e.nextAttemptAt!.seconds) * 1000 + e.nextAttemptAt!.nanos / 1e6).sort((a, b) => a - b);
+      // Re-run k goes out k/10 s after the first was sent; the first's own call time is the slack.
+      for (let i = 1; i < due.length; i++) expect(due[i]! - due[0]!).toBeGreaterThanOrEqual(i * 100 - 50);
+
+      for (const rate of ["0", "-1", "fast"]) {
+        expect(await reprise(c, "rerun", "--state", "failed", "--rate", rate, "--yes")).toMatchObject({
+          code: 2,
+          stderr: `reprise: --rate: must be a positive number of re-runs a second; got ${JSON.stringify(rate)}\n`,
+        });
+      }
+    });
+  });
+
   test("ls warns on stderr about a task whose executions are due while no worker takes them, as 'no pollers'", async () => {
     await withCoordinator(async (c) => {
       await reprise(c, "submit", "nightly_export");

@@ -415,12 +415,12 @@ const RERUN_MAX = 100_000;
 async function rerun(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine({
     args,
-    options: { ...COMMON, task: { type: "string" }, state: { type: "string" }, since: { type: "string" }, yes: { type: "boolean", short: "y" } },
+    options: { ...COMMON, task: { type: "string" }, state: { type: "string" }, since: { type: "string" }, rate: { type: "string" }, yes: { type: "boolean", short: "y" } },
     allowPositionals: true,
   });
   if (values.help) {
     process.stdout.write(`Usage: reprise rerun ID
-       reprise rerun --state S [--task T] [--since D] [--yes]
+       reprise rerun --state S [--task T] [--since D] [--rate N] [--yes]
 
 Runs executions that ended FAILED, ABANDONED, TIMED_OUT or CANCELLED again. Each keeps
 its id, its attempts and its idempotency key; its next attempt is due at once and its
@@ -429,13 +429,15 @@ retry limit counts afresh.
   --state S      re-run every execution in state S: failed, abandoned, timed_out or cancelled
   --task T       only executions of task T
   --since D      only those that ended in the last D: 30m, 1h, 2d (seconds when bare)
+  --rate N       at most N re-runs a second, so that the work they start comes back gradually
+                 (default: as fast as the coordinator answers)
   --yes, -y      do not ask; without it, rerun --state says how many it will re-run and asks
 
 ${COMMON_HELP}`);
     return EXIT.ok;
   }
-  const many = values.state !== undefined || values.task !== undefined || values.since !== undefined;
-  if (positionals.length > 0 && many) throw new ConfigError("rerun: give either one execution id or --state (with --task and --since), not both");
+  const many = values.state !== undefined || values.task !== undefined || values.since !== undefined || values.rate !== undefined;
+  if (positionals.length > 0 && many) throw new ConfigError("rerun: give either one execution id or --state (with --task, --since and --rate), not both");
   if (positionals.length === 0 && values.state === undefined) {
     throw new ConfigError("rerun: give an execution id, or --state to re-run many, for example: reprise rerun --task charge_card --state failed --since 1h");
   }
@@ -455,6 +457,8 @@ ${COMMON_HELP}`);
   const state = ExecutionState[stateFlag.toUpperCase() as keyof typeof ExecutionState] as ExecutionState;
   const sinceMs = values.since === undefined ? null : secondsOrDuration(values.since);
   if (sinceMs === null && values.since !== undefined) throw new ConfigError(`--since: must be seconds or a duration with a unit, such as 30m, 1h or 2d; got ${JSON.stringify(values.since)}`);
+  const rate = values.rate === undefined ? Infinity : Number(values.rate);
+  if (!(rate > 0)) throw new ConfigError(`--rate: must be a positive number of re-runs a second; got ${JSON.stringify(values.rate)}`);
   const c = connect(values);
   const say = (text: string) => process.stderr.write(text);
   try {
@@ -499,10 +503,15 @@ ${COMMON_HELP}`);
     const failed: { id: string; reason: string }[] = [];
     let next = 0;
     lastProgress = Date.now();
+    const began = Date.now();
     await Promise.all(
       Array.from({ length: Math.min(RERUN_CONCURRENCY, ids.length) }, async () => {
         while (next < ids.length) {
-          const id = ids[next++]!;
+          const index = next++;
+          const id = ids[index]!;
+          // With --rate, re-run k goes out k/rate seconds after the first.
+          const wait = began + (index / rate) * 1000 - Date.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
           try {
             await c.client.rerunExecution({ executionId: id }, { metadata: c.metadata });
             done.push(id);
