@@ -115,9 +115,16 @@ describe.runIf(available)("the console in a browser", () => {
     await page.close();
   });
 
-  test("the tasks page shows each task's declared policy, its executions by state and its workers, and flags due work that no worker takes; the workers page lists the workers", async () => {
+  test("the tasks page shows each task's declared policy in the CLI's words, its executions by state and its workers, and flags due work that no worker takes; the workers page lists the workers", async () => {
     await start();
-    await c.workers.declareTasks({ workerId: "billing-7", tasks: [{ name: "charge_card", retryPolicy: { limit: 3, backoffMin: seconds(1), backoffMax: seconds(30), backoffCoefficient: 2 } }] });
+    await c.workers.declareTasks({
+      workerId: "billing-7",
+      tasks: [
+        { name: "charge_card", retryPolicy: { limit: 3, backoffMin: seconds(1), backoffMax: seconds(30), backoffCoefficient: 2 } },
+        // Left out, an unlimited policy's backoffs are the wire's default range, 1–60 s.
+        { name: "poll_feed", retryPolicy: { unlimited: true } },
+      ],
+    });
     await submit(c, "charge_card");
     await succeed(c, (await leaseNow(c, ["charge_card"]))[0]!);
     await submit(c, "export_report");
@@ -126,7 +133,8 @@ describe.runIf(available)("the console in a browser", () => {
     const charge = page.locator('tr[data-task="charge_card"]');
     await charge.waitFor();
     // billing-7 declared it, and the test's own worker leased its work.
-    expect(await charge.textContent()).toMatch(/charge_card3 retries, 1 s × 2\^\(k−1\), at most 30 s.*SUCCEEDED\s*1.*2 seen, last/);
+    expect(await charge.textContent()).toMatch(/charge_card3 retries, after 1 s × 2\^\(k−1\), at most 30 s.*SUCCEEDED\s*1.*2 seen, last/);
+    expect(await page.locator('tr[data-task="poll_feed"]').textContent()).toMatch(/poll_feedunlimited retries, each after 1–60 s \(random\)/);
     const orphan = page.locator('tr[data-task="export_report"]');
     expect(await orphan.textContent()).toMatch(/export_reportNO WORKERnot declared.*PENDING\s*1.*10 failed, 0 retried0 seen/);
     await shot(page, "tasks");

@@ -1,5 +1,6 @@
 // How the console writes times, durations, states and payloads.
 import type { Attempt, Execution, Failure, Payload, RetryPolicy } from "./api.js";
+import { describePolicy as describeFields } from "../../server/operator/policy-text.js";
 
 export const ms = (timestamp: string | undefined): number | null => (timestamp === undefined ? null : Date.parse(timestamp));
 
@@ -36,20 +37,19 @@ export function failureLine(failure: Failure | undefined): string {
   return first ? `${failure.type ?? "Error"}: ${first}` : (failure.type ?? "");
 }
 
+/** The policy in words, as the CLI writes it (server/operator/policy-text.ts). */
 export function describePolicy(policy: RetryPolicy | undefined): string {
-  if (!policy || (!policy.unlimited && !policy.limit)) return "no retries (at most once)";
-  const min = durationMs(policy.backoffMin) / 1000;
-  const max = policy.backoffMax === undefined ? min : durationMs(policy.backoffMax) / 1000;
-  const count = policy.unlimited ? "unlimited retries" : `${policy.limit} ${policy.limit === 1 ? "retry" : "retries"}`;
-  let text =
-    policy.backoffCoefficient && min > 0
-      ? `${count}, ${min} s × ${policy.backoffCoefficient}^(k−1), at most ${max} s`
-      : min === 0 && max === 0
-        ? `${count}, immediately`
-        : `${count}, after ${min === max ? `${min} s` : `${min}–${max} s`}${policy.unlimited ? " (random)" : ""}`;
-  if (policy.jitter) text += `, jitter ${policy.jitter}`;
-  if (policy.maxElapsed) text += `, within ${duration(durationMs(policy.maxElapsed))}`;
-  return text;
+  const ms = (value: string | undefined) => (value === undefined ? null : durationMs(value));
+  const fields = policy && {
+    limit: policy.limit ?? 0,
+    unlimited: policy.unlimited ?? false,
+    backoffMinMs: ms(policy.backoffMin),
+    backoffMaxMs: ms(policy.backoffMax),
+    coefficient: policy.backoffCoefficient ?? 0,
+    jitter: policy.jitter ?? 0,
+    maxElapsedMs: ms(policy.maxElapsed) ?? 0,
+  };
+  return describeFields(fields, duration);
 }
 
 /** The rule that set the wait after an attempt, as the CLI and the docs name it. */

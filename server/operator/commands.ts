@@ -13,6 +13,7 @@ import type { Attempt, Execution, RetryPolicy, ServiceClient } from "@reprise/wi
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { ConfigError, parseDurationMs, readPem } from "./config.js";
 import { clockTime, duration, paint, relative, stateText, table, terminalStyle } from "./format.js";
+import { describePolicy as describeFields } from "./policy-text.js";
 import type { Style } from "./format.js";
 import { durationToMs, msToDuration, timestampToMs } from "../coordinator/time.js";
 import { RULE_NAMES } from "../coordinator/policy.js";
@@ -144,23 +145,19 @@ const ms = (t: Timestamp | undefined) => (t ? timestampToMs(t) : null);
 const attemptStateName = (state: AttemptState) => AttemptState[state] ?? String(state);
 const isTerminal = (state: ExecutionState) => state !== ExecutionState.PENDING && state !== ExecutionState.RUNNING;
 const asJson = (execution: Execution) => toJson(ExecutionSchema, execution);
-const seconds = (d: Duration | undefined) => (d ? durationToMs(d) / 1000 : 0);
 
 export function describePolicy(policy: RetryPolicy | undefined): string {
-  if (!policy || (!policy.unlimited && policy.limit === 0)) return "no retries (at most once)";
-  const min = policy.backoffMin ? seconds(policy.backoffMin) : policy.unlimited && !policy.backoffMax ? 1 : 0;
-  const max = policy.backoffMax ? seconds(policy.backoffMax) : policy.unlimited && !policy.backoffMin ? 60 : min;
-  const count = policy.unlimited ? "unlimited retries" : `${policy.limit} ${policy.limit === 1 ? "retry" : "retries"}`;
-  let text: string;
-  if (policy.backoffCoefficient !== 0 && min > 0) {
-    text = `${count}, after ${min} s × ${policy.backoffCoefficient}^(k−1), at most ${max} s`;
-  } else {
-    const backoff = min === 0 && max === 0 ? "immediately" : min === max ? `after ${min} s` : `after ${min}–${max} s`;
-    text = policy.unlimited ? `${count}, each ${backoff === "immediately" ? backoff : `${backoff} (random)`}` : `${count}, ${backoff}`;
-  }
-  if (policy.jitter > 0) text += `, jitter ${policy.jitter}`;
-  if (policy.maxElapsed && durationToMs(policy.maxElapsed) > 0) text += `, within ${duration(durationToMs(policy.maxElapsed))}`;
-  return text;
+  const ms = (d: Duration | undefined) => (d ? durationToMs(d) : null);
+  const fields = policy && {
+    limit: policy.limit,
+    unlimited: policy.unlimited,
+    backoffMinMs: ms(policy.backoffMin),
+    backoffMaxMs: ms(policy.backoffMax),
+    coefficient: policy.backoffCoefficient,
+    jitter: policy.jitter,
+    maxElapsedMs: ms(policy.maxElapsed) ?? 0,
+  };
+  return describeFields(fields, duration);
 }
 
 function failureText(attempt: Attempt | Execution): string {
