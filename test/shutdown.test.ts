@@ -8,7 +8,7 @@ import { seconds, tempDir, until } from "./helpers.js";
 import { spawnCoordinator } from "./process-helpers.js";
 
 describe("shutdown", () => {
-  test("on SIGTERM long-polls return empty, watches end with UNAVAILABLE, nothing acknowledged is lost, and the process exits 0 within 5 s", async () => {
+  test("on SIGTERM long-polls return empty, a worker that asks again is refused with UNAVAILABLE, watches end with UNAVAILABLE, nothing acknowledged is lost, and the process exits 0 within 5 s", async () => {
     const db = join(tempDir(), "reprise.db");
     const c = await spawnCoordinator(db);
     const { execution } = await c.executions.submit({ task: "watched" });
@@ -38,6 +38,12 @@ describe("shutdown", () => {
     const signalledAt = Date.now();
     c.child.kill("SIGTERM");
     expect((await poll).attempts).toEqual([]);
+    // Asked again at once, as a worker would: refused, not answered empty again and again.
+    const asked = await c.workers.leaseAttempts({ workerId: "w", tasks: ["nothing_due"], wait: seconds(60) }).then(
+      () => "answered",
+      (error: { code: number }) => error.code,
+    );
+    expect(asked).toBe(status.UNAVAILABLE);
     expect(await watchEnd).toBe(status.UNAVAILABLE);
     const exit = await c.exited;
     stop = true;

@@ -312,9 +312,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     shutdown(graceMs = 3000) {
       stopping ??= (async () => {
         for (const name of ["", ...SERVICE_NAMES]) health.setStatus(name, "NOT_SERVING");
-        const ticked = coordinator.shutdown();
-        await retention?.stop();
-        await new Promise<void>((resolve) => {
+        // New calls are refused first, so that a worker whose long-poll is
+        // answered empty below and asks again gets UNAVAILABLE, and backs off,
+        // rather than another empty answer at once; the calls under way drain.
+        const drained = new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             server.forceShutdown();
             resolve();
@@ -324,6 +325,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             resolve();
           });
         });
+        const ticked = coordinator.shutdown();
+        await retention?.stop();
+        await drained;
         await ticked;
         await store.close();
         await http?.close();
