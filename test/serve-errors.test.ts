@@ -145,7 +145,7 @@ describe("starting reprise serve", () => {
     );
   });
 
-  test("a PostgreSQL --db that cannot be reached fails in one line naming --db, with the URL's password hidden", async () => {
+  test("a PostgreSQL --db that cannot be reached fails in one line naming --db, with the URL's password hidden, given as user:password@ or as ?password=", async () => {
     const port = await new Promise<number>((resolve) => {
       const probe = createServer().listen(0, "127.0.0.1", () => {
         const { port } = probe.address() as { port: number };
@@ -156,6 +156,12 @@ describe("starting reprise serve", () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
       `reprise: --db: cannot use the PostgreSQL database postgresql://reprise:***@127.0.0.1:${port}/reprise: the PostgreSQL database cannot be reached: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+    );
+ 
+    // Given as a query parameter instead, it is hidden too.
+    const query = await serve("--listen", "127.0.0.1:0", "--db", `postgresql://reprise@127.0.0.1:${port}/reprise?password=hunter2&application_name=r`);
+    expect(query.stderr).toBe(
+      `reprise: --db: cannot use the PostgreSQL database postgresql://reprise@127.0.0.1:${port}/reprise?password=***&application_name=r: the PostgreSQL database cannot be reached: connect ECONNREFUSED 127.0.0.1:${port}\n`,
     );
   });
 });

@@ -164,14 +164,15 @@ function serverCredentials(tls: ServerOptions["tls"]): grpc.ServerCredentials {
 /** True when `db` names a PostgreSQL database rather than a SQLite file. */
 export const isPostgresUrl = (db: string) => /^postgres(ql)?:\/\//i.test(db);
 
-/** The URL without its password, for logs and errors. */
+/** The URL without its password, given as user:password@ or as ?password=, for logs and errors. */
 export function redactUrl(db: string): string {
   try {
     const url = new URL(db);
     if (url.password) url.password = "***";
+    if (url.searchParams.has("password")) url.searchParams.set("password", "***");
     return url.toString();
   } catch {
-    return db.replace(/:[^:@/]*@/, ":***@");
+    return db.replace(/:[^:@/]*@/, ":***@").replace(/([?&]password=)[^&]*/gi, "$1***");
   }
 }
 

@@ -202,7 +202,7 @@ export const SERVE_OPTIONS = [
     flag: "http-listen",
     env: "REPRISE_HTTP_LISTEN",
     default: null,
-    help: "host:port to serve HTTP on (HTTPS with --tls-cert): the JSON API under /api/v1/ and Prometheus metrics at /metrics, for example 127.0.0.1:8080; off when unset",
+    help: "host:port to serve HTTP on (HTTPS with --tls-cert): the web console at /, the JSON API under /api/v1/ and Prometheus metrics at /metrics, for example 127.0.0.1:8080; off when unset",
     parse: listenAddress,
   },
   {
