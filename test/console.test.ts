@@ -88,6 +88,7 @@ describe.runIf(available)("the console in a browser", () => {
     expect(await rows.first().getAttribute("data-id")).toBe(waiting.id);
     await shot(page, "retrying-now");
 
+
     // Open one by its idempotency key; an unknown one is said so.
     await page.getByLabel("Id or idempotency key").fill("nightly-2026-11-30");
     await page.getByRole("button", { name: "Apply" }).click();
@@ -112,6 +113,18 @@ describe.runIf(available)("the console in a browser", () => {
     await page.waitForURL("**/#/executions?label=tenant%3Dacme");
     await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([charged.id]);
     expect(await page.getByLabel("Label", { exact: true }).inputValue()).toBe("tenant=acme");
+
+    // Behind a backlog of 1,200 newer PENDING executions, the waiting retry is
+    // still found; a re-run is shown as such, and a delayed first attempt "starts".
+    await c.executions.submitBatch({ submissions: Array.from({ length: 1000 }, () => ({ task: "backlog" })) });
+    await c.executions.submitBatch({ submissions: Array.from({ length: 200 }, () => ({ task: "backlog" })) });
+    await c.executions.rerunExecution({ executionId: failed.id });
+    const later = await submit(c, "nightly_report", { delay: seconds(3600) });
+    await page.goto(`${base}/#/executions?view=retrying`);
+    await expect.poll(() => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")))).toEqual([failed.id, waiting.id]);
+    expect(await page.locator(`tr[data-id="${failed.id}"] .countdown`).textContent()).toBe("due now · re-run");
+    await page.goto(`${base}/#/executions?task=nightly_report`);
+    await expect.poll(() => page.locator(`tr[data-id="${later.id}"] .countdown`).textContent()).toMatch(/^starts in (59m 5\ds|1h 00m)$/);
     await page.close();
   });
 

@@ -92,5 +92,15 @@ export function payloadText(payload: Payload | undefined): string {
 /** The last attempt's failure, the most useful line about an execution that is failing. */
 export const lastFailure = (execution: Execution) => failureLine(execution.failure ?? execution.attempts?.at(-1)?.failure);
 
-/** Waiting for a retry or a snooze: PENDING after at least one attempt. */
+/** Waiting for a retry, a snooze or after a re-run: PENDING after at least one attempt. */
 export const isRetrying = (execution: Execution) => execution.state === "EXECUTION_STATE_PENDING" && (execution.attempts?.length ?? 0) > 0;
+
+/**
+ * Why a PENDING execution waits after its last attempt, as `reprise ls
+ * --retrying` says it: the rule that set the time, or "re-run" when that
+ * attempt had ended the execution (no retry_at) and a re-run made it due.
+ */
+export function waitRule(last: Attempt): string | null {
+  if (!last.retryRule || last.retryRule === "RETRY_RULE_UNSPECIFIED") return null;
+  return last.retryAt !== undefined ? ruleName(last) : "re-run";
+}

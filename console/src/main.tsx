@@ -5,12 +5,14 @@ import { render } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, cancelExecution, getExecution, listExecutions, listTasks, listWorkers, rerunExecution, token, watchExecution } from "./api.js";
 import type { Execution, TaskSummary, Worker } from "./api.js";
-import { clockTime, describePolicy, duration, failureLine, isRetrying, lastFailure, ms, payloadText, relative, ruleName, shortState } from "./format.js";
+import { clockTime, describePolicy, duration, failureLine, isRetrying, lastFailure, ms, payloadText, relative, ruleName, shortState, waitRule } from "./format.js";
 import { Timeline } from "./timeline.js";
 
 const STATES = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "ABANDONED", "TIMED_OUT", "CANCELLED"];
 const RERUNNABLE = new Set(["FAILED", "ABANDONED", "TIMED_OUT", "CANCELLED"]);
 const OPEN = new Set(["PENDING", "RUNNING"]);
+/** How many of the soonest waiting executions "Retrying now" shows. */
+const RETRYING_SHOWN = 200;
 
 /** The current time, ticking every second, for ages and countdowns. */
 function useNow(): number {
@@ -129,13 +131,28 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
     async (pageToken?: string) => {
       setLoading(true);
       try {
-        // A page may come back short while more follow (a walk of SUCCEEDED
-        // or of a label reads a bounded window): read on, up to 10 pages, until 50 are shown.
         const executions: Execution[] = [];
         let next = pageToken;
+        if (retrying) {
+          // The soonest retries may sit behind any number of newer PENDING
+          // executions: read them all, as `reprise ls --retrying` does (up to
+          // 100 pages of 1000), and sort here.
+          for (let read = 0; read < 100; read++) {
+            const page = await listExecutions({ task, state: "PENDING", label, pageSize: 1000, pageToken: next });
+            executions.push(...(page.executions ?? []).filter(isRetrying));
+            next = page.nextPageToken;
+            if (!next) break;
+          }
+          executions.sort((a, b) => (ms(a.nextAttemptAt) ?? 0) - (ms(b.nextAttemptAt) ?? 0));
+          setPages({ executions, next: undefined });
+          setError(null);
+          return;
+        }
+        // A page may come back short while more follow (a walk of SUCCEEDED
+        // or of a label reads a bounded window): read on, up to 10 pages, until 50 are shown.
         for (let read = 0; read < 10; read++) {
-          const page = await listExecutions({ task, state: retrying ? "PENDING" : state, label, pageSize: 50, pageToken: next });
-          executions.push(...(page.executions ?? []).filter((e) => !retrying || isRetrying(e)));
+          const page = await listExecutions({ task, state, label, pageSize: 50, pageToken: next });
+          executions.push(...(page.executions ?? []));
           next = page.nextPageToken;
           if (!next || executions.length >= 50) break;
         }
@@ -159,7 +176,8 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
     location.hash = `#/executions?${next}`;
   };
   useTitle(retrying ? "Retrying now" : "Executions");
-  const rows = retrying ? [...pages.executions].sort((a, b) => (ms(a.nextAttemptAt) ?? 0) - (ms(b.nextAttemptAt) ?? 0)) : pages.executions;
+  // Retrying: the soonest, sorted when loaded; a table of thousands helps nobody.
+  const rows = retrying ? pages.executions.slice(0, RETRYING_SHOWN) : pages.executions;
 
   return (
     <main>
@@ -240,7 +258,7 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
                 const next = ms(e.nextAttemptAt);
                 const finished = ms(e.finishedAt);
                 const last = e.attempts?.at(-1);
-                const rule = last && next !== null ? ruleName(last) : null;
+                const rule = last && next !== null ? waitRule(last) : null;
                 return (
                   <tr key={e.id} data-id={e.id}>
                     <td class="mono id-cell">
@@ -254,7 +272,7 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
                     <td>{duration(now - ms(e.createdAt)!)}</td>
                     <td class="countdown">
                       {next !== null
-                        ? `${next > now ? `retry ${relative(next, now)}` : "due now"}${rule && isRetrying(e) ? ` · ${rule}` : ""}`
+                        ? `${relative(next, now) === "now" || next < now ? "due now" : `${last ? "retry" : "starts"} ${relative(next, now)}`}${rule ? ` · ${rule}` : ""}`
                         : finished !== null
                           ? `ended ${relative(finished, now)}`
                           : e.state === "EXECUTION_STATE_RUNNING"
@@ -272,6 +290,11 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
         </div>
       )}
       {!error && !loading && rows.length === 0 && <p class="empty">{retrying ? "Nothing is waiting for a retry." : "No executions match."}</p>}
+      {retrying && pages.executions.length > rows.length && (
+        <p class="muted">
+          The {RETRYING_SHOWN} soonest of {pages.executions.length.toLocaleString("en")} waiting; filter by task or label to see others.
+        </p>
+      )}
       <div class="more">
         {loading && <span aria-live="polite">Loading…</span>}
         {!loading && pages.next && <button onClick={() => void load(pages.next)}>Older executions</button>}
