@@ -17,12 +17,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { median, percentile, progress, sleep } from "./common.mjs";
-import { repriseRoot } from "./paths.mjs";
+import { benchDir, repriseRoot } from "./paths.mjs";
 
-const benchDir = fileURLToPath(new URL("../", import.meta.url));
 
 function usage(message) {
   process.stderr.write(`cold-path: ${message}\n`);

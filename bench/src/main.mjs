@@ -9,7 +9,6 @@
 //                           [--no-profile] [--results FILE]
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { killChildren, median, now, progress } from "./common.mjs";
 import { HistorySystem, buildHistory, describeProbes, probeHistory, removeDatabase, serveHistory } from "./history.mjs";
@@ -20,8 +19,8 @@ import { describeLoops } from "./scrape.mjs";
 import { buildPendingRetries } from "./seed.mjs";
 import { RepriseSystem } from "./systems/reprise.mjs";
 import { describe, dispatchLatency, retryTimer, throughput } from "./workloads.mjs";
+import { benchDir } from "./paths.mjs";
 
-const benchDir = fileURLToPath(new URL("../", import.meta.url));
 const { values: flags } = parseArgs({
   options: {
     smoke: { type: "boolean", default: false },

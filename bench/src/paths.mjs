@@ -5,6 +5,8 @@
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
+/** bench/, where the reports are written. */
+export const benchDir = fileURLToPath(new URL("../", import.meta.url));
 export const repriseRoot = process.env.BENCH_REPRISE_ROOT ?? fileURLToPath(new URL("../../", import.meta.url));
 export const coordinatorCli = join(repriseRoot, "dist/server/cli.js");
 export const clientModule = pathToFileURL(join(repriseRoot, "clients/ts/dist/index.js")).href;

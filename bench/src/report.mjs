@@ -6,13 +6,11 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { median } from "./common.mjs";
 import { HISTORY_TASKS, describeProbes } from "./history.mjs";
 import { describeLoops, worseHold } from "./scrape.mjs";
-import { repriseRoot } from "./paths.mjs";
+import { benchDir, repriseRoot } from "./paths.mjs";
 
-const benchDir = fileURLToPath(new URL("../", import.meta.url));
 const root = join(benchDir, "..");
 
 function versionOf(dir, name) {
