@@ -59,7 +59,7 @@ function readTls(cert: string, key: string, clientCa: string | null, nameOf: Opt
   return tls;
 }
 
-function serverOptions(config: ServeConfig, log: Logger, nameOf: OptionName, httpListenName: string): ServerOptions {
+function serverOptions(config: ServeConfig, log: Logger, nameOf: OptionName): ServerOptions {
   const { listen, db, durability, dbTimeoutMs, tlsCert, tlsKey, tlsClientCa, authTokens, httpListen, metricsListen: _alias, retainMs, logLevel: _, ...limits } = config;
   return {
     listen,
@@ -71,7 +71,7 @@ function serverOptions(config: ServeConfig, log: Logger, nameOf: OptionName, htt
     authorizer: authTokens ? Authorizer.fromFile(authTokens) : undefined,
     httpListen: httpListen ?? undefined,
     retainMs: retainMs ?? undefined,
-    optionNames: { db: nameOf("db"), listen: nameOf("listen"), httpListen: httpListenName },
+    optionNames: { db: nameOf("db"), listen: nameOf("listen"), httpListen: nameOf("httpListen") },
     log,
   };
 }
@@ -93,9 +93,7 @@ async function serve(args: string[]): Promise<number> {
   const config = loadServeConfig(flags, process.env);
   const log = jsonLogger(config.logLevel);
   const nameOf: OptionName = (key) => optionName(key, flags, process.env);
-  // The HTTP address may have come through its alias.
-  const httpListenName = flags["http-listen"] === undefined && process.env.REPRISE_HTTP_LISTEN === undefined ? nameOf("metricsListen") : nameOf("httpListen");
-  const server = await startServer(serverOptions(config, log, nameOf, httpListenName));
+  const server = await startServer(serverOptions(config, log, nameOf));
   const httpBase = server.httpPort === null ? null : `${config.tlsCert ? "https" : "http"}://${config.httpListen!.replace(/:\d+$/, `:${server.httpPort}`)}`;
   const metricsNote = httpBase === null ? "" : `; console on ${httpBase}/, JSON API on ${httpBase}/api/v1/, metrics on ${httpBase}/metrics`;
   const stopped = new Promise<void>((resolve) => {

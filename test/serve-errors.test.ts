@@ -131,6 +131,9 @@ describe("starting reprise serve", () => {
       const port = (taken.address() as { port: number }).port;
       const result = await serveWith({ REPRISE_LISTEN: `127.0.0.1:${port}` }, "--db", join(dir, "reprise.db"));
       expect(result).toMatchObject({ code: 2, stderr: `reprise: REPRISE_LISTEN: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n` });
+      // The HTTP address through its alias is named as the alias was given.
+      const alias = await serveWith({ REPRISE_METRICS_LISTEN: `127.0.0.1:${port}` }, "--listen", "127.0.0.1:0", "--db", join(dir, "reprise.db"));
+      expect(alias.stderr).toMatch(new RegExp(`^reprise: REPRISE_METRICS_LISTEN: cannot listen on 127\\.0\\.0\\.1:${port}: `));
     } finally {
       await new Promise((resolve) => taken.close(resolve));
     }

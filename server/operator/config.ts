@@ -225,15 +225,22 @@ export const SERVE_OPTIONS = [
   { key: "logLevel", flag: "log-level", env: "REPRISE_LOG_LEVEL", default: "warn", help: "debug, info, warn, error or silent", parse: oneOf(["debug", "info", "warn", "error", "silent"] as const) },
 ] as const satisfies readonly OptionSpec<keyof ServeConfig>[];
 
+type Flags = Record<string, string | undefined>;
+
+/** An option's value as the operator gave it, and under which name: the flag wins over the environment variable. */
+function given(option: (typeof SERVE_OPTIONS)[number], flags: Flags, env: NodeJS.ProcessEnv): { raw: string; name: string } | undefined {
+  const flagValue = flags[option.flag];
+  if (flagValue !== undefined) return { raw: flagValue, name: `--${option.flag}` };
+  const envValue = env[option.env];
+  return envValue === undefined ? undefined : { raw: envValue, name: option.env };
+}
+
 /** Resolves the configuration from parsed flags and the environment. Throws ConfigError naming the option. */
-export function loadServeConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): ServeConfig {
+export function loadServeConfig(flags: Flags, env: NodeJS.ProcessEnv): ServeConfig {
   const config: Record<string, unknown> = {};
   for (const option of SERVE_OPTIONS) {
-    const flagValue = flags[option.flag];
-    const envValue = env[option.env];
-    if (flagValue !== undefined) config[option.key] = option.parse(flagValue, `--${option.flag}`);
-    else if (envValue !== undefined) config[option.key] = option.parse(envValue, option.env);
-    else config[option.key] = option.default;
+    const value = given(option, flags, env);
+    config[option.key] = value === undefined ? option.default : option.parse(value.raw, value.name);
   }
   const result = config as unknown as ServeConfig;
   if ((result.tlsCert === null) !== (result.tlsKey === null)) throw new ConfigError("--tls-cert and --tls-key: give both or neither");
@@ -247,10 +254,15 @@ export function loadServeConfig(flags: Record<string, string | undefined>, env: 
   return result;
 }
 
-/** How an error names a serve option: its flag, or its environment variable when the value came from there. */
-export function optionName(key: keyof ServeConfig, flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): string {
-  const option = SERVE_OPTIONS.find((candidate) => candidate.key === key)!;
-  return flags[option.flag] === undefined && env[option.env] !== undefined ? option.env : `--${option.flag}`;
+/**
+ * How an error names a serve option: its flag, or its environment variable
+ * when the value came from there. The HTTP address may have come through its
+ * alias, --metrics-listen, which loadServeConfig folds into it.
+ */
+export function optionName(key: keyof ServeConfig, flags: Flags, env: NodeJS.ProcessEnv): string {
+  const option = (name: keyof ServeConfig) => SERVE_OPTIONS.find((candidate) => candidate.key === name)!;
+  const value = given(option(key), flags, env) ?? (key === "httpListen" ? given(option("metricsListen"), flags, env) : undefined);
+  return value?.name ?? `--${option(key).flag}`;
 }
 
 export function serveHelp(): string {
