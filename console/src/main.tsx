@@ -145,18 +145,17 @@ function ExecutionsPage({ query }: { query: URLSearchParams }) {
           }
           executions.sort((a, b) => (ms(a.nextAttemptAt) ?? 0) - (ms(b.nextAttemptAt) ?? 0));
           setPages({ executions, next: undefined });
-          setError(null);
-          return;
+        } else {
+          // A page may come back short while more follow (a walk of SUCCEEDED
+          // or of a label reads a bounded window): read on, up to 10 pages, until 50 are shown.
+          for (let read = 0; read < 10; read++) {
+            const page = await listExecutions({ task, state, label, pageSize: 50, pageToken: next });
+            executions.push(...(page.executions ?? []));
+            next = page.nextPageToken;
+            if (!next || executions.length >= 50) break;
+          }
+          setPages((previous) => ({ executions: pageToken ? [...previous.executions, ...executions] : executions, next }));
         }
-        // A page may come back short while more follow (a walk of SUCCEEDED
-        // or of a label reads a bounded window): read on, up to 10 pages, until 50 are shown.
-        for (let read = 0; read < 10; read++) {
-          const page = await listExecutions({ task, state, label, pageSize: 50, pageToken: next });
-          executions.push(...(page.executions ?? []));
-          next = page.nextPageToken;
-          if (!next || executions.length >= 50) break;
-        }
-        setPages((previous) => ({ executions: pageToken ? [...previous.executions, ...executions] : executions, next }));
         setError(null);
       } catch (caught) {
         setError(caught);
