@@ -39,15 +39,16 @@ export function failureLine(failure: Failure | undefined): string {
 
 /** The policy in words, as the CLI writes it (server/operator/policy-text.ts). */
 export function describePolicy(policy: RetryPolicy | undefined): string {
-  const ms = (value: string | undefined) => (value === undefined ? null : durationMs(value));
+  // A duration left out is null: it may mean a default (docs in policy-text.ts).
+  const given = (value: string | undefined) => (value === undefined ? null : durationMs(value));
   const fields = policy && {
     limit: policy.limit ?? 0,
     unlimited: policy.unlimited ?? false,
-    backoffMinMs: ms(policy.backoffMin),
-    backoffMaxMs: ms(policy.backoffMax),
+    backoffMinMs: given(policy.backoffMin),
+    backoffMaxMs: given(policy.backoffMax),
     coefficient: policy.backoffCoefficient ?? 0,
     jitter: policy.jitter ?? 0,
-    maxElapsedMs: ms(policy.maxElapsed) ?? 0,
+    maxElapsedMs: given(policy.maxElapsed) ?? 0,
   };
   return describeFields(fields, duration);
 }

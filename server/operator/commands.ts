@@ -147,15 +147,16 @@ const isTerminal = (state: ExecutionState) => state !== ExecutionState.PENDING &
 const asJson = (execution: Execution) => toJson(ExecutionSchema, execution);
 
 export function describePolicy(policy: RetryPolicy | undefined): string {
-  const ms = (d: Duration | undefined) => (d ? durationToMs(d) : null);
+  // A duration left out is null: it may mean a default (docs in policy-text.ts).
+  const given = (d: Duration | undefined) => (d ? durationToMs(d) : null);
   const fields = policy && {
     limit: policy.limit,
     unlimited: policy.unlimited,
-    backoffMinMs: ms(policy.backoffMin),
-    backoffMaxMs: ms(policy.backoffMax),
+    backoffMinMs: given(policy.backoffMin),
+    backoffMaxMs: given(policy.backoffMax),
     coefficient: policy.backoffCoefficient,
     jitter: policy.jitter,
-    maxElapsedMs: ms(policy.maxElapsed) ?? 0,
+    maxElapsedMs: given(policy.maxElapsed) ?? 0,
   };
   return describeFields(fields, duration);
 }
